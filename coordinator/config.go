@@ -1,0 +1,129 @@
+package coordinator
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"time"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/shardmatch/shardmatch/internal/clock"
+	smv1 "github.com/shardmatch/shardmatch/proto/shardmatch/v1"
+	"github.com/shardmatch/shardmatch/twophase"
+)
+
+// Policy evaluates a proposal before it may begin. policy.Engine implements it; a nil
+// Policy admits everything.
+type Policy interface {
+	Evaluate(ctx context.Context, p *smv1.Proposal, shards []*smv1.ShardInfo) (*smv1.PolicyVerdict, error)
+}
+
+// Limits bound what a proposal may ask for. Requests outside them are INVALID.
+type Limits struct {
+	MaxPlayers            int           // players per proposal
+	MaxProposalBytes      int           // encoded size of a proposal
+	MaxIDLength           int           // proposal, player and shard ids
+	MaxMatchTTL           time.Duration // match_ttl_ms
+	DefaultPrepareTimeout time.Duration // when prepare_timeout_ms is 0
+	MaxPrepareTimeout     time.Duration
+}
+
+// DefaultLimits are sized for real games: a 100-player battle royale fits.
+func DefaultLimits() Limits {
+	return Limits{MaxPlayers: 200, MaxProposalBytes: 256 << 10, MaxIDLength: 128,
+		MaxMatchTTL: 24 * time.Hour, DefaultPrepareTimeout: 5 * time.Second, MaxPrepareTimeout: time.Minute}
+}
+
+// Config configures a Node. Start from DefaultConfig.
+type Config struct {
+	// NodeID is this node's Raft server id.
+	NodeID string
+	// DataDir holds the Raft log (raft-wal) and snapshots. Required.
+	DataDir string
+	// RaftTransport carries Raft between nodes (raft.NewTCPTransport in production,
+	// raft.InmemTransport in tests). Required.
+	RaftTransport raft.Transport
+	// Bootstrap, with Peers, forms a new cluster if DataDir holds no Raft state.
+	Bootstrap bool
+	Peers     []raft.Server
+	// Participants builds the transport to shards, given where replies must go. Required.
+	Participants func(replies twophase.ReplyHandler) twophase.Transport
+
+	Clock  clock.Clock
+	Logger *slog.Logger
+	// RaftLogOutput receives hashicorp/raft's own log (default: discarded below warn to
+	// Logger's handler is not possible, so it goes to this writer; nil means io.Discard).
+	RaftLogOutput io.Writer
+	Policy        Policy
+	Observer      Observer
+	Limits        Limits
+
+	// Rho is the clock rate error tolerated: leases expire ttl·(1+Rho) after the leader
+	// last saw them renewed, so no lease ends before ttl·(1−Rho) of real time.
+	Rho float64
+	// ExpiryScan is how often the leader looks for expired leases and old transactions.
+	ExpiryScan time.Duration
+	// Retention is how long a finished transaction stays queryable before it is forgotten.
+	Retention time.Duration
+	// ResendInitial and ResendMax bound the backoff of Prepare and decision resends.
+	ResendInitial, ResendMax time.Duration
+	// MaxBatch is the most commands per Raft entry; ApplyTimeout bounds one Raft apply.
+	MaxBatch     int
+	ApplyTimeout time.Duration
+	// Raft timing. Defaults suit a LAN; tests shorten them.
+	HeartbeatTimeout, ElectionTimeout, LeaderLeaseTimeout, CommitTimeout time.Duration
+	SnapshotThreshold                                                    uint64
+	SnapshotInterval                                                     time.Duration
+
+	// UnsafeDeliverBeforeLog breaks the protocol on purpose (decisions are sent before
+	// they are logged) so tests can prove the invariant checkers catch it. Never in
+	// production.
+	UnsafeDeliverBeforeLog bool
+}
+
+// DefaultConfig returns a Config with every tunable set; callers fill in identity,
+// storage and transports.
+func DefaultConfig() Config {
+	return Config{
+		Limits: DefaultLimits(), Rho: 0.01, ExpiryScan: 100 * time.Millisecond, Retention: 10 * time.Minute,
+		ResendInitial: 100 * time.Millisecond, ResendMax: 2 * time.Second, MaxBatch: 512, ApplyTimeout: 10 * time.Second,
+		HeartbeatTimeout: time.Second, ElectionTimeout: time.Second, LeaderLeaseTimeout: 500 * time.Millisecond,
+		CommitTimeout: 5 * time.Millisecond, SnapshotThreshold: 8192, SnapshotInterval: 30 * time.Second,
+	}
+}
+
+// Validate reports the first missing or inconsistent field by name.
+func (c *Config) Validate() error {
+	switch {
+	case c.NodeID == "":
+		return errors.New("coordinator: Config.NodeID is empty")
+	case c.DataDir == "":
+		return errors.New("coordinator: Config.DataDir is empty")
+	case c.RaftTransport == nil:
+		return errors.New("coordinator: Config.RaftTransport is nil")
+	case c.Participants == nil:
+		return errors.New("coordinator: Config.Participants is nil")
+	case c.Clock == nil:
+		return errors.New("coordinator: Config.Clock is nil")
+	case c.Rho < 0 || c.Rho >= 0.5:
+		return fmt.Errorf("coordinator: Config.Rho (%v) must be in [0, 0.5)", c.Rho)
+	case c.ExpiryScan <= 0:
+		return fmt.Errorf("coordinator: Config.ExpiryScan (%s) must be > 0", c.ExpiryScan)
+	case c.MaxBatch < 1 || c.MaxBatch > MaxBatch:
+		return fmt.Errorf("coordinator: Config.MaxBatch (%d) must be in [1, %d]", c.MaxBatch, MaxBatch)
+	case c.ApplyTimeout <= 0:
+		return fmt.Errorf("coordinator: Config.ApplyTimeout (%s) must be > 0", c.ApplyTimeout)
+	case c.Limits.MaxPlayers < 2:
+		return fmt.Errorf("coordinator: Config.Limits.MaxPlayers (%d) must be >= 2", c.Limits.MaxPlayers)
+	case c.Limits.DefaultPrepareTimeout <= 0 || c.Limits.MaxPrepareTimeout < c.Limits.DefaultPrepareTimeout:
+		return fmt.Errorf("coordinator: Config.Limits.DefaultPrepareTimeout (%s) must be > 0 and <= MaxPrepareTimeout (%s)",
+			c.Limits.DefaultPrepareTimeout, c.Limits.MaxPrepareTimeout)
+	}
+	if c.Bootstrap && len(c.Peers) == 0 {
+		return errors.New("coordinator: Config.Bootstrap needs Config.Peers")
+	}
+	return nil
+}

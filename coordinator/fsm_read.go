@@ -1,0 +1,130 @@
+package coordinator
+
+import (
+	"sort"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/shardmatch/shardmatch/lease"
+	smv1 "github.com/shardmatch/shardmatch/proto/shardmatch/v1"
+	"github.com/shardmatch/shardmatch/twophase"
+)
+
+// Read-side accessors. They return copies the caller owns.
+
+// Txn returns the transaction txid.
+func (f *FSM) Txn(txid string) (*smv1.TxnRecord, bool) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	t, ok := f.txns[txid]
+	if !ok {
+		return nil, false
+	}
+	return proto.Clone(t).(*smv1.TxnRecord), true
+}
+
+// TxnByProposal returns the transaction created for proposal id pid.
+func (f *FSM) TxnByProposal(pid string) (*smv1.TxnRecord, bool) {
+	f.mu.RLock()
+	txid, ok := f.byProposal[pid]
+	f.mu.RUnlock()
+	if !ok {
+		return nil, false
+	}
+	return f.Txn(txid)
+}
+
+// Lease returns player's lease.
+func (f *FSM) Lease(player string) (lease.Lease, bool) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return f.leases.Get(player)
+}
+
+// Shard returns a registered shard.
+func (f *FSM) Shard(id string) (*smv1.ShardInfo, bool) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	s, ok := f.shards[id]
+	if !ok {
+		return nil, false
+	}
+	return proto.Clone(s).(*smv1.ShardInfo), true
+}
+
+// Shards lists the registered shards sorted by id.
+func (f *FSM) Shards() []*smv1.ShardInfo {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	out := make([]*smv1.ShardInfo, 0, len(f.shards))
+	for _, s := range f.shards {
+		out = append(out, proto.Clone(s).(*smv1.ShardInfo))
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ShardId < out[j].ShardId })
+	return out
+}
+
+// Unfinished lists, sorted by txid, the transactions a leader must drive: PREPARING, or
+// decided and not acknowledged by every shard.
+func (f *FSM) Unfinished() []*smv1.TxnRecord {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	var out []*smv1.TxnRecord
+	for _, t := range f.txns {
+		if t.State != smv1.TxnState_TXN_STATE_DONE {
+			out = append(out, proto.Clone(t).(*smv1.TxnRecord))
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Txid < out[j].Txid })
+	return out
+}
+
+// ActiveMatches lists the committed matches whose leases are live.
+func (f *FSM) ActiveMatches() []lease.Match {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return f.leases.ActiveMatches()
+}
+
+// Finished lists the txids that Forget may drop: DONE, and leases ended.
+func (f *FSM) Finished() []string {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	var out []string
+	for id, t := range f.txns {
+		if t.State == smv1.TxnState_TXN_STATE_DONE &&
+			(t.GetDecision().GetOutcome() != smv1.Outcome_OUTCOME_COMMITTED || t.GetLeaseEnd() != "") {
+			out = append(out, id)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// AppliedIndex is the index of the last entry applied.
+func (f *FSM) AppliedIndex() uint64 {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return f.applied
+}
+
+// Counts summarises the state.
+type Counts struct {
+	Txns, Preparing, Undelivered, Leases, Shards int
+}
+
+// Counts returns the sizes of the state.
+func (f *FSM) Counts() Counts {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	c := Counts{Txns: len(f.txns), Leases: f.leases.Len(), Shards: len(f.shards)}
+	for _, t := range f.txns {
+		switch {
+		case t.State == smv1.TxnState_TXN_STATE_PREPARING:
+			c.Preparing++
+		case twophase.Decided(t.State) && t.State != smv1.TxnState_TXN_STATE_DONE:
+			c.Undelivered++
+		}
+	}
+	return c
+}

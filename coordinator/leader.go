@@ -1,0 +1,238 @@
+package coordinator
+
+import (
+	"context"
+	"time"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/shardmatch/shardmatch/lease"
+	smv1 "github.com/shardmatch/shardmatch/proto/shardmatch/v1"
+	"github.com/shardmatch/shardmatch/twophase"
+)
+
+// leaderState is what a node holds while it leads one term.
+type leaderState struct {
+	term   uint64
+	driver *twophase.Driver
+}
+
+// watchLeadership starts and stops the leader's duties as Raft reports changes.
+func (n *Node) watchLeadership() {
+	defer close(n.loopDone)
+	var cancel context.CancelFunc
+	var done chan struct{}
+	stopLeading := func() {
+		if cancel != nil {
+			cancel()
+			<-done
+			cancel = nil
+		}
+	}
+	defer stopLeading()
+	for {
+		select {
+		case <-n.stop:
+			return
+		case isLeader := <-n.notify:
+			stopLeading()
+			if isLeader {
+				var ctx context.Context
+				ctx, cancel = context.WithCancel(context.Background())
+				done = make(chan struct{})
+				go func() {
+					defer close(done)
+					n.lead(ctx)
+				}()
+			}
+		}
+	}
+}
+
+// lead runs one leadership term: barrier, recovery, then the periodic duties.
+func (n *Node) lead(ctx context.Context) {
+	term := n.raft.CurrentTerm()
+	log := n.log.With("term", term)
+	// Barrier: every entry of earlier terms is applied before we look at the state.
+	for {
+		err := n.raft.Barrier(n.cfg.ApplyTimeout).Error()
+		if err == nil {
+			break
+		}
+		if ctx.Err() != nil || n.raft.State() != raft.Leader {
+			return
+		}
+		log.Warn("barrier failed; retrying", "err", err)
+	}
+	drv, err := twophase.NewDriver(twophase.DriverConfig{
+		Transport: n.transport, Log: driverLog{n}, Clock: n.cfg.Clock, Logger: log, Term: term,
+		ResendInitial: n.cfg.ResendInitial, ResendMax: n.cfg.ResendMax,
+		UnsafeDeliverBeforeLog: n.cfg.UnsafeDeliverBeforeLog,
+	})
+	if err != nil {
+		log.Error("cannot start driver", "err", err)
+		return
+	}
+	ls := &leaderState{term: term, driver: drv}
+	n.mu.Lock()
+	n.leader = ls
+	n.mu.Unlock()
+	defer func() {
+		n.mu.Lock()
+		n.leader = nil
+		n.mu.Unlock()
+		drv.Stop()
+	}()
+
+	// Presumed abort: nothing PREPARING can have been told COMMIT, so abort it; and
+	// deliver every decision not yet acknowledged everywhere.
+	unfinished := n.fsm.Unfinished()
+	for _, t := range unfinished {
+		drv.Start(n.plan(t, true))
+	}
+	log.Info("leading", "recovered_txns", len(unfinished))
+
+	exp := newExpiryTracker(n.cfg.Rho)
+	ret := map[string]time.Duration{}
+	tick := n.cfg.Clock.NewTicker(n.cfg.ExpiryScan)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C():
+			now := n.cfg.Clock.Mono()
+			if due := exp.scan(now, n.fsm.ActiveMatches()); len(due) > 0 {
+				n.applyBackground(ctx, due)
+			}
+			if old := n.retained(now, ret); len(old) > 0 {
+				n.applyBackground(ctx, []*smv1.Command{{Op: &smv1.Command_Forget{Forget: &smv1.Forget{Txids: old}}}})
+			}
+		}
+	}
+}
+
+func (n *Node) applyBackground(ctx context.Context, cmds []*smv1.Command) {
+	outs, err := n.batch.applyAll(ctx, cmds)
+	if err != nil {
+		n.log.Debug("background apply failed", "err", err)
+		return
+	}
+	for _, o := range outs {
+		if o.err != nil {
+			n.log.Debug("background command failed", "err", o.err)
+		}
+	}
+}
+
+// retained returns the finished txns older than the retention, tracking first-seen
+// times in seen on the leader's monotonic clock (a new leader starts them afresh).
+func (n *Node) retained(now time.Duration, seen map[string]time.Duration) []string {
+	fin := n.fsm.Finished()
+	live := make(map[string]bool, len(fin))
+	var old []string
+	for _, id := range fin {
+		live[id] = true
+		first, ok := seen[id]
+		if !ok {
+			seen[id] = now
+			continue
+		}
+		if now-first >= n.cfg.Retention {
+			old = append(old, id)
+		}
+	}
+	for id := range seen {
+		if !live[id] {
+			delete(seen, id)
+		}
+	}
+	return old
+}
+
+// plan turns a logged transaction into the driver's plan. recovering marks a plan made
+// by a new leader, which presumes abort for anything still PREPARING.
+func (n *Node) plan(t *smv1.TxnRecord, recovering bool) twophase.Plan {
+	p := twophase.Plan{
+		TxID: t.Txid, ProposalID: t.GetProposal().GetProposalId(), Mode: t.GetProposal().GetMode(),
+		Shards:         make(map[string][]*smv1.ShardPlayer),
+		MatchTTL:       time.Duration(t.GetProposal().GetMatchTtlMs()) * time.Millisecond,
+		PrepareTimeout: prepareTimeout(t.GetProposal(), n.cfg.Limits),
+		Acked:          t.GetAcked(),
+	}
+	for _, pl := range proposalPlayers(t.GetProposal()) {
+		p.Shards[pl.GetShardId()] = append(p.Shards[pl.GetShardId()],
+			&smv1.ShardPlayer{PlayerId: pl.GetPlayerId(), FencingToken: t.GetToken()})
+	}
+	if twophase.Decided(t.GetState()) {
+		p.Decision = t.GetDecision()
+	} else if recovering {
+		p.AbortNow = &smv1.Decide{Txid: t.Txid, Outcome: smv1.Outcome_OUTCOME_ABORTED,
+			Reason: smv1.Reason_REASON_COORDINATOR_FAILOVER, Message: "leader changed before the decision",
+			WallUnixMs: n.cfg.Clock.Now().UnixMilli()}
+	}
+	return p
+}
+
+// driverLog is the driver's view of the log.
+type driverLog struct{ n *Node }
+
+func (l driverLog) Decide(ctx context.Context, d *smv1.Decide) (*smv1.Decision, error) {
+	res, err := l.n.batch.apply(ctx, &smv1.Command{Op: &smv1.Command_Decide{Decide: d}})
+	if err != nil {
+		return nil, err
+	}
+	if res.Err != nil {
+		return nil, res.Err
+	}
+	return res.Txn.GetDecision(), nil
+}
+
+func (l driverLog) Acked(ctx context.Context, txid, shard string) error {
+	res, err := l.n.batch.apply(ctx, &smv1.Command{Op: &smv1.Command_Acked{Acked: &smv1.Acked{Txid: txid, ShardId: shard}}})
+	if err != nil {
+		return err
+	}
+	return res.Err
+}
+
+// expiryTracker measures lease TTLs on the leader's monotonic clock. A match's clock
+// (re)starts whenever the leader first sees it or sees its renew_seq change, so a new
+// leader gives every lease its full TTL from takeover. Leases end ttl·(1+rho) after that
+// point: late is safe, early would double-book.
+type expiryTracker struct {
+	rho  float64
+	seen map[string]trackedMatch
+}
+
+type trackedMatch struct {
+	seq      uint64
+	deadline time.Duration
+}
+
+func newExpiryTracker(rho float64) *expiryTracker {
+	return &expiryTracker{rho: rho, seen: make(map[string]trackedMatch)}
+}
+
+// scan returns the Expire commands due at now for the given live matches.
+func (e *expiryTracker) scan(now time.Duration, matches []lease.Match) []*smv1.Command {
+	var due []*smv1.Command
+	live := make(map[string]bool, len(matches))
+	for _, m := range matches {
+		live[m.TxID] = true
+		tm, ok := e.seen[m.TxID]
+		if !ok || tm.seq != m.RenewSeq {
+			e.seen[m.TxID] = trackedMatch{seq: m.RenewSeq, deadline: now + time.Duration(float64(m.TTL)*(1+e.rho))}
+			continue
+		}
+		if now >= tm.deadline {
+			due = append(due, &smv1.Command{Op: &smv1.Command_Expire{Expire: &smv1.Expire{Txid: m.TxID, RenewSeq: m.RenewSeq}}})
+		}
+	}
+	for id := range e.seen {
+		if !live[id] {
+			delete(e.seen, id)
+		}
+	}
+	return due
+}

@@ -1,0 +1,62 @@
+package coordinator
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/raft"
+	wal "github.com/hashicorp/raft-wal"
+)
+
+// raftStores is the durable storage of one node: raft-wal for the log and stable
+// store (fsync'd on every append), file snapshots beside it.
+type raftStores struct {
+	wal   *wal.WAL
+	snaps *raft.FileSnapshotStore
+}
+
+func openStores(dir string, logOut io.Writer) (*raftStores, error) {
+	walDir := filepath.Join(dir, "raft-wal")
+	if err := os.MkdirAll(walDir, 0o750); err != nil {
+		return nil, fmt.Errorf("coordinator: data dir: %w", err)
+	}
+	w, err := wal.Open(walDir)
+	if err != nil {
+		return nil, fmt.Errorf("coordinator: open raft log: %w", err)
+	}
+	snaps, err := raft.NewFileSnapshotStoreWithLogger(dir, 2, raftLogger("snapshot", logOut))
+	if err != nil {
+		_ = w.Close()
+		return nil, fmt.Errorf("coordinator: open snapshots: %w", err)
+	}
+	return &raftStores{wal: w, snaps: snaps}, nil
+}
+
+func (s *raftStores) close() error { return s.wal.Close() }
+
+func raftLogger(name string, out io.Writer) hclog.Logger {
+	if out == nil {
+		out = io.Discard
+	}
+	return hclog.New(&hclog.LoggerOptions{Name: name, Level: hclog.Warn, Output: out, JSONFormat: true})
+}
+
+func (n *Node) raftConfig(notify chan bool) *raft.Config {
+	c := raft.DefaultConfig()
+	c.LocalID = raft.ServerID(n.cfg.NodeID)
+	c.HeartbeatTimeout = n.cfg.HeartbeatTimeout
+	c.ElectionTimeout = n.cfg.ElectionTimeout
+	c.LeaderLeaseTimeout = n.cfg.LeaderLeaseTimeout
+	c.CommitTimeout = n.cfg.CommitTimeout
+	c.SnapshotThreshold = n.cfg.SnapshotThreshold
+	c.SnapshotInterval = n.cfg.SnapshotInterval
+	c.TrailingLogs = 4096
+	c.MaxAppendEntries = 256
+	c.BatchApplyCh = true
+	c.NotifyCh = notify
+	c.Logger = raftLogger("raft", n.cfg.RaftLogOutput)
+	return c
+}
