@@ -14,14 +14,21 @@ import (
 	smv1 "github.com/shardmatch/shardmatch/proto/shardmatch/v1"
 )
 
+// tb is what the harness needs of testing.TB and rapid.T alike.
+type tb interface {
+	Helper()
+	Fatal(args ...any)
+	Fatalf(format string, args ...any)
+}
+
 // fsmHarness applies commands to an FSM as Raft would, one entry per call.
 type fsmHarness struct {
-	t     testing.TB
+	t     tb
 	f     *FSM
 	index uint64
 }
 
-func newFSMHarness(t testing.TB, shards ...string) *fsmHarness {
+func newFSMHarness(t tb, shards ...string) *fsmHarness {
 	h := &fsmHarness{t: t, f: NewFSM(nil, nil)}
 	for _, s := range shards {
 		h.mustOK(h.apply(regShard(s))[0])
