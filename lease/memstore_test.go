@@ -31,7 +31,7 @@ func memHarness() leasetest.Harness {
 	return leasetest.Harness{
 		New: func(t *testing.T) lease.Store {
 			f := clock.NewFake(epoch)
-			s := newMem(t, f)
+			s := newMem(t, f, time.Second)
 			mu.Lock()
 			stores[t] = store{f, s}
 			mu.Unlock()
@@ -49,9 +49,13 @@ func memHarness() leasetest.Harness {
 	}
 }
 
-func newMem(t *testing.T, c clock.Clock) *lease.MemStore {
+// noScan is a scan interval no test advances past, for tests that count what their
+// own ExpireDue calls expire and must not race the background scan.
+const noScan = 1000 * time.Hour
+
+func newMem(t *testing.T, c clock.Clock, scan time.Duration) *lease.MemStore {
 	t.Helper()
-	s, err := lease.NewMemStore(lease.MemStoreConfig{Clock: c, Rho: testRho, ScanInterval: time.Second})
+	s, err := lease.NewMemStore(lease.MemStoreConfig{Clock: c, Rho: testRho, ScanInterval: scan})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -100,7 +104,7 @@ func held(s lease.Store, player string) bool {
 // The deadline is exactly ttl·(1+ρ), rounded up: not a nanosecond earlier.
 func TestMemStoreExpiresAtTTLTimesOnePlusRho(t *testing.T) {
 	f := clock.NewFake(epoch)
-	s := newMem(t, f)
+	s := newMem(t, f, noScan)
 	acquireActive(t, s, "tx", 100*time.Second, "p")
 	f.Advance(101*time.Second - time.Nanosecond)
 	if n := s.ExpireDue(); n != 0 || !held(s, "p") {
@@ -115,7 +119,7 @@ func TestMemStoreExpiresAtTTLTimesOnePlusRho(t *testing.T) {
 // A wall clock stepped by hours either way changes nothing: expiry is on Mono only.
 func TestMemStoreIgnoresWallClockJumps(t *testing.T) {
 	f := clock.NewFake(epoch)
-	s := newMem(t, f)
+	s := newMem(t, f, noScan)
 	acquireActive(t, s, "tx", 10*time.Second, "p")
 	f.JumpWall(48 * time.Hour)
 	f.Advance(5 * time.Second)
@@ -138,7 +142,7 @@ func TestMemStoreIgnoresWallClockJumps(t *testing.T) {
 func TestMemStoreBackgroundExpiry(t *testing.T) {
 	defer goleak.VerifyNone(t)
 	f := clock.NewFake(epoch)
-	s := newMem(t, f)
+	s := newMem(t, f, time.Second)
 	acquireActive(t, s, "tx", 10*time.Second, "p")
 	f.WaitForTimers(1) // the scan ticker
 	f.Advance(11 * time.Second)
@@ -184,7 +188,7 @@ func TestMemStoreClose(t *testing.T) {
 }
 
 func TestMemStoreHonoursContext(t *testing.T) {
-	s := newMem(t, clock.NewFake(epoch))
+	s := newMem(t, clock.NewFake(epoch), noScan)
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	if _, err := s.Acquire(ctx, "tx", []string{"p"}, time.Second); !errors.Is(err, context.Canceled) {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"maps"
 	"math/rand/v2"
+	"runtime"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -104,7 +105,7 @@ func (e *env) oneWinner(round int) error {
 // the store granted a held player.
 func (e *env) churn() error {
 	tr := &tracker{holder: map[string]string{}, last: map[string]uint64{}}
-	var wins atomic.Int64
+	var wins, losses atomic.Int64
 	errs := make([]error, raceGoroutines)
 	var wg sync.WaitGroup
 	for g := range raceGoroutines {
@@ -119,6 +120,8 @@ func (e *env) churn() error {
 				}
 				if won {
 					wins.Add(1)
+				} else {
+					losses.Add(1)
 				}
 			}
 		})
@@ -127,8 +130,9 @@ func (e *env) churn() error {
 	if err := errors.Join(errs...); err != nil {
 		return err
 	}
-	if wins.Load() == 0 {
-		return errors.New("no acquire ever succeeded")
+	// Without both outcomes the run exercised no contention and proved nothing.
+	if wins.Load() == 0 || losses.Load() == 0 {
+		return fmt.Errorf("%d acquires won and %d lost: no contention was exercised", wins.Load(), losses.Load())
 	}
 	return nil
 }
@@ -161,6 +165,12 @@ func (e *env) churnOnce(tr *tracker, rng *rand.Rand, txid string, activate bool)
 	}
 	if err := tr.take(txid, ls); err != nil {
 		return false, err
+	}
+	// Hold the players across a few yields, so that other goroutines try for them
+	// while they are held even when a fast store and few CPUs would otherwise let
+	// each goroutine run its whole loop alone.
+	for range 3 {
+		runtime.Gosched()
 	}
 	if activate {
 		if err := e.s.Activate(e.ctx, txid); err != nil {

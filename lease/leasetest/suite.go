@@ -69,8 +69,10 @@ func (h Harness) withDefaults() (Harness, error) {
 // error describing the first violation otherwise; it never fails t itself, t is only
 // passed on to the harness.
 type Check struct {
+	// Name is the subtest name Run uses.
 	Name string
-	Fn   func(t *testing.T, h Harness) error
+	// Fn runs the check against a fresh store from h.
+	Fn func(t *testing.T, h Harness) error
 }
 
 // Checks returns every check, in the order Run runs them.
