@@ -81,8 +81,8 @@ type Driver struct {
 // DriverStats counts what the driver did.
 type DriverStats struct {
 	Started, Committed, Aborted, Timeouts int64
-	PrepareSends, DecisionSends         int64
-	StrayReplies                         int64
+	PrepareSends, DecisionSends           int64
+	StrayReplies                          int64
 }
 
 // NewDriver returns a driver; it starts nothing until Start.
