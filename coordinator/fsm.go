@@ -54,12 +54,14 @@ const (
 	EventLeaseFreed // leases dropped because the txn aborted
 	EventDecided
 	EventDone
+	// EventRestored marks a snapshot restore: the state jumped to Index.
+	EventRestored
 )
 
 var eventNames = map[EventKind]string{
 	EventLeaseGranted: "granted", EventLeaseActivated: "activated", EventLeaseRenewed: "renewed",
 	EventLeaseReleased: "released", EventLeaseExpired: "expired", EventLeaseFreed: "freed",
-	EventDecided: "decided", EventDone: "done",
+	EventDecided: "decided", EventDone: "done", EventRestored: "restored",
 }
 
 func (k EventKind) String() string { return eventNames[k] }
@@ -93,8 +95,13 @@ type FSM struct {
 }
 
 // NewFSM returns an empty FSM. obs and onDecide may be nil; onDecide is called with
-// every decision as it is applied (on every replica), with the FSM lock held.
+// every decision as it is applied (on every replica), with the FSM lock held. The
+// observer first sees an EventRestored at index 0: a new FSM is the empty state, and
+// Raft will replay the log (or restore a snapshot) into it.
 func NewFSM(obs Observer, onDecide func(*smv1.Decision)) *FSM {
+	if obs != nil {
+		obs.Observe(Event{Kind: EventRestored})
+	}
 	return &FSM{
 		txns: make(map[string]*smv1.TxnRecord), byProposal: make(map[string]string),
 		leases: lease.NewTable(), shards: make(map[string]*smv1.ShardInfo),
@@ -499,6 +506,7 @@ func (f *FSM) load(st *smv1.FSMState) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.txns, f.byProposal, f.leases, f.shards, f.applied = txns, byProposal, table, shards, st.GetAppliedIndex()
+	f.emit(st.GetAppliedIndex(), EventRestored, "", nil, nil)
 	close(f.appliedCh)
 	f.appliedCh = make(chan struct{})
 	return nil

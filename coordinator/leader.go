@@ -20,13 +20,16 @@ type leaderState struct {
 // watchLeadership starts and stops the leader's duties as Raft reports changes.
 func (n *Node) watchLeadership() {
 	defer close(n.loopDone)
-	var cancel context.CancelFunc
-	var done chan struct{}
+	type term struct {
+		cancel context.CancelFunc
+		done   chan struct{}
+	}
+	var cur *term
 	stopLeading := func() {
-		if cancel != nil {
-			cancel()
-			<-done
-			cancel = nil
+		if cur != nil {
+			cur.cancel()
+			<-cur.done
+			cur = nil
 		}
 	}
 	defer stopLeading()
@@ -37,13 +40,12 @@ func (n *Node) watchLeadership() {
 		case isLeader := <-n.notify:
 			stopLeading()
 			if isLeader {
-				var ctx context.Context
-				ctx, cancel = context.WithCancel(context.Background())
-				done = make(chan struct{})
-				go func() {
+				ctx, cancel := context.WithCancel(context.Background())
+				cur = &term{cancel: cancel, done: make(chan struct{})}
+				go func(done chan struct{}) {
 					defer close(done)
 					n.lead(ctx)
-				}()
+				}(cur.done)
 			}
 		}
 	}

@@ -54,20 +54,20 @@ func New(cfg Config) (*Node, error) {
 	n.stores = stores
 	rc := n.raftConfig(n.notify)
 	if cfg.Bootstrap {
-		has, err := raft.HasExistingState(stores.wal, stores.wal, stores.snaps)
+		has, err := raft.HasExistingState(stores.log, stores.log, stores.snaps)
 		if err != nil {
 			_ = stores.close()
 			return nil, fmt.Errorf("coordinator: inspect raft state: %w", err)
 		}
 		if !has {
-			if err := raft.BootstrapCluster(rc, stores.wal, stores.wal, stores.snaps, cfg.RaftTransport,
+			if err := raft.BootstrapCluster(rc, stores.log, stores.log, stores.snaps, cfg.RaftTransport,
 				raft.Configuration{Servers: cfg.Peers}); err != nil {
 				_ = stores.close()
 				return nil, fmt.Errorf("coordinator: bootstrap: %w", err)
 			}
 		}
 	}
-	r, err := raft.NewRaft(rc, n.fsm, stores.wal, stores.wal, stores.snaps, cfg.RaftTransport)
+	r, err := raft.NewRaft(rc, n.fsm, stores.log, stores.log, stores.snaps, cfg.RaftTransport)
 	if err != nil {
 		_ = stores.close()
 		return nil, fmt.Errorf("coordinator: start raft: %w", err)
@@ -171,8 +171,8 @@ func (n *Node) Propose(ctx context.Context, p *smv1.Proposal) (*smv1.Decision, e
 		Proposal: p, Verdict: verdict, WallUnixMs: n.cfg.Clock.Now().UnixMilli()}}})
 	if err != nil {
 		var u *UnknownOutcomeError
-		if errors.As(err, &u) {
-			u.ProposalID = p.GetProposalId()
+		if errors.As(err, &u) { // the batcher shares one error among a batch: copy it
+			return nil, &UnknownOutcomeError{ProposalID: p.GetProposalId(), Cause: u.Cause}
 		}
 		return nil, err
 	}

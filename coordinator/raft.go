@@ -8,34 +8,32 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
-	wal "github.com/hashicorp/raft-wal"
 )
 
-// raftStores is the durable storage of one node: raft-wal for the log and stable
+// raftStores is the durable storage of one node: a bbolt file for the log and stable
 // store (fsync'd on every append), file snapshots beside it.
 type raftStores struct {
-	wal   *wal.WAL
+	log   *BoltStore
 	snaps *raft.FileSnapshotStore
 }
 
 func openStores(dir string, logOut io.Writer) (*raftStores, error) {
-	walDir := filepath.Join(dir, "raft-wal")
-	if err := os.MkdirAll(walDir, 0o750); err != nil {
+	if err := os.MkdirAll(dir, 0o750); err != nil {
 		return nil, fmt.Errorf("coordinator: data dir: %w", err)
 	}
-	w, err := wal.Open(walDir)
+	log, err := OpenBoltStore(filepath.Join(dir, "raft.db"))
 	if err != nil {
-		return nil, fmt.Errorf("coordinator: open raft log: %w", err)
+		return nil, err
 	}
 	snaps, err := raft.NewFileSnapshotStoreWithLogger(dir, 2, raftLogger("snapshot", logOut))
 	if err != nil {
-		_ = w.Close()
+		_ = log.Close()
 		return nil, fmt.Errorf("coordinator: open snapshots: %w", err)
 	}
-	return &raftStores{wal: w, snaps: snaps}, nil
+	return &raftStores{log: log, snaps: snaps}, nil
 }
 
-func (s *raftStores) close() error { return s.wal.Close() }
+func (s *raftStores) close() error { return s.log.Close() }
 
 func raftLogger(name string, out io.Writer) hclog.Logger {
 	if out == nil {

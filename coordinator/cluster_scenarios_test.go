@@ -1,0 +1,476 @@
+package coordinator_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/shardmatch/shardmatch/chaos/history"
+	"github.com/shardmatch/shardmatch/coordinator"
+	"github.com/shardmatch/shardmatch/internal/clock"
+	smv1 "github.com/shardmatch/shardmatch/proto/shardmatch/v1"
+	"github.com/shardmatch/shardmatch/twophase"
+)
+
+// match builds a proposal of players "player@shard", one per team.
+func match(id string, ttl time.Duration, players ...string) *smv1.Proposal {
+	p := &smv1.Proposal{ProposalId: id, Mode: "duel", MatchTtlMs: ttl.Milliseconds()}
+	for _, ps := range players {
+		var pl, sh string
+		for i := range ps {
+			if ps[i] == '@' {
+				pl, sh = ps[:i], ps[i+1:]
+			}
+		}
+		p.Teams = append(p.Teams, &smv1.Team{Players: []*smv1.Player{{PlayerId: pl, ShardId: sh}}})
+	}
+	return p
+}
+
+func requireClean(t *testing.T, r history.Report) {
+	t.Helper()
+	if !r.OK() {
+		t.Fatalf("invariant violations:\n%s", r.String())
+	}
+}
+
+func TestClusterCommitConflictAndIdempotency(t *testing.T) {
+	c := newTestCluster(t, clusterOpts{seed: 1})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+
+	d, err := c.propose(ctx, "p", match("m1", time.Minute, "x@s1", "y@s2"))
+	if err != nil || d.GetOutcome() != smv1.Outcome_OUTCOME_COMMITTED {
+		t.Fatalf("m1: %v %v", d, err)
+	}
+	if len(d.GetPlayers()) != 2 || d.GetPlayers()[0].GetFencingToken() == 0 {
+		t.Fatalf("m1 tokens: %v", d.GetPlayers())
+	}
+	// x is in m1: the whole of m2 is refused and names x and its holder.
+	d2, err := c.propose(ctx, "p", match("m2", time.Minute, "x@s1", "z@s3"))
+	if err != nil || d2.GetReason() != smv1.Reason_REASON_PLAYER_LEASED {
+		t.Fatalf("m2: %v %v", d2, err)
+	}
+	if got := d2.GetPlayers(); len(got) != 1 || got[0].GetPlayerId() != "x" || got[0].GetHolderTxid() != d.GetTxid() {
+		t.Fatalf("m2 details: %v", got)
+	}
+	// The same proposal id again: the first answer, no new txn.
+	again, err := c.propose(ctx, "p", match("m1", time.Minute, "q@s1", "r@s2"))
+	if err != nil || again.GetTxid() != d.GetTxid() || !proto.Equal(again, d) {
+		t.Fatalf("repeat m1: %v %v, want %v", again, err, d)
+	}
+	// Invalid proposals fail with a typed error and change nothing.
+	_, l, _ := c.lc.Leader(ctx)
+	before := l.FSM().Counts()
+	for name, p := range map[string]*smv1.Proposal{
+		"no players":    {ProposalId: "bad1", MatchTtlMs: 1000},
+		"player twice":  match("bad2", time.Minute, "a@s1", "a@s2"),
+		"unknown shard": match("bad3", time.Minute, "a@s1", "b@nowhere"),
+		"zero ttl":      match("bad4", 0, "a@s1", "b@s2"),
+		"negative ttl":  match("bad5", -time.Second, "a@s1", "b@s2"),
+		"no id":         match("", time.Minute, "a@s1", "b@s2"),
+	} {
+		if _, err := c.propose(ctx, "p", p); !errors.Is(err, coordinator.ErrInvalid) {
+			t.Errorf("%s: err = %v, want ErrInvalid", name, err)
+		}
+	}
+	big := match("bad6", time.Minute)
+	for i := 0; i < 300; i++ {
+		big.Teams = append(big.Teams, &smv1.Team{Players: []*smv1.Player{{PlayerId: fmt.Sprint("b", i), ShardId: "s1"}}})
+	}
+	if _, err := c.propose(ctx, "p", big); !errors.Is(err, coordinator.ErrInvalid) {
+		t.Errorf("too many players: %v", err)
+	}
+	if after := l.FSM().Counts(); after != before {
+		t.Fatalf("invalid proposals changed state: %+v -> %+v", before, after)
+	}
+	// Release frees x for a new match with a higher token.
+	if err := c.hostCall(ctx, "host", history.OpRelease, d.GetTxid()); err != nil {
+		t.Fatal(err)
+	}
+	d3, err := c.propose(ctx, "p", match("m3", time.Minute, "x@s1", "z@s3"))
+	if err != nil || d3.GetOutcome() != smv1.Outcome_OUTCOME_COMMITTED {
+		t.Fatalf("m3: %v %v", d3, err)
+	}
+	if d3.GetPlayers()[0].GetFencingToken() <= d.GetPlayers()[0].GetFencingToken() {
+		t.Fatal("token did not increase")
+	}
+	requireClean(t, c.check(20*time.Second))
+}
+
+// workload runs proposers over a pool of players (a hot few force contention) and match
+// hosts that renew and release, until ctx ends. Player i lives on shard i%shards+1.
+func (c *testCluster) workload(ctx context.Context, workers, pool int, seed int64) (committed, aborted *atomic.Int64, wait func()) {
+	committed, aborted = new(atomic.Int64), new(atomic.Int64)
+	var wg sync.WaitGroup
+	shards := len(c.shards)
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			rng := rand.New(rand.NewSource(seed + int64(w)))
+			for k := 0; ctx.Err() == nil; k++ {
+				a := rng.Intn(pool)
+				b := rng.Intn(pool)
+				if a%shards == b%shards {
+					b = (b + 1) % pool
+					if a == b {
+						continue
+					}
+				}
+				ttl := time.Duration(300+rng.Intn(700)) * time.Millisecond
+				p := match(fmt.Sprintf("w%d-%d", w, k), ttl,
+					fmt.Sprintf("p%d@s%d", a, a%shards+1), fmt.Sprintf("p%d@s%d", b, b%shards+1))
+				cctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+				d, err := c.propose(cctx, fmt.Sprint("w", w), p)
+				cancel()
+				if err != nil {
+					continue
+				}
+				if d.GetOutcome() != smv1.Outcome_OUTCOME_COMMITTED {
+					aborted.Add(1)
+					continue
+				}
+				committed.Add(1)
+				// The match host: renew a couple of times, then release or let it expire.
+				wg.Add(1)
+				go func(txid string, renews int, release bool) {
+					defer wg.Done()
+					for i := 0; i < renews; i++ {
+						select {
+						case <-time.After(ttl / 3):
+						case <-ctx.Done():
+							return
+						}
+						hctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+						err := c.hostCall(hctx, "host", history.OpRenew, txid)
+						cancel()
+						if err != nil {
+							return
+						}
+					}
+					if release {
+						hctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+						_ = c.hostCall(hctx, "host", history.OpRelease, txid)
+						cancel()
+					}
+				}(d.GetTxid(), rng.Intn(3), rng.Intn(3) > 0)
+			}
+		}(w)
+	}
+	return committed, aborted, wg.Wait
+}
+
+func TestClusterWorkloadUnderFailover(t *testing.T) {
+	if testing.Short() {
+		t.Skip("long")
+	}
+	c := newTestCluster(t, clusterOpts{seed: 7, rejectRate: 0.05})
+	ctx, cancel := context.WithTimeout(context.Background(), 9*time.Second)
+	defer cancel()
+	committed, aborted, wait := c.workload(ctx, 8, 60, 100)
+	// Fault schedule: kill the leader, restart it; isolate the leader, heal; with message
+	// loss, duplication and reordering on the participant network throughout.
+	_ = c.net.SetFaults(twophase.InmemFaults{DropRate: 0.05, DuplicateRate: 0.1, MaxDelay: 10 * time.Millisecond})
+	fctx, fcancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer fcancel()
+	pause := func(d time.Duration) {
+		select {
+		case <-time.After(d):
+		case <-ctx.Done():
+		}
+	}
+	for round := 0; round < 4 && ctx.Err() == nil; round++ {
+		pause(800 * time.Millisecond)
+		l := c.leader(fctx)
+		if round%2 == 0 {
+			if err := c.lc.Kill(l); err != nil {
+				t.Logf("kill: %v", err)
+			}
+			pause(600 * time.Millisecond)
+			if err := c.lc.Start(l); err != nil {
+				t.Fatal(err)
+			}
+		} else {
+			c.isolate(l)
+			pause(600 * time.Millisecond)
+			c.heal()
+			_ = c.net.SetFaults(twophase.InmemFaults{DropRate: 0.05, DuplicateRate: 0.1, MaxDelay: 10 * time.Millisecond})
+		}
+	}
+	<-ctx.Done()
+	wait()
+	r := c.check(30 * time.Second)
+	t.Logf("committed=%d aborted=%d stats=%v", committed.Load(), aborted.Load(), r.Stats)
+	requireClean(t, r)
+	if committed.Load() == 0 || aborted.Load() == 0 {
+		t.Fatalf("workload too thin to prove anything: committed=%d aborted=%d", committed.Load(), aborted.Load())
+	}
+}
+
+// dropTo drops every command of the given type addressed to shard.
+func dropTo(shard string, kind string) twophase.InmemHook {
+	return func(from, to string, msg proto.Message) bool {
+		cmd, ok := msg.(*smv1.ShardCommand)
+		if !ok || to != shard {
+			return true
+		}
+		switch kind {
+		case "prepare":
+			return cmd.GetPrepare() == nil
+		case "commit":
+			return cmd.GetCommit() == nil
+		}
+		return true
+	}
+}
+
+func waitFor(t *testing.T, what string, timeout time.Duration, f func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !f() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// The leader dies while a shard never got its Prepare: the new leader presumes abort.
+func TestClusterLeaderKilledDuringPrepare(t *testing.T) {
+	c := newTestCluster(t, clusterOpts{seed: 2})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c.net.SetHook(dropTo("s2", "prepare"))
+	l := c.leader(ctx)
+	done := make(chan *smv1.Decision, 1)
+	go func() {
+		d, _ := c.propose(ctx, "p", match("m1", time.Minute, "x@s1", "y@s2"))
+		done <- d
+	}()
+	waitFor(t, "s1 to vote YES", 10*time.Second, func() bool { return len(c.shards["s1"].part.InDoubt()) == 1 })
+	if err := c.lc.Kill(l); err != nil {
+		t.Fatal(err)
+	}
+	c.net.SetHook(nil)
+	d := <-done
+	if d.GetOutcome() != smv1.Outcome_OUTCOME_ABORTED || d.GetReason() != smv1.Reason_REASON_COORDINATOR_FAILOVER {
+		t.Fatalf("decision = %v", d)
+	}
+	if err := c.lc.Start(l); err != nil {
+		t.Fatal(err)
+	}
+	requireClean(t, c.check(20*time.Second))
+	if st := c.shards["s1"].part.Stats(); st.Aborts != 1 {
+		t.Fatalf("s1 stats %+v, want one abort", st)
+	}
+}
+
+// The leader logs COMMIT and dies before any shard hears it: the new leader delivers
+// the same decision, and the proposer's answer never changes.
+func TestClusterLeaderKilledBetweenDecideAndDeliver(t *testing.T) {
+	c := newTestCluster(t, clusterOpts{seed: 3})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var commits atomic.Int64
+	c.net.SetHook(func(from, to string, msg proto.Message) bool {
+		if cmd, ok := msg.(*smv1.ShardCommand); ok && cmd.GetCommit() != nil {
+			commits.Add(1)
+			return false // no shard hears the commit from this leader
+		}
+		return true
+	})
+	l := c.leader(ctx)
+	d, err := c.propose(ctx, "p", match("m1", time.Minute, "x@s1", "y@s2"))
+	if err != nil || d.GetOutcome() != smv1.Outcome_OUTCOME_COMMITTED {
+		t.Fatalf("decision %v %v", d, err)
+	}
+	waitFor(t, "a commit to be sent", 5*time.Second, func() bool { return commits.Load() > 0 })
+	if err := c.lc.Kill(l); err != nil {
+		t.Fatal(err)
+	}
+	c.net.SetHook(nil)
+	requireClean(t, c.check(20*time.Second))
+	for _, s := range []string{"s1", "s2"} {
+		if st := c.shards[s].part.Stats(); st.Commits != 1 {
+			t.Fatalf("%s: %+v, want exactly one commit", s, st)
+		}
+	}
+	again, err := c.propose(ctx, "p", match("m1", time.Minute, "x@s1", "y@s2"))
+	if err != nil || !proto.Equal(again, d) {
+		t.Fatalf("decision changed after failover: %v -> %v (%v)", d, again, err)
+	}
+}
+
+// A shard crashes after voting YES and misses the decision; on restart it replays its
+// journal, asks the leader, and commits exactly once.
+func TestClusterShardRestartWithPreparedTxn(t *testing.T) {
+	c := newTestCluster(t, clusterOpts{seed: 4})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c.net.SetHook(dropTo("s2", "commit"))
+	d, err := c.propose(ctx, "p", match("m1", time.Minute, "x@s1", "y@s2"))
+	if err != nil || d.GetOutcome() != smv1.Outcome_OUTCOME_COMMITTED {
+		t.Fatalf("decision %v %v", d, err)
+	}
+	if got := c.shards["s2"].part.InDoubt(); len(got) != 1 {
+		t.Fatalf("s2 in doubt: %v", got)
+	}
+	c.killShard("s2")
+	c.net.SetHook(nil)
+	c.restartShard(ctx, "s2")
+	waitFor(t, "s2 to learn the outcome", 10*time.Second, func() bool { return len(c.shards["s2"].part.InDoubt()) == 0 })
+	requireClean(t, c.check(20*time.Second))
+	if n := c.shards["s2"].sim.commits[d.GetTxid()]; n != 1 {
+		t.Fatalf("s2 applied the commit %d times", n)
+	}
+}
+
+// An Abort that overtakes its Prepare leaves a tombstone: the late Prepare votes NO.
+func TestClusterAbortOvertakesPrepare(t *testing.T) {
+	c := newTestCluster(t, clusterOpts{seed: 5, tweak: func(_ string, cfg *coordinator.Config) {
+		cfg.Limits.DefaultPrepareTimeout = 300 * time.Millisecond
+	}})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var held []proto.Message
+	var mu sync.Mutex
+	c.net.SetHook(func(from, to string, msg proto.Message) bool {
+		if cmd, ok := msg.(*smv1.ShardCommand); ok && cmd.GetPrepare() != nil && to == "s2" {
+			mu.Lock()
+			held = append(held, msg)
+			mu.Unlock()
+			return false
+		}
+		return true
+	})
+	d, err := c.propose(ctx, "p", match("m1", time.Minute, "x@s1", "y@s2"))
+	if err != nil || d.GetReason() != smv1.Reason_REASON_SHARD_TIMEOUT {
+		t.Fatalf("decision %v %v", d, err)
+	}
+	waitFor(t, "s2 to take the abort", 5*time.Second, func() bool { return c.shards["s2"].part.Stats().Aborts+c.shards["s2"].part.Stats().Duplicates > 0 || tombstoned(c, "s2", d.GetTxid()) })
+	c.net.SetHook(nil)
+	mu.Lock()
+	late := held[0].(*smv1.ShardCommand)
+	mu.Unlock()
+	reply, err := c.shards["s2"].part.HandleCommand(ctx, late)
+	if err != nil || reply.GetVote().GetVote() != smv1.VoteValue_VOTE_NO {
+		t.Fatalf("late prepare: %v %v, want NO", reply, err)
+	}
+	requireClean(t, c.check(20*time.Second))
+}
+
+func tombstoned(c *testCluster, shard, txid string) bool {
+	e, ok, err := c.shards[shard].journal.Get(txid)
+	return err == nil && ok && e.State == twophase.JournalAborted
+}
+
+// The checker must catch a coordinator that sends decisions before logging them: the
+// leader sends COMMIT to s1, loses its quorum before the decision is logged, and the
+// next leader presumes abort. With the safe coordinator the same faults are harmless.
+func TestCheckerCatchesDeliverBeforeLog(t *testing.T) {
+	for _, unsafe := range []bool{true, false} {
+		t.Run(fmt.Sprintf("unsafe=%v", unsafe), func(t *testing.T) {
+			c := newTestCluster(t, clusterOpts{seed: 6, unsafe: unsafe})
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			l := c.leader(ctx)
+			var once sync.Once
+			c.net.SetHook(func(from, to string, msg proto.Message) bool {
+				cmd, ok := msg.(*smv1.ShardCommand)
+				if !ok || cmd.GetCommit() == nil {
+					return true
+				}
+				// The first Commit seen: cut the leader off from its peers at once.
+				once.Do(func() { c.lc.Partition(l) })
+				return to == "s1"
+			})
+			d, _ := c.propose(ctx, "p", match("m1", time.Minute, "x@s1", "y@s2"))
+			t.Logf("decision: %v", d)
+			r := c.check(5 * time.Second)
+			if unsafe {
+				if r.OK() {
+					t.Fatal("checker passed a coordinator that delivers before logging")
+				}
+				found := false
+				for _, v := range r.Violations {
+					if v.Invariant == "I1" || v.Invariant == "I3" {
+						found = true
+					}
+				}
+				if !found {
+					t.Fatalf("violations do not include I1/I3:\n%s", r.String())
+				}
+				t.Logf("caught:\n%s", r.String())
+			} else {
+				requireClean(t, r)
+			}
+		})
+	}
+}
+
+// Lease time runs on the leader's monotonic clock only: wall-clock jumps change
+// nothing, and a new leader gives every lease its full TTL from takeover.
+func TestClusterLeaseExpiryFakeClock(t *testing.T) {
+	fake := clock.NewFake(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
+	c := newTestCluster(t, clusterOpts{seed: 8, fake: fake})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	const ttl = 10 * time.Second
+	d, err := c.propose(ctx, "p", match("m1", ttl, "x@s1", "y@s2"))
+	if err != nil || d.GetOutcome() != smv1.Outcome_OUTCOME_COMMITTED {
+		t.Fatalf("decision %v %v", d, err)
+	}
+	leased := func() bool {
+		_, n, err := c.lc.Leader(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, ok := n.FSM().Lease("x")
+		return ok
+	}
+	// advance moves the fake clock in scan-sized steps so the leader's ticker sees them.
+	advance := func(d time.Duration) {
+		for step := 20 * time.Millisecond; d > 0; d -= step {
+			fake.Advance(min(step, d))
+		}
+	}
+	advance(100 * time.Millisecond) // the leader's first scan sees the match
+	for _, n := range c.clocks {
+		n.SetOffset(-5 * time.Hour) // every wall clock jumps back, then forward
+	}
+	advance(5 * time.Second)
+	for _, n := range c.clocks {
+		n.SetOffset(+7 * time.Hour)
+	}
+	if !leased() {
+		t.Fatal("lease gone after a wall-clock jump")
+	}
+	// Leader change at t≈5s: the new leader restarts the TTL.
+	l := c.leader(ctx)
+	if err := c.lc.Kill(l); err != nil {
+		t.Fatal(err)
+	}
+	c.leader(ctx)
+	advance(100 * time.Millisecond)
+	advance(ttl - time.Second) // 14s after commit, 9.9s after takeover: must still hold
+	if !leased() {
+		t.Fatal("lease expired early after leader change")
+	}
+	if err := c.lc.Start(l); err != nil {
+		t.Fatal(err)
+	}
+	advance(2 * time.Second)
+	waitFor(t, "expiry", 10*time.Second, func() bool {
+		fake.Advance(20 * time.Millisecond)
+		return !leased()
+	})
+	requireClean(t, c.check(20*time.Second))
+}
