@@ -474,3 +474,69 @@ func TestClusterLeaseExpiryFakeClock(t *testing.T) {
 	})
 	requireClean(t, c.check(20*time.Second))
 }
+
+// Snapshots: a follower that missed more than the trailing log catches up by snapshot
+// install, another restarts from its own snapshot plus log replay, and every replica
+// ends with byte-identical state.
+func TestClusterSnapshotRestoreReplay(t *testing.T) {
+	c := newTestCluster(t, clusterOpts{seed: 9, memJournal: true, tweak: func(_ string, cfg *coordinator.Config) {
+		cfg.TrailingLogs = 8
+		cfg.SnapshotThreshold = 1 << 30 // only explicit snapshots
+	}})
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	run := func(prefix string, n int) {
+		for i := 0; i < n; i++ {
+			p := match(fmt.Sprintf("%s%d", prefix, i), time.Minute, fmt.Sprintf("%sa%d@s1", prefix, i), fmt.Sprintf("%sb%d@s2", prefix, i))
+			if _, err := c.propose(ctx, "p", p); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	run("a", 20)
+	l := c.leader(ctx)
+	f := (l + 1) % 3
+	other := (l + 2) % 3
+	if err := c.lc.Kill(f); err != nil {
+		t.Fatal(err)
+	}
+	run("b", 30)
+	// Snapshot and compact on the leader and the other follower.
+	for _, i := range []int{l, other} {
+		if err := c.lc.Node(i).Raft().Snapshot().Error(); err != nil {
+			t.Fatalf("snapshot on %d: %v", i, err)
+		}
+	}
+	if err := c.lc.Start(f); err != nil { // must install the leader's snapshot
+		t.Fatal(err)
+	}
+	run("c", 10)
+	if err := c.lc.Kill(other); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.lc.Start(other); err != nil { // restores its own snapshot, replays the rest
+		t.Fatal(err)
+	}
+	run("d", 10)
+	if !c.settle(ctx) {
+		t.Fatal("did not settle")
+	}
+	var want *smv1.FSMState
+	for i := 0; i < 3; i++ {
+		st := c.lc.Node(i).FSM().State()
+		if want == nil {
+			want = st
+			continue
+		}
+		if !proto.Equal(want, st) {
+			t.Fatalf("node %d state differs from node 0", i)
+		}
+	}
+	if len(want.Txns) < 70 {
+		t.Fatalf("only %d txns", len(want.Txns))
+	}
+	if c.lc.Node(f).Raft().Stats()["last_snapshot_index"] == "0" {
+		t.Fatal("the lagging follower did not install a snapshot")
+	}
+	requireClean(t, c.check(20*time.Second))
+}

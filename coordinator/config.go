@@ -77,6 +77,9 @@ type Config struct {
 	HeartbeatTimeout, ElectionTimeout, LeaderLeaseTimeout, CommitTimeout time.Duration
 	SnapshotThreshold                                                    uint64
 	SnapshotInterval                                                     time.Duration
+	// TrailingLogs is how many entries stay in the log after a snapshot, so a slightly
+	// lagging follower catches up from the log rather than a snapshot install.
+	TrailingLogs uint64
 
 	// UnsafeDeliverBeforeLog breaks the protocol on purpose (decisions are sent before
 	// they are logged) so tests can prove the invariant checkers catch it. Never in
@@ -91,7 +94,7 @@ func DefaultConfig() Config {
 		Limits: DefaultLimits(), Rho: 0.01, ExpiryScan: 100 * time.Millisecond, Retention: 10 * time.Minute,
 		ResendInitial: 100 * time.Millisecond, ResendMax: 2 * time.Second, MaxBatch: 512, ApplyTimeout: 10 * time.Second,
 		HeartbeatTimeout: time.Second, ElectionTimeout: time.Second, LeaderLeaseTimeout: 500 * time.Millisecond,
-		CommitTimeout: 5 * time.Millisecond, SnapshotThreshold: 8192, SnapshotInterval: 30 * time.Second,
+		CommitTimeout: 5 * time.Millisecond, SnapshotThreshold: 8192, SnapshotInterval: 30 * time.Second, TrailingLogs: 4096,
 	}
 }
 

@@ -51,7 +51,7 @@ func (n *Node) raftConfig(notify chan bool) *raft.Config {
 	c.CommitTimeout = n.cfg.CommitTimeout
 	c.SnapshotThreshold = n.cfg.SnapshotThreshold
 	c.SnapshotInterval = n.cfg.SnapshotInterval
-	c.TrailingLogs = 4096
+	c.TrailingLogs = n.cfg.TrailingLogs
 	c.MaxAppendEntries = 256
 	c.BatchApplyCh = true
 	c.NotifyCh = notify
