@@ -356,7 +356,9 @@ func TestClusterAbortOvertakesPrepare(t *testing.T) {
 	if err != nil || d.GetReason() != smv1.Reason_REASON_SHARD_TIMEOUT {
 		t.Fatalf("decision %v %v", d, err)
 	}
-	waitFor(t, "s2 to take the abort", 5*time.Second, func() bool { return c.shards["s2"].part.Stats().Aborts+c.shards["s2"].part.Stats().Duplicates > 0 || tombstoned(c, "s2", d.GetTxid()) })
+	waitFor(t, "s2 to take the abort", 5*time.Second, func() bool {
+		return c.shards["s2"].part.Stats().Aborts+c.shards["s2"].part.Stats().Duplicates > 0 || tombstoned(c, "s2", d.GetTxid())
+	})
 	c.net.SetHook(nil)
 	mu.Lock()
 	late := held[0].(*smv1.ShardCommand)

@@ -39,7 +39,7 @@ type clusterOpts struct {
 	rejectRate    float64 // share of prepares a shard refuses on its own
 	// fake, if set, is the one clock of the whole run: nodes, shards and history.
 	fake  *clock.Fake
-	tweak         func(id string, c *coordinator.Config)
+	tweak func(id string, c *coordinator.Config)
 }
 
 type testShard struct {
