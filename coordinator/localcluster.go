@@ -218,7 +218,7 @@ func (c *LocalCluster) Propose(ctx context.Context, p *smv1.Proposal) (*smv1.Dec
 }
 
 // OnLeader runs f on the nodes in turn until one succeeds or fails for a reason other
-// than "not leader" or an unknown outcome. f must be idempotent.
+// than "not leader", "closed" or an unknown outcome. f must be idempotent.
 func (c *LocalCluster) OnLeader(ctx context.Context, f func(*Node) error) error {
 	var err error
 	for ctx.Err() == nil {
@@ -228,7 +228,8 @@ func (c *LocalCluster) OnLeader(ctx context.Context, f func(*Node) error) error 
 				continue
 			}
 			err = f(n)
-			if err == nil || !(errors.Is(err, ErrNotLeader) || errors.Is(err, ErrOutcomeUnknown)) {
+			// A node killed mid-call answers ErrClosed: try the next one.
+			if err == nil || !(errors.Is(err, ErrNotLeader) || errors.Is(err, ErrOutcomeUnknown) || errors.Is(err, ErrClosed)) {
 				return err
 			}
 		}

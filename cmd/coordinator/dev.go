@@ -1,0 +1,160 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/shardmatch/shardmatch/shardsvc"
+)
+
+// devOptions are the flags of `coordinator dev`.
+type devOptions struct {
+	duration, settleTimeout, matchTTL, killEvery, policyTimeout time.Duration
+	rate, hot, violations                                       float64
+	inflight, nodes, shards, players                            int
+	seed                                                        int64
+	data, policyBundle, summaryJSON, logLevel                   string
+	noPolicy                                                    bool
+}
+
+func parseDevFlags(args []string, stderr io.Writer) (devOptions, int, bool) {
+	var o devOptions
+	fs := flag.NewFlagSet("coordinator dev", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: coordinator dev [flags]\n\nA 3-node coordinator cluster, shards with simulated players, the policy engine and a load\n"+
+			"driver, in this process. Stops after --duration or on Ctrl-C, settles, audits every shard and\n"+
+			"node, prints a summary and exits 0 if the audit is clean, 1 if not.\n\nflags:")
+		fs.PrintDefaults()
+	}
+	fs.DurationVar(&o.duration, "duration", 0, "stop after this long (0: run until Ctrl-C)")
+	fs.Float64Var(&o.rate, "rate", 200, "target proposals per second")
+	fs.IntVar(&o.inflight, "inflight", 64, "most proposals awaiting a decision at once")
+	fs.Float64Var(&o.hot, "hot", 0.05, "share of proposals built around a few hot players (forces PLAYER_LEASED)")
+	fs.Float64Var(&o.violations, "violations", 0.02, "share of proposals built to break the policy (POLICY_DENIED)")
+	fs.DurationVar(&o.matchTTL, "match-ttl", 5*time.Second, "match TTL: matches are renewed every TTL/3, then released")
+	fs.Int64Var(&o.seed, "seed", 1, "seed of the players, the load and the network")
+	fs.IntVar(&o.nodes, "nodes", 3, "coordinator nodes")
+	fs.IntVar(&o.shards, "shards", 3, "shards (s1, s2 in eu-west, s3 in us-east, ...)")
+	fs.IntVar(&o.players, "players", 2000, "simulated players per shard")
+	fs.StringVar(&o.data, "data", "", "data `directory` for Raft and the shard journals (default: a temp dir removed at exit)")
+	fs.StringVar(&o.policyBundle, "policy-bundle", "", "policy bundle `directory`, hot-reloaded (default: the embedded default bundle)")
+	fs.BoolVar(&o.noPolicy, "no-policy", false, "admit every proposal without evaluating policy")
+	fs.DurationVar(&o.policyTimeout, "policy-timeout", 250*time.Millisecond, "bound on one policy evaluation")
+	fs.StringVar(&o.summaryJSON, "summary-json", "", "also write the summary as JSON to this `file`")
+	fs.DurationVar(&o.settleTimeout, "settle-timeout", 30*time.Second, "how long to wait for in-flight transactions to finish before the audit")
+	fs.DurationVar(&o.killEvery, "chaos-kill-leader-every", 0, "kill the leader this often and restart it (0: never)")
+	fs.StringVar(&o.logLevel, "log-level", "warn", "log level on stderr: debug, info, warn, error or off")
+	if code, done := parseFlags(fs, args); done {
+		return o, code, true
+	}
+	if o.shards < 2 || o.nodes < 1 || o.players < 1 || o.duration < 0 || o.killEvery < 0 {
+		fmt.Fprintln(stderr, "coordinator dev: need --shards >= 2, --nodes >= 1, --players >= 1, non-negative durations")
+		return o, 2, true
+	}
+	return o, 0, false
+}
+
+// runDev implements `coordinator dev`.
+func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	o, code, done := parseDevFlags(args, stderr)
+	if done {
+		return code
+	}
+	log, err := newLogger(stderr, o.logLevel)
+	if err != nil {
+		fmt.Fprintf(stderr, "coordinator dev: %v\n", err)
+		return 2
+	}
+	ctx, stopSignals := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stopSignals()
+
+	st, err := startDevStack(ctx, o, log)
+	if err != nil {
+		fmt.Fprintf(stderr, "coordinator dev: start: %v\n", err)
+		return 1
+	}
+	defer st.close()
+	dc := shardsvc.DefaultDriverConfig()
+	dc.Proposer, dc.Worlds, dc.Clock, dc.Seed, dc.Logger = clusterProposer{st.lc}, st.worlds(), st.clk, o.seed, log
+	dc.Rate, dc.MaxInFlight, dc.HotShare, dc.ViolationShare, dc.MatchTTL = o.rate, o.inflight, o.hot, o.violations, o.matchTTL
+	drv, err := shardsvc.NewDriver(dc)
+	if err != nil {
+		fmt.Fprintf(stderr, "coordinator dev: %v\n", err)
+		return 2
+	}
+	fmt.Fprintf(stderr, "coordinator dev: %d coordinators, %d shards × %d players, data in %s; %g proposals/s, %d in flight. Ctrl-C stops.\n",
+		o.nodes, o.shards, o.players, st.dir, o.rate, o.inflight)
+
+	runCtx, stopRun := ctx, context.CancelFunc(func() {})
+	if o.duration > 0 {
+		runCtx, stopRun = context.WithTimeout(ctx, o.duration)
+	}
+	defer stopRun()
+	kills := make(<-chan int)
+	if o.killEvery > 0 {
+		kills = st.killLeaders(runCtx, o.killEvery, log)
+	}
+	stopStatus := shardsvc.ShowStatus(stderr, drv, time.Second, isTerminal(stderr), st.leader)
+	_ = drv.Run(runCtx) // returns once in-flight proposals are decided and hosted matches released
+	stopStatus()
+	stopSignals() // from here a second Ctrl-C kills the process
+	leaderKills := 0
+	if o.killEvery > 0 {
+		leaderKills = <-kills
+	}
+
+	fmt.Fprintln(stderr, "coordinator dev: load stopped; settling and auditing")
+	settled := st.settle(o.settleTimeout)
+	in, err := st.auditInput()
+	if err != nil {
+		fmt.Fprintf(stderr, "coordinator dev: audit: %v\n", err)
+		return 1
+	}
+	sum := shardsvc.NewSummary(drv.Stats(), o.rate, shardsvc.Audit(in), st.leader(), leaderKills, settled)
+	sum.WriteText(stdout)
+	if o.summaryJSON != "" {
+		b, _ := json.MarshalIndent(sum, "", "  ")
+		if err := os.WriteFile(o.summaryJSON, append(b, '\n'), 0o644); err != nil {
+			fmt.Fprintf(stderr, "coordinator dev: %v\n", err)
+			return 1
+		}
+	}
+	if !sum.Clean {
+		return 1
+	}
+	return 0
+}
+
+// isTerminal reports whether w is a terminal, where the status line is rewritten in
+// place.
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+}
+
+func newLogger(w io.Writer, level string) (*slog.Logger, error) {
+	var l slog.Level
+	switch strings.ToLower(level) {
+	case "off", "none":
+		return slog.New(slog.DiscardHandler), nil
+	default:
+		if err := l.UnmarshalText([]byte(level)); err != nil {
+			return nil, fmt.Errorf("--log-level %q: want debug, info, warn, error or off", level)
+		}
+	}
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l})), nil
+}

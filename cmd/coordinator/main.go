@@ -1,0 +1,80 @@
+// Command coordinator is the shardmatch binary: one subcommand per file, each wiring
+// packages together (coordinator, shardsvc, policy) and doing nothing else.
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+)
+
+// command is one subcommand.
+type command struct {
+	name, args, summary string
+	run                 func(ctx context.Context, args []string, stdout, stderr io.Writer) int
+}
+
+// commands lists the subcommands, in the order help shows them.
+var commands = []command{
+	{"dev", "[flags]", "run a whole deployment in this process with live status, then audit it", runDev},
+	{"policy", "test|eval [flags]", "run the policy bundle's tests, or explain its verdict on a proposal", runPolicy},
+	{"version", "", "print the version", runVersion},
+}
+
+// planned are the subcommands that arrive with later issues.
+var planned = []command{
+	{name: "serve", summary: "run a production coordinator node"},
+	{name: "status", summary: "show a cluster at a glance"},
+	{name: "chaos", summary: "run a chaos scenario and report"},
+	{name: "bench", summary: "measure throughput and latency"},
+	{name: "nats", summary: "run or inspect the NATS transport"},
+}
+
+func main() {
+	os.Exit(run(context.Background(), os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// run dispatches to a subcommand and returns the exit code: 2 for usage errors.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		usage(stderr)
+		return 2
+	}
+	name := args[0]
+	switch name {
+	case "help", "-h", "-help", "--help":
+		if len(args) > 1 && name == "help" {
+			return run(ctx, []string{args[1], "-h"}, stdout, stderr)
+		}
+		usage(stdout)
+		return 0
+	}
+	for _, c := range commands {
+		if c.name == name {
+			return c.run(ctx, args[1:], stdout, stderr)
+		}
+	}
+	for _, c := range planned {
+		if c.name == name {
+			fmt.Fprintf(stderr, "coordinator %s: not yet implemented (%s arrives with a later issue)\n", name, c.summary)
+			return 2
+		}
+	}
+	fmt.Fprintf(stderr, "coordinator: unknown command %q\n\n", name)
+	usage(stderr)
+	return 2
+}
+
+func usage(w io.Writer) {
+	fmt.Fprintln(w, "usage: coordinator <command> [arguments]")
+	fmt.Fprintln(w, "\ncommands:")
+	for _, c := range commands {
+		fmt.Fprintf(w, "  %-8s %-18s %s\n", c.name, c.args, c.summary)
+	}
+	fmt.Fprintln(w, "\nnot yet implemented:")
+	for _, c := range planned {
+		fmt.Fprintf(w, "  %-8s %-18s %s\n", c.name, "", c.summary)
+	}
+	fmt.Fprintln(w, "\nRun 'coordinator help <command>' for a command's flags.")
+}
