@@ -1,0 +1,23 @@
+// Package natsutil is shardmatch's NATS plumbing: the subject names every component
+// agrees on (DESIGN §3), the JetStream streams behind them, the W3C traceparent header,
+// and an embedded nats-server for tests, `coordinator dev` and `coordinator nats`.
+//
+// Subjects take a configurable prefix (default "sm"):
+//
+//	<p>.v1.req.propose            stream SM_REQ     proposer → leader
+//	<p>.v1.shard.<shard>.cmd      stream SM_CMD     leader → shard (Prepare, Commit, Abort)
+//	<p>.v1.coord.vote.<shard>     core NATS         shard → leader
+//	<p>.v1.coord.ack.<shard>      core NATS         shard → leader
+//	<p>.v1.status                 core NATS request anyone → leader
+//	<p>.v1.shard.register         core NATS         shard → leader
+//	<p>.v1.events.match.<outcome> stream SM_EVENTS  leader → downstream
+//
+// What this package must never do:
+//   - import anything of shardmatch's except internal/clock: it is leaf plumbing;
+//   - know the protocol's messages: it moves bytes and headers, it does not decode them;
+//   - build a subject from an unvalidated token: a shard id containing '.', '*' or '>'
+//     would let one shard speak for another, so every builder validates and fails with
+//     an *InvalidTokenError;
+//   - make correctness depend on a stream keeping a message: streams are delivery
+//     buffers, the coordinator's Raft log is the truth (DESIGN §3 failure rules).
+package natsutil

@@ -1,0 +1,89 @@
+package natsutil_test
+
+import (
+	"context"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/shardmatch/shardmatch/internal/natsutil"
+)
+
+func TestEnsureStreamsIdempotentAndUpdatable(t *testing.T) {
+	s := startServer(t, t.TempDir(), 0)
+	defer natsutil.Shutdown(s)
+	_, js := connect(t, s)
+	ctx := context.Background()
+
+	for range 2 {
+		if err := natsutil.EnsureStreams(ctx, js, natsutil.StreamConfig{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want := map[string]string{"SM_REQ": "sm.v1.req.propose", "SM_CMD": "sm.v1.shard.*.cmd", "SM_EVENTS": "sm.v1.events.>"}
+	for name, subj := range want {
+		st, err := js.Stream(ctx, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := st.CachedInfo().Config
+		if !slices.Equal(c.Subjects, []string{subj}) || c.Storage != jetstream.FileStorage || c.Duplicates != natsutil.DefaultDedupeWindow ||
+			c.MaxAge != natsutil.DefaultMaxAge || c.MaxMsgSize != natsutil.DefaultMaxMsgSize || c.Discard != jetstream.DiscardOld || c.Replicas != 1 {
+			t.Errorf("%s config = %+v", name, c)
+		}
+	}
+
+	// Changed limits are applied in place.
+	if err := natsutil.EnsureStreams(ctx, js, natsutil.StreamConfig{DedupeWindow: 30 * time.Second, MaxAge: time.Hour, MaxMsgs: 1000}); err != nil {
+		t.Fatal(err)
+	}
+	st, err := js.Stream(ctx, "SM_CMD")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := st.CachedInfo().Config; c.Duplicates != 30*time.Second || c.MaxAge != time.Hour || c.MaxMsgs != 1000 {
+		t.Errorf("updated SM_CMD config = %+v", c)
+	}
+
+	// What cannot change fails, naming the stream.
+	err = natsutil.EnsureStreams(ctx, js, natsutil.StreamConfig{Storage: jetstream.MemoryStorage})
+	if err == nil || !strings.Contains(err.Error(), "SM_REQ") {
+		t.Fatalf("storage change = %v", err)
+	}
+
+	// Dedupe on Nats-Msg-Id.
+	a1, err := js.Publish(ctx, "sm.v1.shard.s1.cmd", []byte("x"), jetstream.WithMsgID("tx1/prepare/s1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a2, err := js.Publish(ctx, "sm.v1.shard.s1.cmd", []byte("x"), jetstream.WithMsgID("tx1/prepare/s1"))
+	if err != nil || !a2.Duplicate || a2.Sequence != a1.Sequence {
+		t.Fatalf("second publish = %+v, %v", a2, err)
+	}
+}
+
+func TestStreamConfigsValidate(t *testing.T) {
+	for _, bad := range []natsutil.StreamConfig{
+		{Prefix: "a..b"},
+		{Replicas: -1},
+		{Replicas: 7},
+		{Storage: 9},
+		{MaxAge: -time.Second},
+		{DedupeWindow: time.Hour, MaxAge: time.Minute},
+	} {
+		if _, err := natsutil.StreamConfigs(bad); err == nil {
+			t.Errorf("StreamConfigs(%+v) succeeded", bad)
+		}
+	}
+	cfgs, err := natsutil.StreamConfigs(natsutil.StreamConfig{Prefix: "acme", Replicas: 3, MaxBytes: 1 << 30})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cfgs) != 3 || cfgs[1].Name != "ACME_CMD" || cfgs[1].Subjects[0] != "acme.v1.shard.*.cmd" || cfgs[1].Replicas != 3 ||
+		cfgs[1].MaxBytes != 1<<30 || cfgs[1].MaxMsgs != -1 {
+		t.Fatalf("configs = %+v", cfgs)
+	}
+}

@@ -1,0 +1,35 @@
+// Package natstransport carries the two-phase commit protocol over NATS JetStream: the
+// coordinator side is a twophase.Transport (Coordinator), the shard side serves a
+// twophase.CommandHandler, normally a *twophase.Participant, from its durable consumer
+// (Serve).
+//
+//	leader ── Prepare/Commit/Abort ──▶ stream SM_CMD, subject <p>.v1.shard.<shard>.cmd
+//	                                   Nats-Msg-Id = <txid>/<phase>/<shard>, traceparent, Sm-Term
+//	          durable pull consumer shard-<shard> (explicit ack, MaxAckPending > 1)
+//	shard  ── Vote ──▶ core <p>.v1.coord.vote.<shard>
+//	       ── Ack  ──▶ core <p>.v1.coord.ack.<shard>
+//
+// Delivery semantics. A command is stored once per dedupe window: a driver resend with
+// the same Nats-Msg-Id inside the window is acknowledged by JetStream as a duplicate
+// and not stored again. That is safe because the stream holds the first copy and the
+// durable consumer redelivers it until the shard acks it, and the shard acks only after
+// it has handled the command and published its reply. Replies travel on core NATS and
+// can be lost (a reconnect, a slow consumer); a lost vote costs an abort at the
+// prepare timeout, and a lost ack delays the txn's DONE until a resend falls outside the
+// dedupe window (default 2 minutes). Neither breaks an invariant: every handler is
+// idempotent by txid and the coordinator's Raft log, not the stream, is the truth.
+//
+// Ordering. A shard handles commands of different txids in parallel (Workers, default
+// 16) and the commands of one txid one at a time in stream order: a txid always hashes
+// to the same worker. The consumer never needs MaxAckPending = 1.
+//
+// What this package must never do:
+//   - decide anything: it moves commands and replies, the driver and the Participant
+//     decide;
+//   - hand the coordinator a reply whose shard_id differs from the shard named by the
+//     subject it came on: NATS permissions on that subject are what prove who voted;
+//   - apply, or pass to a handler, a command it cannot decode or that names another
+//     shard: such messages are logged, counted and terminated, never retried forever;
+//   - ack a command before its handler returned and its reply was published;
+//   - crash on anything that arrives on the wire.
+package natstransport

@@ -1,0 +1,99 @@
+package natstransport
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync/atomic"
+
+	"github.com/nats-io/nats.go"
+)
+
+// ServerStats are a Server's counters since Serve.
+type ServerStats struct {
+	Received    uint64 // messages taken from the consumer
+	Redelivered uint64 // of which delivered before (ack lost, AckWait passed, or nak)
+	Handled     uint64 // commands answered and acked
+	Votes       uint64 // votes published
+	Acks        uint64 // acks published
+	// Malformed commands could not be decoded, had no Prepare/Commit/Abort or no
+	// txid. WrongShard commands named another shard. Rejected commands were refused
+	// by the handler for good (malformed, wrong shard, conflicting decision). All
+	// three are logged and terminated: never applied, never redelivered.
+	Malformed, WrongShard, Rejected uint64
+	HandlerErrors                   uint64 // transient handler errors, nak'd for redelivery with backoff
+	PublishErrors                   uint64 // replies that could not be published (nak'd)
+	AckErrors                       uint64 // acks, naks and terms that could not be sent
+	Returned                        uint64 // queued commands nak'd back at Close
+	ConsumeErrors                   uint64 // errors from the consumer (missed heartbeats, status)
+}
+
+type serverCounters struct {
+	received, redelivered, handled, votes, acks, malformed, wrongShard, rejected atomic.Uint64
+	handlerErrors, publishErrors, ackErrors, returned, consumeErrors             atomic.Uint64
+}
+
+// Stats returns a snapshot of the counters.
+func (s *Server) Stats() ServerStats {
+	c := &s.stats
+	return ServerStats{
+		Received: c.received.Load(), Redelivered: c.redelivered.Load(), Handled: c.handled.Load(),
+		Votes: c.votes.Load(), Acks: c.acks.Load(), Malformed: c.malformed.Load(), WrongShard: c.wrongShard.Load(),
+		Rejected: c.rejected.Load(), HandlerErrors: c.handlerErrors.Load(), PublishErrors: c.publishErrors.Load(),
+		AckErrors: c.ackErrors.Load(), Returned: c.returned.Load(), ConsumeErrors: c.consumeErrors.Load(),
+	}
+}
+
+// ShardID returns the shard this server answers for.
+func (s *Server) ShardID() string { return s.cfg.ShardID }
+
+// Done is closed once the server has stopped: after Drain or Close, or on its own when
+// its connection closed or its consumer was deleted (it logs that at error level).
+func (s *Server) Done() <-chan struct{} { return s.done }
+
+// Drain stops taking commands, handles every command already delivered to this
+// process, publishes their replies, acks them, and flushes the connection. If ctx ends
+// first, the handlers' context is cancelled, commands still queued are handed back
+// (nak) for redelivery, and Drain returns ctx's error once the handlers in progress
+// have returned. In-doubt recovery stops at once.
+func (s *Server) Drain(ctx context.Context) error {
+	s.stop()
+	s.iter.Drain()
+	select {
+	case <-s.done:
+	case <-ctx.Done():
+		s.hcancel()
+		<-s.done
+		return fmt.Errorf("natstransport: drain shard %s: %w", s.cfg.ShardID, ctx.Err())
+	}
+	s.hcancel()
+	return s.flush(ctx)
+}
+
+// Close stops at once: commands buffered but not yet queued are dropped (JetStream
+// redelivers them after AckWait), queued ones are handed back (nak), and the handlers
+// in progress see their context cancelled. It returns once they have returned.
+func (s *Server) Close() error {
+	s.stop()
+	s.hcancel()
+	s.iter.Stop()
+	<-s.done
+	return nil
+}
+
+func (s *Server) stop() {
+	s.stopOnce.Do(func() {
+		close(s.stopCh)
+		s.rcancel()
+	})
+}
+
+func (s *Server) flush(ctx context.Context) error {
+	if s.cfg.Conn.IsClosed() {
+		return nil
+	}
+	if err := flush(ctx, s.cfg.Conn); err != nil && !errors.Is(err, nats.ErrConnectionClosed) {
+		return fmt.Errorf("natstransport: drain shard %s: flush: %w", s.cfg.ShardID, err)
+	}
+	return nil
+}

@@ -1,0 +1,382 @@
+package natstransport
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/shardmatch/shardmatch/internal/clock"
+	"github.com/shardmatch/shardmatch/internal/natsutil"
+	smv1 "github.com/shardmatch/shardmatch/proto/shardmatch/v1"
+	"github.com/shardmatch/shardmatch/twophase"
+)
+
+// Participant-side defaults, used where ParticipantConfig leaves a field zero.
+const (
+	// DefaultWorkers is how many txids a shard handles at once.
+	DefaultWorkers = 16
+	// DefaultMaxAckPending bounds the commands delivered to a shard and not acked.
+	DefaultMaxAckPending = 256
+	// DefaultAckWait is how long JetStream waits for a shard's ack before redelivering.
+	DefaultAckWait = 30 * time.Second
+	// DefaultNakDelay is the first redelivery delay after a handler error.
+	DefaultNakDelay = 250 * time.Millisecond
+	// DefaultNakDelayMax caps the doubling redelivery delay.
+	DefaultNakDelayMax = 10 * time.Second
+)
+
+// ParticipantConfig configures one shard's server. Conn, ShardID and Handler are
+// required.
+type ParticipantConfig struct {
+	// Conn is the shard's NATS connection. The Server does not close it. Configure it
+	// to reconnect forever (nats.MaxReconnects(-1)): consumption resumes on its own.
+	Conn *nats.Conn
+	// JetStream creates the consumer and consumes (nil: jetstream.New(Conn)).
+	JetStream jetstream.JetStream
+	// Prefix of the subjects (natsutil.DefaultPrefix if empty).
+	Prefix string
+	// ShardID is this shard; it must be a single NATS token (natsutil.ValidateShardID).
+	ShardID string
+	// Handler answers commands: normally the shard's *twophase.Participant, which
+	// brings the journal, idempotency and fence checks.
+	Handler twophase.CommandHandler
+	// Logger receives dropped commands and handler errors. Nil discards.
+	Logger *slog.Logger
+	// Workers is how many txids are handled in parallel (DefaultWorkers).
+	Workers int
+	// AckWait is how long JetStream waits for an ack before redelivering
+	// (DefaultAckWait). A shard killed mid-command gets it again after this.
+	AckWait time.Duration
+	// MaxDeliver caps deliveries per command; 0 or -1 means unbounded, which is right:
+	// the coordinator's log is the truth and a handler error is usually transient.
+	MaxDeliver int
+	// MaxAckPending bounds commands delivered and not yet acked (DefaultMaxAckPending).
+	// It must be > 1 for txids to be handled in parallel.
+	MaxAckPending int
+	// NakDelay is the redelivery delay after a handler error, doubled per delivery up
+	// to NakDelayMax (DefaultNakDelay, DefaultNakDelayMax).
+	NakDelay, NakDelayMax time.Duration
+	// Querier, if set and Handler has InDoubt and Recover (as *twophase.Participant
+	// does), makes the Server ask the coordinator for the outcome of every in-doubt
+	// txid at start, retrying with RecoverInterval..RecoverIntervalMax backoff until
+	// none is left. Commands from the consumer settle them too, so it is optional.
+	Querier twophase.OutcomeQuerier
+	// RecoverInterval and RecoverIntervalMax bound the recovery backoff (1s, 30s).
+	RecoverInterval, RecoverIntervalMax time.Duration
+	// Clock times the recovery backoff (nil: the machine's clock).
+	Clock clock.Clock
+}
+
+func (c *ParticipantConfig) setDefaults() error {
+	switch {
+	case c.Conn == nil:
+		return errors.New("natstransport: ParticipantConfig.Conn is nil")
+	case c.Handler == nil:
+		return errors.New("natstransport: ParticipantConfig.Handler is nil")
+	case c.Workers < 0, c.MaxAckPending < 0, c.AckWait < 0, c.NakDelay < 0, c.NakDelayMax < 0,
+		c.RecoverInterval < 0, c.RecoverIntervalMax < 0:
+		return fmt.Errorf("natstransport: ParticipantConfig values must be >= 0: %+v", *c)
+	case c.MaxAckPending == 1:
+		return errors.New("natstransport: ParticipantConfig.MaxAckPending is 1: that serialises every txid; use > 1")
+	}
+	if err := natsutil.ValidateShardID(c.ShardID); err != nil {
+		return fmt.Errorf("natstransport: ParticipantConfig.ShardID: %w", err)
+	}
+	def := func(v *time.Duration, d time.Duration) {
+		if *v == 0 {
+			*v = d
+		}
+	}
+	def(&c.AckWait, DefaultAckWait)
+	def(&c.NakDelay, DefaultNakDelay)
+	def(&c.NakDelayMax, DefaultNakDelayMax)
+	def(&c.RecoverInterval, time.Second)
+	def(&c.RecoverIntervalMax, 30*time.Second)
+	if c.Clock == nil {
+		c.Clock = clock.NewReal()
+	}
+	if c.Workers == 0 {
+		c.Workers = DefaultWorkers
+	}
+	if c.MaxAckPending == 0 {
+		c.MaxAckPending = DefaultMaxAckPending
+	}
+	if c.MaxDeliver == 0 {
+		c.MaxDeliver = -1
+	}
+	return nil
+}
+
+// ConsumerName is the durable consumer of a shard on the command stream: shard-<id>.
+func ConsumerName(shardID string) string { return "shard-" + shardID }
+
+// Server consumes one shard's commands from its durable consumer and answers them
+// through the Handler. Stop it with Drain (graceful) or Close.
+//
+// Structure: one dispatcher goroutine takes messages from the consumer in stream
+// order, decodes them and routes each to worker hash(txid) mod Workers; each worker
+// handles its queue in order. So one txid's commands never overlap and keep stream
+// order, and different txids run in parallel.
+type Server struct {
+	cfg       ParticipantConfig
+	log       *slog.Logger
+	voteSubj  string
+	ackSubj   string
+	cmdSubj   string
+	consumer  jetstream.Consumer
+	iter      jetstream.MessagesContext
+	queues    []chan job
+	workers   sync.WaitGroup
+	hctx      context.Context // handlers' context: cancelled by Close or a Drain deadline
+	hcancel   context.CancelFunc
+	rcancel   context.CancelFunc // stops recovery
+	recovered chan struct{}      // closed when the recovery goroutine is gone
+	done      chan struct{}      // closed when everything has stopped
+	stopOnce  sync.Once
+	stopCh    chan struct{} // closed by the first Drain or Close
+	stats     serverCounters
+}
+
+type job struct {
+	msg  jetstream.Msg
+	cmd  *smv1.ShardCommand
+	info cmdInfo
+	tp   string // traceparent, "" if none
+}
+
+// Serve creates or reuses the shard's durable pull consumer shard-<id> on the command
+// stream (which must exist: the coordinator creates it), filtered to the shard's
+// subject with explicit acks, and starts consuming. ctx bounds the set-up only.
+func Serve(ctx context.Context, cfg ParticipantConfig) (*Server, error) {
+	if err := cfg.setDefaults(); err != nil {
+		return nil, err
+	}
+	subj, err := natsutil.NewSubjects(cfg.Prefix)
+	if err != nil {
+		return nil, err
+	}
+	lg := cfg.Logger
+	if lg == nil {
+		lg = slog.New(slog.DiscardHandler)
+	}
+	s := &Server{cfg: cfg, log: lg.With("component", "natstransport.server", "shard", cfg.ShardID),
+		recovered: make(chan struct{}), done: make(chan struct{}), stopCh: make(chan struct{})}
+	s.cmdSubj, _ = subj.ShardCmd(cfg.ShardID) // the id is validated
+	s.voteSubj, _ = subj.CoordVote(cfg.ShardID)
+	s.ackSubj, _ = subj.CoordAck(cfg.ShardID)
+	js := cfg.JetStream
+	if js == nil {
+		if js, err = jetstream.New(cfg.Conn); err != nil {
+			return nil, fmt.Errorf("natstransport: jetstream: %w", err)
+		}
+	}
+	stream := subj.Streams().Cmd
+	s.consumer, err = js.CreateOrUpdateConsumer(ctx, stream, jetstream.ConsumerConfig{
+		Durable:       ConsumerName(cfg.ShardID),
+		Description:   "shardmatch commands for shard " + cfg.ShardID,
+		FilterSubject: s.cmdSubj,
+		DeliverPolicy: jetstream.DeliverAllPolicy,
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       cfg.AckWait,
+		MaxDeliver:    cfg.MaxDeliver,
+		MaxAckPending: cfg.MaxAckPending,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("natstransport: consumer %s on %s: %w", ConsumerName(cfg.ShardID), stream, err)
+	}
+	// Pulling more than MaxAckPending would only buffer what the server will not send.
+	s.iter, err = s.consumer.Messages(jetstream.PullMaxMessages(cfg.MaxAckPending))
+	if err != nil {
+		return nil, fmt.Errorf("natstransport: consume %s: %w", ConsumerName(cfg.ShardID), err)
+	}
+	s.hctx, s.hcancel = context.WithCancel(context.Background())
+	var rctx context.Context
+	rctx, s.rcancel = context.WithCancel(context.Background())
+	s.queues = make([]chan job, cfg.Workers)
+	for i := range s.queues {
+		s.queues[i] = make(chan job, cfg.MaxAckPending)
+		s.workers.Add(1)
+		go s.work(s.queues[i])
+	}
+	go s.recoverLoop(rctx)
+	go s.dispatch()
+	return s, nil
+}
+
+// dispatch takes messages until the iterator closes (Drain, Close, connection closed,
+// consumer deleted), then lets the workers finish and marks the Server done.
+func (s *Server) dispatch() {
+	defer close(s.done)
+	for {
+		m, err := s.iter.Next()
+		if err != nil {
+			if errors.Is(err, jetstream.ErrMsgIteratorClosed) {
+				break
+			}
+			s.stats.consumeErrors.Add(1)
+			s.log.Warn("consuming commands", "err", err)
+			continue
+		}
+		s.route(m)
+	}
+	if s.hctx.Err() == nil && !s.stopRequested() {
+		s.log.Error("command consumer stopped on its own (connection closed or consumer deleted); the shard takes no commands until served again")
+	}
+	for _, q := range s.queues {
+		close(q)
+	}
+	s.workers.Wait()
+	s.hcancel()
+	s.rcancel()
+	<-s.recovered
+}
+
+// stopRequested reports whether Drain or Close was called.
+func (s *Server) stopRequested() bool {
+	select {
+	case <-s.stopCh:
+		return true
+	default:
+		return false
+	}
+}
+
+// route decodes m and queues it to its txid's worker, or terminates it.
+func (s *Server) route(m jetstream.Msg) {
+	s.stats.received.Add(1)
+	if md, err := m.Metadata(); err == nil && md.NumDelivered > 1 {
+		s.stats.redelivered.Add(1)
+	}
+	cmd := new(smv1.ShardCommand)
+	if err := proto.Unmarshal(m.Data(), cmd); err != nil {
+		s.terminate(m, &s.stats.malformed, "undecodable command", err)
+		return
+	}
+	info := describe(cmd)
+	switch {
+	case info.phase == "":
+		s.terminate(m, &s.stats.malformed, "no prepare, commit or abort", nil)
+		return
+	case info.txid == "":
+		s.terminate(m, &s.stats.malformed, info.phase+" without txid", nil)
+		return
+	case info.shard != s.cfg.ShardID || m.Subject() != s.cmdSubj:
+		s.terminate(m, &s.stats.wrongShard, fmt.Sprintf("%s %s for shard %q on %s", info.phase, info.txid, info.shard, m.Subject()), nil)
+		return
+	}
+	tp, _ := natsutil.TraceParent(m.Headers())
+	h := fnv.New32a()
+	_, _ = h.Write([]byte(info.txid))
+	s.queues[h.Sum32()%uint32(len(s.queues))] <- job{msg: m, cmd: cmd, info: info, tp: tp}
+}
+
+func (s *Server) work(q <-chan job) {
+	defer s.workers.Done()
+	for j := range q {
+		if s.hctx.Err() != nil {
+			// Closing: hand it back for the next server rather than wait for AckWait.
+			s.stats.returned.Add(1)
+			_ = j.msg.Nak()
+			continue
+		}
+		s.handle(j)
+	}
+}
+
+// handle runs one command through the Handler, publishes the reply, then acks.
+func (s *Server) handle(j job) {
+	ctx := s.hctx
+	if j.tp != "" {
+		ctx = natsutil.WithTraceParent(ctx, j.tp)
+	}
+	reply, err := s.cfg.Handler.HandleCommand(ctx, j.cmd)
+	if err != nil {
+		if permanent(err) {
+			s.terminate(j.msg, &s.stats.rejected, "handler refused "+j.info.phase+" "+j.info.txid, err)
+			return
+		}
+		s.stats.handlerErrors.Add(1)
+		delay := s.nakDelay(j.msg)
+		s.log.Warn("handler failed; redelivering later", "txid", j.info.txid, "phase", j.info.phase, "delay", delay, "err", err)
+		if nerr := j.msg.NakWithDelay(delay); nerr != nil {
+			s.stats.ackErrors.Add(1)
+		}
+		return
+	}
+	if reply != nil {
+		if err := s.publish(reply, j.tp); err != nil {
+			// The effect is journaled; a redelivery answers from the journal.
+			s.stats.publishErrors.Add(1)
+			s.log.Warn("publishing reply failed; redelivering", "txid", j.info.txid, "err", err)
+			_ = j.msg.NakWithDelay(s.nakDelay(j.msg))
+			return
+		}
+	}
+	s.stats.handled.Add(1)
+	if err := j.msg.Ack(); err != nil {
+		s.stats.ackErrors.Add(1)
+		s.log.Debug("ack failed; the command will be redelivered and answered again", "txid", j.info.txid, "err", err)
+	}
+}
+
+// permanent tells the errors a redelivery cannot cure from transient ones.
+func permanent(err error) bool {
+	return errors.Is(err, twophase.ErrMalformedCommand) || errors.Is(err, twophase.ErrWrongShard) ||
+		errors.Is(err, twophase.ErrConflictingDecision)
+}
+
+func (s *Server) publish(reply *smv1.ShardReply, tp string) error {
+	var subject string
+	switch {
+	case reply.GetVote() != nil:
+		subject = s.voteSubj
+		defer s.stats.votes.Add(1)
+	case reply.GetAck() != nil:
+		subject = s.ackSubj
+		defer s.stats.acks.Add(1)
+	default:
+		return errors.New("handler returned a reply with neither vote nor ack")
+	}
+	data, err := proto.Marshal(reply)
+	if err != nil {
+		return err
+	}
+	msg := &nats.Msg{Subject: subject, Data: data}
+	if tp != "" {
+		msg.Header = nats.Header{natsutil.TraceParentHeader: {tp}}
+	}
+	return s.cfg.Conn.PublishMsg(msg)
+}
+
+func (s *Server) nakDelay(m jetstream.Msg) time.Duration {
+	n := uint64(1)
+	if md, err := m.Metadata(); err == nil && md.NumDelivered > 0 {
+		n = md.NumDelivered
+	}
+	d := s.cfg.NakDelay
+	for i := uint64(1); i < n && d < s.cfg.NakDelayMax; i++ {
+		d *= 2
+	}
+	return min(d, s.cfg.NakDelayMax)
+}
+
+func (s *Server) terminate(m jetstream.Msg, counter interface{ Add(uint64) uint64 }, why string, err error) {
+	counter.Add(1)
+	md, _ := m.Metadata()
+	var seq uint64
+	if md != nil {
+		seq = md.Sequence.Stream
+	}
+	s.log.Error("dropping command: "+why, "subject", m.Subject(), "stream_seq", seq, "bytes", len(m.Data()), "err", err)
+	if terr := m.TermWithReason(why); terr != nil {
+		s.stats.ackErrors.Add(1)
+	}
+}
