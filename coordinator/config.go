@@ -60,6 +60,14 @@ type Config struct {
 	Policy        Policy
 	Observer      Observer
 	Limits        Limits
+	// OnLeadership, if set, is called when this node has finished taking over as leader
+	// (leading=true, after the barrier and recovery started) and when it stops leading.
+	// Wire-level services that only the leader runs (intake, status) start and stop
+	// here. It must not block for long.
+	OnLeadership func(leading bool, term uint64)
+	// OnDecided, if set, sees every decision as it is applied on this node (every
+	// replica calls it), with the FSM lock held: it must not block or call the node.
+	OnDecided func(*smv1.Decision)
 
 	// Rho is the clock rate error tolerated: leases expire ttl·(1+Rho) after the leader
 	// last saw them renewed, so no lease ends before ttl·(1−Rho) of real time.

@@ -84,6 +84,9 @@ func (n *Node) lead(ctx context.Context) {
 		n.leader = nil
 		n.mu.Unlock()
 		drv.Stop()
+		if n.cfg.OnLeadership != nil {
+			n.cfg.OnLeadership(false, term)
+		}
 	}()
 
 	// Presumed abort: nothing PREPARING can have been told COMMIT, so abort it; and
@@ -93,6 +96,9 @@ func (n *Node) lead(ctx context.Context) {
 		drv.Start(n.plan(t, true))
 	}
 	log.Info("leading", "recovered_txns", len(unfinished))
+	if n.cfg.OnLeadership != nil {
+		n.cfg.OnLeadership(true, term)
+	}
 
 	exp := newExpiryTracker(n.cfg.Rho)
 	ret := map[string]time.Duration{}

@@ -228,6 +228,9 @@ func (n *Node) dropWaiter(txid string, ch chan *smv1.Decision) {
 
 // resolve is the FSM's decision hook (FSM lock held).
 func (n *Node) resolve(d *smv1.Decision) {
+	if n.cfg.OnDecided != nil {
+		n.cfg.OnDecided(d)
+	}
 	n.waitMu.Lock()
 	ws := n.waiters[d.GetTxid()]
 	delete(n.waiters, d.GetTxid())

@@ -361,6 +361,125 @@ func (LeaseState) EnumDescriptor() ([]byte, []int) {
 	return file_shardmatch_proto_rawDescGZIP(), []int{5}
 }
 
+// ErrorCode classifies an API error so a client knows what to do next.
+type ErrorCode int32
+
+const (
+	ErrorCode_ERROR_CODE_UNSPECIFIED ErrorCode = 0
+	// INVALID: the request is malformed; nothing changed. Do not retry as is.
+	ErrorCode_ERROR_CODE_INVALID ErrorCode = 1
+	// NOT_LEADER: ask the leader (leader_id names it when known). Nothing changed.
+	ErrorCode_ERROR_CODE_NOT_LEADER ErrorCode = 2
+	// OUTCOME_UNKNOWN: it may or may not have taken effect. Ask Status with the same
+	// proposal id or txid; never retry under a new id.
+	ErrorCode_ERROR_CODE_OUTCOME_UNKNOWN ErrorCode = 3
+	// NOT_FOUND: no such transaction (or it was forgotten after its retention).
+	ErrorCode_ERROR_CODE_NOT_FOUND ErrorCode = 4
+	// CONFLICT: the transaction's state does not allow the call (e.g. renewing an
+	// aborted or released match).
+	ErrorCode_ERROR_CODE_CONFLICT ErrorCode = 5
+	// UNAVAILABLE: the coordinator is shutting down or overloaded; retry later.
+	ErrorCode_ERROR_CODE_UNAVAILABLE ErrorCode = 6
+)
+
+// Enum value maps for ErrorCode.
+var (
+	ErrorCode_name = map[int32]string{
+		0: "ERROR_CODE_UNSPECIFIED",
+		1: "ERROR_CODE_INVALID",
+		2: "ERROR_CODE_NOT_LEADER",
+		3: "ERROR_CODE_OUTCOME_UNKNOWN",
+		4: "ERROR_CODE_NOT_FOUND",
+		5: "ERROR_CODE_CONFLICT",
+		6: "ERROR_CODE_UNAVAILABLE",
+	}
+	ErrorCode_value = map[string]int32{
+		"ERROR_CODE_UNSPECIFIED":     0,
+		"ERROR_CODE_INVALID":         1,
+		"ERROR_CODE_NOT_LEADER":      2,
+		"ERROR_CODE_OUTCOME_UNKNOWN": 3,
+		"ERROR_CODE_NOT_FOUND":       4,
+		"ERROR_CODE_CONFLICT":        5,
+		"ERROR_CODE_UNAVAILABLE":     6,
+	}
+)
+
+func (x ErrorCode) Enum() *ErrorCode {
+	p := new(ErrorCode)
+	*p = x
+	return p
+}
+
+func (x ErrorCode) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (ErrorCode) Descriptor() protoreflect.EnumDescriptor {
+	return file_shardmatch_proto_enumTypes[6].Descriptor()
+}
+
+func (ErrorCode) Type() protoreflect.EnumType {
+	return &file_shardmatch_proto_enumTypes[6]
+}
+
+func (x ErrorCode) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use ErrorCode.Descriptor instead.
+func (ErrorCode) EnumDescriptor() ([]byte, []int) {
+	return file_shardmatch_proto_rawDescGZIP(), []int{6}
+}
+
+type LeaseOp int32
+
+const (
+	LeaseOp_LEASE_OP_UNSPECIFIED LeaseOp = 0
+	LeaseOp_LEASE_OP_RENEW       LeaseOp = 1
+	LeaseOp_LEASE_OP_RELEASE     LeaseOp = 2
+)
+
+// Enum value maps for LeaseOp.
+var (
+	LeaseOp_name = map[int32]string{
+		0: "LEASE_OP_UNSPECIFIED",
+		1: "LEASE_OP_RENEW",
+		2: "LEASE_OP_RELEASE",
+	}
+	LeaseOp_value = map[string]int32{
+		"LEASE_OP_UNSPECIFIED": 0,
+		"LEASE_OP_RENEW":       1,
+		"LEASE_OP_RELEASE":     2,
+	}
+)
+
+func (x LeaseOp) Enum() *LeaseOp {
+	p := new(LeaseOp)
+	*p = x
+	return p
+}
+
+func (x LeaseOp) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (LeaseOp) Descriptor() protoreflect.EnumDescriptor {
+	return file_shardmatch_proto_enumTypes[7].Descriptor()
+}
+
+func (LeaseOp) Type() protoreflect.EnumType {
+	return &file_shardmatch_proto_enumTypes[7]
+}
+
+func (x LeaseOp) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use LeaseOp.Descriptor instead.
+func (LeaseOp) EnumDescriptor() ([]byte, []int) {
+	return file_shardmatch_proto_rawDescGZIP(), []int{7}
+}
+
 // PlayerAttributes are the facts about a player that policies look at.
 type PlayerAttributes struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
@@ -2753,6 +2872,439 @@ func (x *FSMState) GetMaxToken() uint64 {
 	return 0
 }
 
+// ApiError is the error half of every response.
+type ApiError struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Code     ErrorCode              `protobuf:"varint,1,opt,name=code,proto3,enum=shardmatch.v1.ErrorCode" json:"code,omitempty"`
+	Message  string                 `protobuf:"bytes,2,opt,name=message,proto3" json:"message,omitempty"`
+	LeaderId string                 `protobuf:"bytes,3,opt,name=leader_id,json=leaderId,proto3" json:"leader_id,omitempty"`
+	Txid     string                 `protobuf:"bytes,4,opt,name=txid,proto3" json:"txid,omitempty"`
+	// field names the offending field of an INVALID request.
+	Field         string `protobuf:"bytes,5,opt,name=field,proto3" json:"field,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ApiError) Reset() {
+	*x = ApiError{}
+	mi := &file_shardmatch_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ApiError) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ApiError) ProtoMessage() {}
+
+func (x *ApiError) ProtoReflect() protoreflect.Message {
+	mi := &file_shardmatch_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ApiError.ProtoReflect.Descriptor instead.
+func (*ApiError) Descriptor() ([]byte, []int) {
+	return file_shardmatch_proto_rawDescGZIP(), []int{32}
+}
+
+func (x *ApiError) GetCode() ErrorCode {
+	if x != nil {
+		return x.Code
+	}
+	return ErrorCode_ERROR_CODE_UNSPECIFIED
+}
+
+func (x *ApiError) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
+func (x *ApiError) GetLeaderId() string {
+	if x != nil {
+		return x.LeaderId
+	}
+	return ""
+}
+
+func (x *ApiError) GetTxid() string {
+	if x != nil {
+		return x.Txid
+	}
+	return ""
+}
+
+func (x *ApiError) GetField() string {
+	if x != nil {
+		return x.Field
+	}
+	return ""
+}
+
+// ProposeResponse answers a Proposal.
+type ProposeResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Types that are valid to be assigned to Result:
+	//
+	//	*ProposeResponse_Decision
+	//	*ProposeResponse_Error
+	Result        isProposeResponse_Result `protobuf_oneof:"result"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ProposeResponse) Reset() {
+	*x = ProposeResponse{}
+	mi := &file_shardmatch_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ProposeResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ProposeResponse) ProtoMessage() {}
+
+func (x *ProposeResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_shardmatch_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ProposeResponse.ProtoReflect.Descriptor instead.
+func (*ProposeResponse) Descriptor() ([]byte, []int) {
+	return file_shardmatch_proto_rawDescGZIP(), []int{33}
+}
+
+func (x *ProposeResponse) GetResult() isProposeResponse_Result {
+	if x != nil {
+		return x.Result
+	}
+	return nil
+}
+
+func (x *ProposeResponse) GetDecision() *Decision {
+	if x != nil {
+		if x, ok := x.Result.(*ProposeResponse_Decision); ok {
+			return x.Decision
+		}
+	}
+	return nil
+}
+
+func (x *ProposeResponse) GetError() *ApiError {
+	if x != nil {
+		if x, ok := x.Result.(*ProposeResponse_Error); ok {
+			return x.Error
+		}
+	}
+	return nil
+}
+
+type isProposeResponse_Result interface {
+	isProposeResponse_Result()
+}
+
+type ProposeResponse_Decision struct {
+	Decision *Decision `protobuf:"bytes,1,opt,name=decision,proto3,oneof"`
+}
+
+type ProposeResponse_Error struct {
+	Error *ApiError `protobuf:"bytes,2,opt,name=error,proto3,oneof"`
+}
+
+func (*ProposeResponse_Decision) isProposeResponse_Result() {}
+
+func (*ProposeResponse_Error) isProposeResponse_Result() {}
+
+// StatusRequest asks for a transaction by txid or proposal id.
+type StatusRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StatusRequest) Reset() {
+	*x = StatusRequest{}
+	mi := &file_shardmatch_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StatusRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StatusRequest) ProtoMessage() {}
+
+func (x *StatusRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_shardmatch_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StatusRequest.ProtoReflect.Descriptor instead.
+func (*StatusRequest) Descriptor() ([]byte, []int) {
+	return file_shardmatch_proto_rawDescGZIP(), []int{34}
+}
+
+func (x *StatusRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+// StatusResponse carries the transaction record (decision OUTCOME_UNSPECIFIED while
+// PREPARING) or an error.
+type StatusResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Types that are valid to be assigned to Result:
+	//
+	//	*StatusResponse_Txn
+	//	*StatusResponse_Error
+	Result        isStatusResponse_Result `protobuf_oneof:"result"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StatusResponse) Reset() {
+	*x = StatusResponse{}
+	mi := &file_shardmatch_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StatusResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StatusResponse) ProtoMessage() {}
+
+func (x *StatusResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_shardmatch_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StatusResponse.ProtoReflect.Descriptor instead.
+func (*StatusResponse) Descriptor() ([]byte, []int) {
+	return file_shardmatch_proto_rawDescGZIP(), []int{35}
+}
+
+func (x *StatusResponse) GetResult() isStatusResponse_Result {
+	if x != nil {
+		return x.Result
+	}
+	return nil
+}
+
+func (x *StatusResponse) GetTxn() *TxnRecord {
+	if x != nil {
+		if x, ok := x.Result.(*StatusResponse_Txn); ok {
+			return x.Txn
+		}
+	}
+	return nil
+}
+
+func (x *StatusResponse) GetError() *ApiError {
+	if x != nil {
+		if x, ok := x.Result.(*StatusResponse_Error); ok {
+			return x.Error
+		}
+	}
+	return nil
+}
+
+type isStatusResponse_Result interface {
+	isStatusResponse_Result()
+}
+
+type StatusResponse_Txn struct {
+	Txn *TxnRecord `protobuf:"bytes,1,opt,name=txn,proto3,oneof"`
+}
+
+type StatusResponse_Error struct {
+	Error *ApiError `protobuf:"bytes,2,opt,name=error,proto3,oneof"`
+}
+
+func (*StatusResponse_Txn) isStatusResponse_Result() {}
+
+func (*StatusResponse_Error) isStatusResponse_Result() {}
+
+// LeaseRequest renews or releases a committed match's leases.
+type LeaseRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Txid          string                 `protobuf:"bytes,1,opt,name=txid,proto3" json:"txid,omitempty"`
+	Op            LeaseOp                `protobuf:"varint,2,opt,name=op,proto3,enum=shardmatch.v1.LeaseOp" json:"op,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LeaseRequest) Reset() {
+	*x = LeaseRequest{}
+	mi := &file_shardmatch_proto_msgTypes[36]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LeaseRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LeaseRequest) ProtoMessage() {}
+
+func (x *LeaseRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_shardmatch_proto_msgTypes[36]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LeaseRequest.ProtoReflect.Descriptor instead.
+func (*LeaseRequest) Descriptor() ([]byte, []int) {
+	return file_shardmatch_proto_rawDescGZIP(), []int{36}
+}
+
+func (x *LeaseRequest) GetTxid() string {
+	if x != nil {
+		return x.Txid
+	}
+	return ""
+}
+
+func (x *LeaseRequest) GetOp() LeaseOp {
+	if x != nil {
+		return x.Op
+	}
+	return LeaseOp_LEASE_OP_UNSPECIFIED
+}
+
+// LeaseResponse answers a LeaseRequest; error is unset on success.
+type LeaseResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Error         *ApiError              `protobuf:"bytes,1,opt,name=error,proto3" json:"error,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LeaseResponse) Reset() {
+	*x = LeaseResponse{}
+	mi := &file_shardmatch_proto_msgTypes[37]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LeaseResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LeaseResponse) ProtoMessage() {}
+
+func (x *LeaseResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_shardmatch_proto_msgTypes[37]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LeaseResponse.ProtoReflect.Descriptor instead.
+func (*LeaseResponse) Descriptor() ([]byte, []int) {
+	return file_shardmatch_proto_rawDescGZIP(), []int{37}
+}
+
+func (x *LeaseResponse) GetError() *ApiError {
+	if x != nil {
+		return x.Error
+	}
+	return nil
+}
+
+// RegisterShardResponse answers a ShardInfo sent to the register subject.
+type RegisterShardResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Error         *ApiError              `protobuf:"bytes,1,opt,name=error,proto3" json:"error,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RegisterShardResponse) Reset() {
+	*x = RegisterShardResponse{}
+	mi := &file_shardmatch_proto_msgTypes[38]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RegisterShardResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RegisterShardResponse) ProtoMessage() {}
+
+func (x *RegisterShardResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_shardmatch_proto_msgTypes[38]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RegisterShardResponse.ProtoReflect.Descriptor instead.
+func (*RegisterShardResponse) Descriptor() ([]byte, []int) {
+	return file_shardmatch_proto_rawDescGZIP(), []int{38}
+}
+
+func (x *RegisterShardResponse) GetError() *ApiError {
+	if x != nil {
+		return x.Error
+	}
+	return nil
+}
+
 var File_shardmatch_proto protoreflect.FileDescriptor
 
 const file_shardmatch_proto_rawDesc = "" +
@@ -2950,7 +3502,30 @@ const file_shardmatch_proto_rawDesc = "" +
 	"\x06leases\x18\x02 \x03(\v2\x1a.shardmatch.v1.LeaseRecordR\x06leases\x120\n" +
 	"\x06shards\x18\x03 \x03(\v2\x18.shardmatch.v1.ShardInfoR\x06shards\x12#\n" +
 	"\rapplied_index\x18\x04 \x01(\x04R\fappliedIndex\x12\x1b\n" +
-	"\tmax_token\x18\x05 \x01(\x04R\bmaxToken*c\n" +
+	"\tmax_token\x18\x05 \x01(\x04R\bmaxToken\"\x99\x01\n" +
+	"\bApiError\x12,\n" +
+	"\x04code\x18\x01 \x01(\x0e2\x18.shardmatch.v1.ErrorCodeR\x04code\x12\x18\n" +
+	"\amessage\x18\x02 \x01(\tR\amessage\x12\x1b\n" +
+	"\tleader_id\x18\x03 \x01(\tR\bleaderId\x12\x12\n" +
+	"\x04txid\x18\x04 \x01(\tR\x04txid\x12\x14\n" +
+	"\x05field\x18\x05 \x01(\tR\x05field\"\x83\x01\n" +
+	"\x0fProposeResponse\x125\n" +
+	"\bdecision\x18\x01 \x01(\v2\x17.shardmatch.v1.DecisionH\x00R\bdecision\x12/\n" +
+	"\x05error\x18\x02 \x01(\v2\x17.shardmatch.v1.ApiErrorH\x00R\x05errorB\b\n" +
+	"\x06result\"\x1f\n" +
+	"\rStatusRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\"y\n" +
+	"\x0eStatusResponse\x12,\n" +
+	"\x03txn\x18\x01 \x01(\v2\x18.shardmatch.v1.TxnRecordH\x00R\x03txn\x12/\n" +
+	"\x05error\x18\x02 \x01(\v2\x17.shardmatch.v1.ApiErrorH\x00R\x05errorB\b\n" +
+	"\x06result\"J\n" +
+	"\fLeaseRequest\x12\x12\n" +
+	"\x04txid\x18\x01 \x01(\tR\x04txid\x12&\n" +
+	"\x02op\x18\x02 \x01(\x0e2\x16.shardmatch.v1.LeaseOpR\x02op\">\n" +
+	"\rLeaseResponse\x12-\n" +
+	"\x05error\x18\x01 \x01(\v2\x17.shardmatch.v1.ApiErrorR\x05error\"F\n" +
+	"\x15RegisterShardResponse\x12-\n" +
+	"\x05error\x18\x01 \x01(\v2\x17.shardmatch.v1.ApiErrorR\x05error*c\n" +
 	"\aOutcome\x12\x17\n" +
 	"\x13OUTCOME_UNSPECIFIED\x10\x00\x12\x15\n" +
 	"\x11OUTCOME_COMMITTED\x10\x01\x12\x13\n" +
@@ -2985,7 +3560,19 @@ const file_shardmatch_proto_rawDesc = "" +
 	"LeaseState\x12\x1b\n" +
 	"\x17LEASE_STATE_UNSPECIFIED\x10\x00\x12\x18\n" +
 	"\x14LEASE_STATE_RESERVED\x10\x01\x12\x16\n" +
-	"\x12LEASE_STATE_ACTIVE\x10\x02B;Z9github.com/shardmatch/shardmatch/proto/shardmatch/v1;smv1b\x06proto3"
+	"\x12LEASE_STATE_ACTIVE\x10\x02*\xc9\x01\n" +
+	"\tErrorCode\x12\x1a\n" +
+	"\x16ERROR_CODE_UNSPECIFIED\x10\x00\x12\x16\n" +
+	"\x12ERROR_CODE_INVALID\x10\x01\x12\x19\n" +
+	"\x15ERROR_CODE_NOT_LEADER\x10\x02\x12\x1e\n" +
+	"\x1aERROR_CODE_OUTCOME_UNKNOWN\x10\x03\x12\x18\n" +
+	"\x14ERROR_CODE_NOT_FOUND\x10\x04\x12\x17\n" +
+	"\x13ERROR_CODE_CONFLICT\x10\x05\x12\x1a\n" +
+	"\x16ERROR_CODE_UNAVAILABLE\x10\x06*M\n" +
+	"\aLeaseOp\x12\x18\n" +
+	"\x14LEASE_OP_UNSPECIFIED\x10\x00\x12\x12\n" +
+	"\x0eLEASE_OP_RENEW\x10\x01\x12\x14\n" +
+	"\x10LEASE_OP_RELEASE\x10\x02B;Z9github.com/shardmatch/shardmatch/proto/shardmatch/v1;smv1b\x06proto3"
 
 var (
 	file_shardmatch_proto_rawDescOnce sync.Once
@@ -2999,107 +3586,124 @@ func file_shardmatch_proto_rawDescGZIP() []byte {
 	return file_shardmatch_proto_rawDescData
 }
 
-var file_shardmatch_proto_enumTypes = make([]protoimpl.EnumInfo, 6)
-var file_shardmatch_proto_msgTypes = make([]protoimpl.MessageInfo, 36)
+var file_shardmatch_proto_enumTypes = make([]protoimpl.EnumInfo, 8)
+var file_shardmatch_proto_msgTypes = make([]protoimpl.MessageInfo, 43)
 var file_shardmatch_proto_goTypes = []any{
-	(Outcome)(0),             // 0: shardmatch.v1.Outcome
-	(Reason)(0),              // 1: shardmatch.v1.Reason
-	(VoteValue)(0),           // 2: shardmatch.v1.VoteValue
-	(ShardState)(0),          // 3: shardmatch.v1.ShardState
-	(TxnState)(0),            // 4: shardmatch.v1.TxnState
-	(LeaseState)(0),          // 5: shardmatch.v1.LeaseState
-	(*PlayerAttributes)(nil), // 6: shardmatch.v1.PlayerAttributes
-	(*Player)(nil),           // 7: shardmatch.v1.Player
-	(*Team)(nil),             // 8: shardmatch.v1.Team
-	(*Proposal)(nil),         // 9: shardmatch.v1.Proposal
-	(*PlayerDetail)(nil),     // 10: shardmatch.v1.PlayerDetail
-	(*Denial)(nil),           // 11: shardmatch.v1.Denial
-	(*PolicyVerdict)(nil),    // 12: shardmatch.v1.PolicyVerdict
-	(*Decision)(nil),         // 13: shardmatch.v1.Decision
-	(*ShardPlayer)(nil),      // 14: shardmatch.v1.ShardPlayer
-	(*Prepare)(nil),          // 15: shardmatch.v1.Prepare
-	(*Commit)(nil),           // 16: shardmatch.v1.Commit
-	(*Abort)(nil),            // 17: shardmatch.v1.Abort
-	(*ShardCommand)(nil),     // 18: shardmatch.v1.ShardCommand
-	(*PlayerRejection)(nil),  // 19: shardmatch.v1.PlayerRejection
-	(*Vote)(nil),             // 20: shardmatch.v1.Vote
-	(*Ack)(nil),              // 21: shardmatch.v1.Ack
-	(*ShardReply)(nil),       // 22: shardmatch.v1.ShardReply
-	(*ShardInfo)(nil),        // 23: shardmatch.v1.ShardInfo
-	(*Begin)(nil),            // 24: shardmatch.v1.Begin
-	(*Decide)(nil),           // 25: shardmatch.v1.Decide
-	(*Acked)(nil),            // 26: shardmatch.v1.Acked
-	(*Renew)(nil),            // 27: shardmatch.v1.Renew
-	(*Release)(nil),          // 28: shardmatch.v1.Release
-	(*Expire)(nil),           // 29: shardmatch.v1.Expire
-	(*Forget)(nil),           // 30: shardmatch.v1.Forget
-	(*RegisterShard)(nil),    // 31: shardmatch.v1.RegisterShard
-	(*SetShardState)(nil),    // 32: shardmatch.v1.SetShardState
-	(*Command)(nil),          // 33: shardmatch.v1.Command
-	(*Batch)(nil),            // 34: shardmatch.v1.Batch
-	(*TxnRecord)(nil),        // 35: shardmatch.v1.TxnRecord
-	(*LeaseRecord)(nil),      // 36: shardmatch.v1.LeaseRecord
-	(*FSMState)(nil),         // 37: shardmatch.v1.FSMState
-	nil,                      // 38: shardmatch.v1.PlayerAttributes.LatencyMsEntry
-	nil,                      // 39: shardmatch.v1.PlayerAttributes.ExtraEntry
-	nil,                      // 40: shardmatch.v1.Proposal.MetadataEntry
-	nil,                      // 41: shardmatch.v1.ShardInfo.LabelsEntry
+	(Outcome)(0),                  // 0: shardmatch.v1.Outcome
+	(Reason)(0),                   // 1: shardmatch.v1.Reason
+	(VoteValue)(0),                // 2: shardmatch.v1.VoteValue
+	(ShardState)(0),               // 3: shardmatch.v1.ShardState
+	(TxnState)(0),                 // 4: shardmatch.v1.TxnState
+	(LeaseState)(0),               // 5: shardmatch.v1.LeaseState
+	(ErrorCode)(0),                // 6: shardmatch.v1.ErrorCode
+	(LeaseOp)(0),                  // 7: shardmatch.v1.LeaseOp
+	(*PlayerAttributes)(nil),      // 8: shardmatch.v1.PlayerAttributes
+	(*Player)(nil),                // 9: shardmatch.v1.Player
+	(*Team)(nil),                  // 10: shardmatch.v1.Team
+	(*Proposal)(nil),              // 11: shardmatch.v1.Proposal
+	(*PlayerDetail)(nil),          // 12: shardmatch.v1.PlayerDetail
+	(*Denial)(nil),                // 13: shardmatch.v1.Denial
+	(*PolicyVerdict)(nil),         // 14: shardmatch.v1.PolicyVerdict
+	(*Decision)(nil),              // 15: shardmatch.v1.Decision
+	(*ShardPlayer)(nil),           // 16: shardmatch.v1.ShardPlayer
+	(*Prepare)(nil),               // 17: shardmatch.v1.Prepare
+	(*Commit)(nil),                // 18: shardmatch.v1.Commit
+	(*Abort)(nil),                 // 19: shardmatch.v1.Abort
+	(*ShardCommand)(nil),          // 20: shardmatch.v1.ShardCommand
+	(*PlayerRejection)(nil),       // 21: shardmatch.v1.PlayerRejection
+	(*Vote)(nil),                  // 22: shardmatch.v1.Vote
+	(*Ack)(nil),                   // 23: shardmatch.v1.Ack
+	(*ShardReply)(nil),            // 24: shardmatch.v1.ShardReply
+	(*ShardInfo)(nil),             // 25: shardmatch.v1.ShardInfo
+	(*Begin)(nil),                 // 26: shardmatch.v1.Begin
+	(*Decide)(nil),                // 27: shardmatch.v1.Decide
+	(*Acked)(nil),                 // 28: shardmatch.v1.Acked
+	(*Renew)(nil),                 // 29: shardmatch.v1.Renew
+	(*Release)(nil),               // 30: shardmatch.v1.Release
+	(*Expire)(nil),                // 31: shardmatch.v1.Expire
+	(*Forget)(nil),                // 32: shardmatch.v1.Forget
+	(*RegisterShard)(nil),         // 33: shardmatch.v1.RegisterShard
+	(*SetShardState)(nil),         // 34: shardmatch.v1.SetShardState
+	(*Command)(nil),               // 35: shardmatch.v1.Command
+	(*Batch)(nil),                 // 36: shardmatch.v1.Batch
+	(*TxnRecord)(nil),             // 37: shardmatch.v1.TxnRecord
+	(*LeaseRecord)(nil),           // 38: shardmatch.v1.LeaseRecord
+	(*FSMState)(nil),              // 39: shardmatch.v1.FSMState
+	(*ApiError)(nil),              // 40: shardmatch.v1.ApiError
+	(*ProposeResponse)(nil),       // 41: shardmatch.v1.ProposeResponse
+	(*StatusRequest)(nil),         // 42: shardmatch.v1.StatusRequest
+	(*StatusResponse)(nil),        // 43: shardmatch.v1.StatusResponse
+	(*LeaseRequest)(nil),          // 44: shardmatch.v1.LeaseRequest
+	(*LeaseResponse)(nil),         // 45: shardmatch.v1.LeaseResponse
+	(*RegisterShardResponse)(nil), // 46: shardmatch.v1.RegisterShardResponse
+	nil,                           // 47: shardmatch.v1.PlayerAttributes.LatencyMsEntry
+	nil,                           // 48: shardmatch.v1.PlayerAttributes.ExtraEntry
+	nil,                           // 49: shardmatch.v1.Proposal.MetadataEntry
+	nil,                           // 50: shardmatch.v1.ShardInfo.LabelsEntry
 }
 var file_shardmatch_proto_depIdxs = []int32{
-	38, // 0: shardmatch.v1.PlayerAttributes.latency_ms:type_name -> shardmatch.v1.PlayerAttributes.LatencyMsEntry
-	39, // 1: shardmatch.v1.PlayerAttributes.extra:type_name -> shardmatch.v1.PlayerAttributes.ExtraEntry
-	6,  // 2: shardmatch.v1.Player.attributes:type_name -> shardmatch.v1.PlayerAttributes
-	7,  // 3: shardmatch.v1.Team.players:type_name -> shardmatch.v1.Player
-	8,  // 4: shardmatch.v1.Proposal.teams:type_name -> shardmatch.v1.Team
-	40, // 5: shardmatch.v1.Proposal.metadata:type_name -> shardmatch.v1.Proposal.MetadataEntry
-	11, // 6: shardmatch.v1.PolicyVerdict.denials:type_name -> shardmatch.v1.Denial
+	47, // 0: shardmatch.v1.PlayerAttributes.latency_ms:type_name -> shardmatch.v1.PlayerAttributes.LatencyMsEntry
+	48, // 1: shardmatch.v1.PlayerAttributes.extra:type_name -> shardmatch.v1.PlayerAttributes.ExtraEntry
+	8,  // 2: shardmatch.v1.Player.attributes:type_name -> shardmatch.v1.PlayerAttributes
+	9,  // 3: shardmatch.v1.Team.players:type_name -> shardmatch.v1.Player
+	10, // 4: shardmatch.v1.Proposal.teams:type_name -> shardmatch.v1.Team
+	49, // 5: shardmatch.v1.Proposal.metadata:type_name -> shardmatch.v1.Proposal.MetadataEntry
+	13, // 6: shardmatch.v1.PolicyVerdict.denials:type_name -> shardmatch.v1.Denial
 	0,  // 7: shardmatch.v1.Decision.outcome:type_name -> shardmatch.v1.Outcome
 	1,  // 8: shardmatch.v1.Decision.reason:type_name -> shardmatch.v1.Reason
-	10, // 9: shardmatch.v1.Decision.players:type_name -> shardmatch.v1.PlayerDetail
-	11, // 10: shardmatch.v1.Decision.denials:type_name -> shardmatch.v1.Denial
-	14, // 11: shardmatch.v1.Prepare.players:type_name -> shardmatch.v1.ShardPlayer
-	14, // 12: shardmatch.v1.Commit.players:type_name -> shardmatch.v1.ShardPlayer
-	14, // 13: shardmatch.v1.Abort.players:type_name -> shardmatch.v1.ShardPlayer
+	12, // 9: shardmatch.v1.Decision.players:type_name -> shardmatch.v1.PlayerDetail
+	13, // 10: shardmatch.v1.Decision.denials:type_name -> shardmatch.v1.Denial
+	16, // 11: shardmatch.v1.Prepare.players:type_name -> shardmatch.v1.ShardPlayer
+	16, // 12: shardmatch.v1.Commit.players:type_name -> shardmatch.v1.ShardPlayer
+	16, // 13: shardmatch.v1.Abort.players:type_name -> shardmatch.v1.ShardPlayer
 	1,  // 14: shardmatch.v1.Abort.reason:type_name -> shardmatch.v1.Reason
-	15, // 15: shardmatch.v1.ShardCommand.prepare:type_name -> shardmatch.v1.Prepare
-	16, // 16: shardmatch.v1.ShardCommand.commit:type_name -> shardmatch.v1.Commit
-	17, // 17: shardmatch.v1.ShardCommand.abort:type_name -> shardmatch.v1.Abort
+	17, // 15: shardmatch.v1.ShardCommand.prepare:type_name -> shardmatch.v1.Prepare
+	18, // 16: shardmatch.v1.ShardCommand.commit:type_name -> shardmatch.v1.Commit
+	19, // 17: shardmatch.v1.ShardCommand.abort:type_name -> shardmatch.v1.Abort
 	2,  // 18: shardmatch.v1.Vote.vote:type_name -> shardmatch.v1.VoteValue
-	19, // 19: shardmatch.v1.Vote.rejections:type_name -> shardmatch.v1.PlayerRejection
+	21, // 19: shardmatch.v1.Vote.rejections:type_name -> shardmatch.v1.PlayerRejection
 	0,  // 20: shardmatch.v1.Ack.outcome:type_name -> shardmatch.v1.Outcome
-	20, // 21: shardmatch.v1.ShardReply.vote:type_name -> shardmatch.v1.Vote
-	21, // 22: shardmatch.v1.ShardReply.ack:type_name -> shardmatch.v1.Ack
-	41, // 23: shardmatch.v1.ShardInfo.labels:type_name -> shardmatch.v1.ShardInfo.LabelsEntry
+	22, // 21: shardmatch.v1.ShardReply.vote:type_name -> shardmatch.v1.Vote
+	23, // 22: shardmatch.v1.ShardReply.ack:type_name -> shardmatch.v1.Ack
+	50, // 23: shardmatch.v1.ShardInfo.labels:type_name -> shardmatch.v1.ShardInfo.LabelsEntry
 	3,  // 24: shardmatch.v1.ShardInfo.state:type_name -> shardmatch.v1.ShardState
-	9,  // 25: shardmatch.v1.Begin.proposal:type_name -> shardmatch.v1.Proposal
-	12, // 26: shardmatch.v1.Begin.verdict:type_name -> shardmatch.v1.PolicyVerdict
+	11, // 25: shardmatch.v1.Begin.proposal:type_name -> shardmatch.v1.Proposal
+	14, // 26: shardmatch.v1.Begin.verdict:type_name -> shardmatch.v1.PolicyVerdict
 	0,  // 27: shardmatch.v1.Decide.outcome:type_name -> shardmatch.v1.Outcome
 	1,  // 28: shardmatch.v1.Decide.reason:type_name -> shardmatch.v1.Reason
-	10, // 29: shardmatch.v1.Decide.details:type_name -> shardmatch.v1.PlayerDetail
-	23, // 30: shardmatch.v1.RegisterShard.shard:type_name -> shardmatch.v1.ShardInfo
+	12, // 29: shardmatch.v1.Decide.details:type_name -> shardmatch.v1.PlayerDetail
+	25, // 30: shardmatch.v1.RegisterShard.shard:type_name -> shardmatch.v1.ShardInfo
 	3,  // 31: shardmatch.v1.SetShardState.state:type_name -> shardmatch.v1.ShardState
-	24, // 32: shardmatch.v1.Command.begin:type_name -> shardmatch.v1.Begin
-	25, // 33: shardmatch.v1.Command.decide:type_name -> shardmatch.v1.Decide
-	26, // 34: shardmatch.v1.Command.acked:type_name -> shardmatch.v1.Acked
-	27, // 35: shardmatch.v1.Command.renew:type_name -> shardmatch.v1.Renew
-	28, // 36: shardmatch.v1.Command.release:type_name -> shardmatch.v1.Release
-	29, // 37: shardmatch.v1.Command.expire:type_name -> shardmatch.v1.Expire
-	30, // 38: shardmatch.v1.Command.forget:type_name -> shardmatch.v1.Forget
-	31, // 39: shardmatch.v1.Command.register_shard:type_name -> shardmatch.v1.RegisterShard
-	32, // 40: shardmatch.v1.Command.set_shard_state:type_name -> shardmatch.v1.SetShardState
-	33, // 41: shardmatch.v1.Batch.commands:type_name -> shardmatch.v1.Command
-	9,  // 42: shardmatch.v1.TxnRecord.proposal:type_name -> shardmatch.v1.Proposal
+	26, // 32: shardmatch.v1.Command.begin:type_name -> shardmatch.v1.Begin
+	27, // 33: shardmatch.v1.Command.decide:type_name -> shardmatch.v1.Decide
+	28, // 34: shardmatch.v1.Command.acked:type_name -> shardmatch.v1.Acked
+	29, // 35: shardmatch.v1.Command.renew:type_name -> shardmatch.v1.Renew
+	30, // 36: shardmatch.v1.Command.release:type_name -> shardmatch.v1.Release
+	31, // 37: shardmatch.v1.Command.expire:type_name -> shardmatch.v1.Expire
+	32, // 38: shardmatch.v1.Command.forget:type_name -> shardmatch.v1.Forget
+	33, // 39: shardmatch.v1.Command.register_shard:type_name -> shardmatch.v1.RegisterShard
+	34, // 40: shardmatch.v1.Command.set_shard_state:type_name -> shardmatch.v1.SetShardState
+	35, // 41: shardmatch.v1.Batch.commands:type_name -> shardmatch.v1.Command
+	11, // 42: shardmatch.v1.TxnRecord.proposal:type_name -> shardmatch.v1.Proposal
 	4,  // 43: shardmatch.v1.TxnRecord.state:type_name -> shardmatch.v1.TxnState
-	13, // 44: shardmatch.v1.TxnRecord.decision:type_name -> shardmatch.v1.Decision
+	15, // 44: shardmatch.v1.TxnRecord.decision:type_name -> shardmatch.v1.Decision
 	5,  // 45: shardmatch.v1.LeaseRecord.state:type_name -> shardmatch.v1.LeaseState
-	35, // 46: shardmatch.v1.FSMState.txns:type_name -> shardmatch.v1.TxnRecord
-	36, // 47: shardmatch.v1.FSMState.leases:type_name -> shardmatch.v1.LeaseRecord
-	23, // 48: shardmatch.v1.FSMState.shards:type_name -> shardmatch.v1.ShardInfo
-	49, // [49:49] is the sub-list for method output_type
-	49, // [49:49] is the sub-list for method input_type
-	49, // [49:49] is the sub-list for extension type_name
-	49, // [49:49] is the sub-list for extension extendee
-	0,  // [0:49] is the sub-list for field type_name
+	37, // 46: shardmatch.v1.FSMState.txns:type_name -> shardmatch.v1.TxnRecord
+	38, // 47: shardmatch.v1.FSMState.leases:type_name -> shardmatch.v1.LeaseRecord
+	25, // 48: shardmatch.v1.FSMState.shards:type_name -> shardmatch.v1.ShardInfo
+	6,  // 49: shardmatch.v1.ApiError.code:type_name -> shardmatch.v1.ErrorCode
+	15, // 50: shardmatch.v1.ProposeResponse.decision:type_name -> shardmatch.v1.Decision
+	40, // 51: shardmatch.v1.ProposeResponse.error:type_name -> shardmatch.v1.ApiError
+	37, // 52: shardmatch.v1.StatusResponse.txn:type_name -> shardmatch.v1.TxnRecord
+	40, // 53: shardmatch.v1.StatusResponse.error:type_name -> shardmatch.v1.ApiError
+	7,  // 54: shardmatch.v1.LeaseRequest.op:type_name -> shardmatch.v1.LeaseOp
+	40, // 55: shardmatch.v1.LeaseResponse.error:type_name -> shardmatch.v1.ApiError
+	40, // 56: shardmatch.v1.RegisterShardResponse.error:type_name -> shardmatch.v1.ApiError
+	57, // [57:57] is the sub-list for method output_type
+	57, // [57:57] is the sub-list for method input_type
+	57, // [57:57] is the sub-list for extension type_name
+	57, // [57:57] is the sub-list for extension extendee
+	0,  // [0:57] is the sub-list for field type_name
 }
 
 func init() { file_shardmatch_proto_init() }
@@ -3127,13 +3731,21 @@ func file_shardmatch_proto_init() {
 		(*Command_RegisterShard)(nil),
 		(*Command_SetShardState)(nil),
 	}
+	file_shardmatch_proto_msgTypes[33].OneofWrappers = []any{
+		(*ProposeResponse_Decision)(nil),
+		(*ProposeResponse_Error)(nil),
+	}
+	file_shardmatch_proto_msgTypes[35].OneofWrappers = []any{
+		(*StatusResponse_Txn)(nil),
+		(*StatusResponse_Error)(nil),
+	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_shardmatch_proto_rawDesc), len(file_shardmatch_proto_rawDesc)),
-			NumEnums:      6,
-			NumMessages:   36,
+			NumEnums:      8,
+			NumMessages:   43,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
