@@ -638,3 +638,53 @@ func TestClusterLeaseDrift(t *testing.T) {
 		})
 	}
 }
+
+// An operator aborts a transaction stuck waiting for a shard's vote: the abort is
+// logged, delivered at once (not after the prepare timeout), and a decided txn cannot
+// be force-aborted.
+func TestClusterForceAbort(t *testing.T) {
+	c := newTestCluster(t, clusterOpts{seed: 15, tweak: func(_ string, cfg *coordinator.Config) {
+		cfg.Limits.DefaultPrepareTimeout = time.Minute
+	}})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c.net.SetHook(dropTo("s2", "prepare"))
+	l := c.leader(ctx)
+	node := c.lc.Node(l)
+	done := make(chan *smv1.Decision, 1)
+	go func() {
+		d, _ := c.propose(ctx, "p", match("stuck", time.Minute, "x@s1", "y@s2"))
+		done <- d
+	}()
+	var txid string
+	waitFor(t, "the txn to be preparing", 10*time.Second, func() bool {
+		rec, ok := node.FSM().TxnByProposal("stuck")
+		if ok {
+			txid = rec.GetTxid()
+		}
+		return ok
+	})
+	if err := c.lc.Node((l+1)%3).ForceAbort(ctx, txid); !errors.Is(err, coordinator.ErrNotLeader) {
+		t.Fatalf("follower force-abort: %v", err)
+	}
+	if err := node.ForceAbort(ctx, "tx-nope"); !errors.Is(err, coordinator.ErrNotFound) {
+		t.Fatalf("unknown txid: %v", err)
+	}
+	start := time.Now()
+	if err := node.ForceAbort(ctx, txid); err != nil {
+		t.Fatal(err)
+	}
+	d := <-done
+	if d.GetReason() != smv1.Reason_REASON_OPERATOR_ABORT || time.Since(start) > 10*time.Second {
+		t.Fatalf("decision %v after %s", d, time.Since(start))
+	}
+	if err := node.ForceAbort(ctx, txid); !errors.Is(err, coordinator.ErrConflict) {
+		t.Fatalf("second force-abort: %v", err)
+	}
+	c.net.SetHook(nil)
+	waitFor(t, "s1 to release its reservation", 10*time.Second, func() bool { return len(c.shards["s1"].part.InDoubt()) == 0 })
+	if st, ok := node.DriverStats(); !ok || st.Aborted == 0 {
+		t.Fatalf("driver stats %+v %v", st, ok)
+	}
+	requireClean(t, c.check(20*time.Second))
+}

@@ -304,3 +304,45 @@ func (n *Node) handleReply(r *smv1.ShardReply) {
 		ls.driver.HandleReply(r)
 	}
 }
+
+// ForceAbort is an operator's abort of a PREPARING transaction: it logs ABORTED /
+// OPERATOR_ABORT and has the driver deliver it at once. The first decision in the log
+// always stands, so if the transaction was already decided (or the driver decided
+// first) it returns ErrConflict and changes nothing.
+func (n *Node) ForceAbort(ctx context.Context, txid string) error {
+	ls := n.leaderState()
+	if ls == nil {
+		return n.notLeader()
+	}
+	rec, ok := n.fsm.Txn(txid)
+	if !ok {
+		return fmt.Errorf("%w: txn %q", ErrNotFound, txid)
+	}
+	if rec.GetState() != smv1.TxnState_TXN_STATE_PREPARING {
+		return fmt.Errorf("%w: txn %s is %s, not PREPARING", ErrConflict, txid, rec.GetState())
+	}
+	res, err := n.batch.apply(ctx, &smv1.Command{Op: &smv1.Command_Decide{Decide: &smv1.Decide{
+		Txid: txid, Outcome: smv1.Outcome_OUTCOME_ABORTED, Reason: smv1.Reason_REASON_OPERATOR_ABORT,
+		Message: "aborted by operator", WallUnixMs: n.cfg.Clock.Now().UnixMilli()}}})
+	if err != nil {
+		return err
+	}
+	if res.Err != nil {
+		return res.Err
+	}
+	ls.driver.Preempt(txid)
+	if d := res.Txn.GetDecision(); d.GetReason() != smv1.Reason_REASON_OPERATOR_ABORT {
+		return fmt.Errorf("%w: txn %s was already decided %s", ErrConflict, txid, d.GetOutcome())
+	}
+	return nil
+}
+
+// DriverStats returns the two-phase driver's counters for the current term; ok is
+// false when this node is not leading.
+func (n *Node) DriverStats() (twophase.DriverStats, bool) {
+	ls := n.leaderState()
+	if ls == nil {
+		return twophase.DriverStats{}, false
+	}
+	return ls.driver.Stats(), true
+}

@@ -73,9 +73,15 @@ type Driver struct {
 	wg     sync.WaitGroup
 
 	mu   sync.Mutex
-	runs map[string]chan *smv1.ShardReply
+	runs map[string]*runChans
 
 	stats DriverStats
+}
+
+// runChans reach the goroutine driving one txn.
+type runChans struct {
+	replies chan *smv1.ShardReply
+	preempt chan struct{} // closed to stop waiting for votes
 }
 
 // DriverStats counts what the driver did.
@@ -106,7 +112,7 @@ func NewDriver(cfg DriverConfig) (*Driver, error) {
 		cfg.ResendMax = max(2*time.Second, cfg.ResendInitial)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Driver{cfg: cfg, ctx: ctx, cancel: cancel, runs: make(map[string]chan *smv1.ShardReply)}, nil
+	return &Driver{cfg: cfg, ctx: ctx, cancel: cancel, runs: make(map[string]*runChans)}, nil
 }
 
 // Start drives p in its own goroutine. Starting a txn that is already running is a
@@ -120,7 +126,7 @@ func (d *Driver) Start(p Plan) {
 	if _, ok := d.runs[p.TxID]; ok {
 		return
 	}
-	ch := make(chan *smv1.ShardReply, 4*len(p.Shards)+4)
+	ch := &runChans{replies: make(chan *smv1.ShardReply, 4*len(p.Shards)+4), preempt: make(chan struct{})}
 	d.runs[p.TxID] = ch
 	d.stats.Started++
 	d.wg.Add(1)
@@ -131,7 +137,7 @@ func (d *Driver) Start(p Plan) {
 			delete(d.runs, p.TxID)
 			d.mu.Unlock()
 		}()
-		r := &run{d: d, p: p, replies: ch, log: d.cfg.Logger.With("txid", p.TxID)}
+		r := &run{d: d, p: p, replies: ch.replies, preempt: ch.preempt, log: d.cfg.Logger.With("txid", p.TxID)}
 		r.drive(d.ctx)
 	}()
 }
@@ -159,8 +165,23 @@ func (d *Driver) HandleReply(reply *smv1.ShardReply) {
 		return
 	}
 	select {
-	case ch <- reply:
+	case ch.replies <- reply:
 	default: // full: the resend loop will ask again
+	}
+}
+
+// Preempt stops txid's wait for votes, when another decision (an operator's abort) is
+// already in the log: the run proposes an abort, gets back the decision the log
+// recorded first, and delivers that at once instead of after the prepare timeout.
+func (d *Driver) Preempt(txid string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if ch, ok := d.runs[txid]; ok {
+		select {
+		case <-ch.preempt:
+		default:
+			close(ch.preempt)
+		}
 	}
 }
 
@@ -198,6 +219,7 @@ type run struct {
 	d       *Driver
 	p       Plan
 	replies chan *smv1.ShardReply
+	preempt chan struct{}
 	log     *slog.Logger
 }
 
@@ -278,6 +300,9 @@ func (r *run) prepare(ctx context.Context) *smv1.Decide {
 				}
 				return r.rejected(tally)
 			}
+		case <-r.preempt:
+			return &smv1.Decide{Txid: r.p.TxID, Outcome: smv1.Outcome_OUTCOME_ABORTED,
+				Reason: smv1.Reason_REASON_OPERATOR_ABORT, Message: "preempted", WallUnixMs: c.Now().UnixMilli()}
 		case <-resend.C():
 			send(tally.Missing())
 			backoff = min(2*backoff, r.d.cfg.ResendMax)

@@ -190,9 +190,9 @@ func TestAdminAPIOnRealCluster(t *testing.T) {
 		if n := len(c.statuses()[leader].Peers); n != 3 {
 			t.Fatalf("%d peers after removing c4", n)
 		}
-		// The node without ForceAbort answers 501, after auth.
-		if code, b := c.call(leader, "POST", "/v1/txns/p-1/abort", token, ""); code != 501 {
-			t.Fatalf("force-abort: %d %s", code, b)
+		// Force-abort of a decided txn is refused: the first decision stands.
+		if code, b := c.call(leader, "POST", "/v1/txns/p-1/abort", token, ""); code != 409 {
+			t.Fatalf("force-abort of a decided txn: %d %s", code, b)
 		}
 		if code, b := c.call(leader, "POST", "/v1/leader/transfer", token, ""); code != 200 {
 			t.Fatalf("transfer: %d %s", code, b)

@@ -1,0 +1,213 @@
+package natsapi
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/shardmatch/shardmatch/coordinator"
+	"github.com/shardmatch/shardmatch/internal/clock"
+	"github.com/shardmatch/shardmatch/internal/natsutil"
+	smv1 "github.com/shardmatch/shardmatch/proto/shardmatch/v1"
+)
+
+// HeaderReply carries a proposer's reply inbox on a proposal published to the intake
+// stream: JetStream answers a publish's own reply subject with its PubAck, so the
+// proposer's inbox travels in this header instead (DESIGN §3).
+const HeaderReply = "Sm-Reply"
+
+// DefaultConsumer is the durable intake consumer every coordinator binds to while it
+// leads.
+const DefaultConsumer = "coordinator-intake"
+
+// Defaults, used where Config leaves a field zero.
+const (
+	DefaultIntakeWorkers  = 256
+	DefaultRequestWorkers = 64
+	// DefaultAckWait is how long JetStream waits for the leader to settle a proposal
+	// before redelivering it. A proposal that takes longer is kept alive with
+	// in-progress acks, so this only bounds how late a crashed leader's proposals are
+	// redelivered.
+	DefaultAckWait = 10 * time.Second
+	// DefaultProposeTimeout bounds one Node.Propose: above the longest prepare timeout
+	// a proposal may ask for (coordinator.DefaultLimits: 1 minute).
+	DefaultProposeTimeout = 90 * time.Second
+	// DefaultRequestTimeout bounds one status, lease or register call.
+	DefaultRequestTimeout = 5 * time.Second
+	// DefaultNakDelay and DefaultNakDelayMax bound the redelivery backoff of a
+	// proposal that got no definite answer.
+	DefaultNakDelay    = 50 * time.Millisecond
+	DefaultNakDelayMax = 2 * time.Second
+	// DefaultReplayWindow is how far back a new leader republishes the decisions it
+	// saw as a follower. It must stay below the SM_EVENTS dedupe window
+	// (natsutil.DefaultDedupeWindow) so that the copies are absorbed.
+	DefaultReplayWindow = time.Minute
+	// DefaultMaxReplay caps the decisions remembered for replay.
+	DefaultMaxReplay = 16384
+	// DefaultMaxEventQueue caps the events waiting to be published; past it the
+	// oldest are dropped (and counted): events are a delivery buffer, Raft is the truth.
+	DefaultMaxEventQueue = 65536
+	// DefaultPubAckTimeout bounds the wait for one event's PubAck.
+	DefaultPubAckTimeout = 5 * time.Second
+	// DefaultSetupTimeout bounds New's stream set-up.
+	DefaultSetupTimeout = 10 * time.Second
+)
+
+// Node is what the server needs of a coordinator node; *coordinator.Node implements
+// it. Errors are the coordinator's typed errors (coordinator.APIError translates them).
+type Node interface {
+	Propose(ctx context.Context, p *smv1.Proposal) (*smv1.Decision, error)
+	Status(ctx context.Context, id string) (*smv1.TxnRecord, error)
+	Renew(ctx context.Context, txid string) error
+	Release(ctx context.Context, txid string) error
+	RegisterShard(ctx context.Context, s *smv1.ShardInfo) error
+}
+
+var _ Node = (*coordinator.Node)(nil)
+
+// Config configures a Server. Node and Conn are required.
+type Config struct {
+	// Node is this server's coordinator node.
+	Node Node
+	// NodeID names the node in logs.
+	NodeID string
+	// Conn is the node's NATS connection; the Server does not close it. Configure it
+	// to reconnect forever (nats.MaxReconnects(-1)).
+	Conn *nats.Conn
+	// JetStream manages the streams and the intake consumer (nil: jetstream.New(Conn)).
+	// Events are published through a JetStream context of the Server's own, so that
+	// it alone sees their PubAcks.
+	JetStream jetstream.JetStream
+	// Prefix of the subjects (natsutil.DefaultPrefix if empty).
+	Prefix string
+	// Logger receives malformed requests, nak'd proposals and publish failures. Nil
+	// discards.
+	Logger *slog.Logger
+	// Clock times backoffs and the replay window (nil: the machine's clock).
+	Clock clock.Clock
+
+	// Streams shapes the streams New creates or updates; its Prefix is ignored.
+	Streams natsutil.StreamConfig
+	// SkipEnsureStreams leaves the streams alone (an operator manages them).
+	SkipEnsureStreams bool
+
+	// IntakeWorkers is how many proposals are handled at once (DefaultIntakeWorkers).
+	IntakeWorkers int
+	// RequestWorkers is how many status, lease and register requests are handled at
+	// once (DefaultRequestWorkers).
+	RequestWorkers int
+	// Consumer names the durable intake consumer (DefaultConsumer).
+	Consumer string
+	// AckWait of the intake consumer (DefaultAckWait).
+	AckWait time.Duration
+	// MaxAckPending of the intake consumer (2 × IntakeWorkers): proposals delivered
+	// and not settled, counting those a deposed leader has not handed back yet.
+	MaxAckPending int
+	// ProposeTimeout bounds one Node.Propose (DefaultProposeTimeout).
+	ProposeTimeout time.Duration
+	// RequestTimeout bounds one status, lease or register call (DefaultRequestTimeout).
+	RequestTimeout time.Duration
+	// NakDelay, doubled per delivery up to NakDelayMax, delays the redelivery of a
+	// proposal that got no definite answer (DefaultNakDelay, DefaultNakDelayMax).
+	NakDelay, NakDelayMax time.Duration
+	// ReplyPrefixes, if set, restricts the Sm-Reply inboxes answered to subjects with
+	// one of these prefixes (e.g. "_INBOX."), so that a proposer cannot make the
+	// leader publish elsewhere. NATS permissions on the node's user are the stronger
+	// guard.
+	ReplyPrefixes []string
+
+	// ReplayWindow is how far back a new leader republishes decisions
+	// (DefaultReplayWindow); keep it below the events stream's dedupe window.
+	ReplayWindow time.Duration
+	// MaxReplay caps the decisions remembered for replay (DefaultMaxReplay).
+	MaxReplay int
+	// MaxEventQueue caps events waiting to be published (DefaultMaxEventQueue).
+	MaxEventQueue int
+	// PubAckTimeout bounds the wait for one event's PubAck (DefaultPubAckTimeout).
+	PubAckTimeout time.Duration
+	// SetupTimeout bounds New's stream set-up (DefaultSetupTimeout).
+	SetupTimeout time.Duration
+}
+
+func (c *Config) setDefaults() error {
+	switch {
+	case c.Node == nil:
+		return errors.New("natsapi: Config.Node is nil")
+	case c.Conn == nil:
+		return errors.New("natsapi: Config.Conn is nil")
+	case c.IntakeWorkers < 0, c.RequestWorkers < 0, c.MaxAckPending < 0, c.MaxReplay < 0, c.MaxEventQueue < 0:
+		return fmt.Errorf("natsapi: Config counts must be >= 0: IntakeWorkers=%d RequestWorkers=%d MaxAckPending=%d MaxReplay=%d MaxEventQueue=%d",
+			c.IntakeWorkers, c.RequestWorkers, c.MaxAckPending, c.MaxReplay, c.MaxEventQueue)
+	case c.AckWait < 0, c.ProposeTimeout < 0, c.RequestTimeout < 0, c.NakDelay < 0, c.NakDelayMax < 0,
+		c.ReplayWindow < 0, c.PubAckTimeout < 0, c.SetupTimeout < 0:
+		return errors.New("natsapi: Config durations must be >= 0")
+	}
+	def := func(v *time.Duration, d time.Duration) {
+		if *v == 0 {
+			*v = d
+		}
+	}
+	defInt := func(v *int, d int) {
+		if *v == 0 {
+			*v = d
+		}
+	}
+	defInt(&c.IntakeWorkers, DefaultIntakeWorkers)
+	defInt(&c.RequestWorkers, DefaultRequestWorkers)
+	defInt(&c.MaxAckPending, 2*c.IntakeWorkers)
+	defInt(&c.MaxReplay, DefaultMaxReplay)
+	defInt(&c.MaxEventQueue, DefaultMaxEventQueue)
+	def(&c.AckWait, DefaultAckWait)
+	def(&c.ProposeTimeout, DefaultProposeTimeout)
+	def(&c.RequestTimeout, DefaultRequestTimeout)
+	def(&c.NakDelay, DefaultNakDelay)
+	def(&c.NakDelayMax, DefaultNakDelayMax)
+	def(&c.ReplayWindow, DefaultReplayWindow)
+	def(&c.PubAckTimeout, DefaultPubAckTimeout)
+	def(&c.SetupTimeout, DefaultSetupTimeout)
+	if c.Consumer == "" {
+		c.Consumer = DefaultConsumer
+	}
+	if c.MaxAckPending < c.IntakeWorkers {
+		return fmt.Errorf("natsapi: Config.MaxAckPending (%d) must be >= IntakeWorkers (%d)", c.MaxAckPending, c.IntakeWorkers)
+	}
+	if c.AckWait < time.Second {
+		return fmt.Errorf("natsapi: Config.AckWait (%s) must be >= 1s", c.AckWait)
+	}
+	if c.Clock == nil {
+		c.Clock = clock.NewReal()
+	}
+	return nil
+}
+
+// LeaseSubject is where match hosts renew and release their matches: <p>.v1.lease.
+// (natsutil.Subjects has no builder for it yet.)
+func LeaseSubject(s natsutil.Subjects) string { return s.Prefix() + ".v1.lease" }
+
+// validReply reports whether subject can be published to: non-empty tokens, no
+// wildcards, no whitespace, and one of prefixes if any are given.
+func validReply(subject string, prefixes []string) bool {
+	if subject == "" || len(subject) > 1024 || strings.ContainsAny(subject, " \t\r\n") {
+		return false
+	}
+	for tok := range strings.SplitSeq(subject, ".") {
+		if tok == "" || tok == "*" || tok == ">" {
+			return false
+		}
+	}
+	if len(prefixes) == 0 {
+		return true
+	}
+	for _, p := range prefixes {
+		if strings.HasPrefix(subject, p) {
+			return true
+		}
+	}
+	return false
+}

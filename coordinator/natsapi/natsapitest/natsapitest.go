@@ -1,0 +1,408 @@
+// Package natsapitest runs a whole shardmatch deployment in one process, for tests of
+// the coordinator's NATS API and of the clients that speak it: an embedded NATS server
+// with JetStream in a temp dir, a coordinator.LocalCluster of real Raft nodes each
+// serving through its own natsapi.Server and NATS connection, and shards behind the
+// in-memory participant network (only the client ↔ coordinator path is over NATS).
+//
+// It is test code that ships, like net/http/httptest: it must never be imported by
+// production code.
+package natsapitest
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+
+	"github.com/shardmatch/shardmatch/coordinator"
+	"github.com/shardmatch/shardmatch/coordinator/natsapi"
+	"github.com/shardmatch/shardmatch/internal/clock"
+	"github.com/shardmatch/shardmatch/internal/natsutil"
+	smv1 "github.com/shardmatch/shardmatch/proto/shardmatch/v1"
+	"github.com/shardmatch/shardmatch/twophase"
+)
+
+// Options shape a Cluster. Zero values take the defaults.
+type Options struct {
+	Nodes  int    // coordinators (3)
+	Shards int    // shards s1..sN, registered before Start returns (2)
+	Prefix string // subject prefix ("sm")
+	// Coordinator, if set, adjusts each node's config after the harness's defaults.
+	Coordinator func(id string, c *coordinator.Config)
+	// API, if set, adjusts each node's natsapi config.
+	API func(id string, c *natsapi.Config)
+	// Logger for the nodes and servers (nil discards).
+	Logger *slog.Logger
+}
+
+// Cluster is a running deployment. Start makes one; it is shut down at test cleanup.
+type Cluster struct {
+	tb     testing.TB
+	opts   Options
+	dir    string
+	NATS   *server.Server
+	Net    *twophase.InmemNetwork
+	lc     atomic.Pointer[coordinator.LocalCluster]
+	mu     sync.Mutex // guards slots' conns during Kill and Restart
+	slots  []*slot
+	shards map[string]*Shard
+}
+
+// slot is one node position: its current server and connection, replaced on restart.
+type slot struct {
+	id  string
+	srv atomic.Pointer[natsapi.Server]
+	nc  *nats.Conn
+}
+
+// Start brings up NATS, the coordinators and their servers, registers the shards, and
+// waits until a leader serves.
+func Start(tb testing.TB, o Options) *Cluster {
+	tb.Helper()
+	if o.Nodes == 0 {
+		o.Nodes = 3
+	}
+	if o.Shards == 0 {
+		o.Shards = 2
+	}
+	c := &Cluster{tb: tb, opts: o, dir: tb.TempDir(), shards: map[string]*Shard{}}
+	s, err := natsutil.StartEmbedded(natsutil.EmbeddedConfig{StoreDir: filepath.Join(c.dir, "nats"), ServerName: "natsapitest"})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	c.NATS = s
+	tb.Cleanup(c.shutdown)
+	c.Net = twophase.NewInmemNetwork(twophase.InmemConfig{Seed: 1})
+	for i := 1; i <= o.Shards; i++ {
+		id := fmt.Sprintf("s%d", i)
+		sh := &Shard{ID: id, commits: map[string]int{}}
+		p, err := twophase.NewParticipant(twophase.ParticipantConfig{ShardID: id, Handler: sh,
+			Journal: twophase.NewMemJournal(), Clock: clock.NewReal()})
+		if err != nil {
+			tb.Fatal(err)
+		}
+		sh.Participant = p
+		c.shards[id] = sh
+		c.Net.AddShard(id, p)
+	}
+	for i := 0; i < o.Nodes; i++ {
+		c.slots = append(c.slots, &slot{id: fmt.Sprintf("c%d", i+1)})
+	}
+	for i := range c.slots {
+		c.startAPI(i)
+	}
+	lc, err := coordinator.NewLocalCluster(coordinator.LocalClusterConfig{
+		Nodes: o.Nodes, DataDir: filepath.Join(c.dir, "raft"), AttemptTimeout: 2 * time.Second,
+		Participants: func(id string) func(twophase.ReplyHandler) twophase.Transport {
+			return func(h twophase.ReplyHandler) twophase.Transport { return c.Net.Coordinator(id, h) }
+		},
+		Configure: c.configure,
+	})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	c.lc.Store(lc)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for _, id := range c.ShardIDs() {
+		if err := lc.OnLeader(ctx, func(n *coordinator.Node) error {
+			return n.RegisterShard(ctx, &smv1.ShardInfo{ShardId: id, Region: "eu-west"})
+		}); err != nil {
+			tb.Fatalf("register %s: %v", id, err)
+		}
+	}
+	c.WaitServing(ctx)
+	return c
+}
+
+func (c *Cluster) configure(id string, cfg *coordinator.Config) {
+	cfg.Clock = clock.NewReal()
+	cfg.Logger = c.opts.Logger
+	cfg.ResendInitial, cfg.ResendMax = 20*time.Millisecond, 200*time.Millisecond
+	cfg.ExpiryScan = 20 * time.Millisecond
+	cfg.Limits.DefaultPrepareTimeout = 2 * time.Second
+	sl := c.slotByID(id)
+	cfg.OnLeadership = func(leading bool, term uint64) {
+		if srv := sl.srv.Load(); srv != nil {
+			srv.Leading(leading, term)
+		}
+	}
+	cfg.OnDecided = func(d *smv1.Decision) {
+		if srv := sl.srv.Load(); srv != nil {
+			srv.Decided(d)
+		}
+	}
+	if c.opts.Coordinator != nil {
+		c.opts.Coordinator(id, cfg)
+	}
+}
+
+func (c *Cluster) slotByID(id string) *slot {
+	for _, s := range c.slots {
+		if s.id == id {
+			return s
+		}
+	}
+	panic("natsapitest: no node " + id)
+}
+
+// startAPI gives slot i a fresh connection and server, before its node starts, so that
+// the node's first leadership reaches it.
+func (c *Cluster) startAPI(i int) {
+	c.tb.Helper()
+	sl := c.slots[i]
+	nc := c.dial()
+	cfg := natsapi.Config{Node: nodeRef{c: c, i: i}, NodeID: sl.id, Conn: nc, Prefix: c.opts.Prefix, Logger: c.opts.Logger}
+	if c.opts.API != nil {
+		c.opts.API(sl.id, &cfg)
+	}
+	srv, err := natsapi.New(cfg)
+	if err != nil {
+		nc.Close()
+		c.tb.Fatal(err)
+	}
+	c.mu.Lock()
+	sl.nc = nc
+	c.mu.Unlock()
+	sl.srv.Store(srv)
+}
+
+func (c *Cluster) stopAPI(i int) {
+	sl := c.slots[i]
+	if srv := sl.srv.Swap(nil); srv != nil {
+		_ = srv.Close()
+	}
+	c.mu.Lock()
+	nc := sl.nc
+	sl.nc = nil
+	c.mu.Unlock()
+	if nc != nil {
+		nc.Close()
+	}
+}
+
+func (c *Cluster) dial() *nats.Conn {
+	c.tb.Helper()
+	nc, err := nats.Connect(c.NATS.ClientURL(), nats.MaxReconnects(-1), nats.ReconnectWait(20*time.Millisecond))
+	if err != nil {
+		c.tb.Fatal(err)
+	}
+	return nc
+}
+
+// Connect opens a client connection, closed at cleanup.
+func (c *Cluster) Connect() *nats.Conn {
+	c.tb.Helper()
+	nc := c.dial()
+	c.tb.Cleanup(nc.Close)
+	return nc
+}
+
+// Prefix is the subject prefix in use.
+func (c *Cluster) Prefix() string { return c.opts.Prefix }
+
+// LC is the coordinator cluster.
+func (c *Cluster) LC() *coordinator.LocalCluster { return c.lc.Load() }
+
+// Size is the number of coordinator positions.
+func (c *Cluster) Size() int { return len(c.slots) }
+
+// API returns node i's server (nil while the node is killed).
+func (c *Cluster) API(i int) *natsapi.Server { return c.slots[i].srv.Load() }
+
+// Node returns node i (nil while killed).
+func (c *Cluster) Node(i int) *coordinator.Node { return c.LC().Node(i) }
+
+// ShardIDs lists the shards, sorted.
+func (c *Cluster) ShardIDs() []string {
+	var ids []string
+	for id := range c.shards {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	return ids
+}
+
+// Shard returns shard id.
+func (c *Cluster) Shard(id string) *Shard { return c.shards[id] }
+
+// WaitServing waits until a node leads and its server serves, and returns its index.
+func (c *Cluster) WaitServing(ctx context.Context) int {
+	c.tb.Helper()
+	for {
+		for i := range c.slots {
+			n, srv := c.Node(i), c.API(i)
+			if n != nil && srv != nil && n.IsLeader() && srv.Serving() {
+				return i
+			}
+		}
+		select {
+		case <-ctx.Done():
+			c.tb.Fatalf("no leader serving: %v", ctx.Err())
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+}
+
+// Kill stops node i abruptly and closes its server and connection.
+func (c *Cluster) Kill(i int) {
+	c.tb.Helper()
+	if err := c.LC().Kill(i); err != nil {
+		c.tb.Logf("kill %d: %v", i, err)
+	}
+	c.stopAPI(i)
+}
+
+// Restart starts node i again on its data, with a new server and connection.
+func (c *Cluster) Restart(i int) {
+	c.tb.Helper()
+	if c.Node(i) != nil {
+		return
+	}
+	c.startAPI(i)
+	if err := c.LC().Start(i); err != nil {
+		c.tb.Fatal(err)
+	}
+}
+
+// Txids returns the distinct txids the running nodes' FSMs hold for proposal pid.
+func (c *Cluster) Txids(pid string) []string {
+	seen := map[string]bool{}
+	var out []string
+	for i := range c.slots {
+		n := c.Node(i)
+		if n == nil {
+			continue
+		}
+		if rec, ok := n.FSM().TxnByProposal(pid); ok && !seen[rec.GetTxid()] {
+			seen[rec.GetTxid()] = true
+			out = append(out, rec.GetTxid())
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+func (c *Cluster) shutdown() {
+	if lc := c.LC(); lc != nil {
+		for i := range c.slots {
+			_ = lc.Kill(i)
+			c.stopAPI(i)
+		}
+	} else {
+		for i := range c.slots {
+			c.stopAPI(i)
+		}
+	}
+	if c.Net != nil {
+		_ = c.Net.Close()
+	}
+	natsutil.Shutdown(c.NATS)
+}
+
+// nodeRef is natsapi.Node for whatever node runs in position i: the harness restarts
+// nodes under a server it made before them.
+type nodeRef struct {
+	c *Cluster
+	i int
+}
+
+func (r nodeRef) node() (*coordinator.Node, error) {
+	if lc := r.c.LC(); lc != nil {
+		if n := lc.Node(r.i); n != nil {
+			return n, nil
+		}
+	}
+	return nil, &coordinator.NotLeaderError{}
+}
+
+func (r nodeRef) Propose(ctx context.Context, p *smv1.Proposal) (*smv1.Decision, error) {
+	n, err := r.node()
+	if err != nil {
+		return nil, err
+	}
+	return n.Propose(ctx, p)
+}
+
+func (r nodeRef) Status(ctx context.Context, id string) (*smv1.TxnRecord, error) {
+	n, err := r.node()
+	if err != nil {
+		return nil, err
+	}
+	return n.Status(ctx, id)
+}
+
+func (r nodeRef) Renew(ctx context.Context, txid string) error {
+	n, err := r.node()
+	if err != nil {
+		return err
+	}
+	return n.Renew(ctx, txid)
+}
+
+func (r nodeRef) Release(ctx context.Context, txid string) error {
+	n, err := r.node()
+	if err != nil {
+		return err
+	}
+	return n.Release(ctx, txid)
+}
+
+func (r nodeRef) RegisterShard(ctx context.Context, s *smv1.ShardInfo) error {
+	n, err := r.node()
+	if err != nil {
+		return err
+	}
+	return n.RegisterShard(ctx, s)
+}
+
+// Shard is a simulated shard server: it votes YES for every player and counts what it
+// applied, so tests can check that no transaction commits twice.
+type Shard struct {
+	ID          string
+	Participant *twophase.Participant
+
+	mu       sync.Mutex
+	prepares int
+	commits  map[string]int
+}
+
+// Prepare votes YES.
+func (s *Shard) Prepare(_ context.Context, _ string, _ []*smv1.ShardPlayer) []*smv1.PlayerRejection {
+	s.mu.Lock()
+	s.prepares++
+	s.mu.Unlock()
+	return nil
+}
+
+// Commit records the commit.
+func (s *Shard) Commit(_ context.Context, txid string, _ []*smv1.ShardPlayer) error {
+	s.mu.Lock()
+	s.commits[txid]++
+	s.mu.Unlock()
+	return nil
+}
+
+// Abort does nothing: the shard holds no reservation of its own.
+func (s *Shard) Abort(context.Context, string, []*smv1.ShardPlayer) error { return nil }
+
+// Commits returns how many times each txid was committed on this shard.
+func (s *Shard) Commits() map[string]int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make(map[string]int, len(s.commits))
+	for k, v := range s.commits {
+		out[k] = v
+	}
+	return out
+}
+
+var _ twophase.ShardHandler = (*Shard)(nil)
