@@ -595,6 +595,20 @@ func TestClusterStatusOnlyOnLeader(t *testing.T) {
 	if _, err := c.lc.Node((l+1)%3).Status(ctx, d.GetTxid()); !errors.As(err, &nle) || nle.LeaderID != c.lc.NodeID(l) {
 		t.Fatalf("follower status: %v", err)
 	}
+	// A new leader on a quiet cluster answers at once (its no-op entries never reach
+	// the FSM, so it must not wait for them).
+	if !c.settle(ctx) {
+		t.Fatal("did not settle")
+	}
+	if err := c.lc.Kill(l); err != nil {
+		t.Fatal(err)
+	}
+	nl := c.leader(ctx)
+	sctx, scancel := context.WithTimeout(ctx, 2*time.Second)
+	defer scancel()
+	if rec, err := c.lc.Node(nl).Status(sctx, d.GetTxid()); err != nil || rec.GetTxid() != d.GetTxid() {
+		t.Fatalf("status on the new leader: %v %v", rec, err)
+	}
 }
 
 // Clock drift: a leader whose clock runs fast within ρ never takes a lease early; one

@@ -66,6 +66,14 @@ func (n *Node) lead(ctx context.Context) {
 		}
 		log.Warn("barrier failed; retrying", "err", err)
 	}
+	// hashicorp/raft hands a BatchingFSM only command and configuration entries, so the
+	// term's no-op and our barrier never move the FSM's applied index, and a
+	// linearizable read waiting for the commit index would hang on a quiet new leader.
+	// One empty command moves it past both.
+	if _, err := n.batch.apply(ctx, &smv1.Command{Op: &smv1.Command_Forget{Forget: &smv1.Forget{}}}); err != nil {
+		log.Warn("could not log the takeover marker; giving up this term", "err", err)
+		return
+	}
 	drv, err := twophase.NewDriver(twophase.DriverConfig{
 		Transport: n.transport, Log: driverLog{n}, Clock: n.cfg.Clock, Logger: log, Term: term,
 		ResendInitial: n.cfg.ResendInitial, ResendMax: n.cfg.ResendMax,

@@ -28,7 +28,11 @@ const DefaultConsumer = "coordinator-intake"
 
 // Defaults, used where Config leaves a field zero.
 const (
-	DefaultIntakeWorkers  = 256
+	// DefaultIntakeWorkers is how many proposals a leader runs at once: each waits
+	// for its decision, so this bounds the transactions in flight from the intake.
+	DefaultIntakeWorkers = 256
+	// DefaultRequestWorkers is how many status, lease and register requests a leader
+	// handles at once.
 	DefaultRequestWorkers = 64
 	// DefaultAckWait is how long JetStream waits for the leader to settle a proposal
 	// before redelivering it. A proposal that takes longer is kept alive with

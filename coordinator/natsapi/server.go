@@ -142,16 +142,14 @@ func (s *Server) Leading(leading bool, n uint64) {
 	s.cur = nil
 	if leading && !s.closed {
 		s.cur = s.startTerm(n)
+		s.stats.leaderships.Add(1)
+		s.log.Info("serving the client API", "term", n)
 	}
+	s.events.setLeading(s.cur != nil, s.cfg.Clock)
 	s.mu.Unlock()
 	if old != nil {
 		s.stopTerm(old)
 	}
-	if leading {
-		s.stats.leaderships.Add(1)
-		s.log.Info("serving the client API", "term", n)
-	}
-	s.events.setLeading(leading && !s.isClosed(), s.cfg.Clock)
 }
 
 // startTerm subscribes the request subjects and starts the intake. mu is held.
@@ -196,15 +194,10 @@ func (s *Server) stopTerm(t *term) {
 	s.log.Info("stopped serving the client API", "term", t.n)
 }
 
-func (s *Server) isClosed() bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.closed
-}
-
-// Close stops serving, waits for every handler to return, gives queued events up to
-// PubAckTimeout to be published (if still leading), and releases the publisher. The
-// connection stays open.
+// Close stops serving, waits for every handler to return (proposals in progress are
+// handed back for redelivery), waits up to PubAckTimeout for events already published
+// to be confirmed, and releases the publisher. Events still queued are dropped: the
+// next leader replays them. The connection stays open.
 func (s *Server) Close() error {
 	s.mu.Lock()
 	if s.closed {
@@ -214,11 +207,11 @@ func (s *Server) Close() error {
 	s.closed = true
 	old := s.cur
 	s.cur = nil
+	s.events.setLeading(false, s.cfg.Clock)
 	s.mu.Unlock()
 	if old != nil {
 		s.stopTerm(old)
 	}
-	s.events.setLeading(false, s.cfg.Clock)
 	s.end()
 	s.wg.Wait()
 	t := time.NewTimer(s.cfg.PubAckTimeout)

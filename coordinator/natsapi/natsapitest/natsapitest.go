@@ -127,7 +127,6 @@ func (c *Cluster) configure(id string, cfg *coordinator.Config) {
 	cfg.Clock = clock.NewReal()
 	cfg.Logger = c.opts.Logger
 	cfg.ResendInitial, cfg.ResendMax = 20*time.Millisecond, 200*time.Millisecond
-	cfg.ExpiryScan = 20 * time.Millisecond
 	cfg.Limits.DefaultPrepareTimeout = 2 * time.Second
 	sl := c.slotByID(id)
 	cfg.OnLeadership = func(leading bool, term uint64) {
