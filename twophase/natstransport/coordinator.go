@@ -14,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/shardmatch/shardmatch/internal/clock"
 	"github.com/shardmatch/shardmatch/internal/natsutil"
 	smv1 "github.com/shardmatch/shardmatch/proto/shardmatch/v1"
 	"github.com/shardmatch/shardmatch/twophase"
@@ -55,7 +56,18 @@ type CoordinatorConfig struct {
 	MaxPending int
 	// PubAckTimeout bounds the wait for one PubAck (DefaultPubAckTimeout).
 	PubAckTimeout time.Duration
+	// ResendEpoch is how long resends of one command share a dedupe id
+	// (DefaultResendEpoch). Within an epoch JetStream stores a command once; a resend in
+	// a later epoch is stored again, so a shard whose reply (on core NATS) was lost
+	// hears the command again and repeats its reply, instead of the txn waiting out the
+	// whole dedupe window. Duplicates are harmless: shards are idempotent by txid.
+	ResendEpoch time.Duration
+	// Clock measures resend epochs (nil: the real clock).
+	Clock clock.Clock
 }
+
+// DefaultResendEpoch is CoordinatorConfig.ResendEpoch's default.
+const DefaultResendEpoch = time.Second
 
 // CoordinatorStats are a Coordinator's counters since it was made.
 type CoordinatorStats struct {
@@ -81,12 +93,14 @@ type coordCounters struct {
 // Coordinator is the coordinator node's side of the NATS transport. It implements
 // twophase.Transport; Close it before closing its connection.
 type Coordinator struct {
-	cfg  CoordinatorConfig
-	log  *slog.Logger
-	subj natsutil.Subjects
-	cmd  string // the command stream's name, sent as Nats-Expected-Stream
-	pub  jetstream.JetStream
-	subs []*nats.Subscription
+	cfg   CoordinatorConfig
+	log   *slog.Logger
+	subj  natsutil.Subjects
+	cmd   string // the command stream's name, sent as Nats-Expected-Stream
+	pub   jetstream.JetStream
+	subs  []*nats.Subscription
+	clk   clock.Clock
+	epoch time.Duration
 
 	// mu guards closed against replies in delivery: onReply holds it shared while it
 	// registers in inflight, Close takes it exclusively, then waits for inflight.
@@ -112,6 +126,14 @@ func NewCoordinator(ctx context.Context, cfg CoordinatorConfig) (*Coordinator, e
 		return nil, fmt.Errorf("natstransport: CoordinatorConfig.MaxPending (%d) must be >= 0", cfg.MaxPending)
 	case cfg.PubAckTimeout < 0:
 		return nil, fmt.Errorf("natstransport: CoordinatorConfig.PubAckTimeout (%s) must be >= 0", cfg.PubAckTimeout)
+	case cfg.ResendEpoch < 0:
+		return nil, fmt.Errorf("natstransport: CoordinatorConfig.ResendEpoch (%s) must be >= 0", cfg.ResendEpoch)
+	}
+	if cfg.ResendEpoch == 0 {
+		cfg.ResendEpoch = DefaultResendEpoch
+	}
+	if cfg.Clock == nil {
+		cfg.Clock = clock.NewReal()
 	}
 	subj, err := natsutil.NewSubjects(cfg.Prefix)
 	if err != nil {
@@ -127,7 +149,8 @@ func NewCoordinator(ctx context.Context, cfg CoordinatorConfig) (*Coordinator, e
 	if lg == nil {
 		lg = slog.New(slog.DiscardHandler)
 	}
-	c := &Coordinator{cfg: cfg, log: lg.With("component", "natstransport.coordinator"), subj: subj, cmd: subj.Streams().Cmd}
+	c := &Coordinator{cfg: cfg, log: lg.With("component", "natstransport.coordinator"), subj: subj, cmd: subj.Streams().Cmd,
+		clk: cfg.Clock, epoch: cfg.ResendEpoch}
 
 	if !cfg.SkipEnsureStreams {
 		js := cfg.JetStream
@@ -172,8 +195,8 @@ func (c *Coordinator) Subjects() natsutil.Subjects { return c.subj }
 
 // Send publishes cmd to shardID's command subject on the command stream and returns
 // without waiting for JetStream's confirmation, which is counted in Stats when it
-// comes. The message carries Nats-Msg-Id <txid>/<phase>/<shard> (so a resend within
-// the dedupe window is stored once), Sm-Term, and the traceparent ctx carries if any
+// comes. The message carries Nats-Msg-Id <txid>/<phase>/<shard>/<epoch> (so resends
+// within one ResendEpoch are stored once), Sm-Term, and the traceparent ctx carries if any
 // (natsutil.WithTraceParent). It fails for an invalid command or shard id, after
 // Close, or when MaxPending publishes stay unconfirmed; a nil error means the command
 // was handed to the connection, not that it reached the stream.
@@ -207,7 +230,7 @@ func (c *Coordinator) send(ctx context.Context, shardID string, cmd *smv1.ShardC
 		return fmt.Errorf("natstransport: encode %s %s: %w", info.phase, info.txid, err)
 	}
 	h := nats.Header{
-		jetstream.MsgIDHeader:          {MsgID(info.txid, info.phase, shardID)},
+		jetstream.MsgIDHeader:          {MsgID(info.txid, info.phase, shardID) + "/" + strconv.FormatInt(int64(c.clk.Mono()/c.epoch), 10)},
 		jetstream.ExpectedStreamHeader: {c.cmd},
 		HeaderTerm:                     {strconv.FormatUint(info.term, 10)},
 	}

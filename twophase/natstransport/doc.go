@@ -4,20 +4,21 @@
 // (Serve).
 //
 //	leader ── Prepare/Commit/Abort ──▶ stream SM_CMD, subject <p>.v1.shard.<shard>.cmd
-//	                                   Nats-Msg-Id = <txid>/<phase>/<shard>, traceparent, Sm-Term
+//	                                   Nats-Msg-Id = <txid>/<phase>/<shard>/<epoch>, traceparent, Sm-Term
 //	          durable pull consumer shard-<shard> (explicit ack, MaxAckPending > 1)
 //	shard  ── Vote ──▶ core <p>.v1.coord.vote.<shard>
 //	       ── Ack  ──▶ core <p>.v1.coord.ack.<shard>
 //
-// Delivery semantics. A command is stored once per dedupe window: a driver resend with
-// the same Nats-Msg-Id inside the window is acknowledged by JetStream as a duplicate
-// and not stored again. That is safe because the stream holds the first copy and the
-// durable consumer redelivers it until the shard acks it, and the shard acks only after
-// it has handled the command and published its reply. Replies travel on core NATS and
-// can be lost (a reconnect, a slow consumer); a lost vote costs an abort at the
-// prepare timeout, and a lost ack delays the txn's DONE until a resend falls outside the
-// dedupe window (default 2 minutes). Neither breaks an invariant: every handler is
-// idempotent by txid and the coordinator's Raft log, not the stream, is the truth.
+// Delivery semantics. A command is stored once per resend epoch (ResendEpoch, default
+// 1 s): driver resends inside one epoch carry the same Nats-Msg-Id and JetStream
+// acknowledges them as duplicates without storing them again. That is safe because the
+// stream holds the first copy and the durable consumer redelivers it until the shard
+// acks it, and the shard acks only after it has handled the command and published its
+// reply. Replies travel on core NATS and can be lost (a reconnect, a slow consumer); the
+// driver's next resend in a later epoch is stored again, so the shard handles it (as a
+// duplicate) and repeats its reply: a lost vote is recovered before the prepare
+// deadline, and a lost ack within a second or two. Every handler is idempotent by txid
+// and the coordinator's Raft log, not the stream, is the truth.
 //
 // Ordering. A shard handles commands of different txids in parallel (Workers, default
 // 16) and the commands of one txid one at a time in stream order: a txid always hashes

@@ -154,9 +154,13 @@ func (r *replySink) waitAcks(tb testing.TB, n int) {
 	})
 }
 
+// testEpochClock is the clock of every test Coordinator's resend epochs: it never
+// moves unless a test advances it, so resends dedupe deterministically.
+var testEpochClock = clock.NewFake(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
+
 func newCoordinator(tb testing.TB, nc *nats.Conn, replies twophase.ReplyHandler) *natstransport.Coordinator {
 	tb.Helper()
-	c, err := natstransport.NewCoordinator(context.Background(), natstransport.CoordinatorConfig{Conn: nc, Replies: replies})
+	c, err := natstransport.NewCoordinator(context.Background(), natstransport.CoordinatorConfig{Conn: nc, Replies: replies, Clock: testEpochClock})
 	if err != nil {
 		tb.Fatal(err)
 	}

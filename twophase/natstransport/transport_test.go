@@ -287,3 +287,54 @@ func TestConfigValidation(t *testing.T) {
 		}
 	}
 }
+
+// A vote lost on core NATS is not the end: the driver's resend in a later epoch is
+// stored again, the shard answers the duplicate with the same vote, and its game sees
+// one prepare.
+func TestResendInLaterEpochRecoversLostReply(t *testing.T) {
+	env := newNatsEnv(t)
+	var mu sync.Mutex
+	var votes int
+	lost := true
+	coord := newCoordinator(t, env.connect(), func(r *smv1.ShardReply) {
+		mu.Lock()
+		defer mu.Unlock()
+		if r.GetVote() == nil {
+			return
+		}
+		if lost { // the first vote never arrives
+			lost = false
+			return
+		}
+		votes++
+	})
+	g := newGame()
+	serve(t, env.connect(), "s1", newParticipant(t, "s1", g, nil), nil)
+	send(t, coord, "s1", prepare("txlost", "s1", players("a")...))
+	waitFor(t, 10*time.Second, func() error {
+		if p, _, _ := g.counts("txlost"); p != 1 {
+			return fmt.Errorf("%d prepares", p)
+		}
+		return nil
+	})
+	send(t, coord, "s1", prepare("txlost", "s1", players("a")...)) // same epoch: deduped
+	waitFor(t, 5*time.Second, func() error {
+		if d := coord.Stats().Deduplicated; d < 1 {
+			return fmt.Errorf("deduplicated = %d", d)
+		}
+		return nil
+	})
+	testEpochClock.Advance(natstransport.DefaultResendEpoch)
+	send(t, coord, "s1", prepare("txlost", "s1", players("a")...)) // next epoch: stored
+	waitFor(t, 10*time.Second, func() error {
+		mu.Lock()
+		defer mu.Unlock()
+		if votes != 1 {
+			return fmt.Errorf("%d votes after the resend", votes)
+		}
+		return nil
+	})
+	if p, _, _ := g.counts("txlost"); p != 1 {
+		t.Fatalf("game saw %d prepares, want 1 (the resend is a duplicate)", p)
+	}
+}
