@@ -22,8 +22,11 @@ type devOptions struct {
 	rate, hot, violations                                       float64
 	inflight, nodes, shards, players                            int
 	seed                                                        int64
-	data, policyBundle, summaryJSON, logLevel                   string
+	data, policyBundle, summaryJSON, logLevel, transport        string
 	noPolicy                                                    bool
+	// acceptAll gives the shards a handler that accepts every player instead of a
+	// World of simulated players (bench: the protocol alone, no shard rejections).
+	acceptAll bool
 }
 
 func parseDevFlags(args []string, stderr io.Writer) (devOptions, int, bool) {
@@ -54,11 +57,16 @@ func parseDevFlags(args []string, stderr io.Writer) (devOptions, int, bool) {
 	fs.DurationVar(&o.settleTimeout, "settle-timeout", 30*time.Second, "how long to wait for in-flight transactions to finish before the audit")
 	fs.DurationVar(&o.killEvery, "chaos-kill-leader-every", 0, "kill the leader this often and restart it (0: never)")
 	fs.StringVar(&o.logLevel, "log-level", "warn", "log level on stderr: debug, info, warn, error or off")
+	fs.StringVar(&o.transport, "transport", transportNATS, "how coordinators, shards and the load driver talk: nats (embedded NATS JetStream) or inmem")
 	if code, done := parseFlags(fs, args); done {
 		return o, code, true
 	}
 	if o.shards < 2 || o.nodes < 1 || o.players < 1 || o.duration < 0 || o.killEvery < 0 {
 		fmt.Fprintln(stderr, "coordinator dev: need --shards >= 2, --nodes >= 1, --players >= 1, non-negative durations")
+		return o, 2, true
+	}
+	if o.transport != transportNATS && o.transport != transportInmem {
+		fmt.Fprintf(stderr, "coordinator dev: --transport %q: want nats or inmem\n", o.transport)
 		return o, 2, true
 	}
 	return o, 0, false
@@ -85,7 +93,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	defer st.close()
 	dc := shardsvc.DefaultDriverConfig()
-	dc.Proposer, dc.Worlds, dc.Clock, dc.Seed, dc.Logger = clusterProposer{st.lc}, st.worlds(), st.clk, o.seed, log
+	dc.Proposer, dc.Worlds, dc.Clock, dc.Seed, dc.Logger = st.proposer(), st.worlds(), st.clk, o.seed, log
 	dc.Rate, dc.MaxInFlight, dc.HotShare, dc.ViolationShare, dc.MatchTTL = o.rate, o.inflight, o.hot, o.violations, o.matchTTL
 	drv, err := shardsvc.NewDriver(dc)
 	if err != nil {
@@ -94,6 +102,11 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintf(stderr, "coordinator dev: %d coordinators, %d shards × %d players, data in %s; %g proposals/s, %d in flight. Ctrl-C stops.\n",
 		o.nodes, o.shards, o.players, st.dir, o.rate, o.inflight)
+	if st.nats != nil {
+		fmt.Fprintf(stderr, "coordinator dev: NATS JetStream at %s (try: nats --server %s sub 'sm.v1.events.>')\n", st.nats.URL(), st.nats.URL())
+	} else {
+		fmt.Fprintln(stderr, "coordinator dev: in-memory participant network (--transport inmem)")
+	}
 
 	runCtx, stopRun := ctx, context.CancelFunc(func() {})
 	if o.duration > 0 {
@@ -122,8 +135,9 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	sum := shardsvc.NewSummary(drv.Stats(), o.rate, shardsvc.Audit(in), st.leader(), leaderKills, settled)
 	sum.WriteText(stdout)
+	fmt.Fprintf(stdout, "transport: %s\n", o.transport)
 	if o.summaryJSON != "" {
-		b, _ := json.MarshalIndent(sum, "", "  ")
+		b, _ := json.MarshalIndent(devSummary{Summary: sum, Transport: o.transport}, "", "  ")
 		if err := os.WriteFile(o.summaryJSON, append(b, '\n'), 0o644); err != nil {
 			fmt.Fprintf(stderr, "coordinator dev: %v\n", err)
 			return 1
@@ -133,6 +147,13 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	return 0
+}
+
+// devSummary is the JSON `coordinator dev --summary-json` writes: the load run's
+// summary and the transport it ran over.
+type devSummary struct {
+	shardsvc.Summary
+	Transport string `json:"transport"`
 }
 
 // isTerminal reports whether w is a terminal, where the status line is rewritten in

@@ -9,32 +9,60 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/nats-io/nats.go"
+
+	"github.com/shardmatch/shardmatch/client"
 	"github.com/shardmatch/shardmatch/coordinator"
 	"github.com/shardmatch/shardmatch/internal/clock"
 	"github.com/shardmatch/shardmatch/policy"
 	smv1 "github.com/shardmatch/shardmatch/proto/shardmatch/v1"
 	"github.com/shardmatch/shardmatch/shardsvc"
 	"github.com/shardmatch/shardmatch/twophase"
+	"github.com/shardmatch/shardmatch/twophase/natstransport"
 )
 
-// devStack is the deployment `coordinator dev` runs in one process: coordinator nodes
-// with real Raft, the in-memory participant network, shards (a World behind a
-// Participant with a bbolt journal) and the policy engine.
+// devStack is the deployment `coordinator dev` and `coordinator bench` run in one
+// process: coordinator nodes with real Raft, shards (a World behind a Participant with
+// a bbolt journal) and the policy engine, connected either by an embedded NATS server
+// with JetStream (the default: every message crosses the real wire protocol) or by the
+// in-memory participant network (--transport inmem, the proposer calling the cluster
+// directly).
 type devStack struct {
 	dir, tempDir string // tempDir is removed at close
 	clk          clock.Clock
-	net          *twophase.InmemNetwork
+	net          *twophase.InmemNetwork // --transport inmem
+	nats         *devNATS               // --transport nats
+	cliConn      *nats.Conn             // the load driver's connection and client (nats)
+	cli          *client.Client
 	lc           *coordinator.LocalCluster
 	shards       []*devShard
 	stopWatch    context.CancelFunc
 }
 
+// devShard is one shard: its game state, journal and participant, and over NATS its
+// connection, client and command server.
 type devShard struct {
 	id      string
-	world   *shardsvc.World
+	region  string
+	world   *shardsvc.World // nil in bench, whose shards accept every player
 	journal *twophase.BoltJournal
 	part    *twophase.Participant
+	nc      *nats.Conn
+	cli     *client.Client
+	srv     *natstransport.Server
 }
+
+// Transports `coordinator dev` and `coordinator bench` can run over.
+const (
+	transportNATS  = "nats"
+	transportInmem = "inmem"
+)
+
+// devHeartbeat is the Raft heartbeat and election timeout of the dev and bench
+// clusters: short enough that a killed leader is replaced within a second, long
+// enough that a busy 2-core machine running NATS, three nodes and the load in one
+// process does not depose healthy leaders.
+const devHeartbeat = 500 * time.Millisecond
 
 // devRegions are the shards' regions in turn: two in eu-west, one in us-east.
 var devRegions = []string{"eu-west", "eu-west", "us-east"}
@@ -54,42 +82,58 @@ func startDevStack(ctx context.Context, o devOptions, log *slog.Logger) (_ *devS
 	} else if err = os.MkdirAll(s.dir, 0o755); err != nil {
 		return s, err
 	}
-	s.net = twophase.NewInmemNetwork(twophase.InmemConfig{Seed: o.seed, Clock: s.clk})
+	participants := func(id string) func(twophase.ReplyHandler) twophase.Transport {
+		return func(h twophase.ReplyHandler) twophase.Transport { return s.net.Coordinator(id, h) }
+	}
+	if o.transport == transportNATS {
+		if s.nats, err = startDevNATS(filepath.Join(s.dir, "nats"), o.nodes, log); err != nil {
+			return s, fmt.Errorf("nats: %w", err)
+		}
+		participants = s.nats.participants
+		if s.cliConn, s.cli, err = s.nats.newClient("shardmatch-dev-driver"); err != nil {
+			return s, err
+		}
+	} else {
+		s.net = twophase.NewInmemNetwork(twophase.InmemConfig{Seed: o.seed, Clock: s.clk})
+	}
 	for i := 0; i < o.shards; i++ {
-		if err = s.addShard(fmt.Sprintf("s%d", i+1), devRegions[i%len(devRegions)], o, log); err != nil {
+		if err = s.addShard(ctx, fmt.Sprintf("s%d", i+1), devRegions[i%len(devRegions)], o, log); err != nil {
 			return s, err
 		}
 	}
-	var pol coordinator.Policy
-	if !o.noPolicy {
-		eng, err := policy.New(policy.Config{BundleDir: o.policyBundle, EvalTimeout: o.policyTimeout, Logger: log, Clock: s.clk})
-		if err != nil {
-			return s, err
-		}
-		if o.policyBundle != "" { // hot reload on file change and SIGHUP
-			var wctx context.Context
-			wctx, s.stopWatch = context.WithCancel(context.Background())
-			go func() { _ = eng.Watch(wctx) }()
-		}
-		pol = eng
+	pol, err := s.policy(o, log)
+	if err != nil {
+		return s, err
 	}
-	s.lc, err = coordinator.NewLocalCluster(coordinator.LocalClusterConfig{
-		Nodes: o.nodes, DataDir: s.dir, AttemptTimeout: 2 * time.Second,
-		Participants: func(id string) func(twophase.ReplyHandler) twophase.Transport {
-			return func(h twophase.ReplyHandler) twophase.Transport { return s.net.Coordinator(id, h) }
-		},
-		Configure: func(_ string, c *coordinator.Config) {
+	if s.nats != nil {
+		for i := range s.nats.slots {
+			if err = s.nats.startSlot(i); err != nil {
+				return s, err
+			}
+		}
+	}
+	lc, err := coordinator.NewLocalCluster(coordinator.LocalClusterConfig{
+		Nodes: o.nodes, DataDir: s.dir, AttemptTimeout: 2 * time.Second, Participants: participants,
+		Configure: func(id string, c *coordinator.Config) {
 			c.Clock, c.Logger, c.Policy = s.clk, log, pol
+			c.HeartbeatTimeout, c.ElectionTimeout, c.LeaderLeaseTimeout = devHeartbeat, devHeartbeat, devHeartbeat/2
+			if s.nats != nil {
+				s.nats.configure(id, c)
+			}
 		},
 	})
 	if err != nil {
 		return s, err
 	}
+	s.lc = lc
 	rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
+	if s.nats != nil {
+		s.nats.lc.Store(lc)
+		return s, s.registerOverNATS(rctx, o)
+	}
 	for _, sh := range s.shards {
-		info := &smv1.ShardInfo{ShardId: sh.id, Region: sh.world.Region(), Capacity: int32(o.players), ProtocolVersion: 1}
-		if err = s.lc.OnLeader(rctx, func(n *coordinator.Node) error { return n.RegisterShard(rctx, info) }); err != nil {
+		if err = s.lc.OnLeader(rctx, func(n *coordinator.Node) error { return n.RegisterShard(rctx, s.shardInfo(sh, o)) }); err != nil {
 			return s, fmt.Errorf("register shard %s: %w", sh.id, err)
 		}
 		// Transactions left in doubt by an earlier run on the same --data.
@@ -100,26 +144,107 @@ func startDevStack(ctx context.Context, o devOptions, log *slog.Logger) (_ *devS
 	return s, nil
 }
 
-func (s *devStack) addShard(id, region string, o devOptions, log *slog.Logger) error {
-	wc := shardsvc.DefaultWorldConfig()
-	wc.ShardID, wc.Region, wc.Players, wc.MatchTTL, wc.Clock, wc.Seed = id, region, o.players, o.matchTTL, s.clk, o.seed
-	w, err := shardsvc.NewWorld(wc)
+// registerOverNATS has every shard register itself through its client, then waits
+// until a leader takes proposals. In-doubt transactions of an earlier run on the same
+// --data are settled by the shards' servers, which ask the leader.
+func (s *devStack) registerOverNATS(ctx context.Context, o devOptions) error {
+	for _, sh := range s.shards {
+		if err := sh.cli.RegisterShard(ctx, s.shardInfo(sh, o)); err != nil {
+			return fmt.Errorf("register shard %s: %w", sh.id, err)
+		}
+	}
+	for !s.nats.serving() {
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("no leader serving: %w", ctx.Err())
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+	return nil
+}
+
+func (s *devStack) shardInfo(sh *devShard, o devOptions) *smv1.ShardInfo {
+	return &smv1.ShardInfo{ShardId: sh.id, Region: sh.region, Capacity: int32(o.players), ProtocolVersion: 1}
+}
+
+// policy returns the policy engine, nil with --no-policy.
+func (s *devStack) policy(o devOptions, log *slog.Logger) (coordinator.Policy, error) {
+	if o.noPolicy {
+		return nil, nil
+	}
+	eng, err := policy.New(policy.Config{BundleDir: o.policyBundle, EvalTimeout: o.policyTimeout, Logger: log, Clock: s.clk})
 	if err != nil {
-		return err
+		return nil, err
+	}
+	if o.policyBundle != "" { // hot reload on file change and SIGHUP
+		var wctx context.Context
+		wctx, s.stopWatch = context.WithCancel(context.Background())
+		go func() { _ = eng.Watch(wctx) }()
+	}
+	return eng, nil
+}
+
+func (s *devStack) addShard(ctx context.Context, id, region string, o devOptions, log *slog.Logger) error {
+	sh := &devShard{id: id, region: region}
+	var h twophase.ShardHandler = acceptAll{}
+	if !o.acceptAll {
+		wc := shardsvc.DefaultWorldConfig()
+		wc.ShardID, wc.Region, wc.Players, wc.MatchTTL, wc.Clock, wc.Seed = id, region, o.players, o.matchTTL, s.clk, o.seed
+		w, err := shardsvc.NewWorld(wc)
+		if err != nil {
+			return err
+		}
+		sh.world, h = w, w
 	}
 	j, err := twophase.OpenBoltJournal(filepath.Join(s.dir, id+".journal"))
 	if err != nil {
 		return err
 	}
-	p, err := twophase.NewParticipant(twophase.ParticipantConfig{ShardID: id, Handler: w, Journal: j, Clock: s.clk, Logger: log})
+	p, err := twophase.NewParticipant(twophase.ParticipantConfig{ShardID: id, Handler: h, Journal: j, Clock: s.clk, Logger: log})
 	if err != nil {
 		_ = j.Close()
 		return err
 	}
-	w.SetFencer(p)
-	s.shards = append(s.shards, &devShard{id: id, world: w, journal: j, part: p})
+	sh.journal, sh.part = j, p
+	if sh.world != nil {
+		sh.world.SetFencer(p)
+	}
+	s.shards = append(s.shards, sh) // closed by close from here on
+	if s.nats != nil {
+		return s.nats.serveShard(ctx, sh)
+	}
 	s.net.AddShard(id, p)
 	return nil
+}
+
+// proposer is how the load driver reaches the coordinator: the client SDK over NATS,
+// or the cluster itself in memory.
+func (s *devStack) proposer() shardsvc.Proposer {
+	if s.cli != nil {
+		return s.cli
+	}
+	return clusterProposer{s.lc}
+}
+
+// kill stops node i abruptly, with its NATS parts.
+func (s *devStack) kill(i int) {
+	_ = s.lc.Kill(i)
+	if s.nats != nil {
+		s.nats.stopSlot(i)
+	}
+}
+
+// restart starts node i again on its data, with fresh NATS parts.
+func (s *devStack) restart(i int) error {
+	if s.lc.Node(i) != nil {
+		return nil
+	}
+	if s.nats != nil {
+		if err := s.nats.startSlot(i); err != nil {
+			return err
+		}
+	}
+	return s.lc.Start(i)
 }
 
 func (s *devStack) worlds() []*shardsvc.World {
@@ -215,13 +340,13 @@ func (s *devStack) killLeaders(ctx context.Context, every time.Duration, log *sl
 				continue
 			}
 			log.Warn("chaos: killing the leader", "node", s.lc.NodeID(i))
-			_ = s.lc.Kill(i)
+			s.kill(i)
 			kills++
 			select {
 			case <-ctx.Done():
 			case <-time.After(min(every/2, 2*time.Second)):
 			}
-			if err := s.lc.Start(i); err != nil {
+			if err := s.restart(i); err != nil {
 				log.Error("chaos: restarting node", "node", s.lc.NodeID(i), "err", err)
 			}
 		}
@@ -229,6 +354,8 @@ func (s *devStack) killLeaders(ctx context.Context, every time.Duration, log *sl
 	return out
 }
 
+// close stops everything in dependency order: the nodes, then what they talk
+// through, the shards' servers, the clients and connections, NATS, the journals.
 func (s *devStack) close() {
 	s.stopWatch()
 	if s.lc != nil {
@@ -238,12 +365,44 @@ func (s *devStack) close() {
 		_ = s.net.Close()
 	}
 	for _, sh := range s.shards {
+		if sh.srv != nil {
+			_ = sh.srv.Close()
+		}
+		if sh.cli != nil {
+			_ = sh.cli.Close()
+		}
+		if sh.nc != nil {
+			sh.nc.Close()
+		}
+	}
+	if s.cli != nil {
+		_ = s.cli.Close()
+	}
+	if s.cliConn != nil {
+		s.cliConn.Close()
+	}
+	if s.nats != nil {
+		s.nats.close()
+	}
+	for _, sh := range s.shards {
 		_ = sh.journal.Close()
 	}
 	if s.tempDir != "" {
 		_ = os.RemoveAll(s.tempDir)
 	}
 }
+
+// acceptAll is the shard handler of `coordinator bench`: every player is free, so
+// every proposal commits and the benchmark measures the protocol alone.
+type acceptAll struct{}
+
+var _ twophase.ShardHandler = acceptAll{}
+
+func (acceptAll) Prepare(context.Context, string, []*smv1.ShardPlayer) []*smv1.PlayerRejection {
+	return nil
+}
+func (acceptAll) Commit(context.Context, string, []*smv1.ShardPlayer) error { return nil }
+func (acceptAll) Abort(context.Context, string, []*smv1.ShardPlayer) error  { return nil }
 
 // clusterProposer is the load driver's view of the LocalCluster: every call goes to
 // whichever node leads, retried elsewhere on "not leader".

@@ -18,17 +18,22 @@ type command struct {
 // commands lists the subcommands, in the order help shows them.
 var commands = []command{
 	{"dev", "[flags]", "run a whole deployment in this process with live status, then audit it", runDev},
+	{"serve", "[flags]", "run a production coordinator node (Raft over TCP, NATS, admin HTTP)", withoutCtx(runServe)},
+	{"status", "--addr URL[,URL...]", "show a cluster at a glance from the nodes' admin APIs", withoutCtx(runStatus)},
+	{"nats", "[flags]", "run the embedded NATS server with JetStream alone, for multi-process use", withoutCtx(runNats)},
+	{"bench", "[flags]", "measure matches/s and latency over NATS against the NATS and Raft floors", runBench},
 	{"policy", "test|eval [flags]", "run the policy bundle's tests, or explain its verdict on a proposal", runPolicy},
 	{"version", "", "print the version", runVersion},
 }
 
 // planned are the subcommands that arrive with later issues.
 var planned = []command{
-	{name: "serve", summary: "run a production coordinator node"},
-	{name: "status", summary: "show a cluster at a glance"},
 	{name: "chaos", summary: "run a chaos scenario and report"},
-	{name: "bench", summary: "measure throughput and latency"},
-	{name: "nats", summary: "run or inspect the NATS transport"},
+}
+
+// withoutCtx adapts the subcommands that handle their own signals.
+func withoutCtx(f func(args []string, stdout, stderr io.Writer) int) func(context.Context, []string, io.Writer, io.Writer) int {
+	return func(_ context.Context, args []string, stdout, stderr io.Writer) int { return f(args, stdout, stderr) }
 }
 
 func main() {

@@ -17,13 +17,20 @@ func runCmd(t *testing.T, args ...string) (code int, stdout, stderr string) {
 	return code, out.String(), errw.String()
 }
 
-// TestDevRunsAndAuditsClean runs `coordinator dev` in-process for 3 seconds: matches
+// TestDevRunsAndAuditsClean runs `coordinator dev` in-process for 3 seconds, over
+// embedded NATS JetStream (the default) and over the in-memory network: matches
 // commit, the audit is clean, and the summary JSON has the documented fields.
 func TestDevRunsAndAuditsClean(t *testing.T) {
+	for _, tr := range []string{"nats", "inmem"} {
+		t.Run(tr, func(t *testing.T) { testDev(t, tr) })
+	}
+}
+
+func testDev(t *testing.T, transport string) {
 	dir := t.TempDir()
 	sum := filepath.Join(dir, "summary.json")
 	code, stdout, stderr := runCmd(t, "dev", "--duration", "3s", "--summary-json", sum, "--data", filepath.Join(dir, "data"),
-		"--players", "1000", "--log-level", "error")
+		"--players", "1000", "--log-level", "error", "--transport", transport)
 	t.Logf("stdout:\n%s\nstderr:\n%s", stdout, stderr)
 	if code != 0 {
 		t.Fatalf("exit code %d", code)
@@ -37,7 +44,7 @@ func TestDevRunsAndAuditsClean(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, k := range []string{"committed", "aborted", "p50_ms", "p99_ms", "atomicity_violations", "double_booked",
-		"in_doubt", "duration_s", "rate", "leader"} {
+		"in_doubt", "duration_s", "rate", "leader", "transport"} {
 		if _, ok := got[k]; !ok {
 			t.Errorf("summary lacks %q: %s", k, raw)
 		}
@@ -45,7 +52,7 @@ func TestDevRunsAndAuditsClean(t *testing.T) {
 	if _, ok := got["aborted"].(map[string]any); !ok {
 		t.Errorf("aborted is not an object: %v", got["aborted"])
 	}
-	if got["committed"].(float64) <= 0 || got["clean"] != true || got["settled"] != true || got["leader"] == "" {
+	if got["committed"].(float64) <= 0 || got["clean"] != true || got["settled"] != true || got["leader"] == "" || got["transport"] != transport {
 		t.Errorf("summary: %s", raw)
 	}
 	for _, k := range []string{"atomicity_violations", "double_booked", "in_doubt"} {
@@ -87,11 +94,13 @@ func TestUsageErrors(t *testing.T) {
 	}{
 		{nil, 2, "usage"},
 		{[]string{"frobnicate"}, 2, `unknown command "frobnicate"`},
-		{[]string{"serve"}, 2, "not yet implemented"},
-		{[]string{"status"}, 2, "not yet implemented"},
+		{[]string{"serve"}, 2, "--id is required"},
+		{[]string{"status", "--bogus"}, 2, "flag provided but not defined"},
 		{[]string{"chaos"}, 2, "not yet implemented"},
-		{[]string{"bench"}, 2, "not yet implemented"},
-		{[]string{"nats"}, 2, "not yet implemented"},
+		{[]string{"bench", "--inflight", "0"}, 2, "--inflight >= 1"},
+		{[]string{"help", "bench"}, 0, "-json file"},
+		{[]string{"dev", "--transport", "tcp"}, 2, "want nats or inmem"},
+		{[]string{"nats"}, 2, "--store"},
 		{[]string{"help"}, 0, "not yet implemented"},
 		{[]string{"help", "dev"}, 0, "-rate float"},
 		{[]string{"dev", "--no-such-flag"}, 2, "flag provided but not defined"},

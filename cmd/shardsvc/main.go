@@ -1,15 +1,11 @@
-// Command shardsvc will run the reference shard server (a shardsvc.World behind the
-// participant SDK) as its own process over the NATS transport. Until that transport
-// lands it only says so; `coordinator dev` runs the same shard logic in-process.
+// Command shardsvc runs the reference shard server as its own process: a
+// shardsvc.World of simulated players behind a twophase.Participant with a bbolt
+// journal, serving the coordinator's commands over NATS JetStream, with an optional
+// load driver that proposes cross-shard matches through the client SDK.
 package main
 
-import (
-	"fmt"
-	"os"
-)
+import "os"
 
 func main() {
-	fmt.Fprintln(os.Stderr, "shardsvc: the networked shard server arrives with the NATS transport; "+
-		"until then run `coordinator dev`, which runs the same simulated shards in-process")
-	os.Exit(2)
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }

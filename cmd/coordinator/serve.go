@@ -1,0 +1,390 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/hashicorp/raft"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/shardmatch/shardmatch/coordinator"
+	"github.com/shardmatch/shardmatch/coordinator/admin"
+	"github.com/shardmatch/shardmatch/coordinator/natsapi"
+	"github.com/shardmatch/shardmatch/internal/clock"
+	"github.com/shardmatch/shardmatch/internal/config"
+	"github.com/shardmatch/shardmatch/internal/natsutil"
+	"github.com/shardmatch/shardmatch/policy"
+	smv1 "github.com/shardmatch/shardmatch/proto/shardmatch/v1"
+	"github.com/shardmatch/shardmatch/twophase"
+	"github.com/shardmatch/shardmatch/twophase/natstransport"
+)
+
+// runServe is `coordinator serve`: one production node until SIGINT or SIGTERM. It
+// exits 0 after a graceful shutdown, 1 if the node could not start, 2 on bad settings.
+func runServe(args []string, stdout, stderr io.Writer) int {
+	o, code, done := parseServeOptions(args, stderr, os.LookupEnv)
+	if done {
+		return code
+	}
+	log, err := config.NewLogger(stderr, o.logLevel, o.logFormat)
+	if err != nil {
+		fmt.Fprintf(stderr, "coordinator serve: %v\n", err)
+		return 2
+	}
+	log = log.With("node", o.id)
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	s, err := startServe(ctx, o, log, stderr)
+	if err != nil {
+		log.Error("coordinator failed to start", "err", err)
+		return 1
+	}
+	select {
+	case <-ctx.Done():
+		log.Info("shutting down", "cause", "signal")
+	case err := <-s.fatal:
+		log.Error("shutting down", "cause", err)
+	}
+	stop()
+	s.shutdown()
+	log.Info("stopped")
+	return 0
+}
+
+// served is one running node and everything it owns, closed in reverse order.
+type served struct {
+	o        serveOptions
+	log      *slog.Logger
+	nc       *nats.Conn
+	rtrans   *raft.NetworkTransport
+	ptrans   *natstransport.Coordinator
+	api      *natsapi.Server
+	node     *coordinator.Node
+	adm      *admin.Server
+	http     *http.Server
+	stopPol  context.CancelFunc
+	stopJoin context.CancelFunc
+	fatal    chan error
+}
+
+// startServe wires the node: NATS, streams, the shard transport, the NATS API, the
+// policy engine, Raft, the node and its admin HTTP API. On error it closes what it
+// opened.
+func startServe(ctx context.Context, o serveOptions, log *slog.Logger, stderr io.Writer) (_ *served, err error) {
+	s := &served{o: o, log: log, stopPol: func() {}, stopJoin: func() {}, fatal: make(chan error, 1)}
+	defer func() {
+		if err != nil {
+			s.shutdown()
+		}
+	}()
+	adminLn, err := net.Listen("tcp", o.adminAddr)
+	if err != nil {
+		return s, fmt.Errorf("admin listener: %w", err)
+	}
+	defer func() {
+		if s.http == nil {
+			_ = adminLn.Close()
+		}
+	}()
+	cctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	if s.nc, err = o.nats.Connect(cctx, "shardmatch-coordinator-"+o.id, log); err != nil {
+		return s, err
+	}
+	js, err := jetstream.New(s.nc)
+	if err != nil {
+		return s, fmt.Errorf("jetstream: %w", err)
+	}
+	streams := natsutil.StreamConfig{Prefix: o.prefix, Replicas: o.streamReplicas}
+	if err := natsutil.EnsureStreams(cctx, js, streams); err != nil {
+		return s, fmt.Errorf("ensure streams: %w", err)
+	}
+
+	// The transport exists before the node (a failure is fatal here, not inside
+	// coordinator.New); the node hands it its reply handler when it starts.
+	var replies atomic.Pointer[twophase.ReplyHandler]
+	s.ptrans, err = natstransport.NewCoordinator(cctx, natstransport.CoordinatorConfig{Conn: s.nc, JetStream: js,
+		Prefix: o.prefix, Logger: log, SkipEnsureStreams: true,
+		Replies: func(r *smv1.ShardReply) {
+			if h := replies.Load(); h != nil {
+				(*h)(r)
+			}
+		}})
+	if err != nil {
+		return s, fmt.Errorf("shard transport: %w", err)
+	}
+	// The API server exists before the node too, so that the node's first leadership
+	// reaches it; until the node is stored it answers "not leader".
+	ref := &nodeRef{}
+	if s.api, err = natsapi.New(natsapi.Config{Node: ref, NodeID: o.id, Conn: s.nc, Prefix: o.prefix, Logger: log,
+		SkipEnsureStreams: true, ReplyPrefixes: []string{"_INBOX."}}); err != nil {
+		return s, fmt.Errorf("nats api: %w", err)
+	}
+	metrics, err := admin.NewMetrics(admin.MetricsConfig{})
+	if err != nil {
+		return s, fmt.Errorf("metrics: %w", err)
+	}
+	var pol coordinator.Policy
+	if !o.noPolicy {
+		eng, err := policy.New(policy.Config{BundleDir: o.policyBundle, EvalTimeout: o.policyTimeout, Logger: log})
+		if err != nil {
+			return s, fmt.Errorf("policy: %w", err)
+		}
+		if o.policyBundle != "" { // hot reload on file change and SIGHUP
+			var wctx context.Context
+			wctx, s.stopPol = context.WithCancel(context.Background())
+			go func() { _ = eng.Watch(wctx) }()
+		}
+		pol = eng
+	}
+
+	var raftLog io.Writer = io.Discard
+	if o.raftLogToStderr {
+		raftLog = stderr
+	}
+	if s.rtrans, err = raft.NewTCPTransport(o.raftAddr, o.advertiseAddr, 3, 10*time.Second, raftLog); err != nil {
+		return s, fmt.Errorf("raft transport on %s: %w", o.raftAddr, err)
+	}
+	cfg := coordinator.DefaultConfig()
+	cfg.NodeID, cfg.DataDir, cfg.RaftTransport = o.id, o.data, s.rtrans
+	cfg.Bootstrap, cfg.Peers = o.bootstrap, o.parsedPeers
+	cfg.Clock, cfg.Logger, cfg.Policy = clock.NewReal(), log, pol
+	if o.raftLogToStderr {
+		cfg.RaftLogOutput = stderr
+	}
+	cfg.Limits.DefaultPrepareTimeout = o.prepareTimeout
+	cfg.Retention = o.retention
+	cfg.HeartbeatTimeout, cfg.ElectionTimeout = o.heartbeat, o.election
+	cfg.LeaderLeaseTimeout = min(cfg.LeaderLeaseTimeout, o.heartbeat)
+	cfg.Participants = func(h twophase.ReplyHandler) twophase.Transport {
+		replies.Store(&h)
+		return s.ptrans
+	}
+	api := s.api
+	cfg.OnLeadership = func(leading bool, term uint64) {
+		log.Info("leadership changed", "leading", leading, "term", term)
+		api.Leading(leading, term)
+	}
+	cfg.OnDecided = func(d *smv1.Decision) {
+		api.Decided(d)
+		metrics.ObserveDecision(d)
+	}
+	if err := os.MkdirAll(o.data, 0o755); err != nil {
+		return s, err
+	}
+	if s.node, err = coordinator.New(cfg); err != nil {
+		return s, err
+	}
+	ref.n.Store(s.node)
+
+	if s.adm, err = admin.New(admin.Config{Node: s.node, Metrics: metrics, AuthToken: o.adminToken, Logger: log}); err != nil {
+		return s, fmt.Errorf("admin: %w", err)
+	}
+	s.http = &http.Server{Handler: s.adm.Handler(), ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		if err := s.http.Serve(adminLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			select {
+			case s.fatal <- fmt.Errorf("admin http: %w", err):
+			default:
+			}
+		}
+	}()
+	if len(o.joinURLs) > 0 {
+		var jctx context.Context
+		jctx, s.stopJoin = context.WithCancel(context.Background())
+		go s.join(jctx)
+	}
+	log.Info("ready", "raft_addr", o.advertiseAddr.String(), "admin_addr", adminLn.Addr().String(),
+		"nats", s.nc.ConnectedUrlRedacted(), "prefix", o.prefix, "bootstrap", o.bootstrap)
+	return s, nil
+}
+
+// shutdown hands leadership over if this node leads, then stops the admin HTTP API,
+// the node, the API server, the transports, and drains NATS. Safe on a partly
+// started node.
+func (s *served) shutdown() {
+	ctx, cancel := context.WithTimeout(context.Background(), s.o.shutdownTimeout)
+	defer cancel()
+	s.stopJoin()
+	if s.node != nil && s.node.Raft().State() == raft.Leader {
+		done := make(chan error, 1)
+		go func() { done <- s.node.TransferLeadership() }()
+		select {
+		case err := <-done:
+			if err != nil {
+				s.log.Warn("leadership transfer failed", "err", err)
+			} else {
+				s.log.Info("leadership transferred")
+			}
+		case <-ctx.Done():
+			s.log.Warn("leadership transfer timed out")
+		}
+	}
+	if s.http != nil {
+		if err := s.http.Shutdown(ctx); err != nil {
+			_ = s.http.Close()
+		}
+	}
+	if s.adm != nil {
+		s.adm.Close()
+	}
+	if s.node != nil {
+		if err := s.node.Shutdown(); err != nil {
+			s.log.Warn("node shutdown", "err", err)
+		}
+	}
+	if s.api != nil {
+		_ = s.api.Close()
+	}
+	if s.ptrans != nil {
+		_ = s.ptrans.Close()
+	}
+	if s.rtrans != nil {
+		_ = s.rtrans.Close()
+	}
+	s.stopPol()
+	if s.nc != nil {
+		drainConn(ctx, s.nc)
+	}
+}
+
+// drainConn drains nc and waits, at most until ctx ends, for it to close.
+func drainConn(ctx context.Context, nc *nats.Conn) {
+	if err := nc.Drain(); err != nil {
+		nc.Close()
+		return
+	}
+	for !nc.IsClosed() {
+		select {
+		case <-ctx.Done():
+			nc.Close()
+			return
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+}
+
+// join asks the cluster's admin APIs, in turn, to add this node as a voter, until
+// one agrees or this node already is in the configuration.
+func (s *served) join(ctx context.Context) {
+	body, _ := json.Marshal(map[string]string{"id": s.o.id, "addr": s.o.advertiseAddr.String()})
+	hc := &http.Client{Timeout: 15 * time.Second}
+	wait := 250 * time.Millisecond
+	for {
+		if f := s.node.Raft().GetConfiguration(); f.Error() == nil {
+			for _, sv := range f.Configuration().Servers {
+				if string(sv.ID) == s.o.id && sv.Suffrage == raft.Voter {
+					s.log.Info("joined the cluster")
+					return
+				}
+			}
+		}
+		for _, u := range s.o.joinURLs {
+			err := postVoter(ctx, hc, u, s.o.adminToken, body)
+			if err == nil {
+				s.log.Info("join accepted", "via", u)
+				return
+			}
+			s.log.Warn("join attempt failed", "via", u, "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 5*time.Second)
+	}
+}
+
+// postVoter is POST <base>/v1/voters with a bearer token.
+func postVoter(ctx context.Context, hc *http.Client, base, token string, body []byte) error {
+	u := strings.TrimRight(base, "/")
+	if !strings.Contains(u, "://") {
+		u = "http://" + u
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u+"/v1/voters", bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := hc.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+	if resp.StatusCode/100 != 2 {
+		return fmt.Errorf("%s: %s", resp.Status, strings.TrimSpace(string(msg)))
+	}
+	return nil
+}
+
+// nodeRef is natsapi.Node for a node made after its API server: until the node is
+// stored every call answers "not leader", which proposers retry.
+type nodeRef struct {
+	n atomic.Pointer[coordinator.Node]
+}
+
+var _ natsapi.Node = (*nodeRef)(nil)
+
+func (r *nodeRef) get() (*coordinator.Node, error) {
+	if n := r.n.Load(); n != nil {
+		return n, nil
+	}
+	return nil, &coordinator.NotLeaderError{}
+}
+
+func (r *nodeRef) Propose(ctx context.Context, p *smv1.Proposal) (*smv1.Decision, error) {
+	n, err := r.get()
+	if err != nil {
+		return nil, err
+	}
+	return n.Propose(ctx, p)
+}
+
+func (r *nodeRef) Status(ctx context.Context, id string) (*smv1.TxnRecord, error) {
+	n, err := r.get()
+	if err != nil {
+		return nil, err
+	}
+	return n.Status(ctx, id)
+}
+
+func (r *nodeRef) Renew(ctx context.Context, txid string) error {
+	n, err := r.get()
+	if err != nil {
+		return err
+	}
+	return n.Renew(ctx, txid)
+}
+
+func (r *nodeRef) Release(ctx context.Context, txid string) error {
+	n, err := r.get()
+	if err != nil {
+		return err
+	}
+	return n.Release(ctx, txid)
+}
+
+func (r *nodeRef) RegisterShard(ctx context.Context, sh *smv1.ShardInfo) error {
+	n, err := r.get()
+	if err != nil {
+		return err
+	}
+	return n.RegisterShard(ctx, sh)
+}

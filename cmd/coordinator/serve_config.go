@@ -1,0 +1,206 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/shardmatch/shardmatch/coordinator"
+	"github.com/shardmatch/shardmatch/internal/config"
+	"github.com/shardmatch/shardmatch/internal/natsutil"
+)
+
+// envPrefix starts the environment variable of every `coordinator serve` flag.
+const envPrefix = "SHARDMATCH"
+
+// serveOptions are the settings of `coordinator serve`, from flags, SHARDMATCH_*
+// environment variables and a config file (see config.Loader for the precedence).
+type serveOptions struct {
+	configFile string
+
+	id, data                string
+	raftAddr, raftAdvertise string
+	peers                   string
+	bootstrap               bool
+	join                    string
+	nats                    config.NATS
+	prefix                  string
+	streamReplicas          int
+	adminAddr, adminToken   string
+	policyBundle            string
+	policyTimeout           time.Duration
+	noPolicy                bool
+	logLevel, logFormat     string
+	prepareTimeout          time.Duration
+	retention               time.Duration
+	heartbeat, election     time.Duration
+	shutdownTimeout         time.Duration
+	raftLogToStderr         bool
+	parsedPeers             []raft.Server
+	joinURLs                []string
+	advertiseAddr           *net.TCPAddr
+}
+
+// serveFlags registers every serve setting on a new FlagSet writing to stderr.
+func serveFlags(o *serveOptions, stderr io.Writer) (*flag.FlagSet, config.Loader) {
+	ld := config.Loader{EnvPrefix: envPrefix}
+	fs := flag.NewFlagSet("coordinator serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprint(stderr, "usage: coordinator serve [flags]\n\n"+
+			"Run one production coordinator node: Raft over TCP, shards and proposers over NATS,\n"+
+			"admin HTTP (/healthz, /readyz, /metrics, /v1/...). A flag wins over its environment\n"+
+			"variable, which wins over the --config file (`key = value` lines, keys are flag names),\n"+
+			"which wins over the default.\n\nsettings:\n")
+		ld.PrintDefaults(stderr, fs)
+	}
+	def := coordinator.DefaultConfig()
+	fs.StringVar(&o.configFile, config.FileFlag, "", "config `file` of `key = value` lines")
+	fs.StringVar(&o.id, "id", "", "this node's Raft server `id` (required)")
+	fs.StringVar(&o.data, "data", "", "data `directory` for the Raft log and snapshots (required)")
+	fs.StringVar(&o.raftAddr, "raft-addr", "127.0.0.1:7000", "Raft TCP `host:port` to listen on")
+	fs.StringVar(&o.raftAdvertise, "raft-advertise", "", "Raft `host:port` other nodes dial (default: --raft-addr; required if that listens on all interfaces)")
+	fs.StringVar(&o.peers, "peers", "", "static Raft voters `id=host:port,...` (with --bootstrap); this node is added if missing")
+	fs.BoolVar(&o.bootstrap, "bootstrap", false, "form a new cluster from --peers if the data directory holds no Raft state")
+	fs.StringVar(&o.join, "join", "", "join an existing cluster through its admin APIs `http://host:port,...` (POST /v1/voters with --admin-token)")
+	o.nats.Register(fs)
+	fs.StringVar(&o.prefix, "prefix", natsutil.DefaultPrefix, "NATS subject and stream `prefix`")
+	fs.IntVar(&o.streamReplicas, "stream-replicas", 1, "JetStream replicas per stream (3 on a NATS cluster)")
+	fs.StringVar(&o.adminAddr, "admin-addr", ":8080", "admin HTTP `host:port`")
+	fs.StringVar(&o.adminToken, "admin-token", "", "bearer `token` for mutating admin calls and --join (prefer the environment variable; empty disables them)")
+	fs.StringVar(&o.policyBundle, "policy-bundle", "", "policy bundle `directory`, hot-reloaded on change and SIGHUP (default: the embedded bundle)")
+	fs.DurationVar(&o.policyTimeout, "policy-timeout", 250*time.Millisecond, "bound on one policy evaluation")
+	fs.BoolVar(&o.noPolicy, "no-policy", false, "admit every proposal without evaluating policy")
+	fs.StringVar(&o.logLevel, "log-level", "info", "log `level`: debug, info, warn, error or off")
+	fs.StringVar(&o.logFormat, "log-format", "json", "log `format`: json or text")
+	fs.DurationVar(&o.prepareTimeout, "prepare-timeout", def.Limits.DefaultPrepareTimeout, "prepare timeout of proposals that give none")
+	fs.DurationVar(&o.retention, "retention", def.Retention, "how long a finished transaction stays queryable")
+	fs.DurationVar(&o.heartbeat, "raft-heartbeat-timeout", def.HeartbeatTimeout, "Raft heartbeat timeout")
+	fs.DurationVar(&o.election, "raft-election-timeout", def.ElectionTimeout, "Raft election timeout")
+	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 15*time.Second, "bound on the graceful shutdown")
+	fs.BoolVar(&o.raftLogToStderr, "raft-log", false, "copy hashicorp/raft's own log to stderr")
+	return fs, ld
+}
+
+// parseServeOptions parses args, the environment (lookup) and the config file, and
+// validates the result. done is true when the caller should exit with code.
+func parseServeOptions(args []string, stderr io.Writer, lookup func(string) (string, bool)) (o serveOptions, code int, done bool) {
+	fs, ld := serveFlags(&o, stderr)
+	ld.LookupEnv = lookup
+	if err := ld.Parse(fs, args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return o, 0, true
+		}
+		fmt.Fprintf(stderr, "coordinator serve: %v\n", err)
+		return o, 2, true
+	}
+	if err := o.validate(); err != nil {
+		fmt.Fprintf(stderr, "coordinator serve: %v\nRun 'coordinator serve --help' for the settings.\n", err)
+		return o, 2, true
+	}
+	return o, 0, false
+}
+
+// validate checks the options and derives parsedPeers, joinURLs and advertiseAddr.
+func (o *serveOptions) validate() error {
+	bad := func(format string, a ...any) error {
+		return fmt.Errorf("%w: %s", config.ErrConfig, fmt.Sprintf(format, a...))
+	}
+	switch {
+	case o.id == "":
+		return bad("--id is required")
+	case o.data == "":
+		return bad("--data is required")
+	case o.bootstrap && o.join != "":
+		return bad("--bootstrap and --join exclude each other")
+	case o.bootstrap && o.peers == "":
+		return bad("--bootstrap needs --peers")
+	case o.join != "" && o.adminToken == "":
+		return bad("--join needs --admin-token (the leader's admin API refuses unauthenticated changes)")
+	case o.streamReplicas < 1 || o.streamReplicas > 5:
+		return bad("--stream-replicas (%d) must be in [1, 5]", o.streamReplicas)
+	case o.prepareTimeout <= 0 || o.prepareTimeout > coordinator.DefaultLimits().MaxPrepareTimeout:
+		return bad("--prepare-timeout (%s) must be in (0, %s]", o.prepareTimeout, coordinator.DefaultLimits().MaxPrepareTimeout)
+	case o.retention <= 0:
+		return bad("--retention (%s) must be > 0", o.retention)
+	case o.heartbeat <= 0 || o.election < o.heartbeat:
+		return bad("--raft-election-timeout (%s) must be >= --raft-heartbeat-timeout (%s) > 0", o.election, o.heartbeat)
+	case o.adminAddr == "":
+		return bad("--admin-addr is required")
+	}
+	if _, err := natsutil.NewSubjects(o.prefix); err != nil {
+		return bad("--prefix: %v", err)
+	}
+	if err := o.nats.Validate(); err != nil {
+		return err
+	}
+	if _, _, err := net.SplitHostPort(o.raftAddr); err != nil {
+		return bad("--raft-addr %q: %v", o.raftAddr, err)
+	}
+	adv := o.raftAdvertise
+	if adv == "" {
+		adv = o.raftAddr
+	}
+	a, err := net.ResolveTCPAddr("tcp", adv)
+	if err != nil {
+		return bad("--raft-advertise %q: %v", adv, err)
+	}
+	if a.IP == nil || a.IP.IsUnspecified() || a.Port == 0 {
+		return bad("raft address %q is not dialable: set --raft-advertise to this node's reachable host:port", adv)
+	}
+	o.advertiseAddr = a
+	if o.peers != "" {
+		if o.parsedPeers, err = parsePeers(o.peers); err != nil {
+			return bad("--peers: %v", err)
+		}
+		self := false
+		for _, p := range o.parsedPeers {
+			if string(p.ID) == o.id {
+				self = true
+			}
+		}
+		if !self {
+			o.parsedPeers = append(o.parsedPeers, raft.Server{Suffrage: raft.Voter, ID: raft.ServerID(o.id), Address: raft.ServerAddress(a.String())})
+		}
+	}
+	for _, u := range strings.Split(o.join, ",") {
+		if u = strings.TrimSpace(u); u != "" {
+			o.joinURLs = append(o.joinURLs, u)
+		}
+	}
+	return nil
+}
+
+// parsePeers reads `id=host:port,...`.
+func parsePeers(s string) ([]raft.Server, error) {
+	var out []raft.Server
+	seen := map[string]bool{}
+	for _, part := range strings.Split(s, ",") {
+		part = strings.TrimSpace(part)
+		if part == "" {
+			continue
+		}
+		id, addr, ok := strings.Cut(part, "=")
+		if !ok || id == "" || addr == "" {
+			return nil, fmt.Errorf("%q is not id=host:port", part)
+		}
+		if _, _, err := net.SplitHostPort(addr); err != nil {
+			return nil, fmt.Errorf("peer %s: %v", id, err)
+		}
+		if seen[id] {
+			return nil, fmt.Errorf("peer %s is listed twice", id)
+		}
+		seen[id] = true
+		out = append(out, raft.Server{Suffrage: raft.Voter, ID: raft.ServerID(id), Address: raft.ServerAddress(addr)})
+	}
+	if len(out) == 0 {
+		return nil, errors.New("no peers")
+	}
+	return out, nil
+}

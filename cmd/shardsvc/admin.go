@@ -1,0 +1,92 @@
+package main
+
+import (
+	"encoding/json"
+	"net/http"
+	"sort"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/shardmatch/shardmatch/shardsvc"
+	"github.com/shardmatch/shardmatch/twophase"
+	"github.com/shardmatch/shardmatch/twophase/natstransport"
+)
+
+// Status is GET /status: what this shard holds and what it has done.
+type Status struct {
+	Shard  string `json:"shard"`
+	Region string `json:"region"`
+	// InDoubt are the txids this shard voted YES on and has no outcome for yet.
+	InDoubt     []string                   `json:"in_doubt"`
+	Players     map[string]int             `json:"players"` // by state
+	LiveMatches int                        `json:"live_matches"`
+	World       shardsvc.WorldStats        `json:"world"`
+	Participant twophase.ParticipantStats  `json:"participant"`
+	Transport   *natstransport.ServerStats `json:"transport,omitempty"`
+	Driver      *shardsvc.Stats            `json:"driver,omitempty"`
+}
+
+func (s *shard) status() Status {
+	snap := s.world.Snapshot()
+	st := Status{Shard: s.o.id, Region: s.o.region, InDoubt: s.part.InDoubt(), Players: map[string]int{},
+		LiveMatches: snap.LiveMatches, World: snap.Stats, Participant: s.part.Stats()}
+	sort.Strings(st.InDoubt)
+	if st.InDoubt == nil {
+		st.InDoubt = []string{}
+	}
+	for state, n := range snap.Count {
+		st.Players[state.String()] = n
+	}
+	if s.srv != nil {
+		ts := s.srv.Stats()
+		st.Transport = &ts
+	}
+	if s.driver != nil {
+		ds := s.driver.Stats()
+		st.Driver = &ds
+	}
+	return st
+}
+
+// adminHandler serves /status (JSON), /metrics (Prometheus) and /healthz.
+func (s *shard) adminHandler() http.Handler {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	labels := prometheus.Labels{"shard": s.o.id}
+	counter := func(name, help string, f func() uint64) {
+		reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: "shardmatch_shard", Name: name,
+			Help: help, ConstLabels: labels}, func() float64 { return float64(f()) }))
+	}
+	gauge := func(name, help string, f func() float64) {
+		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "shardmatch_shard", Name: name,
+			Help: help, ConstLabels: labels}, f))
+	}
+	counter("prepares_total", "Prepare commands handled, duplicates included.", func() uint64 { return s.part.Stats().Prepares })
+	counter("votes_yes_total", "YES votes sent.", func() uint64 { return s.part.Stats().VotesYes })
+	counter("votes_no_total", "NO votes sent.", func() uint64 { return s.part.Stats().VotesNo })
+	counter("commits_total", "Commits applied.", func() uint64 { return s.part.Stats().Commits })
+	counter("aborts_total", "Aborts applied.", func() uint64 { return s.part.Stats().Aborts })
+	counter("duplicates_total", "Commands answered from the journal without a new effect.", func() uint64 { return s.part.Stats().Duplicates })
+	counter("anomalies_total", "Protocol anomalies seen by the participant.", func() uint64 { return s.part.Stats().Anomalies })
+	counter("double_booked_total", "Players committed to a match while in another one.", func() uint64 { return s.world.Stats().DoubleBooked })
+	gauge("in_doubt", "Transactions voted YES on with no outcome yet.", func() float64 { return float64(len(s.part.InDoubt())) })
+	if s.driver != nil {
+		counter("driver_proposed_total", "Proposals sent by this shard's load driver.", func() uint64 { return s.driver.Stats().Proposed })
+		counter("driver_committed_total", "Proposals of this shard's load driver that committed.", func() uint64 { return s.driver.Stats().Committed })
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte(`{"status":"ok"}` + "\n"))
+	})
+	mux.HandleFunc("GET /status", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		_ = enc.Encode(s.status())
+	})
+	return mux
+}

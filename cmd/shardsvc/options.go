@@ -1,0 +1,153 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/shardmatch/shardmatch/internal/config"
+	"github.com/shardmatch/shardmatch/internal/natsutil"
+)
+
+// envPrefix starts the environment variable of every shardsvc flag.
+const envPrefix = "SHARDSVC"
+
+// options are shardsvc's settings: flags, SHARDSVC_* environment, --config file.
+type options struct {
+	configFile      string
+	id, region      string
+	nats            config.NATS
+	prefix          string
+	journal         string
+	players         int
+	seed            int64
+	adminAddr       string
+	logLevel        string
+	logFormat       string
+	compactEvery    time.Duration
+	drainTimeout    time.Duration
+	registerTimeout time.Duration
+	proposeRate     float64
+	peerShards      string
+	hot, violations float64
+	matchTTL        time.Duration
+	inflight        int
+	peers           []peer
+}
+
+// peer is another shard whose players the load driver may name: "<id>" or
+// "<id>:<region>".
+type peer struct{ id, region string }
+
+func flags(o *options, stderr io.Writer) (*flag.FlagSet, config.Loader) {
+	ld := config.Loader{EnvPrefix: envPrefix}
+	fs := flag.NewFlagSet("shardsvc", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprint(stderr, "usage: shardsvc --id ID [flags]\n\n"+
+			"Run the reference shard server: simulated players behind the participant SDK, serving the\n"+
+			"coordinator over NATS, with /status and /metrics on --admin-addr and an optional load\n"+
+			"driver (--propose-rate). A flag wins over its environment variable, which wins over the\n"+
+			"--config file (`key = value`), which wins over the default.\n\nsettings:\n")
+		ld.PrintDefaults(stderr, fs)
+	}
+	fs.StringVar(&o.configFile, config.FileFlag, "", "config `file` of `key = value` lines")
+	fs.StringVar(&o.id, "id", "", "shard `id`, one NATS token (required); players are <id>-p<NNNNN>")
+	fs.StringVar(&o.region, "region", "eu-west", "the players' home `region`")
+	o.nats.Register(fs)
+	fs.StringVar(&o.prefix, "prefix", natsutil.DefaultPrefix, "NATS subject and stream `prefix`")
+	fs.StringVar(&o.journal, "journal", "", "bbolt journal `file` (default: <id>.journal in the working directory)")
+	fs.IntVar(&o.players, "players", 1000, "simulated players")
+	fs.Int64Var(&o.seed, "seed", 1, "seed of the players and the load; every shard of a deployment uses the same")
+	fs.StringVar(&o.adminAddr, "admin-addr", "127.0.0.1:9090", "`host:port` of /status (JSON) and /metrics (Prometheus); empty: none")
+	fs.StringVar(&o.logLevel, "log-level", "info", "log `level`: debug, info, warn, error or off")
+	fs.StringVar(&o.logFormat, "log-format", "json", "log `format`: json or text")
+	fs.DurationVar(&o.compactEvery, "compact-every", time.Minute, "how often decided journal records past retention are compacted")
+	fs.DurationVar(&o.drainTimeout, "drain-timeout", 15*time.Second, "bound on the graceful drain at SIGTERM")
+	fs.DurationVar(&o.registerTimeout, "register-timeout", 2*time.Minute, "how long to keep retrying registration until a leader answers")
+	fs.Float64Var(&o.proposeRate, "propose-rate", 0, "load driver: proposals per second (0: no driver)")
+	fs.StringVar(&o.peerShards, "peer-shards", "", "load driver: other shards whose players it names, `id[:region],...` (region default: --region)")
+	fs.Float64Var(&o.hot, "hot", 0.05, "load driver: share of proposals built around a few hot players")
+	fs.Float64Var(&o.violations, "violations", 0.02, "load driver: share of proposals built to break the policy")
+	fs.DurationVar(&o.matchTTL, "match-ttl", 5*time.Second, "match TTL (the driver renews every TTL/3); also the World's match TTL")
+	fs.IntVar(&o.inflight, "inflight", 16, "load driver: most proposals awaiting a decision at once")
+	return fs, ld
+}
+
+// parseOptions parses and validates; done means exit with code.
+func parseOptions(args []string, stderr io.Writer, lookup func(string) (string, bool)) (o options, code int, done bool) {
+	fs, ld := flags(&o, stderr)
+	ld.LookupEnv = lookup
+	if err := ld.Parse(fs, args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return o, 0, true
+		}
+		fmt.Fprintf(stderr, "shardsvc: %v\n", err)
+		return o, 2, true
+	}
+	if err := o.validate(); err != nil {
+		fmt.Fprintf(stderr, "shardsvc: %v\nRun 'shardsvc --help' for the settings.\n", err)
+		return o, 2, true
+	}
+	return o, 0, false
+}
+
+func (o *options) validate() error {
+	bad := func(format string, a ...any) error {
+		return fmt.Errorf("%w: %s", config.ErrConfig, fmt.Sprintf(format, a...))
+	}
+	if err := natsutil.ValidateShardID(o.id); err != nil {
+		return bad("--id %q: %v", o.id, err)
+	}
+	if _, err := natsutil.NewSubjects(o.prefix); err != nil {
+		return bad("--prefix: %v", err)
+	}
+	switch {
+	case o.region == "":
+		return bad("--region is empty")
+	case o.players < 1:
+		return bad("--players (%d) must be >= 1", o.players)
+	case o.compactEvery <= 0 || o.drainTimeout <= 0 || o.registerTimeout <= 0:
+		return bad("--compact-every, --drain-timeout and --register-timeout must be > 0")
+	case o.proposeRate < 0:
+		return bad("--propose-rate (%v) must be >= 0", o.proposeRate)
+	case o.matchTTL < 3*time.Millisecond:
+		return bad("--match-ttl (%s) must be >= 3ms", o.matchTTL)
+	case o.inflight < 1:
+		return bad("--inflight (%d) must be >= 1", o.inflight)
+	}
+	if err := o.nats.Validate(); err != nil {
+		return err
+	}
+	if o.journal == "" {
+		o.journal = o.id + ".journal"
+	}
+	seen := map[string]bool{o.id: true}
+	for _, s := range strings.Split(o.peerShards, ",") {
+		if s = strings.TrimSpace(s); s == "" {
+			continue
+		}
+		id, region, _ := strings.Cut(s, ":")
+		if region == "" {
+			region = o.region
+		}
+		if err := natsutil.ValidateShardID(id); err != nil {
+			return bad("--peer-shards %q: %v", s, err)
+		}
+		if seen[id] {
+			continue // naming this shard or a peer twice is harmless
+		}
+		seen[id] = true
+		o.peers = append(o.peers, peer{id: id, region: region})
+	}
+	if o.proposeRate > 0 && len(o.peers) == 0 {
+		return bad("--propose-rate needs --peer-shards: matches span at least two shards")
+	}
+	if !(o.hot >= 0 && o.hot <= 1) || !(o.violations >= 0 && o.violations <= 1) {
+		return bad("--hot and --violations must be in [0, 1]")
+	}
+	return nil
+}

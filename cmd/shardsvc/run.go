@@ -1,0 +1,297 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/shardmatch/shardmatch/client"
+	"github.com/shardmatch/shardmatch/internal/clock"
+	"github.com/shardmatch/shardmatch/internal/config"
+	smv1 "github.com/shardmatch/shardmatch/proto/shardmatch/v1"
+	"github.com/shardmatch/shardmatch/shardsvc"
+	"github.com/shardmatch/shardmatch/twophase"
+	"github.com/shardmatch/shardmatch/twophase/natstransport"
+)
+
+// run is the whole command; it returns the exit code: 0 after a graceful drain, 1 if
+// the shard could not start, 2 on bad settings.
+func run(args []string, stdout, stderr io.Writer) int {
+	o, code, done := parseOptions(args, stderr, nil)
+	if done {
+		return code
+	}
+	log, err := config.NewLogger(stderr, o.logLevel, o.logFormat)
+	if err != nil {
+		fmt.Fprintf(stderr, "shardsvc: %v\n", err)
+		return 2
+	}
+	log = log.With("shard", o.id)
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	s, err := start(ctx, o, log)
+	if err != nil {
+		log.Error("shard failed to start", "err", err)
+		return 1
+	}
+	select {
+	case <-ctx.Done():
+		log.Info("draining", "cause", "signal")
+	case err := <-s.fatal:
+		log.Error("draining", "cause", err)
+	}
+	stop()
+	s.shutdown()
+	log.Info("stopped")
+	return 0
+}
+
+// shard is one running shard server and everything it owns.
+type shard struct {
+	o       options
+	log     *slog.Logger
+	clk     clock.Clock
+	nc      *nats.Conn
+	cli     *client.Client
+	journal *twophase.BoltJournal
+	world   *shardsvc.World
+	part    *twophase.Participant
+	srv     *natstransport.Server
+	http    *http.Server
+	driver  *shardsvc.Driver
+	stopBg  context.CancelFunc // compaction and the driver
+	bgDone  chan struct{}
+	fatal   chan error
+}
+
+// start opens the journal, builds the World and the Participant, registers with the
+// coordinator (retrying until a leader answers), serves commands, and starts the
+// admin HTTP API, the compactor and the load driver.
+func start(ctx context.Context, o options, log *slog.Logger) (_ *shard, err error) {
+	s := &shard{o: o, log: log, clk: clock.NewReal(), stopBg: func() {}, bgDone: make(chan struct{}), fatal: make(chan error, 1)}
+	close(s.bgDone)
+	defer func() {
+		if err != nil {
+			s.shutdown()
+		}
+	}()
+	var adminLn net.Listener
+	if o.adminAddr != "" {
+		if adminLn, err = net.Listen("tcp", o.adminAddr); err != nil {
+			return s, fmt.Errorf("admin listener: %w", err)
+		}
+		defer func() {
+			if s.http == nil {
+				_ = adminLn.Close()
+			}
+		}()
+	}
+	if s.journal, err = twophase.OpenBoltJournal(o.journal); err != nil {
+		return s, fmt.Errorf("journal: %w", err)
+	}
+	wc := shardsvc.DefaultWorldConfig()
+	wc.ShardID, wc.Region, wc.Players, wc.MatchTTL, wc.Clock, wc.Seed = o.id, o.region, o.players, o.matchTTL, s.clk, o.seed
+	if s.world, err = shardsvc.NewWorld(wc); err != nil {
+		return s, err
+	}
+	if s.part, err = twophase.NewParticipant(twophase.ParticipantConfig{ShardID: o.id, Handler: s.world, Journal: s.journal,
+		Clock: s.clk, Logger: log}); err != nil {
+		return s, err
+	}
+	s.world.SetFencer(s.part)
+	if n := len(s.part.InDoubt()); n > 0 {
+		log.Info("journal holds in-doubt transactions; recovering them from the coordinator", "in_doubt", n)
+	}
+
+	cctx, cancel := context.WithTimeout(ctx, o.registerTimeout)
+	defer cancel()
+	if s.nc, err = o.nats.Connect(cctx, "shardmatch-shard-"+o.id, log); err != nil {
+		return s, err
+	}
+	if s.cli, err = client.New(client.Config{Conn: s.nc, Prefix: o.prefix, Logger: log}); err != nil {
+		return s, err
+	}
+	if err := s.register(cctx); err != nil {
+		return s, err
+	}
+	if s.srv, err = natstransport.Serve(cctx, natstransport.ParticipantConfig{Conn: s.nc, Prefix: o.prefix, ShardID: o.id,
+		Handler: s.part, Logger: log, Querier: client.StatusQuerier{Client: s.cli, Timeout: 5 * time.Second}, Clock: s.clk}); err != nil {
+		return s, fmt.Errorf("serve commands: %w", err)
+	}
+	if adminLn != nil {
+		s.http = &http.Server{Handler: s.adminHandler(), ReadHeaderTimeout: 5 * time.Second}
+		go func() {
+			if err := s.http.Serve(adminLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				select {
+				case s.fatal <- fmt.Errorf("admin http: %w", err):
+				default:
+				}
+			}
+		}()
+	}
+	if err := s.startBackground(); err != nil {
+		return s, err
+	}
+	addr := ""
+	if adminLn != nil {
+		addr = adminLn.Addr().String()
+	}
+	log.Info("ready", "region", o.region, "players", o.players, "journal", o.journal, "admin_addr", addr,
+		"nats", s.nc.ConnectedUrlRedacted(), "propose_rate", o.proposeRate)
+	return s, nil
+}
+
+// register announces the shard until a leader accepts it.
+func (s *shard) register(ctx context.Context) error {
+	info := &smv1.ShardInfo{ShardId: s.o.id, Region: s.o.region, Capacity: int32(s.o.players), ProtocolVersion: 1}
+	wait := 200 * time.Millisecond
+	for {
+		actx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		err := s.cli.RegisterShard(actx, info)
+		cancel()
+		if err == nil {
+			s.log.Info("registered with the coordinator")
+			return nil
+		}
+		s.log.Warn("registration failed; retrying", "err", err)
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("register shard %s: %w (last error: %w)", s.o.id, ctx.Err(), err)
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 3*time.Second)
+	}
+}
+
+// startBackground runs the journal compactor and, if asked, the load driver.
+func (s *shard) startBackground() error {
+	if s.o.proposeRate > 0 {
+		dc := shardsvc.DefaultDriverConfig()
+		dc.Proposer, dc.Clock, dc.Seed = s.cli, s.clk, s.o.seed^int64(hashID(s.o.id))
+		dc.Rate, dc.MaxInFlight, dc.HotShare, dc.ViolationShare, dc.MatchTTL = s.o.proposeRate, s.o.inflight, s.o.hot, s.o.violations, s.o.matchTTL
+		dc.Logger = s.log
+		worlds, err := s.driverWorlds()
+		if err != nil {
+			return err
+		}
+		dc.Worlds = worlds
+		if s.driver, err = shardsvc.NewDriver(dc); err != nil {
+			return err
+		}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	s.stopBg = cancel
+	s.bgDone = make(chan struct{})
+	go func() {
+		defer close(s.bgDone)
+		var driverDone chan struct{}
+		if s.driver != nil {
+			driverDone = make(chan struct{})
+			go func() {
+				defer close(driverDone)
+				if err := s.driver.Run(ctx); err != nil {
+					s.log.Warn("load driver stopped", "err", err)
+				}
+			}()
+		}
+		t := time.NewTicker(s.o.compactEvery)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				if driverDone != nil {
+					<-driverDone
+				}
+				return
+			case <-t.C:
+				if n, err := s.part.Compact(); err != nil {
+					s.log.Warn("journal compaction failed", "err", err)
+				} else if n > 0 {
+					s.log.Debug("journal compacted", "records", n)
+				}
+			}
+		}
+	}()
+	return nil
+}
+
+// driverWorlds are the worlds the load driver picks players from: this shard's own
+// World, and for every peer shard a stand-in World built from the same seed and
+// player count. Player ids and attributes (MMR, latency) are a pure function of
+// (seed, shard id, index, regions), so the stand-ins name the peers' real players with
+// their real attributes; only their idea of who is idle is a guess, which the peer
+// shard corrects by voting NO. Every shard of a deployment must therefore run with
+// the same --seed and --players.
+func (s *shard) driverWorlds() ([]*shardsvc.World, error) {
+	out := []*shardsvc.World{s.world}
+	for _, p := range s.o.peers {
+		wc := shardsvc.DefaultWorldConfig()
+		wc.ShardID, wc.Region, wc.Players, wc.MatchTTL, wc.Clock, wc.Seed = p.id, p.region, s.o.players, s.o.matchTTL, s.clk, s.o.seed
+		w, err := shardsvc.NewWorld(wc)
+		if err != nil {
+			return nil, fmt.Errorf("stand-in world for peer %s: %w", p.id, err)
+		}
+		out = append(out, w)
+	}
+	return out, nil
+}
+
+// shutdown stops the driver (its proposals in flight still need this shard's votes,
+// so commands are served until it is done), drains the command consumer, stops the
+// admin API and closes the client, the journal and NATS.
+func (s *shard) shutdown() {
+	ctx, cancel := context.WithTimeout(context.Background(), s.o.drainTimeout)
+	defer cancel()
+	s.stopBg()
+	select {
+	case <-s.bgDone:
+	case <-ctx.Done():
+		s.log.Warn("load driver did not stop in time")
+	}
+	if s.srv != nil {
+		if err := s.srv.Drain(ctx); err != nil {
+			s.log.Warn("drain", "err", err)
+		}
+		_ = s.srv.Close()
+	}
+	if s.http != nil {
+		if err := s.http.Shutdown(ctx); err != nil {
+			_ = s.http.Close()
+		}
+	}
+	if s.cli != nil {
+		_ = s.cli.Close()
+	}
+	if s.nc != nil {
+		if err := s.nc.Drain(); err != nil {
+			s.nc.Close()
+		}
+		for !s.nc.IsClosed() && ctx.Err() == nil {
+			time.Sleep(10 * time.Millisecond)
+		}
+		s.nc.Close()
+	}
+	if s.journal != nil {
+		if err := s.journal.Close(); err != nil {
+			s.log.Warn("journal close", "err", err)
+		}
+	}
+}
+
+// hashID spreads shard ids over driver seeds, so two drivers with one --seed differ.
+func hashID(id string) uint32 {
+	h := uint32(2166136261)
+	for i := 0; i < len(id); i++ {
+		h = (h ^ uint32(id[i])) * 16777619
+	}
+	return h
+}
