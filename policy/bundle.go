@@ -18,7 +18,6 @@ import (
 	"github.com/open-policy-agent/opa/v1/ast"
 	"github.com/open-policy-agent/opa/v1/bundle"
 	"github.com/open-policy-agent/opa/v1/loader/filter"
-	"github.com/open-policy-agent/opa/v1/rego"
 	"github.com/open-policy-agent/opa/v1/storage/inmem"
 
 	smv1 "github.com/shardmatch/shardmatch/proto/shardmatch/v1"
@@ -211,7 +210,7 @@ type compiled struct {
 	fingerprint string
 	source      string
 	loadedAt    time.Time
-	query       rego.PreparedEvalQuery
+	query       *preparedQuery
 	// queues holds data.shardmatch.modes[mode] per mode as AST values, ready to
 	// be put into input.queue without conversion.
 	queues map[string]*ast.Term
@@ -241,19 +240,13 @@ func compile(ctx context.Context, s *snapshot, now time.Time) (*compiled, error)
 	store := inmem.NewFromObjectWithOpts(b.Data,
 		inmem.OptRoundTripOnWrite(false),
 		inmem.OptReturnASTValuesOnRead(true))
-	opts := []func(*rego.Rego){
-		rego.Query(Query),
-		rego.Store(store),
-		rego.SetRegoVersion(ast.RegoV1),
-		rego.StrictBuiltinErrors(true),
-		rego.UnsafeBuiltins(unsafeBuiltins),
-	}
+	var modules []*ast.Module
 	for _, m := range b.Modules {
 		if !isTestModule(m) {
-			opts = append(opts, rego.ParsedModule(m.Parsed))
+			modules = append(modules, m.Parsed)
 		}
 	}
-	pq, err := rego.New(opts...).PrepareForEval(ctx)
+	query, err := prepareQuery(ctx, modules, store)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %s: %v", ErrBundle, s.source, err)
 	}
@@ -263,7 +256,7 @@ func compile(ctx context.Context, s *snapshot, now time.Time) (*compiled, error)
 		fingerprint: s.fingerprint,
 		source:      s.source,
 		loadedAt:    now,
-		query:       pq,
+		query:       query,
 		queues:      queues,
 	}
 	if err := c.smokeTest(ctx); err != nil {
@@ -317,13 +310,11 @@ func (c *compiled) smokeTest(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	rs, err := c.query.Eval(ctx, rego.EvalParsedInput(in), rego.EvalGenerateJSON(passTerm))
+	t, err := c.query.eval(ctx, in, 10*time.Second)
 	if err != nil {
 		return fmt.Errorf("smoke evaluation of %s: %v", Query, err)
 	}
-	if _, _, err := parseResult(rs); err != nil {
+	if _, _, err := parseMatch(t); err != nil {
 		return fmt.Errorf("smoke evaluation of %s: %v", Query, err)
 	}
 	return nil

@@ -9,13 +9,16 @@
 // Raft entry, so a replica never evaluates policy itself and a reload can never
 // make replicas diverge.
 //
-// The query is prepared once per bundle version (no per-call parsing or
-// compilation). The input document carries the proposal, the mode's queue
-// config from the bundle's data, the shards' metadata, and facts: aggregates
-// of the proposal (MMR range, players per shard, ...) computed in Go, from
-// which the default bundle decides an allowed match without walking the
-// players; the players themselves are converted for OPA only if a rule reads
-// them. docs/policy.md has the numbers.
+// The query is compiled once per bundle version and evaluated by OPA's
+// evaluator directly, with one read transaction per version and pooled,
+// allocation-free caches: an evaluation pays for the rules it runs and little
+// else. The input document carries the proposal, the mode's queue config from
+// the bundle's data, the shards' metadata, and facts: aggregates of the
+// proposal (MMR spread, fewest and most players on a team, players per shard,
+// ...) computed in Go, from which each rule of the default bundle decides an
+// allowed match with one comparison; the players themselves are converted for
+// OPA only if a rule reads them, to name the culprits of a violation.
+// docs/policy.md has the numbers.
 //
 // A reload, by [Engine.Reload] or by [Engine.Watch] on a file change or SIGHUP,
 // compiles the new bundle off to the side and swaps it in atomically:

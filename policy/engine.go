@@ -1,18 +1,18 @@
 package policy
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"io/fs"
 	"log/slog"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	"github.com/open-policy-agent/opa/v1/ast"
 	"github.com/open-policy-agent/opa/v1/metrics"
-	"github.com/open-policy-agent/opa/v1/rego"
-	"github.com/open-policy-agent/opa/v1/topdown"
 
 	"github.com/shardmatch/shardmatch/internal/clock"
 	smv1 "github.com/shardmatch/shardmatch/proto/shardmatch/v1"
@@ -99,23 +99,11 @@ func (e *Engine) Evaluate(ctx context.Context, p *smv1.Proposal, shards []*smv1.
 	if err := ctx.Err(); err != nil {
 		return e.evalFailed(c, fmt.Errorf("caller gave up: %w", err))
 	}
-	// Bound the evaluation without a goroutine per call (OPA starts one to
-	// watch ctx unless it is given a Cancel): a runtime timer and a context
-	// callback trip the same Cancel. The timeout bounds CPU spent here, so it
-	// runs on the real clock, not the injected one.
-	stop := topdown.NewCancel()
-	var timedOut atomic.Bool
-	timer := time.AfterFunc(e.cfg.EvalTimeout, func() { timedOut.Store(true); stop.Cancel() })
-	defer timer.Stop()
-	if ctx.Done() != nil {
-		defer context.AfterFunc(ctx, stop.Cancel)()
-	}
-	rs, err := c.query.Eval(ctx, rego.EvalParsedInput(in), rego.EvalGenerateJSON(passTerm),
-		rego.EvalExternalCancel(stop), rego.EvalMetrics(noMetrics))
+	t, err := c.query.eval(ctx, in, e.cfg.EvalTimeout)
 	if err == nil {
 		var allow bool
 		var denials []*smv1.Denial
-		if allow, denials, err = parseResult(rs); err == nil {
+		if allow, denials, err = parseMatch(t); err == nil {
 			v := verdictOf(allow, denials, c.revision)
 			e.stats.record(v, nil)
 			return v, nil
@@ -124,7 +112,7 @@ func (e *Engine) Evaluate(ctx context.Context, p *smv1.Proposal, shards []*smv1.
 	// OPA reports a cancelled evaluation with an error of its own; name the cause.
 	if ctx.Err() != nil {
 		err = fmt.Errorf("caller gave up: %w", ctx.Err())
-	} else if timedOut.Load() {
+	} else if errors.Is(err, errTimeout) {
 		err = fmt.Errorf("evaluation exceeded the %s timeout: %w", e.cfg.EvalTimeout, context.DeadlineExceeded)
 	}
 	return e.evalFailed(c, err)
@@ -142,16 +130,48 @@ func (e *Engine) InputDocument(p *smv1.Proposal, shards []*smv1.ShardInfo) (map[
 	if err != nil {
 		return nil, err
 	}
-	obj := in.(ast.Object)
-	doc := make(map[string]any, obj.Len())
-	for _, k := range obj.Keys() {
-		v, err := ast.JSON(obj.Get(k).Value)
+	doc, err := plain(in)
+	if err != nil {
+		return nil, err
+	}
+	return doc.(map[string]any), nil
+}
+
+// plain converts a part of the input document to plain Go values. The lazy
+// parts (ast.LazyObject) hold AST values and values that encode themselves
+// to JSON, and ast.JSON hands them over as they are.
+func plain(x any) (any, error) {
+	switch x := x.(type) {
+	case ast.Value:
+		v, err := ast.JSON(x)
 		if err != nil {
 			return nil, err
 		}
-		doc[string(k.Value.(ast.String))] = v
+		if m, ok := v.(map[string]any); ok {
+			return plain(m) // a lazy object's native values
+		}
+		return v, nil
+	case map[string]any:
+		out := make(map[string]any, len(x))
+		for k, v := range x {
+			pv, err := plain(v)
+			if err != nil {
+				return nil, err
+			}
+			out[k] = pv
+		}
+		return out, nil
+	case json.Marshaler:
+		bs, err := x.MarshalJSON()
+		if err != nil {
+			return nil, err
+		}
+		var v any
+		d := json.NewDecoder(bytes.NewReader(bs))
+		d.UseNumber()
+		return v, d.Decode(&v)
 	}
-	return doc, nil
+	return x, nil
 }
 
 // testHookEvalStarted, if set (by tests only), is called once an evaluation

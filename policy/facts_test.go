@@ -118,3 +118,56 @@ func randomProposal(rng *rand.Rand) (*smv1.Proposal, []*smv1.ShardInfo) {
 	}
 	return p, shards
 }
+
+// teamsNative is proposal.teams as plain Go values: the reference that
+// teamsJSON must encode the same document as.
+func teamsNative(p *smv1.Proposal) []any {
+	teams := make([]any, len(p.GetTeams()))
+	for i, t := range p.GetTeams() {
+		players := make([]any, len(t.GetPlayers()))
+		for j, pl := range t.GetPlayers() {
+			a := pl.GetAttributes()
+			lat := make(map[string]any, len(a.GetLatencyMs()))
+			for k, v := range a.GetLatencyMs() {
+				lat[k] = int(v)
+			}
+			players[j] = map[string]any{
+				"player_id": pl.GetPlayerId(),
+				"shard_id":  pl.GetShardId(),
+				"attributes": map[string]any{
+					"mmr":        int(a.GetMmr()),
+					"region":     a.GetRegion(),
+					"party_id":   a.GetPartyId(),
+					"latency_ms": lat,
+					"extra":      stringMap(a.GetExtra()),
+				},
+			}
+		}
+		teams[i] = map[string]any{"players": players}
+	}
+	return teams
+}
+
+// shardsNative is input.shards as plain Go values.
+func shardsNative(shards []*smv1.ShardInfo) map[string]any {
+	m := make(map[string]any, len(shards))
+	for _, s := range shards {
+		m[s.GetShardId()] = map[string]any{
+			"shard_id":         s.GetShardId(),
+			"region":           s.GetRegion(),
+			"capacity":         int(s.GetCapacity()),
+			"labels":           stringMap(s.GetLabels()),
+			"protocol_version": int(s.GetProtocolVersion()),
+			"state":            shardState(s.GetState()),
+		}
+	}
+	return m
+}
+
+func stringMap(m map[string]string) map[string]any {
+	out := make(map[string]any, len(m))
+	for k, v := range m {
+		out[k] = v
+	}
+	return out
+}

@@ -7,14 +7,9 @@ import (
 	"strings"
 
 	"github.com/open-policy-agent/opa/v1/ast"
-	"github.com/open-policy-agent/opa/v1/rego"
 
 	smv1 "github.com/shardmatch/shardmatch/proto/shardmatch/v1"
 )
-
-// passTerm hands the query's answer over as the AST term it is, instead of
-// converting it to map[string]any first: parseResult reads the AST directly.
-func passTerm(t *ast.Term, _ *rego.EvalContext) (any, error) { return t, nil }
 
 var (
 	kAllow   = ast.StringTerm("allow")
@@ -23,16 +18,13 @@ var (
 	kMessage = ast.StringTerm("message")
 )
 
-// parseResult reads {"allow": bool, "deny": [{code, message, players}]} from a
-// result set. Denials come back sorted by code, then players, then message, and
-// each denial's players sorted, so that equal verdicts compare equal.
-func parseResult(rs rego.ResultSet) (allow bool, denials []*smv1.Denial, err error) {
-	if len(rs) == 0 || len(rs[0].Expressions) == 0 {
+// parseMatch reads the answer of the query, {"allow": bool, "deny": [{code,
+// message, players}]}; nil means it was undefined. Denials come back sorted by
+// code, then players, then message, and each denial's players sorted, so that
+// equal verdicts compare equal.
+func parseMatch(t *ast.Term) (allow bool, denials []*smv1.Denial, err error) {
+	if t == nil {
 		return false, nil, errUndefined
-	}
-	t, ok := rs[0].Expressions[0].Value.(*ast.Term)
-	if !ok {
-		return false, nil, fmt.Errorf("%s: unexpected result type %T", Query, rs[0].Expressions[0].Value)
 	}
 	obj, ok := t.Value.(ast.Object)
 	if !ok {

@@ -7,9 +7,12 @@
 #   file and adds to the `violation` set; see docs/policy.md for the input
 #   document and the data knobs each rule reads.
 #
-#   This runs on the coordinator's hot path, so every rule decides from
-#   `facts` (aggregates of the proposal: MMR range, players per shard, ...)
-#   and walks the players only once it knows it is violated, to name them.
+#   This runs on the coordinator's hot path, so every rule has the shape
+#   `violation contains <denial> if <test>`: the test compares a fact (an
+#   aggregate of the proposal: MMR spread, players per shard, ...) with a
+#   knob, and is all an allowed match costs; the denial, built in the head by
+#   a function or helper rule, walks the players to name them only once the
+#   test has found a violation.
 package shardmatch
 
 import input.facts
@@ -17,13 +20,10 @@ import input.proposal
 import input.queue
 
 # match is the document the coordinator queries: allowed when nothing denies.
-# A policy that cannot read its input denies (INVALID_INPUT); it never admits
-# by accident.
-match := {"allow": count(deny) == 0, "deny": deny}
-
-deny := violation if valid_input
-
-deny := {denial("INVALID_INPUT", invalid_input_message, [])} if not valid_input
+# A policy that cannot read its input (a document without facts, see below)
+# denies (INVALID_INPUT); it never admits by accident.
+match := {"allow": count(violation) == 0, "deny": violation} if is_object(facts)
+else := {"allow": false, "deny": {denial("INVALID_INPUT", invalid_input_message, [])}}
 
 invalid_input_message := concat(" ", [
 	"the input document has no input.facts: the engine adds them to every document",
@@ -58,7 +58,6 @@ shards := object.get(input, "shards", {})
 #
 # and the engine's tests hold the Go and the Rego versions together. A document
 # without facts is invalid: the rules could not judge it.
-valid_input if is_object(facts)
 
 # computed_facts is undefined for a malformed document.
 computed_facts := object.union(
@@ -70,15 +69,12 @@ computed_facts := object.union(
 			id := p.player_id
 			count([1 | players[_].player_id == id]) > 1
 		},
-		"teams": [{"players": count(t.players), "mmr_sum": sum([m | m := t.players[_].attributes.mmr])} |
-			t := proposal.teams[_]
-		],
+		"team_players": [count(t.players) | t := proposal.teams[_]],
+		"team_mmr_sums": [sum([m | m := t.players[_].attributes.mmr]) | t := proposal.teams[_]],
 		"regions": {r | p := players[_]; r := player_region(p)},
 		"regionless": count([1 | p := players[_]; not has_region(p)]),
-		"latency": {r: {"measured": count(ms), "max": max(ms)} |
-			some r in {x | some p in players; some x, _ in p.attributes.latency_ms}
-			ms := [m | m := players[_].attributes.latency_ms[r]]
-		},
+		"latency_measured": {r: count([1 | players[_].attributes.latency_ms[r]]) | some r in measured_regions},
+		"latency_max": {r: max([m | m := players[_].attributes.latency_ms[r]]) | some r in measured_regions},
 		"parties": {party: {i | some i, t in proposal.teams; t.players[_].attributes.party_id == party} |
 			some party in {x | x := players[_].attributes.party_id; x != ""}
 		},
@@ -86,7 +82,7 @@ computed_facts := object.union(
 			some s in {x | x := players[_].shard_id}
 		},
 	},
-	mmr_range,
+	object.union(mmr_range, extremes),
 ) if well_formed
 
 # well_formed checks, in Rego, what the engine checks in Go.
@@ -107,12 +103,50 @@ well_formed if {
 	}
 }
 
-mmr_range := {"mmr_min": min(ms), "mmr_max": max(ms)} if {
+measured_regions := {r | some p in players; some r, _ in p.attributes.latency_ms}
+
+mmr_range := {"mmr_min": min(ms), "mmr_max": max(ms), "mmr_spread": max(ms) - min(ms)} if {
 	ms := [m | m := players[_].attributes.mmr]
 	count(ms) > 0
 }
 
 mmr_range := {} if count(players) == 0
+
+# extremes are the facts that rules compare against a limit instead of
+# walking teams or shards: the fewest and the most players on a team (absent
+# without teams), the gap between the highest and the lowest team average MMR
+# (absent when no team has players) and the most players one shard supplies,
+# alone and as a share of the players (absent without players).
+extremes := object.union(object.union(team_extremes, team_gap), shard_extremes)
+
+team_extremes := {"team_players_min": min(ns), "team_players_max": max(ns)} if {
+	ns := [count(t.players) | t := proposal.teams[_]]
+	count(ns) > 0
+}
+
+team_extremes := {} if count(proposal.teams) == 0
+
+team_gap := {"team_mmr_gap": max(avgs) - min(avgs)} if {
+	avgs := [a |
+		t := proposal.teams[_]
+		count(t.players) > 0
+		a := sum([m | m := t.players[_].attributes.mmr]) / count(t.players)
+	]
+	count(avgs) > 0
+}
+
+team_gap := {} if {
+	every t in proposal.teams {
+		count(t.players) == 0
+	}
+}
+
+shard_extremes := {"shard_players_max": max(ns), "shard_share_max": max(ns) / count(players)} if {
+	ns := [count([1 | players[_].shard_id == s]) | some s in {x | x := players[_].shard_id}]
+	count(ns) > 0
+}
+
+shard_extremes := {} if count(players) == 0
 
 # A player's region is attributes.region, or their shard's region when that is
 # empty.
@@ -127,8 +161,8 @@ has_region(p) if player_region(p)
 
 # --- DUPLICATE_PLAYER: one player cannot take two slots -------------------------
 
-violation contains denial("DUPLICATE_PLAYER", msg, [id]) if {
-	some id in facts.duplicates
-	n := count([1 | players[_].player_id == id])
-	msg := sprintf("player %s appears %d times in the proposal", [id, n])
+violation contains duplicate_denial(id) if some id in facts.duplicates
+
+duplicate_denial(id) := denial("DUPLICATE_PLAYER", msg, [id]) if {
+	msg := sprintf("player %s appears %d times in the proposal", [id, count([1 | players[_].player_id == id])])
 }

@@ -88,12 +88,20 @@ test_computed_facts if {
 	f.players == 10
 	count(f.player_ids) == 10
 	f.duplicates == set()
-	f.teams == [{"players": 5, "mmr_sum": 7540}, {"players": 5, "mmr_sum": 7550}]
+	f.team_players == [5, 5]
+	f.team_mmr_sums == [7540, 7550]
+	f.team_players_min == 5
+	f.team_players_max == 5
+	f.team_mmr_gap == 2
 	f.mmr_min == 1470
 	f.mmr_max == 1550
 	f.regions == {"eu-west"}
 	f.regionless == 0
-	f.latency == {"eu-west": {"measured": 10, "max": 30}}
+	f.mmr_spread == 80
+	f.latency_measured == {"eu-west": 10}
+	f.latency_max == {"eu-west": 30}
 	f.parties == {"P": {0, 1}}
 	f.shard_players == {"s1": 4, "s2": 3, "s3": 3}
+	f.shard_players_max == 4
+	f.shard_share_max == 0.4
 }

@@ -8,8 +8,7 @@ import input.queue
 # otherwise the one region every player comes from (facts.regions: a player's
 # region is attributes.region, or their shard's region when that is empty).
 match_region := proposal.metadata.region if proposal.metadata.region != ""
-
-match_region := r if {
+else := r if {
 	object.get(proposal.metadata, "region", "") == ""
 	count(facts.regions) == 1
 	some r in facts.regions
@@ -23,27 +22,36 @@ region_rules_apply if queue.regions
 region_rules_apply if queue.allow_cross_region == false
 
 # REGION: the match must have a region ...
-violation contains denial("REGION", msg, []) if {
+violation contains no_region_denial if {
 	not match_region
 	region_rules_apply
+}
+
+no_region_denial := denial("REGION", msg, []) if {
 	msg := sprintf("the match has no region: set proposal metadata \"region\" or propose players of one region (players come from %v)", [sort(facts.regions)])
 }
 
 # ... the mode must be offered there (knob: regions) ...
-violation contains denial("REGION", msg, []) if {
+violation contains region_not_offered_denial(r) if {
 	allowed := queue.regions
 	r := match_region
 	not r in allowed
-	msg := sprintf("mode %q is not offered in region %q (regions: %s)", [proposal.mode, r, concat(", ", allowed)])
+}
+
+region_not_offered_denial(r) := denial("REGION", msg, []) if {
+	msg := sprintf("mode %q is not offered in region %q (regions: %s)", [proposal.mode, r, concat(", ", queue.regions)])
 }
 
 # ... and, when allow_cross_region is false, every player must be from it.
-violation contains denial("REGION", msg, [p.player_id]) if {
+violation contains cross_region_denial(p, r) if {
 	queue.allow_cross_region == false
 	r := match_region
 	not single_region(r)
 	p := players[_]
 	not from_region(p, r)
+}
+
+cross_region_denial(p, r) := denial("REGION", msg, [p.player_id]) if {
 	msg := sprintf("player %s is from region %q, the match is in %q and mode %q does not allow cross-region play", [p.player_id, region_or_unknown(p), r, proposal.mode])
 }
 
@@ -61,23 +69,23 @@ region_or_unknown(p) := "unknown" if not has_region(p)
 # LATENCY: every player's measured round trip to the match's region is at most
 # max_latency_ms. A player with no measurement for the region is denied too:
 # unknown latency is not low latency.
-violation contains denial("LATENCY", msg, [p.player_id]) if {
+violation contains latency_denial(p, ms, r) if {
 	limit := queue.max_latency_ms
 	r := match_region
 	not latency_ok(r, limit)
 	p := players[_]
 	ms := object.get(p.attributes.latency_ms, r, null)
 	not within(ms, limit)
-	msg := latency_message(p.player_id, ms, r, limit)
 }
+
+latency_denial(p, ms, r) := denial("LATENCY", latency_message(p.player_id, ms, r, queue.max_latency_ms), [p.player_id])
 
 # latency_ok: everyone measured r, and the worst is within the limit. (Written
 # as a function of r: `not f(x)` with an undefined x is not true in Rego, so the
 # lookup must happen inside.)
 latency_ok(r, limit) if {
-	l := facts.latency[r]
-	l.measured == facts.players
-	l.max <= limit
+	facts.latency_measured[r] == facts.players
+	facts.latency_max[r] <= limit
 }
 
 within(ms, limit) if {

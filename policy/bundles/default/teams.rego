@@ -5,26 +5,40 @@ import input.proposal
 import input.queue
 
 # TEAM_COUNT: the mode plays with exactly `teams` teams.
-violation contains denial("TEAM_COUNT", msg, []) if {
-	want := queue.teams
-	count(facts.teams) != want
-	msg := sprintf("mode %q plays %d teams, the proposal has %d", [proposal.mode, want, count(facts.teams)])
+violation contains team_count_denial if count(facts.team_players) != queue.teams
+
+team_count_denial := denial("TEAM_COUNT", msg, []) if {
+	msg := sprintf("mode %q plays %d teams, the proposal has %d", [proposal.mode, queue.teams, count(facts.team_players)])
 }
 
 # TEAM_SIZE: every team has between min_team_size and max_team_size players
 # (team_size sets both). With no size knob a team needs at least one player.
-violation contains denial("TEAM_SIZE", msg, ids) if {
-	lo := object.get(queue, "min_team_size", object.get(queue, "team_size", 1))
-	hi := object.get(queue, "max_team_size", object.get(queue, "team_size", 1000000))
-	some i, t in facts.teams
-	not between(t.players, lo, hi)
-	ids := sort([id | id := proposal.teams[i].players[_].player_id])
-	msg := sprintf("team %d has %d players, mode %q needs %s", [i + 1, t.players, proposal.mode, size_range(lo, hi)])
+# The smallest and the largest team (facts.team_players_min/max) say whether
+# any team is out of range; only then are the teams walked to name it. (The
+# bounds are spelt out in the first line of each rule, not read through the
+# functions below: a function call there would cost every evaluation.) A team
+# both too small and too large (min above max) gives the same denial twice,
+# which the set keeps once.
+violation contains team_size_denial(i) if {
+	facts.team_players_min < object.get(queue, "min_team_size", object.get(queue, "team_size", 1))
+	some i, n in facts.team_players
+	n < min_team_size(queue)
 }
 
-between(n, lo, hi) if {
-	n >= lo
-	n <= hi
+violation contains team_size_denial(i) if {
+	facts.team_players_max > object.get(queue, "max_team_size", object.get(queue, "team_size", 1000000))
+	some i, n in facts.team_players
+	n > max_team_size(queue)
+}
+
+min_team_size(q) := object.get(q, "min_team_size", object.get(q, "team_size", 1))
+
+max_team_size(q) := object.get(q, "max_team_size", object.get(q, "team_size", 1000000))
+
+team_size_denial(i) := denial("TEAM_SIZE", msg, ids) if {
+	n := facts.team_players[i]
+	ids := sort([id | id := proposal.teams[i].players[_].player_id])
+	msg := sprintf("team %d has %d players, mode %q needs %s", [i + 1, n, proposal.mode, size_range(min_team_size(queue), max_team_size(queue))])
 }
 
 size_range(lo, hi) := sprintf("exactly %d", [lo]) if lo == hi

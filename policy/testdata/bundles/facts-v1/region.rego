@@ -1,0 +1,90 @@
+package shardmatch
+
+import input.facts
+import input.proposal
+import input.queue
+
+# The match's region is proposal.metadata.region when the proposer set it;
+# otherwise the one region every player comes from (facts.regions: a player's
+# region is attributes.region, or their shard's region when that is empty).
+match_region := proposal.metadata.region if proposal.metadata.region != ""
+
+match_region := r if {
+	object.get(proposal.metadata, "region", "") == ""
+	count(facts.regions) == 1
+	some r in facts.regions
+}
+
+# Region rules apply to modes that say anything about regions or latency.
+region_rules_apply if queue.max_latency_ms
+
+region_rules_apply if queue.regions
+
+region_rules_apply if queue.allow_cross_region == false
+
+# REGION: the match must have a region ...
+violation contains denial("REGION", msg, []) if {
+	not match_region
+	region_rules_apply
+	msg := sprintf("the match has no region: set proposal metadata \"region\" or propose players of one region (players come from %v)", [sort(facts.regions)])
+}
+
+# ... the mode must be offered there (knob: regions) ...
+violation contains denial("REGION", msg, []) if {
+	allowed := queue.regions
+	r := match_region
+	not r in allowed
+	msg := sprintf("mode %q is not offered in region %q (regions: %s)", [proposal.mode, r, concat(", ", allowed)])
+}
+
+# ... and, when allow_cross_region is false, every player must be from it.
+violation contains denial("REGION", msg, [p.player_id]) if {
+	queue.allow_cross_region == false
+	r := match_region
+	not single_region(r)
+	p := players[_]
+	not from_region(p, r)
+	msg := sprintf("player %s is from region %q, the match is in %q and mode %q does not allow cross-region play", [p.player_id, region_or_unknown(p), r, proposal.mode])
+}
+
+single_region(r) if {
+	facts.regions == {r}
+	facts.regionless == 0
+}
+
+from_region(p, r) if player_region(p) == r
+
+region_or_unknown(p) := player_region(p)
+
+region_or_unknown(p) := "unknown" if not has_region(p)
+
+# LATENCY: every player's measured round trip to the match's region is at most
+# max_latency_ms. A player with no measurement for the region is denied too:
+# unknown latency is not low latency.
+violation contains denial("LATENCY", msg, [p.player_id]) if {
+	limit := queue.max_latency_ms
+	r := match_region
+	not latency_ok(r, limit)
+	p := players[_]
+	ms := object.get(p.attributes.latency_ms, r, null)
+	not within(ms, limit)
+	msg := latency_message(p.player_id, ms, r, limit)
+}
+
+# latency_ok: everyone measured r, and the worst is within the limit. (Written
+# as a function of r: `not f(x)` with an undefined x is not true in Rego, so the
+# lookup must happen inside.)
+latency_ok(r, limit) if {
+	l := facts.latency[r]
+	l.measured == facts.players
+	l.max <= limit
+}
+
+within(ms, limit) if {
+	is_number(ms)
+	ms <= limit
+}
+
+latency_message(id, null, r, _) := sprintf("player %s has no latency measurement to %s", [id, r])
+
+latency_message(id, ms, r, limit) := sprintf("player %s has %dms to %s, mode %q allows %dms", [id, ms, r, proposal.mode, limit]) if ms != null
