@@ -53,6 +53,10 @@ type DriverConfig struct {
 	// every MatchTTL/3, between 0 and MaxRenewals times, then released.
 	MatchTTL    time.Duration
 	MaxRenewals int
+	// AbandonShare is the share of committed matches whose host neither renews nor
+	// releases them, as a crashed game server would: their leases must expire at the
+	// coordinator. The driver reuses their players after twice MatchTTL.
+	AbandonShare float64
 	// Shapes are the match formats proposed, by weight.
 	Shapes []Shape
 	// ProposeTimeout bounds one Propose, Renew or Release call.
@@ -88,6 +92,8 @@ func (c *DriverConfig) Validate() error {
 		return fmt.Errorf("shardsvc: DriverConfig.HotShare (%v) must be in [0, 1]", c.HotShare)
 	case !(c.ViolationShare >= 0 && c.ViolationShare <= 1):
 		return fmt.Errorf("shardsvc: DriverConfig.ViolationShare (%v) must be in [0, 1]", c.ViolationShare)
+	case !(c.AbandonShare >= 0 && c.AbandonShare <= 1):
+		return fmt.Errorf("shardsvc: DriverConfig.AbandonShare (%v) must be in [0, 1]", c.AbandonShare)
 	case c.MatchTTL < 3*time.Millisecond:
 		return fmt.Errorf("shardsvc: DriverConfig.MatchTTL (%s) must be >= 3ms", c.MatchTTL)
 	case c.MaxRenewals < 0:
@@ -232,6 +238,8 @@ type job struct {
 	players []string
 	shards  []string
 	periods int // host for periods × MatchTTL/3: periods-1 renewals, then release
+	// abandon: the host never renews nor releases; the leases must expire.
+	abandon bool
 	// violates marks a proposal built to break the policy.
 	violates bool
 }
@@ -286,6 +294,16 @@ func (d *Driver) propose(hostCtx context.Context, hosts *sync.WaitGroup, j job) 
 func (d *Driver) host(hostCtx context.Context, j job, txid string) {
 	defer d.unclaim(j.players)
 	clk := d.cfg.Clock
+	if j.abandon {
+		// Not even at the driver's stop: the leases are left to expire. The players
+		// stay claimed until they surely have, so they are not proposed in vain.
+		_ = clock.Sleep(hostCtx, clk, 2*d.cfg.MatchTTL)
+		d.count(func(s *Stats) { s.Abandoned++ })
+		for _, sh := range j.shards {
+			d.worlds[sh].EndMatch(txid)
+		}
+		return
+	}
 	for i := 1; i <= j.periods; i++ {
 		if clock.Sleep(hostCtx, clk, d.cfg.MatchTTL/3) != nil || i == j.periods {
 			break
@@ -358,6 +376,8 @@ type Stats struct {
 	Starved uint64
 	// Renewed, RenewFailed, Released and ReleaseFailed count the match hosts' calls.
 	Renewed, RenewFailed, Released, ReleaseFailed uint64
+	// Abandoned counts committed matches left to expire (DriverConfig.AbandonShare).
+	Abandoned uint64
 	// InFlight are the proposals awaiting a decision; Hosting the matches being played.
 	InFlight, Hosting int
 	// Latency is the distribution of Propose call durations, errors included.

@@ -350,3 +350,33 @@ func TestDriverRunHostsAndEndsMatches(t *testing.T) {
 		t.Errorf("latency: %d samples, p99 %s", s.Latency.Count(), s.Latency.Quantile(0.99))
 	}
 }
+
+// TestDriverAbandonsMatches: with AbandonShare 1 no committed match is renewed or
+// released (its leases are left to expire), yet every player is freed for reuse.
+func TestDriverAbandonsMatches(t *testing.T) {
+	clk := clock.NewReal()
+	ws := testWorlds(t, clk, 1000)
+	fc := newFakeCoordinator(ws...)
+	d := testDriver(t, clk, fc, ws, func(c *DriverConfig) {
+		c.Rate, c.MatchTTL, c.HotShare, c.ViolationShare, c.AbandonShare = 200, 30*time.Millisecond, 0, 0, 1
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	if err := d.Run(ctx); err != nil {
+		t.Fatal(err)
+	}
+	s := d.Stats()
+	if s.Committed == 0 || s.Abandoned != s.Committed || s.Released != 0 || s.Renewed != 0 {
+		t.Errorf("committed %d, abandoned %d, released %d, renewed %d", s.Committed, s.Abandoned, s.Released, s.Renewed)
+	}
+	fc.mu.Lock()
+	defer fc.mu.Unlock()
+	if len(fc.renews) != 0 || len(fc.releases) != 0 {
+		t.Errorf("coordinator saw %d renewed and %d released matches", len(fc.renews), len(fc.releases))
+	}
+	d.claimMu.Lock()
+	defer d.claimMu.Unlock()
+	if len(d.claimed) != 0 {
+		t.Errorf("%d players still claimed after Run", len(d.claimed))
+	}
+}
