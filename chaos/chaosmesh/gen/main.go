@@ -1,0 +1,31 @@
+// Command gen writes the Chaos Mesh manifests of the shipped chaos scenarios, one
+// file of standalone objects and one timed Workflow per scenario, and removes
+// generated files whose scenario is gone. Run it through `go generate
+// ./chaos/chaosmesh`.
+package main
+
+import (
+	"flag"
+	"fmt"
+	"os"
+
+	"github.com/shardmatch/shardmatch/chaos/chaosmesh"
+)
+
+func main() {
+	out := flag.String("out", "deploy/chaos-mesh", "output `directory`")
+	release := flag.String("release", chaosmesh.DefaultRelease, "Helm release the manifests select")
+	namespace := flag.String("namespace", "", "namespace of the experiments and pods (default: the one kubectl applies to)")
+	flag.Parse()
+	written, removed, err := chaosmesh.WriteFiles(*out, chaosmesh.Options{Release: *release, Namespace: *namespace})
+	for _, p := range written {
+		fmt.Println("wrote", p)
+	}
+	for _, p := range removed {
+		fmt.Println("removed", p)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "gen:", err)
+		os.Exit(1)
+	}
+}
