@@ -1,7 +1,6 @@
 package client
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -108,22 +107,6 @@ func New(cfg Config) (*Client, error) {
 // Close unsubscribes the reply inbox; calls in progress end with ErrOutcomeUnknown
 // (Propose) or fail. The connection stays open.
 func (c *Client) Close() error { return c.mux.close() }
-
-// WithTraceParent returns ctx carrying a W3C traceparent, sent with every message the
-// client sends on ctx's behalf (an invalid one is ignored). The coordinator carries it
-// on to its answers, the shards' commands and the decision event.
-func WithTraceParent(ctx context.Context, tp string) context.Context {
-	return natsutil.WithTraceParent(ctx, tp)
-}
-
-// header returns a header with ctx's traceparent, or an empty one.
-func header(ctx context.Context) nats.Header {
-	h := nats.Header{}
-	if tp, ok := natsutil.TraceParentFrom(ctx); ok {
-		h.Set(natsutil.TraceParentHeader, tp)
-	}
-	return h
-}
 
 // inboxMux is one wildcard subscription, <inbox>.*, shared by every Propose in flight:
 // each call gets a fresh subject under it, registered before its first publish.

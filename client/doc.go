@@ -30,9 +30,16 @@
 // *OutcomeUnknownError carries the proposal id and txid if known), ErrNotFound,
 // ErrConflict, ErrUnavailable. IsRetryable tells them apart.
 //
+// Tracing. Every call is an OpenTelemetry client span (shardmatch.propose,
+// shardmatch.status, shardmatch.renew, shardmatch.release, shardmatch.register_shard)
+// on the global TracerProvider, a no-op unless the program installed one; the span's
+// W3C traceparent travels with every message, so the coordinator's and the shards'
+// spans join the caller's trace. WithTraceParent starts from a bare traceparent.
+//
 // What this package must never do:
 //   - send one proposal under two proposal_ids, or report a proposal failed when it
 //     may have taken effect;
 //   - import the coordinator: an SDK embedded in game servers stays small (nats.go,
-//     protobuf, the generated schema).
+//     protobuf, the generated schema, the OpenTelemetry API but never its SDK or
+//     exporters: the program that embeds it chooses those).
 package client

@@ -9,8 +9,11 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/shardmatch/shardmatch/internal/telemetry/spans"
 	smv1 "github.com/shardmatch/shardmatch/proto/shardmatch/v1"
 )
 
@@ -29,7 +32,27 @@ import (
 // which case nothing changed; *OutcomeUnknownError (ErrOutcomeUnknown) when ctx ended
 // before a definite answer: the match may still be formed, so retry with the same
 // proposal_id or ask Status; ErrClosed after Close.
-func (c *Client) Propose(ctx context.Context, p *smv1.Proposal) (*smv1.Decision, error) {
+//
+// Tracing: the call is one client span, shardmatch.propose, child of ctx's span if
+// any, whose context travels with the proposal (and any re-send or status check), so
+// the coordinator's intake, policy, Raft and shard spans join the caller's trace.
+func (c *Client) Propose(ctx context.Context, p *smv1.Proposal) (d *smv1.Decision, err error) {
+	ctx, span := startSpan(ctx, spans.Propose)
+	if span.IsRecording() {
+		span.SetAttributes(spans.ProposalID.String(p.GetProposalId()), spans.Mode.String(p.GetMode()))
+	}
+	defer func() {
+		setDecision(span, d)
+		var u *OutcomeUnknownError
+		if errors.As(err, &u) && u.TxID != "" && span.IsRecording() {
+			span.SetAttributes(spans.TxID.String(u.TxID))
+		}
+		spans.End(span, err)
+	}()
+	return c.propose(ctx, p)
+}
+
+func (c *Client) propose(ctx context.Context, p *smv1.Proposal) (*smv1.Decision, error) {
 	if p == nil {
 		return nil, &InvalidError{Field: "proposal", Message: "missing"}
 	}
@@ -118,6 +141,7 @@ type proposeRun struct {
 	txid  string // from a Status answer, once known
 	last  error  // the last reason there was no answer
 
+	sent     int  // publishes attempted
 	stored   bool // a publish was confirmed by the stream (stored or duplicate)
 	lastDup  bool // the last confirmed publish was a duplicate of a stored one
 	freshIDs int  // fresh message ids used
@@ -137,6 +161,12 @@ func (r *proposeRun) msgID() string {
 func (r *proposeRun) publish(ctx context.Context, fresh bool) error {
 	if fresh {
 		r.freshIDs++
+	}
+	r.sent++
+	if r.sent > 1 {
+		if span := trace.SpanFromContext(ctx); span.IsRecording() {
+			span.AddEvent("republish", trace.WithAttributes(attribute.String("messaging.message.id", r.msgID())))
+		}
 	}
 	h := nats.Header{HeaderReply: {r.inbox}}
 	for k, v := range r.hdr {
@@ -196,6 +226,9 @@ func (r *proposeRun) answer(m *nats.Msg) (d *smv1.Decision, err error, definite 
 // takes a fresh message id. Either way the proposal_id is the same, so a copy the
 // leader does see is answered from the first transaction.
 func (r *proposeRun) check(ctx context.Context) (d *smv1.Decision, definite bool) {
+	if span := trace.SpanFromContext(ctx); span.IsRecording() {
+		span.AddEvent("status check")
+	}
 	sctx, cancel := context.WithTimeout(ctx, r.c.cfg.StatusTimeout)
 	defer cancel()
 	rec, err := r.c.statusOnce(sctx, r.pid)

@@ -9,19 +9,31 @@ import (
 	"github.com/nats-io/nats.go"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/shardmatch/shardmatch/internal/telemetry/spans"
 	smv1 "github.com/shardmatch/shardmatch/proto/shardmatch/v1"
 )
 
 // Status returns the transaction named by id, a txid or a proposal id, as the leader
 // holds it (a linearizable read). A transaction still PREPARING has a Decision with
 // OUTCOME_UNSPECIFIED. It retries through elections until ctx ends (ErrUnavailable);
-// ErrNotFound when the leader has no such transaction.
-func (c *Client) Status(ctx context.Context, id string) (*smv1.TxnRecord, error) {
+// ErrNotFound when the leader has no such transaction. It is traced as a client span,
+// shardmatch.status.
+func (c *Client) Status(ctx context.Context, id string) (rec *smv1.TxnRecord, err error) {
+	ctx, span := startSpan(ctx, spans.Status)
+	if span.IsRecording() {
+		span.SetAttributes(spans.ID.String(id))
+	}
+	defer func() {
+		if rec != nil {
+			setDecision(span, rec.GetDecision())
+		}
+		spans.End(span, err)
+	}()
 	if id == "" {
 		return nil, &InvalidError{Field: "id", Message: "empty"}
 	}
 	resp := new(smv1.StatusResponse)
-	_, err := c.call(ctx, "status "+id, c.subj.Status(), &smv1.StatusRequest{Id: id}, resp, statusErr(resp))
+	_, err = c.call(ctx, "status "+id, c.subj.Status(), &smv1.StatusRequest{Id: id}, resp, statusErr(resp))
 	if err != nil {
 		return nil, err
 	}
@@ -56,15 +68,27 @@ func statusErr(resp *smv1.StatusResponse) func() *smv1.ApiError {
 // Renew restarts the TTL of every lease of the committed match txid. ErrConflict if
 // the match is not committed or its leases already ended; ErrNotFound if there is no
 // such transaction. Renewing twice is harmless, so uncertain attempts are repeated.
-func (c *Client) Renew(ctx context.Context, txid string) error {
+// It is traced as a client span, shardmatch.renew.
+func (c *Client) Renew(ctx context.Context, txid string) (err error) {
+	ctx, span := startSpan(ctx, spans.Renew)
+	if span.IsRecording() {
+		span.SetAttributes(spans.TxID.String(txid))
+	}
+	defer func() { spans.End(span, err) }()
 	return c.lease(ctx, txid, smv1.LeaseOp_LEASE_OP_RENEW)
 }
 
 // Release ends the committed match txid and frees its players. If an earlier attempt
 // of this call may have released the match (its answer was lost), a later CONFLICT is
-// checked against Status: a match released by this call is a success.
-func (c *Client) Release(ctx context.Context, txid string) error {
-	err := c.lease(ctx, txid, smv1.LeaseOp_LEASE_OP_RELEASE)
+// checked against Status: a match released by this call is a success. It is traced as
+// a client span, shardmatch.release.
+func (c *Client) Release(ctx context.Context, txid string) (err error) {
+	ctx, span := startSpan(ctx, spans.Release)
+	if span.IsRecording() {
+		span.SetAttributes(spans.TxID.String(txid))
+	}
+	defer func() { spans.End(span, err) }()
+	err = c.lease(ctx, txid, smv1.LeaseOp_LEASE_OP_RELEASE)
 	var u *uncertainConflict
 	if errors.As(err, &u) {
 		if rec, serr := c.Status(ctx, txid); serr == nil && rec.GetLeaseEnd() == "released" {
@@ -103,13 +127,19 @@ func (c *Client) lease(ctx context.Context, txid string, op smv1.LeaseOp) error 
 }
 
 // RegisterShard announces a shard (or updates its metadata; an operator's drain or
-// disable is kept). It is idempotent and retried until ctx ends.
-func (c *Client) RegisterShard(ctx context.Context, s *smv1.ShardInfo) error {
+// disable is kept). It is idempotent and retried until ctx ends. It is traced as a
+// client span, shardmatch.register_shard.
+func (c *Client) RegisterShard(ctx context.Context, s *smv1.ShardInfo) (err error) {
+	ctx, span := startSpan(ctx, spans.RegisterShard)
+	if span.IsRecording() {
+		span.SetAttributes(spans.Shard.String(s.GetShardId()))
+	}
+	defer func() { spans.End(span, err) }()
 	if s == nil || s.GetShardId() == "" {
 		return &InvalidError{Field: "shard_id", Message: "empty"}
 	}
 	resp := new(smv1.RegisterShardResponse)
-	_, err := c.call(ctx, "register shard "+s.GetShardId(), c.subj.Register(), s, resp, resp.GetError)
+	_, err = c.call(ctx, "register shard "+s.GetShardId(), c.subj.Register(), s, resp, resp.GetError)
 	return err
 }
 

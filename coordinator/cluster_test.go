@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/shardmatch/shardmatch/chaos/collect"
 	"github.com/shardmatch/shardmatch/chaos/history"
 	"github.com/shardmatch/shardmatch/coordinator"
 	"github.com/shardmatch/shardmatch/internal/clock"
@@ -85,7 +86,7 @@ func newTestCluster(t testing.TB, o clusterOpts) *testCluster {
 				c.clocks[id] = clock.NewSkewed(ref)
 			}
 			cfg.Clock = c.clocks[id]
-			cfg.Observer = &nodeObserver{id: id, rec: c.rec}
+			cfg.Observer = collect.Observer(id, collect.Recorder{Rec: c.rec})
 			cfg.Rho = rho
 			cfg.ResendInitial, cfg.ResendMax = 20*time.Millisecond, 200*time.Millisecond
 			cfg.ExpiryScan = 20 * time.Millisecond
@@ -309,33 +310,7 @@ func (c *testCluster) final() history.Final {
 		if n == nil {
 			continue
 		}
-		st := n.FSM().State()
-		nf := history.NodeFinal{AppliedIndex: st.GetAppliedIndex()}
-		for _, t := range st.GetTxns() {
-			tf := history.TxnFinal{TxID: t.GetTxid(), ProposalID: t.GetProposal().GetProposalId(),
-				State: stateName(t.GetState()), Shards: t.GetShards(), Acked: t.GetAcked(), Token: t.GetToken()}
-			switch t.GetDecision().GetOutcome() {
-			case smv1.Outcome_OUTCOME_COMMITTED:
-				tf.Outcome = history.OutcomeCommitted
-			case smv1.Outcome_OUTCOME_ABORTED:
-				tf.Outcome = history.OutcomeAborted
-				tf.Reason = t.GetDecision().GetReason().String()
-			}
-			for _, tm := range t.GetProposal().GetTeams() {
-				for _, pl := range tm.GetPlayers() {
-					tf.Players = append(tf.Players, history.PlayerRef{Player: pl.GetPlayerId(), Shard: pl.GetShardId()})
-				}
-			}
-			nf.Txns = append(nf.Txns, tf)
-		}
-		for _, l := range st.GetLeases() {
-			state := history.StateReserved
-			if l.GetState() == smv1.LeaseState_LEASE_STATE_ACTIVE {
-				state = history.StateActive
-			}
-			nf.Leases = append(nf.Leases, history.LeaseFinal{Player: l.GetPlayerId(), TxID: l.GetTxid(), Token: l.GetToken(), State: state})
-		}
-		f.Nodes[n.ID()] = nf
+		f.Nodes[n.ID()] = collect.NodeFinal(n.FSM().State())
 	}
 	for id, s := range c.shards {
 		if !s.up {
@@ -345,58 +320,7 @@ func (c *testCluster) final() history.Final {
 		if err != nil {
 			c.t.Fatalf("journal %s: %v", id, err)
 		}
-		var sf history.ShardFinal
-		for _, e := range entries {
-			switch e.State {
-			case twophase.JournalPrepared:
-				sf.Prepared = append(sf.Prepared, e.TxID)
-			case twophase.JournalCommitted:
-				sf.Committed = append(sf.Committed, e.TxID)
-			case twophase.JournalAborted:
-				sf.Aborted = append(sf.Aborted, e.TxID)
-			}
-		}
-		f.Shards[id] = sf
+		f.Shards[id] = collect.ShardFinal(entries)
 	}
 	return f
-}
-
-func stateName(s smv1.TxnState) string {
-	switch s {
-	case smv1.TxnState_TXN_STATE_PREPARING:
-		return history.StatePreparing
-	case smv1.TxnState_TXN_STATE_COMMITTED:
-		return history.StateCommitted
-	case smv1.TxnState_TXN_STATE_ABORTED:
-		return history.StateAborted
-	case smv1.TxnState_TXN_STATE_DONE:
-		return history.StateDone
-	}
-	return s.String()
-}
-
-// nodeObserver turns FSM events into the history's lease log.
-type nodeObserver struct {
-	id  string
-	rec *history.Recorder
-}
-
-var leaseKinds = map[coordinator.EventKind]history.LeaseEventKind{
-	coordinator.EventLeaseGranted: history.LeaseGranted, coordinator.EventLeaseActivated: history.LeaseActivated,
-	coordinator.EventLeaseRenewed: history.LeaseRenewed, coordinator.EventLeaseReleased: history.LeaseReleased,
-	coordinator.EventLeaseExpired: history.LeaseExpired, coordinator.EventLeaseFreed: history.LeaseFreed,
-	coordinator.EventRestored: history.LeaseRestored,
-}
-
-func (o *nodeObserver) Observe(ev coordinator.Event) {
-	kind, ok := leaseKinds[ev.Kind]
-	if !ok {
-		return
-	}
-	le := history.LeaseEvent{Node: o.id, Index: ev.Index, Kind: kind, TxID: ev.TxID}
-	for _, l := range ev.Leases {
-		le.Players = append(le.Players, history.PlayerToken{Player: l.Player, Token: l.Token})
-		le.TTL, le.RenewSeq = l.TTL, l.RenewSeq
-	}
-	o.rec.RecordLease(le)
 }

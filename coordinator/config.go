@@ -68,6 +68,11 @@ type Config struct {
 	// OnDecided, if set, sees every decision as it is applied on this node (every
 	// replica calls it), with the FSM lock held: it must not block or call the node.
 	OnDecided func(*smv1.Decision)
+	// OnPhase, if set, is called on the leader with how long a transaction phase took:
+	// PhaseDecide (logging a decision: one Raft apply) and PhaseDeliver (from the
+	// decision's timestamp to the last shard's ack logged; the leaders' wall clocks, so
+	// display-grade, skipped when they run backwards). It must not block.
+	OnPhase func(phase string, d time.Duration)
 
 	// Rho is the clock rate error tolerated: leases expire ttl·(1+Rho) after the leader
 	// last saw them renewed, so no lease ends before ttl·(1−Rho) of real time.
@@ -93,6 +98,12 @@ type Config struct {
 	// they are logged) so tests can prove the invariant checkers catch it. Never in
 	// production.
 	UnsafeDeliverBeforeLog bool
+	// UnsafeWallClockExpiry breaks lease expiry on purpose: the leader measures lease
+	// TTLs on the wall clock (Clock.Now) instead of the monotonic clock, so a forward
+	// wall-clock jump expires leases early. It exists only to prove that the I7 (no
+	// early expiry) checker bites, in tests and chaos runs (`coordinator serve --unsafe
+	// wallclock-expiry`). Never in production.
+	UnsafeWallClockExpiry bool
 }
 
 // DefaultConfig returns a Config with every tunable set; callers fill in identity,

@@ -212,7 +212,7 @@ func (f *FSM) begin(index uint64, pos int, b *smv1.Begin) CommandResult {
 	}
 	txid, token := TxID(index, pos), Token(index, pos)
 	rec := &smv1.TxnRecord{
-		Txid: txid, Proposal: p, BeginIndex: index, Token: token, Shards: proposalShards(p),
+		Txid: txid, Proposal: p, BeginIndex: index, Token: token, Shards: proposalShards(p), Traceparent: b.GetTraceparent(),
 		Decision: &smv1.Decision{Txid: txid, ProposalId: p.GetProposalId(),
 			PolicyRevision: b.GetVerdict().GetRevision(), CreatedUnixMs: b.GetWallUnixMs()},
 	}

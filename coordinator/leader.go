@@ -6,6 +6,7 @@ import (
 
 	"github.com/hashicorp/raft"
 
+	"github.com/shardmatch/shardmatch/internal/telemetry/spans"
 	"github.com/shardmatch/shardmatch/lease"
 	smv1 "github.com/shardmatch/shardmatch/proto/shardmatch/v1"
 	"github.com/shardmatch/shardmatch/twophase"
@@ -118,7 +119,13 @@ func (n *Node) lead(ctx context.Context) {
 			return
 		case <-tick.C():
 			now := n.cfg.Clock.Mono()
-			if due := exp.scan(now, n.fsm.ActiveMatches()); len(due) > 0 {
+			expNow := now
+			if n.cfg.UnsafeWallClockExpiry {
+				// Deliberately wrong (see Config.UnsafeWallClockExpiry): a wall reading
+				// as a duration since the Unix epoch, which jumps with the wall clock.
+				expNow = time.Duration(n.cfg.Clock.Now().UnixNano())
+			}
+			if due := exp.scan(expNow, n.fsm.ActiveMatches()); len(due) > 0 {
 				n.applyBackground(ctx, due)
 			}
 			if old := n.retained(now, ret); len(old) > 0 {
@@ -180,6 +187,9 @@ func (n *Node) plan(t *smv1.TxnRecord, recovering bool) twophase.Plan {
 		p.Shards[pl.GetShardId()] = append(p.Shards[pl.GetShardId()],
 			&smv1.ShardPlayer{PlayerId: pl.GetPlayerId(), FencingToken: t.GetToken()})
 	}
+	if recovering {
+		p.Recovered, p.Trace = true, recoverTrace(t)
+	}
 	if twophase.Decided(t.GetState()) {
 		p.Decision = t.GetDecision()
 	} else if recovering {
@@ -190,10 +200,22 @@ func (n *Node) plan(t *smv1.TxnRecord, recovering bool) twophase.Plan {
 	return p
 }
 
+// The phases Config.OnPhase reports.
+const (
+	PhaseDecide  = "decide"
+	PhaseDeliver = "deliver"
+)
+
 // driverLog is the driver's view of the log.
 type driverLog struct{ n *Node }
 
-func (l driverLog) Decide(ctx context.Context, d *smv1.Decide) (*smv1.Decision, error) {
+func (l driverLog) Decide(ctx context.Context, d *smv1.Decide) (_ *smv1.Decision, err error) {
+	ctx, span := startSpan(ctx, spans.RaftDecide)
+	if span.IsRecording() {
+		span.SetAttributes(decideAttrs(d)...)
+	}
+	defer func() { spans.End(span, err) }()
+	start := l.n.cfg.Clock.Mono()
 	res, err := l.n.batch.apply(ctx, &smv1.Command{Op: &smv1.Command_Decide{Decide: d}})
 	if err != nil {
 		return nil, err
@@ -201,13 +223,25 @@ func (l driverLog) Decide(ctx context.Context, d *smv1.Decide) (*smv1.Decision, 
 	if res.Err != nil {
 		return nil, res.Err
 	}
+	if l.n.cfg.OnPhase != nil {
+		l.n.cfg.OnPhase(PhaseDecide, l.n.cfg.Clock.Mono()-start)
+	}
 	return res.Txn.GetDecision(), nil
 }
 
+// Acked logs the ack. The driver logs each shard's ack once per run, so the ack that
+// completes the txn reports the deliver phase once.
 func (l driverLog) Acked(ctx context.Context, txid, shard string) error {
 	res, err := l.n.batch.apply(ctx, &smv1.Command{Op: &smv1.Command_Acked{Acked: &smv1.Acked{Txid: txid, ShardId: shard}}})
 	if err != nil {
 		return err
+	}
+	if res.Err == nil && l.n.cfg.OnPhase != nil && res.Txn.GetState() == smv1.TxnState_TXN_STATE_DONE {
+		if decided := res.Txn.GetDecision().GetDecidedUnixMs(); decided > 0 {
+			if d := l.n.cfg.Clock.Now().UnixMilli() - decided; d >= 0 {
+				l.n.cfg.OnPhase(PhaseDeliver, time.Duration(d)*time.Millisecond)
+			}
+		}
 	}
 	return res.Err
 }

@@ -8,7 +8,9 @@ import (
 	"sync"
 
 	"github.com/hashicorp/raft"
+	"go.opentelemetry.io/otel/trace"
 
+	"github.com/shardmatch/shardmatch/internal/telemetry/spans"
 	smv1 "github.com/shardmatch/shardmatch/proto/shardmatch/v1"
 	"github.com/shardmatch/shardmatch/twophase"
 )
@@ -158,17 +160,22 @@ func (n *Node) Propose(ctx context.Context, p *smv1.Proposal) (*smv1.Decision, e
 	}
 	verdict := &smv1.PolicyVerdict{Allow: true}
 	if n.cfg.Policy != nil {
-		v, err := n.cfg.Policy.Evaluate(ctx, p, shards)
+		pctx, span := startSpan(ctx, spans.PolicyEval)
+		v, err := n.cfg.Policy.Evaluate(pctx, p, shards)
+		endPolicySpan(span, v, err)
 		if v == nil {
 			return nil, fmt.Errorf("coordinator: policy: %w", err)
 		}
 		if err != nil {
-			n.log.Warn("policy evaluation failed; denying", "proposal_id", p.GetProposalId(), "err", err)
+			n.log.WarnContext(ctx, "policy evaluation failed; denying", "proposal_id", p.GetProposalId(), "err", err)
 		}
 		verdict = v
 	}
-	res, err := n.batch.apply(ctx, &smv1.Command{Op: &smv1.Command_Begin{Begin: &smv1.Begin{
-		Proposal: p, Verdict: verdict, WallUnixMs: n.cfg.Clock.Now().UnixMilli()}}})
+	tp, _ := spans.TraceParent(trace.SpanContextFromContext(ctx))
+	bctx, span := startSpan(ctx, spans.RaftBegin)
+	res, err := n.batch.apply(bctx, &smv1.Command{Op: &smv1.Command_Begin{Begin: &smv1.Begin{
+		Proposal: p, Verdict: verdict, WallUnixMs: n.cfg.Clock.Now().UnixMilli(), Traceparent: tp}}})
+	endBeginSpan(span, res, err)
 	if err != nil {
 		var u *UnknownOutcomeError
 		if errors.As(err, &u) { // the batcher shares one error among a batch: copy it
@@ -180,7 +187,9 @@ func (n *Node) Propose(ctx context.Context, p *smv1.Proposal) (*smv1.Decision, e
 		return nil, res.Err
 	}
 	if res.Created && res.Txn.GetState() == smv1.TxnState_TXN_STATE_PREPARING {
-		ls.driver.Start(n.plan(res.Txn, false))
+		plan := n.plan(res.Txn, false)
+		plan.Trace = trace.SpanContextFromContext(ctx)
+		ls.driver.Start(plan)
 	}
 	return n.awaitDecision(ctx, res.Txn)
 }

@@ -154,7 +154,7 @@ func (w *World) profile(idx int) Profile {
 
 // startLife puts a player somewhere in its day, as if the world had been running.
 func (w *World) startLife(p *player, now time.Duration) {
-	if p.regular {
+	if p.steady {
 		p.state, p.until = StateIdle, math.MaxInt64
 		return
 	}
@@ -175,9 +175,10 @@ func (w *World) startLife(p *player, now time.Duration) {
 }
 
 // advance plays a player's life forward to now. Reserved and in-match players, and
-// regulars, are left alone: the protocol owns them.
+// steady players (regulars, or all under AlwaysAvailable), are left alone: the
+// protocol owns them.
 func (w *World) advance(p *player, now time.Duration) {
-	if p.regular || p.state == StateReserved || p.state == StateInMatch {
+	if p.steady || p.state == StateReserved || p.state == StateInMatch {
 		return
 	}
 	for i := 0; p.until <= now; i++ {
@@ -216,7 +217,7 @@ func (w *World) next(p *player, start time.Duration) {
 // becomeIdle returns a player to the idle state at now, with a fresh idle spell.
 func (w *World) becomeIdle(p *player, now time.Duration) {
 	p.state, p.txid, p.token = StateIdle, "", 0
-	if p.regular {
+	if p.steady {
 		p.until = math.MaxInt64
 		return
 	}
@@ -227,7 +228,7 @@ func (w *World) becomeIdle(p *player, now time.Duration) {
 // refuses reports whether an idle player declines match txid. It is a pure function of
 // the seed, the player and the txid, so a repeated Prepare gets the same answer.
 func (w *World) refuses(p *player, txid string) bool {
-	if p.regular || w.cfg.RefuseRate <= 0 {
+	if p.steady || w.cfg.RefuseRate <= 0 {
 		return false
 	}
 	return unit(w.seed, p.idx, hashString(txid), saltRefuse) < w.cfg.RefuseRate

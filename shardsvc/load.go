@@ -57,6 +57,11 @@ type DriverConfig struct {
 	// releases them, as a crashed game server would: their leases must expire at the
 	// coordinator. The driver reuses their players after twice MatchTTL.
 	AbandonShare float64
+	// ReuseAfter keeps the players of a released match out of new proposals this
+	// long. Set it to about MatchTTL when the Worlds are stand-ins for shards in other
+	// processes: such a shard learns that a match ended only when its TTL runs out,
+	// and until then refuses its players as IN_MATCH.
+	ReuseAfter time.Duration
 	// Shapes are the match formats proposed, by weight.
 	Shapes []Shape
 	// ProposeTimeout bounds one Propose, Renew or Release call.
@@ -94,6 +99,8 @@ func (c *DriverConfig) Validate() error {
 		return fmt.Errorf("shardsvc: DriverConfig.ViolationShare (%v) must be in [0, 1]", c.ViolationShare)
 	case !(c.AbandonShare >= 0 && c.AbandonShare <= 1):
 		return fmt.Errorf("shardsvc: DriverConfig.AbandonShare (%v) must be in [0, 1]", c.AbandonShare)
+	case c.ReuseAfter < 0:
+		return fmt.Errorf("shardsvc: DriverConfig.ReuseAfter (%s) must be >= 0", c.ReuseAfter)
 	case c.MatchTTL < 3*time.Millisecond:
 		return fmt.Errorf("shardsvc: DriverConfig.MatchTTL (%s) must be >= 3ms", c.MatchTTL)
 	case c.MaxRenewals < 0:
@@ -332,6 +339,9 @@ func (d *Driver) host(hostCtx context.Context, j job, txid string) {
 	}
 	for _, sh := range j.shards {
 		d.worlds[sh].EndMatch(txid)
+	}
+	if d.cfg.ReuseAfter > 0 {
+		_ = clock.Sleep(hostCtx, clk, d.cfg.ReuseAfter)
 	}
 }
 

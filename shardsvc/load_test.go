@@ -380,3 +380,36 @@ func TestDriverAbandonsMatches(t *testing.T) {
 		t.Errorf("%d players still claimed after Run", len(d.claimed))
 	}
 }
+
+// TestDriverReuseAfter: with ReuseAfter, the players of a released match stay claimed
+// for that long after the release.
+func TestDriverReuseAfter(t *testing.T) {
+	clk := clock.NewFake(time.Unix(0, 0))
+	ws := testWorlds(t, clk, 100)
+	fc := newFakeCoordinator(ws...)
+	d := testDriver(t, clk, fc, ws, func(c *DriverConfig) {
+		c.MatchTTL, c.MaxRenewals, c.ReuseAfter = 30*time.Millisecond, 0, time.Second
+	})
+	j, ok := d.next()
+	if !ok {
+		t.Fatal("no proposal built")
+	}
+	done := make(chan struct{})
+	go func() { defer close(done); d.host(context.Background(), j, "tx-1") }()
+	clk.WaitForTimers(1)
+	clk.Advance(10 * time.Millisecond) // the match's one period ends: released
+	clk.WaitForTimers(1)               // now waiting out ReuseAfter
+	d.claimMu.Lock()
+	held := d.claimed[j.players[0]]
+	d.claimMu.Unlock()
+	if held == 0 {
+		t.Fatal("players unclaimed right at release despite ReuseAfter")
+	}
+	clk.Advance(time.Second)
+	<-done
+	d.claimMu.Lock()
+	defer d.claimMu.Unlock()
+	if len(d.claimed) != 0 {
+		t.Fatalf("players still claimed after ReuseAfter: %v", d.claimed)
+	}
+}

@@ -54,6 +54,11 @@ type WorldConfig struct {
 	MatchTTL time.Duration
 	// RefuseRate is the chance that an idle player declines a match.
 	RefuseRate float64
+	// AlwaysAvailable makes every player live like a regular: always online and idle
+	// when not in a match, never declining (RefuseRate is ignored). The Regulars are
+	// still the only hot players. Chaos runs use it to measure the commit ratio under
+	// network faults without the players' own refusals.
+	AlwaysAvailable bool
 	// Life shapes the players' days.
 	Life Life
 	// Clock drives the players' lives and match TTLs. Required.
@@ -94,6 +99,7 @@ type player struct {
 	idx     int
 	prof    Profile
 	regular bool
+	steady  bool // regular, or AlwaysAvailable: no life of its own, never declines
 	state   PlayerState
 	until   time.Duration // end of the current life spell (mono)
 	step    uint64        // life draws so far
@@ -155,6 +161,7 @@ func NewWorld(cfg WorldConfig) (*World, error) {
 	now := cfg.Clock.Mono()
 	for i := 0; i < cfg.Players; i++ {
 		p := &player{idx: i, regular: i < cfg.Regulars}
+		p.steady = p.regular || cfg.AlwaysAvailable
 		p.prof = w.profile(i)
 		w.startLife(p, now)
 		w.players = append(w.players, p)

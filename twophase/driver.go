@@ -9,9 +9,16 @@ import (
 	"sync"
 	"time"
 
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/shardmatch/shardmatch/internal/clock"
+	"github.com/shardmatch/shardmatch/internal/telemetry/spans"
 	smv1 "github.com/shardmatch/shardmatch/proto/shardmatch/v1"
 )
+
+// tracerName is this package's OpenTelemetry instrumentation scope.
+const tracerName = "github.com/shardmatch/shardmatch/twophase"
 
 // Log is the driver's view of the replicated log. The coordinator implements it on its
 // Raft FSM. Both calls return once the entry is applied (or fail); an error means the
@@ -60,6 +67,15 @@ type Plan struct {
 	// AbortNow, when set on a PREPARING txn, skips the prepare phase and logs this
 	// decision at once (presumed abort on failover, operator abort).
 	AbortNow *smv1.Decide
+	// Trace is the span context the transaction's spans hang under: the proposal's
+	// intake span on the leader that began it, so that its Prepares, decision and
+	// deliveries join the proposal's trace. Zero: no parent.
+	Trace trace.SpanContext
+	// Recovered marks a plan made by a leader that took the transaction over. Its
+	// spans then hang under a new root span, shardmatch.recover, that lives as long as
+	// the run and links to Trace (the original proposal's span, if the log kept it)
+	// rather than continuing that trace, which belongs to another leader's work.
+	Recovered bool
 }
 
 // Driver runs the coordinator side of two-phase commit for the transactions a leader
@@ -138,8 +154,31 @@ func (d *Driver) Start(p Plan) {
 			d.mu.Unlock()
 		}()
 		r := &run{d: d, p: p, replies: ch.replies, preempt: ch.preempt, log: d.cfg.Logger.With("txid", p.TxID)}
-		r.drive(d.ctx)
+		ctx, end := r.traceContext(d.ctx)
+		defer end()
+		r.drive(ctx)
 	}()
+}
+
+// traceContext returns ctx carrying the span the run's spans hang under (see
+// Plan.Trace and Plan.Recovered), and the function that ends a span it started.
+func (r *run) traceContext(ctx context.Context) (context.Context, func()) {
+	if !r.p.Recovered {
+		if r.p.Trace.IsValid() {
+			ctx = trace.ContextWithSpanContext(ctx, r.p.Trace)
+		}
+		return ctx, func() {}
+	}
+	opts := []trace.SpanStartOption{trace.WithNewRoot(), trace.WithSpanKind(trace.SpanKindInternal)}
+	if r.p.Trace.IsValid() {
+		opts = append(opts, trace.WithLinks(trace.Link{SpanContext: r.p.Trace}))
+	}
+	ctx, span := otel.Tracer(tracerName).Start(ctx, spans.Recover, opts...)
+	if span.IsRecording() {
+		span.SetAttributes(spans.TxID.String(r.p.TxID), spans.ProposalID.String(r.p.ProposalID),
+			spans.Term.Int64(int64(r.d.cfg.Term)))
+	}
+	return ctx, func() { span.End() }
 }
 
 // HandleReply routes a vote or ack to the goroutine driving its txn. Replies for txns

@@ -83,6 +83,8 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "coordinator dev: %v\n", err)
 		return 2
 	}
+	log, stopTelemetry := startTelemetry(log, "shardmatch-dev", "dev")
+	defer stopTelemetry()
 	ctx, stopSignals := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stopSignals()
 

@@ -21,6 +21,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/shardmatch/shardmatch/chaos/collect"
 	"github.com/shardmatch/shardmatch/coordinator"
 	"github.com/shardmatch/shardmatch/coordinator/admin"
 	"github.com/shardmatch/shardmatch/coordinator/natsapi"
@@ -46,6 +47,8 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	log = log.With("node", o.id)
+	log, stopTelemetry := startTelemetry(log, "shardmatch-coordinator", o.id)
+	defer stopTelemetry()
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	s, err := startServe(ctx, o, log, stderr)
@@ -79,18 +82,36 @@ type served struct {
 	stopPol  context.CancelFunc
 	stopJoin context.CancelFunc
 	fatal    chan error
+	// clk is the node's one clock: every component reads it, and with
+	// --enable-fault-injection /v1/fault skews it. faults is the transport hook (nil
+	// without fault injection); history records the FSM's lease changes (nil without
+	// --history-dir).
+	clk     *clock.Skewed
+	faults  *natstransport.Faults
+	history *collect.Sink
 }
 
 // startServe wires the node: NATS, streams, the shard transport, the NATS API, the
 // policy engine, Raft, the node and its admin HTTP API. On error it closes what it
 // opened.
 func startServe(ctx context.Context, o serveOptions, log *slog.Logger, stderr io.Writer) (_ *served, err error) {
-	s := &served{o: o, log: log, stopPol: func() {}, stopJoin: func() {}, fatal: make(chan error, 1)}
+	s := &served{o: o, log: log, stopPol: func() {}, stopJoin: func() {}, fatal: make(chan error, 1),
+		clk: clock.NewSkewed(clock.NewReal())}
 	defer func() {
 		if err != nil {
 			s.shutdown()
 		}
 	}()
+	if o.faultInjection {
+		s.faults = natstransport.NewFaults(int64(hashString(o.id)))
+		log.Warn("fault injection enabled: /v1/fault can skew this node's clock and disturb its commands", "unsafe", o.unsafe)
+	}
+	if o.historyDir != "" {
+		if s.history, err = collect.NewSink(o.historyDir, o.id, time.Unix(0, o.historyEpoch)); err != nil {
+			return s, fmt.Errorf("history: %w", err)
+		}
+		log.Info("recording the FSM's lease changes for a chaos history", "file", s.history.Path())
+	}
 	adminLn, err := net.Listen("tcp", o.adminAddr)
 	if err != nil {
 		return s, fmt.Errorf("admin listener: %w", err)
@@ -118,7 +139,7 @@ func startServe(ctx context.Context, o serveOptions, log *slog.Logger, stderr io
 	// coordinator.New); the node hands it its reply handler when it starts.
 	var replies atomic.Pointer[twophase.ReplyHandler]
 	s.ptrans, err = natstransport.NewCoordinator(cctx, natstransport.CoordinatorConfig{Conn: s.nc, JetStream: js,
-		Prefix: o.prefix, Logger: log, SkipEnsureStreams: true,
+		Prefix: o.prefix, Logger: log, SkipEnsureStreams: true, Clock: s.clk, Faults: s.faults,
 		Replies: func(r *smv1.ShardReply) {
 			if h := replies.Load(); h != nil {
 				(*h)(r)
@@ -129,18 +150,21 @@ func startServe(ctx context.Context, o serveOptions, log *slog.Logger, stderr io
 	}
 	// The API server exists before the node too, so that the node's first leadership
 	// reaches it; until the node is stored it answers "not leader".
-	ref := &nodeRef{}
-	if s.api, err = natsapi.New(natsapi.Config{Node: ref, NodeID: o.id, Conn: s.nc, Prefix: o.prefix, Logger: log,
-		SkipEnsureStreams: true, ReplyPrefixes: []string{"_INBOX."}}); err != nil {
-		return s, fmt.Errorf("nats api: %w", err)
-	}
 	metrics, err := admin.NewMetrics(admin.MetricsConfig{})
 	if err != nil {
 		return s, fmt.Errorf("metrics: %w", err)
 	}
+	ref := &nodeRef{}
+	if s.api, err = natsapi.New(natsapi.Config{Node: ref, NodeID: o.id, Conn: s.nc, Prefix: o.prefix, Logger: log, Clock: s.clk,
+		SkipEnsureStreams: true, ReplyPrefixes: []string{"_INBOX."}, OnProposal: metrics.ObserveProposal}); err != nil {
+		return s, fmt.Errorf("nats api: %w", err)
+	}
+	if err := addMalformedSources(metrics, s.api, s.ptrans); err != nil {
+		return s, err
+	}
 	var pol coordinator.Policy
 	if !o.noPolicy {
-		eng, err := policy.New(policy.Config{BundleDir: o.policyBundle, EvalTimeout: o.policyTimeout, Logger: log})
+		eng, err := policy.New(policy.Config{BundleDir: o.policyBundle, EvalTimeout: o.policyTimeout, Logger: log, Clock: s.clk})
 		if err != nil {
 			return s, fmt.Errorf("policy: %w", err)
 		}
@@ -162,7 +186,11 @@ func startServe(ctx context.Context, o serveOptions, log *slog.Logger, stderr io
 	cfg := coordinator.DefaultConfig()
 	cfg.NodeID, cfg.DataDir, cfg.RaftTransport = o.id, o.data, s.rtrans
 	cfg.Bootstrap, cfg.Peers = o.bootstrap, o.parsedPeers
-	cfg.Clock, cfg.Logger, cfg.Policy = clock.NewReal(), log, pol
+	cfg.Clock, cfg.Logger, cfg.Policy = s.clk, log, pol
+	applyUnsafe(o.unsafe, &cfg)
+	if s.history != nil {
+		cfg.Observer = collect.Observer(o.id, s.history)
+	}
 	if o.raftLogToStderr {
 		cfg.RaftLogOutput = stderr
 	}
@@ -183,6 +211,7 @@ func startServe(ctx context.Context, o serveOptions, log *slog.Logger, stderr io
 		api.Decided(d)
 		metrics.ObserveDecision(d)
 	}
+	cfg.OnPhase = func(phase string, d time.Duration) { metrics.ObservePhase(admin.Phase(phase), d) }
 	if err := os.MkdirAll(o.data, 0o755); err != nil {
 		return s, err
 	}
@@ -191,7 +220,11 @@ func startServe(ctx context.Context, o serveOptions, log *slog.Logger, stderr io
 	}
 	ref.n.Store(s.node)
 
-	if s.adm, err = admin.New(admin.Config{Node: s.node, Metrics: metrics, AuthToken: o.adminToken, Logger: log}); err != nil {
+	admCfg := admin.Config{Node: s.node, Metrics: metrics, AuthToken: o.adminToken, Logger: log, Clock: s.clk}
+	if o.faultInjection {
+		admCfg.Faults = &admin.FaultConfig{Clock: s.clk, Transport: s.faults}
+	}
+	if s.adm, err = admin.New(admCfg); err != nil {
 		return s, fmt.Errorf("admin: %w", err)
 	}
 	s.http = &http.Server{Handler: s.adm.Handler(), ReadHeaderTimeout: 5 * time.Second}
@@ -211,6 +244,22 @@ func startServe(ctx context.Context, o serveOptions, log *slog.Logger, stderr io
 	log.Info("ready", "raft_addr", o.advertiseAddr.String(), "admin_addr", adminLn.Addr().String(),
 		"nats", s.nc.ConnectedUrlRedacted(), "prefix", o.prefix, "bootstrap", o.bootstrap)
 	return s, nil
+}
+
+// addMalformedSources exports the malformed-message counters of the node's NATS
+// API (proposals, status, lease and register requests) and of its shard transport
+// (votes and acks).
+func addMalformedSources(m *admin.Metrics, api *natsapi.Server, ptrans *natstransport.Coordinator) error {
+	if err := m.AddMalformedSource("api", func() uint64 {
+		st := api.Stats()
+		return st.Malformed + st.InvalidRequests + st.BadReply + st.NoReply
+	}); err != nil {
+		return err
+	}
+	return m.AddMalformedSource("shard_replies", func() uint64 {
+		st := ptrans.Stats()
+		return st.Malformed + st.ShardMismatch
+	})
 }
 
 // shutdown hands leadership over if this node leads, then stops the admin HTTP API,
@@ -260,6 +309,24 @@ func (s *served) shutdown() {
 	if s.nc != nil {
 		drainConn(ctx, s.nc)
 	}
+	s.faults.Wait()
+	if s.history != nil {
+		if err := s.history.Err(); err != nil {
+			s.log.Error("the chaos history is incomplete", "err", err)
+		}
+		if err := s.history.Close(); err != nil {
+			s.log.Warn("history close", "err", err)
+		}
+	}
+}
+
+// hashString spreads node ids over fault-hook seeds.
+func hashString(id string) uint32 {
+	h := uint32(2166136261)
+	for i := 0; i < len(id); i++ {
+		h = (h ^ uint32(id[i])) * 16777619
+	}
+	return h
 }
 
 // drainConn drains nc and waits, at most until ctx ends, for it to close.

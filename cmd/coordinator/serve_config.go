@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"slices"
 	"strings"
 	"time"
 
@@ -42,6 +43,10 @@ type serveOptions struct {
 	heartbeat, election     time.Duration
 	shutdownTimeout         time.Duration
 	raftLogToStderr         bool
+	faultInjection          bool
+	historyDir              string
+	historyEpoch            int64
+	unsafe                  string
 	parsedPeers             []raft.Server
 	joinURLs                []string
 	advertiseAddr           *net.TCPAddr
@@ -85,6 +90,11 @@ func serveFlags(o *serveOptions, stderr io.Writer) (*flag.FlagSet, config.Loader
 	fs.DurationVar(&o.election, "raft-election-timeout", def.ElectionTimeout, "Raft election timeout")
 	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 15*time.Second, "bound on the graceful shutdown")
 	fs.BoolVar(&o.raftLogToStderr, "raft-log", false, "copy hashicorp/raft's own log to stderr")
+	fs.BoolVar(&o.faultInjection, "enable-fault-injection", false, "chaos testing only: serve /v1/fault to skew this node's clock and duplicate/reorder its commands")
+	fs.StringVar(&o.historyDir, "history-dir", "", "chaos testing only: append every lease change the FSM applies to a history file in this `directory` (with --history-epoch)")
+	fs.Int64Var(&o.historyEpoch, "history-epoch", 0, "chaos testing only: the run's start in Unix nanoseconds, zero of the history's times (with --history-dir)")
+	fs.StringVar(&o.unsafe, "unsafe", "", "chaos testing only, needs --enable-fault-injection: break the protocol on purpose to prove the checkers catch it, `mode` "+
+		strings.Join(unsafeModes, " or "))
 	return fs, ld
 }
 
@@ -133,6 +143,14 @@ func (o *serveOptions) validate() error {
 		return bad("--raft-election-timeout (%s) must be >= --raft-heartbeat-timeout (%s) > 0", o.election, o.heartbeat)
 	case o.adminAddr == "":
 		return bad("--admin-addr is required")
+	case (o.historyDir == "") != (o.historyEpoch == 0):
+		return bad("--history-dir and --history-epoch go together (both or neither)")
+	case o.historyEpoch < 0:
+		return bad("--history-epoch (%d) must be Unix nanoseconds > 0", o.historyEpoch)
+	case o.unsafe != "" && !o.faultInjection:
+		return bad("--unsafe %s breaks the protocol on purpose and is refused without --enable-fault-injection (chaos testing only)", o.unsafe)
+	case o.unsafe != "" && !slices.Contains(unsafeModes, o.unsafe):
+		return bad("--unsafe %q: unknown mode (known: %s)", o.unsafe, strings.Join(unsafeModes, ", "))
 	}
 	if _, err := natsutil.NewSubjects(o.prefix); err != nil {
 		return bad("--prefix: %v", err)
@@ -175,6 +193,20 @@ func (o *serveOptions) validate() error {
 		}
 	}
 	return nil
+}
+
+// Test-only protocol breakage of --unsafe; see coordinator.Config's Unsafe fields.
+const (
+	unsafeDeliverBeforeLog = "deliver-before-log" // Config.UnsafeDeliverBeforeLog
+	unsafeWallClockExpiry  = "wallclock-expiry"   // Config.UnsafeWallClockExpiry
+)
+
+var unsafeModes = []string{unsafeDeliverBeforeLog, unsafeWallClockExpiry}
+
+// applyUnsafe sets the coordinator's unsafe switch named by mode ("" sets none).
+func applyUnsafe(mode string, cfg *coordinator.Config) {
+	cfg.UnsafeDeliverBeforeLog = mode == unsafeDeliverBeforeLog
+	cfg.UnsafeWallClockExpiry = mode == unsafeWallClockExpiry
 }
 
 // parsePeers reads `id=host:port,...`.

@@ -9,6 +9,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/shardmatch/shardmatch/chaos/collect"
+	"github.com/shardmatch/shardmatch/coordinator/admin"
 	"github.com/shardmatch/shardmatch/shardsvc"
 	"github.com/shardmatch/shardmatch/twophase"
 	"github.com/shardmatch/shardmatch/twophase/natstransport"
@@ -50,8 +52,10 @@ func (s *shard) status() Status {
 	return st
 }
 
-// adminHandler serves /status (JSON), /metrics (Prometheus) and /healthz.
-func (s *shard) adminHandler() http.Handler {
+// adminHandler serves /status (JSON), /metrics (Prometheus), /healthz, /v1/journal
+// (the participant journal, for chaos audits) and, with --enable-fault-injection only,
+// /v1/fault (the process clock's skew and the transport's fault hook; 404 otherwise).
+func (s *shard) adminHandler() (http.Handler, error) {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	labels := prometheus.Labels{"shard": s.o.id}
@@ -71,6 +75,14 @@ func (s *shard) adminHandler() http.Handler {
 	counter("duplicates_total", "Commands answered from the journal without a new effect.", func() uint64 { return s.part.Stats().Duplicates })
 	counter("anomalies_total", "Protocol anomalies seen by the participant.", func() uint64 { return s.part.Stats().Anomalies })
 	counter("double_booked_total", "Players committed to a match while in another one.", func() uint64 { return s.world.Stats().DoubleBooked })
+	counter("commands_malformed_total", "Commands dropped as undecodable, incomplete or addressed to another shard; never applied.",
+		func() uint64 {
+			if s.srv == nil {
+				return 0
+			}
+			st := s.srv.Stats()
+			return st.Malformed + st.WrongShard
+		})
 	gauge("in_doubt", "Transactions voted YES on with no outcome yet.", func() float64 { return float64(len(s.part.InDoubt())) })
 	if s.driver != nil {
 		counter("driver_proposed_total", "Proposals sent by this shard's load driver.", func() uint64 { return s.driver.Stats().Proposed })
@@ -88,5 +100,27 @@ func (s *shard) adminHandler() http.Handler {
 		enc.SetIndent("", "  ")
 		_ = enc.Encode(s.status())
 	})
-	return mux
+	mux.HandleFunc("GET "+collect.JournalPath, s.serveJournal)
+	if s.o.faultInjection {
+		fh, err := admin.NewFaultHandler(admin.FaultConfig{Clock: s.skew, Transport: s.faults}, "", s.log)
+		if err != nil {
+			return nil, err
+		}
+		mux.Handle(admin.PathFault, fh)
+		mux.Handle(admin.PathFault+"/", fh)
+	}
+	return mux, nil
+}
+
+// serveJournal is GET /v1/journal: every record of the participant journal (txid,
+// state, players with their fencing tokens), sorted by txid.
+func (s *shard) serveJournal(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "application/json")
+	entries, err := s.journal.List()
+	if err != nil {
+		w.WriteHeader(http.StatusInternalServerError)
+		_ = json.NewEncoder(w).Encode(map[string]any{"error": map[string]string{"code": "INTERNAL", "message": err.Error()}})
+		return
+	}
+	_ = json.NewEncoder(w).Encode(collect.Journal{Shard: s.o.id, Entries: collect.JournalRecords(entries)})
 }

@@ -35,6 +35,10 @@ type options struct {
 	hot, violations float64
 	matchTTL        time.Duration
 	inflight        int
+	faultInjection  bool
+	historyDir      string
+	historyEpoch    int64
+	alwaysAvailable bool
 	peers           []peer
 }
 
@@ -65,7 +69,7 @@ func flags(o *options, stderr io.Writer) (*flag.FlagSet, config.Loader) {
 	fs.StringVar(&o.adminAddr, "admin-addr", "127.0.0.1:9090", "`host:port` of /status (JSON) and /metrics (Prometheus); empty: none")
 	fs.StringVar(&o.logLevel, "log-level", "info", "log `level`: debug, info, warn, error or off")
 	fs.StringVar(&o.logFormat, "log-format", "json", "log `format`: json or text")
-	fs.DurationVar(&o.compactEvery, "compact-every", time.Minute, "how often decided journal records past retention are compacted")
+	fs.DurationVar(&o.compactEvery, "compact-every", time.Minute, "how often decided journal records past retention are compacted (0: never, the journal keeps every record)")
 	fs.DurationVar(&o.drainTimeout, "drain-timeout", 15*time.Second, "bound on the graceful drain at SIGTERM")
 	fs.DurationVar(&o.registerTimeout, "register-timeout", 2*time.Minute, "how long to keep retrying registration until a leader answers")
 	fs.Float64Var(&o.proposeRate, "propose-rate", 0, "load driver: proposals per second (0: no driver)")
@@ -74,6 +78,10 @@ func flags(o *options, stderr io.Writer) (*flag.FlagSet, config.Loader) {
 	fs.Float64Var(&o.violations, "violations", 0.02, "load driver: share of proposals built to break the policy")
 	fs.DurationVar(&o.matchTTL, "match-ttl", 5*time.Second, "match TTL (the driver renews every TTL/3); also the World's match TTL")
 	fs.IntVar(&o.inflight, "inflight", 16, "load driver: most proposals awaiting a decision at once")
+	fs.BoolVar(&o.faultInjection, "enable-fault-injection", false, "chaos testing only: serve /v1/fault to skew this process's clock and duplicate/reorder its votes and acks")
+	fs.StringVar(&o.historyDir, "history-dir", "", "chaos testing only: append every effect the shard applies to a history file in this `directory` (with --history-epoch)")
+	fs.Int64Var(&o.historyEpoch, "history-epoch", 0, "chaos testing only: the run's start in Unix nanoseconds, zero of the history's times (with --history-dir)")
+	fs.BoolVar(&o.alwaysAvailable, "always-available", false, "simulated players never refuse, log out or get busy (to measure commit ratios under network faults)")
 	return fs, ld
 }
 
@@ -110,8 +118,14 @@ func (o *options) validate() error {
 		return bad("--region is empty")
 	case o.players < 1:
 		return bad("--players (%d) must be >= 1", o.players)
-	case o.compactEvery <= 0 || o.drainTimeout <= 0 || o.registerTimeout <= 0:
-		return bad("--compact-every, --drain-timeout and --register-timeout must be > 0")
+	case o.compactEvery < 0:
+		return bad("--compact-every (%s) must be >= 0 (0: never compact)", o.compactEvery)
+	case o.drainTimeout <= 0 || o.registerTimeout <= 0:
+		return bad("--drain-timeout and --register-timeout must be > 0")
+	case (o.historyDir == "") != (o.historyEpoch == 0):
+		return bad("--history-dir and --history-epoch go together (both or neither)")
+	case o.historyEpoch < 0:
+		return bad("--history-epoch (%d) must be Unix nanoseconds > 0", o.historyEpoch)
 	case o.proposeRate < 0:
 		return bad("--propose-rate (%v) must be >= 0", o.proposeRate)
 	case o.matchTTL < 3*time.Millisecond:

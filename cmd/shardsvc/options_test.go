@@ -84,3 +84,28 @@ func TestStandInWorldsMatchPeers(t *testing.T) {
 		}
 	}
 }
+
+func TestChaosFlags(t *testing.T) {
+	var stderr bytes.Buffer
+	o, code, done := parseOptions([]string{"--id", "s1", "--enable-fault-injection", "--always-available", "--compact-every", "0",
+		"--history-dir", "/tmp/h", "--history-epoch", "1700000000000000000"}, &stderr, nil)
+	if done {
+		t.Fatalf("exit %d: %s", code, stderr.String())
+	}
+	if !o.faultInjection || !o.alwaysAvailable || o.compactEvery != 0 || o.historyDir != "/tmp/h" || o.historyEpoch != 1700000000000000000 {
+		t.Errorf("options %+v", o)
+	}
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--id", "s1", "--history-dir", "/tmp/h"}, "--history-epoch"},
+		{[]string{"--id", "s1", "--history-epoch", "5"}, "--history-dir"},
+		{[]string{"--id", "s1", "--compact-every", "-1s"}, "--compact-every"},
+	} {
+		stderr.Reset()
+		if _, code, done := parseOptions(c.args, &stderr, nil); !done || code != 2 || !strings.Contains(stderr.String(), c.want) {
+			t.Errorf("%v: exit %d, stderr %q (want 2, mentioning %q)", c.args, code, stderr.String(), c.want)
+		}
+	}
+}

@@ -14,9 +14,11 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/shardmatch/shardmatch/chaos/collect"
 	"github.com/shardmatch/shardmatch/client"
 	"github.com/shardmatch/shardmatch/internal/clock"
 	"github.com/shardmatch/shardmatch/internal/config"
+	"github.com/shardmatch/shardmatch/internal/telemetry"
 	smv1 "github.com/shardmatch/shardmatch/proto/shardmatch/v1"
 	"github.com/shardmatch/shardmatch/shardsvc"
 	"github.com/shardmatch/shardmatch/twophase"
@@ -36,6 +38,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	log = log.With("shard", o.id)
+	log, stopTelemetry := telemetry.Start(context.Background(), telemetry.Options{ServiceName: "shardmatch-shard", ServiceInstance: o.id, Logger: log})
+	defer stopTelemetry()
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	s, err := start(ctx, o, log)
@@ -59,7 +63,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 type shard struct {
 	o       options
 	log     *slog.Logger
-	clk     clock.Clock
+	clk     clock.Clock   // the process's one clock: skew below, seen through the interface
+	skew    *clock.Skewed // what --enable-fault-injection's endpoint changes
+	faults  *natstransport.Faults
+	history *collect.Sink
 	nc      *nats.Conn
 	cli     *client.Client
 	journal *twophase.BoltJournal
@@ -77,8 +84,15 @@ type shard struct {
 // coordinator (retrying until a leader answers), serves commands, and starts the
 // admin HTTP API, the compactor and the load driver.
 func start(ctx context.Context, o options, log *slog.Logger) (_ *shard, err error) {
-	s := &shard{o: o, log: log, clk: clock.NewReal(), stopBg: func() {}, bgDone: make(chan struct{}), fatal: make(chan error, 1)}
+	// Every component gets one clock, skewable (zero skew unless fault injection
+	// changes it), so a chaos run's clock faults reach the whole process.
+	skew := clock.NewSkewed(clock.NewReal())
+	s := &shard{o: o, log: log, clk: skew, skew: skew, stopBg: func() {}, bgDone: make(chan struct{}), fatal: make(chan error, 1)}
 	close(s.bgDone)
+	if o.faultInjection {
+		s.faults = natstransport.NewFaults(o.seed ^ int64(hashID(o.id)))
+		log.Warn("fault injection enabled: /v1/fault can skew this process's clock and disturb its replies")
+	}
 	defer func() {
 		if err != nil {
 			s.shutdown()
@@ -100,10 +114,19 @@ func start(ctx context.Context, o options, log *slog.Logger) (_ *shard, err erro
 	}
 	wc := shardsvc.DefaultWorldConfig()
 	wc.ShardID, wc.Region, wc.Players, wc.MatchTTL, wc.Clock, wc.Seed = o.id, o.region, o.players, o.matchTTL, s.clk, o.seed
+	wc.AlwaysAvailable = o.alwaysAvailable
 	if s.world, err = shardsvc.NewWorld(wc); err != nil {
 		return s, err
 	}
-	if s.part, err = twophase.NewParticipant(twophase.ParticipantConfig{ShardID: o.id, Handler: s.world, Journal: s.journal,
+	var handler twophase.ShardHandler = s.world
+	if o.historyDir != "" {
+		if s.history, err = collect.NewSink(o.historyDir, o.id, time.Unix(0, o.historyEpoch)); err != nil {
+			return s, fmt.Errorf("history: %w", err)
+		}
+		handler = collect.RecordingHandler(o.id, s.world, s.history)
+		log.Info("recording the shard's effects for a chaos history", "file", s.history.Path())
+	}
+	if s.part, err = twophase.NewParticipant(twophase.ParticipantConfig{ShardID: o.id, Handler: handler, Journal: s.journal,
 		Clock: s.clk, Logger: log}); err != nil {
 		return s, err
 	}
@@ -124,11 +147,16 @@ func start(ctx context.Context, o options, log *slog.Logger) (_ *shard, err erro
 		return s, err
 	}
 	if s.srv, err = natstransport.Serve(cctx, natstransport.ParticipantConfig{Conn: s.nc, Prefix: o.prefix, ShardID: o.id,
-		Handler: s.part, Logger: log, Querier: client.StatusQuerier{Client: s.cli, Timeout: 5 * time.Second}, Clock: s.clk}); err != nil {
+		Handler: s.part, Logger: log, Querier: client.StatusQuerier{Client: s.cli, Timeout: 5 * time.Second}, Clock: s.clk,
+		Faults: s.faults}); err != nil {
 		return s, fmt.Errorf("serve commands: %w", err)
 	}
 	if adminLn != nil {
-		s.http = &http.Server{Handler: s.adminHandler(), ReadHeaderTimeout: 5 * time.Second}
+		h, err := s.adminHandler()
+		if err != nil {
+			return s, err
+		}
+		s.http = &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
 		go func() {
 			if err := s.http.Serve(adminLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				select {
@@ -203,8 +231,12 @@ func (s *shard) startBackground() error {
 				}
 			}()
 		}
-		t := time.NewTicker(s.o.compactEvery)
-		defer t.Stop()
+		var compact <-chan time.Time // nil: --compact-every 0 keeps every record
+		if s.o.compactEvery > 0 {
+			t := time.NewTicker(s.o.compactEvery)
+			defer t.Stop()
+			compact = t.C
+		}
 		for {
 			select {
 			case <-ctx.Done():
@@ -212,7 +244,7 @@ func (s *shard) startBackground() error {
 					<-driverDone
 				}
 				return
-			case <-t.C:
+			case <-compact:
 				if n, err := s.part.Compact(); err != nil {
 					s.log.Warn("journal compaction failed", "err", err)
 				} else if n > 0 {
@@ -283,6 +315,15 @@ func (s *shard) shutdown() {
 	if s.journal != nil {
 		if err := s.journal.Close(); err != nil {
 			s.log.Warn("journal close", "err", err)
+		}
+	}
+	s.faults.Wait()
+	if s.history != nil {
+		if err := s.history.Err(); err != nil {
+			s.log.Error("the chaos history is incomplete", "err", err)
+		}
+		if err := s.history.Close(); err != nil {
+			s.log.Warn("history close", "err", err)
 		}
 	}
 }

@@ -23,6 +23,10 @@
 //	POST   /v1/leader/transfer      hand leadership over, body {id, addr} optional (auth)
 //	POST   /v1/voters               add a voter, body {id, addr}           (auth)
 //	DELETE /v1/voters/{id}          remove a server                        (auth)
+//	GET    /v1/debug/state          the whole FSM state (protojson), one consistent snapshot
+//	GET    /v1/fault                fault-injection state        (only with Config.Faults)
+//	POST   /v1/fault/clock          step/skew the process clock  (only with Config.Faults; auth if a token is set)
+//	POST   /v1/fault/transport      duplicate/reorder shares     (only with Config.Faults; auth if a token is set)
 //
 // Errors are JSON, {"error": {"code", "message", "leader_id", ...}}, with the codes of
 // coordinator.APIError (INVALID 400, NOT_FOUND 404, NOT_LEADER 421 when the leader is

@@ -1,6 +1,8 @@
 package admin
 
 import (
+	"errors"
+	"fmt"
 	"strings"
 	"time"
 
@@ -44,8 +46,10 @@ type MetricsConfig struct {
 }
 
 // Metrics is a node's event metrics, fed by the composition root: ObserveDecision from
-// coordinator.Config.OnDecided, ObserveProposal from the intake, ObservePhase from
-// whoever times a phase. Scrape-time gauges (Raft state, counts) are read from the node
+// coordinator.Config.OnDecided, ObserveProposal from natsapi.Config.OnProposal (once
+// per proposal, not per redelivery), ObservePhase from coordinator.Config.OnPhase
+// (decide, deliver; prepare comes from the decisions), AddMalformedSource for the
+// components that read messages off NATS. Scrape-time gauges (Raft state, counts) are read from the node
 // by the Server. Every method is safe for concurrent use, never blocks and is a no-op
 // on a nil *Metrics.
 type Metrics struct {
@@ -148,6 +152,32 @@ func (m *Metrics) ObserveDecision(d *smv1.Decision) {
 	if created > 0 && decided >= created {
 		m.phase[PhasePrepare].Observe(float64(decided-created) / 1e3)
 	}
+}
+
+// AddMalformedSource exports a component's count of malformed messages (undecodable,
+// or lacking a field every message of its kind has: dropped or answered INVALID,
+// never applied) as shardmatch_malformed_messages_total{source="<source>"}. read is
+// called at scrape time and must be cheap and monotonic; the composition root passes
+// the counters the NATS-facing components keep (natsapi.Server.Stats,
+// natstransport.Coordinator.Stats). A source name may be added once.
+func (m *Metrics) AddMalformedSource(source string, read func() uint64) error {
+	if m == nil {
+		return nil
+	}
+	if source == "" || read == nil {
+		return errors.New("admin: AddMalformedSource needs a source name and a read function")
+	}
+	labels := prometheus.Labels{"source": source}
+	for k, v := range m.nodeLabel {
+		labels[k] = v
+	}
+	c := prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: Namespace, Name: "malformed_messages_total",
+		Help:        "Messages that could not be decoded or lacked a required field, by the component that dropped them; never applied.",
+		ConstLabels: labels}, func() float64 { return float64(read()) })
+	if err := m.reg.Register(c); err != nil {
+		return fmt.Errorf("admin: malformed source %q: %w", source, err)
+	}
+	return nil
 }
 
 // ObservePhase records that phase took d. Unknown phases are ignored, so a caller can

@@ -185,3 +185,38 @@ func gather(t *testing.T, reg *prometheus.Registry) string {
 	}
 	return rec.Body.String()
 }
+
+// TestMalformedSources: each source's count is read at scrape time under its own
+// label; bad or repeated registrations are refused.
+func TestMalformedSources(t *testing.T) {
+	m, err := NewMetrics(MetricsConfig{NodeID: "c1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var requests, replies uint64 = 3, 0
+	if err := m.AddMalformedSource("requests", func() uint64 { return requests }); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.AddMalformedSource("replies", func() uint64 { return replies }); err != nil {
+		t.Fatal(err)
+	}
+	if m.AddMalformedSource("requests", func() uint64 { return 0 }) == nil {
+		t.Error("a source registered twice")
+	}
+	if m.AddMalformedSource("", func() uint64 { return 0 }) == nil || m.AddMalformedSource("x", nil) == nil {
+		t.Error("an unnamed source or a nil reader was accepted")
+	}
+	text := gather(t, m.Registry())
+	if got, ok := metricValue(t, text, "shardmatch_malformed_messages_total", "node", "c1", "source", "requests"); !ok || got != 3 {
+		t.Errorf("requests = %v (found %v), want 3", got, ok)
+	}
+	replies = 7
+	text = gather(t, m.Registry())
+	if got, _ := metricValue(t, text, "shardmatch_malformed_messages_total", "source", "replies"); got != 7 {
+		t.Errorf("replies = %v after it rose, want 7", got)
+	}
+	var nilM *Metrics
+	if err := nilM.AddMalformedSource("x", func() uint64 { return 0 }); err != nil {
+		t.Errorf("nil Metrics: %v", err)
+	}
+}

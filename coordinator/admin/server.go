@@ -56,6 +56,9 @@ type Config struct {
 	MaxApplyLag uint64
 	// ListLimit caps /v1/txns when the caller gives no limit (default DefaultListLimit).
 	ListLimit int
+	// Faults, if set, serves the fault-injection endpoints (fault.go). Only for
+	// processes started with --enable-fault-injection; nil leaves them 404.
+	Faults *FaultConfig
 }
 
 // Server is one node's admin HTTP API. It starts no goroutines: serve Handler with
@@ -120,6 +123,11 @@ func newServer(cfg Config, r raftAPI, st stateAPI) (*Server, error) {
 	if err := m.reg.Register(s.collector); err != nil {
 		return nil, fmt.Errorf("admin: register node collector: %w", err)
 	}
+	if cfg.Faults != nil {
+		if err := cfg.Faults.validate(); err != nil {
+			return nil, err
+		}
+	}
 	s.handler = s.routes()
 	return s, nil
 }
@@ -149,6 +157,10 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("POST /v1/leader/transfer", s.mutating(s.transferLeader))
 	mux.HandleFunc("POST /v1/voters", s.mutating(s.addVoter))
 	mux.HandleFunc("DELETE /v1/voters/{id}", s.mutating(s.removeVoter))
+	mux.HandleFunc("GET "+PathDebugState, s.debugState)
+	if s.cfg.Faults != nil {
+		(&faultAPI{cfg: *s.cfg.Faults, log: s.log, auth: s.faultAuth}).register(mux)
+	}
 	return s.recoverPanics(jsonFallbacks(mux))
 }
 
@@ -233,13 +245,27 @@ func (s *Server) authorize(r *http.Request) *Error {
 		return &Error{Code: CodeForbidden, Message: "mutating admin calls are disabled on this node: " +
 			"no admin token is configured (set one to enable them)"}
 	}
+	return checkBearer(r, s.tokenSum)
+}
+
+// faultAuth guards the fault-injection endpoints: the admin token when one is
+// configured, else nothing (fault injection was enabled on purpose).
+func (s *Server) faultAuth(r *http.Request) *Error {
+	if s.cfg.AuthToken == "" {
+		return nil
+	}
+	return checkBearer(r, s.tokenSum)
+}
+
+// checkBearer checks r's bearer token against the digest of the configured one.
+func checkBearer(r *http.Request, want [sha256.Size]byte) *Error {
 	scheme, token, ok := strings.Cut(r.Header.Get("Authorization"), " ")
 	if !ok || !strings.EqualFold(scheme, "Bearer") || strings.TrimSpace(token) == "" {
 		return &Error{Code: CodeUnauthenticated, Message: "this call needs an `Authorization: Bearer <token>` header"}
 	}
 	// Compare digests: constant time, and no length leak.
 	sum := sha256.Sum256([]byte(strings.TrimSpace(token)))
-	if subtle.ConstantTimeCompare(sum[:], s.tokenSum[:]) != 1 {
+	if subtle.ConstantTimeCompare(sum[:], want[:]) != 1 {
 		return &Error{Code: CodeUnauthenticated, Message: "the bearer token is not valid"}
 	}
 	return nil

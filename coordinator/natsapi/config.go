@@ -137,6 +137,14 @@ type Config struct {
 	PubAckTimeout time.Duration
 	// SetupTimeout bounds New's stream set-up (DefaultSetupTimeout).
 	SetupTimeout time.Duration
+
+	// OnProposal, if set, is called once per proposal taken from the intake: on its
+	// first delivery, never on a redelivery (here or at a later leader), so that over
+	// all nodes it counts each proposal once. Undecodable proposals count as Malformed
+	// instead, except a first delivery handed back untouched at a leadership change,
+	// which counts before it is read. A NATS server that loses its consumer state can
+	// make a proposal count twice. It must not block.
+	OnProposal func()
 }
 
 func (c *Config) setDefaults() error {

@@ -25,6 +25,11 @@
 // publish; the dedupe window absorbs the copies it did publish. Events are therefore
 // at least once, and exactly once within the dedupe window.
 //
+// Tracing. Each proposal is a consumer span, shardmatch.intake, child of the trace
+// context its message carries; the node's policy and Raft spans and the driver's
+// spans to the shards hang under it, and its traceparent goes on the answer and the
+// decision event. Core requests are server spans, shardmatch.api.<request>.
+//
 // What this package must never do:
 //   - answer while its node does not lead, or answer from a follower's state;
 //   - ack a proposal before Node.Propose returned a definite answer (a decision or

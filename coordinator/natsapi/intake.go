@@ -11,6 +11,7 @@ import (
 	"github.com/shardmatch/shardmatch/coordinator"
 	"github.com/shardmatch/shardmatch/internal/clock"
 	"github.com/shardmatch/shardmatch/internal/natsutil"
+	"github.com/shardmatch/shardmatch/internal/telemetry/spans"
 	smv1 "github.com/shardmatch/shardmatch/proto/shardmatch/v1"
 )
 
@@ -128,6 +129,9 @@ func (s *Server) consume(t *term, it jetstream.MessagesContext) {
 // handBack naks m without delay: this node no longer leads.
 func (s *Server) handBack(m jetstream.Msg) {
 	s.stats.returned.Add(1)
+	if md, _ := m.Metadata(); s.cfg.OnProposal != nil && (md == nil || md.NumDelivered <= 1) {
+		s.cfg.OnProposal() // its later deliveries are redeliveries: count it now
+	}
 	if err := m.Nak(); err != nil {
 		s.stats.ackErrors.Add(1)
 	}
@@ -148,15 +152,15 @@ func (s *Server) handleProposal(t *term, m jetstream.Msg) {
 	}
 	ctx, cancel := context.WithTimeout(t.ctx, s.cfg.ProposeTimeout)
 	defer cancel()
-	tp, hasTP := natsutil.TraceParent(m.Headers())
-	if hasTP {
-		ctx = natsutil.WithTraceParent(ctx, tp)
-	}
+	ctx, span := s.startIntakeSpan(ctx, m, md)
+	var spanErr error
+	defer func() { spans.End(span, spanErr) }()
 
 	p := new(smv1.Proposal)
 	if err := proto.Unmarshal(m.Data(), p); err != nil {
+		spanErr = err
 		s.stats.malformed.Add(1)
-		s.log.Warn("malformed proposal terminated", "bytes", len(m.Data()), "err", err)
+		s.log.WarnContext(ctx, "malformed proposal terminated", "bytes", len(m.Data()), "err", err)
 		s.answer(ctx, reply, &smv1.ProposeResponse{Result: &smv1.ProposeResponse_Error{
 			Error: invalid("proposal", "undecodable Proposal: "+err.Error())}})
 		if err := m.TermWithReason("malformed proposal"); err != nil {
@@ -164,8 +168,16 @@ func (s *Server) handleProposal(t *term, m jetstream.Msg) {
 		}
 		return
 	}
+	if s.cfg.OnProposal != nil && (md == nil || md.NumDelivered <= 1) {
+		s.cfg.OnProposal()
+	}
 	pid := p.GetProposalId()
-	if hasTP && pid != "" {
+	if span.IsRecording() {
+		span.SetAttributes(spans.ProposalID.String(pid), spans.Mode.String(p.GetMode()))
+	}
+	// The decision event is published from the FSM's hook, which has no context: it
+	// finds the intake span's traceparent here by proposal id.
+	if tp, hasTP := natsutil.TraceParentFrom(ctx); hasTP && pid != "" {
 		s.traceMu.Lock()
 		s.traces[pid] = tp
 		s.traceMu.Unlock()
@@ -178,6 +190,11 @@ func (s *Server) handleProposal(t *term, m jetstream.Msg) {
 	stopKeepAlive := s.keepAlive(m)
 	d, err := s.cfg.Node.Propose(ctx, p)
 	stopKeepAlive()
+	spanErr = err
+	if err == nil && span.IsRecording() {
+		span.SetAttributes(spans.TxID.String(d.GetTxid()), spans.Outcome.String(d.GetOutcome().String()),
+			spans.Reason.String(d.GetReason().String()))
+	}
 
 	switch {
 	case err == nil:

@@ -4,6 +4,7 @@ import (
 	"context"
 
 	"github.com/nats-io/nats.go"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/shardmatch/shardmatch/coordinator"
@@ -98,7 +99,7 @@ func (s *Server) malformed(what string, m *nats.Msg, err error) {
 	s.log.Warn("malformed "+what, "subject", m.Subject, "bytes", len(m.Data), "err", err)
 }
 
-// respond publishes msg to subject with ctx's traceparent. A failed publish is counted;
+// respond publishes msg to subject with ctx's trace context. A failed publish is counted;
 // the requester retries.
 func (s *Server) respond(ctx context.Context, subject string, msg proto.Message) {
 	data, err := proto.Marshal(msg)
@@ -108,8 +109,9 @@ func (s *Server) respond(ctx context.Context, subject string, msg proto.Message)
 		return
 	}
 	out := &nats.Msg{Subject: subject, Data: data}
-	if tp, ok := natsutil.TraceParentFrom(ctx); ok {
-		out.Header = nats.Header{natsutil.TraceParentHeader: {tp}}
+	if trace.SpanContextFromContext(ctx).IsValid() {
+		out.Header = nats.Header{}
+		natsutil.InjectTrace(ctx, out.Header)
 	}
 	if err := s.cfg.Conn.PublishMsg(out); err != nil {
 		s.stats.replyErrors.Add(1)

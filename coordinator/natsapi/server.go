@@ -11,8 +11,10 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/shardmatch/shardmatch/internal/natsutil"
+	"github.com/shardmatch/shardmatch/internal/telemetry/spans"
 )
 
 // Server is one coordinator node's NATS face. Wire Leading to the node's
@@ -40,7 +42,7 @@ type Server struct {
 
 	events  eventQueue
 	traceMu sync.Mutex
-	traces  map[string]string // proposal_id → traceparent, while its proposal is handled
+	traces  map[string]string // proposal_id → its intake span's traceparent, while it is handled
 
 	wg    sync.WaitGroup  // every goroutine the Server started
 	life  context.Context // cancelled by Close
@@ -157,15 +159,15 @@ func (s *Server) startTerm(n uint64) *term {
 	ctx, cancel := context.WithCancel(context.Background())
 	t := &term{n: n, ctx: ctx, cancel: cancel}
 	for _, h := range []struct {
-		subject string
-		fn      func(context.Context, *nats.Msg)
+		subject, span string
+		fn            func(context.Context, *nats.Msg)
 	}{
-		{s.subj.Status(), s.handleStatus},
-		{s.leaseSubj, s.handleLease},
-		{s.subj.Register(), s.handleRegister},
+		{s.subj.Status(), spans.APIPrefix + "status", s.handleStatus},
+		{s.leaseSubj, spans.APIPrefix + "lease", s.handleLease},
+		{s.subj.Register(), spans.APIPrefix + "register", s.handleRegister},
 	} {
-		fn := h.fn
-		sub, err := s.cfg.Conn.Subscribe(h.subject, func(m *nats.Msg) { s.request(t, m, fn) })
+		fn, span := h.fn, h.span
+		sub, err := s.cfg.Conn.Subscribe(h.subject, func(m *nats.Msg) { s.request(t, m, span, fn) })
 		if err != nil {
 			// Only a closed connection or a bad subject fails here; the term goes on
 			// with what it has, and the next leader serves the rest.
@@ -230,8 +232,9 @@ func (s *Server) Close() error {
 	return nil
 }
 
-// request runs one core request in its own goroutine, bounded by RequestWorkers.
-func (s *Server) request(t *term, m *nats.Msg, fn func(context.Context, *nats.Msg)) {
+// request runs one core request in its own goroutine, bounded by RequestWorkers, as a
+// server span named spanName in the requester's trace.
+func (s *Server) request(t *term, m *nats.Msg, spanName string, fn func(context.Context, *nats.Msg)) {
 	if m.Reply == "" {
 		s.stats.noReply.Add(1)
 		s.log.Warn("request without a reply subject dropped", "subject", m.Subject, "bytes", len(m.Data))
@@ -246,9 +249,8 @@ func (s *Server) request(t *term, m *nats.Msg, fn func(context.Context, *nats.Ms
 		defer func() { <-s.reqSem }()
 		ctx, cancel := context.WithTimeout(t.ctx, s.cfg.RequestTimeout)
 		defer cancel()
-		if tp, ok := natsutil.TraceParent(m.Header); ok {
-			ctx = natsutil.WithTraceParent(ctx, tp)
-		}
+		ctx, span := spans.Start(natsutil.ExtractTrace(ctx, m.Header), tracerName, spanName, trace.SpanKindServer)
+		defer span.End()
 		fn(ctx, m)
 	}) {
 		<-s.reqSem

@@ -10,6 +10,10 @@
 // into `_` and a prefix: SHARDMATCH_RAFT_ADDR.
 //
 // It also holds the small pieces both commands share: the NATS connection flags and
-// the slog logger set-up. It is leaf plumbing: it must never import a shardmatch
-// package above internal/.
+// the slog logger set-up. NATS.Connect waits for a server that is not up yet, but
+// fails at once, with ErrNATSAuth or ErrNATSTLS and the flags to check, on what no
+// retry can fix: refused credentials, an untrusted server certificate, a refused
+// client certificate, unreadable certificate or credentials files.
+//
+// It is leaf plumbing: it must never import a shardmatch package above internal/.
 package config

@@ -2,12 +2,30 @@ package config
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
 	"flag"
 	"fmt"
+	"io/fs"
 	"log/slog"
+	"net"
+	"net/url"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
+)
+
+// Errors Connect returns at once, without retrying: no number of retries fixes them.
+var (
+	// ErrNATSAuth: the server refused the credentials (--nats-user/--nats-password,
+	// --nats-creds), or the credentials file cannot be read.
+	ErrNATSAuth = errors.New("config: NATS refused the credentials")
+	// ErrNATSTLS: TLS could not be set up: a certificate or key file is unreadable, the
+	// server's certificate is not signed by --nats-tls-ca or not for its host name, the
+	// server refused the client certificate, or one side wants TLS and the other not.
+	ErrNATSTLS = errors.New("config: NATS TLS failed")
 )
 
 // NATS is how a long-running command connects to NATS: the --nats-* flags.
@@ -45,7 +63,10 @@ func (n *NATS) Validate() error {
 }
 
 // Options are the connection options: named, reconnecting forever, with the
-// credentials and TLS asked for; reconnects and errors are logged.
+// credentials and TLS asked for; reconnects and errors are logged. Giving a CA or a
+// client certificate makes TLS mandatory (the connection fails rather than fall back
+// to plain text). The certificate files are read again at every (re)connect, so
+// rotated certificates are picked up without a restart.
 func (n *NATS) Options(name string, log *slog.Logger) []nats.Option {
 	opts := []nats.Option{nats.Name(name), nats.MaxReconnects(-1), nats.ReconnectWait(250 * time.Millisecond),
 		nats.ReconnectBufSize(64 << 20),
@@ -80,19 +101,103 @@ func (n *NATS) Options(name string, log *slog.Logger) []nats.Option {
 
 // Connect dials NATS, retrying the first connection with backoff until ctx ends (a
 // node may start before its NATS server); once connected it reconnects forever.
+// Failures that retrying cannot fix end it at once: ErrNATSAuth and ErrNATSTLS, with
+// the cause and the flags to check in the message.
 func (n *NATS) Connect(ctx context.Context, name string, log *slog.Logger) (*nats.Conn, error) {
+	if err := n.checkFiles(); err != nil {
+		return nil, err
+	}
+	opts := n.Options(name, log)
 	wait := 100 * time.Millisecond
 	for {
-		nc, err := nats.Connect(n.URL, n.Options(name, log)...)
+		nc, err := nats.Connect(n.URL, opts...)
 		if err == nil {
 			return nc, nil
 		}
-		log.Warn("nats connect failed; retrying", "url", n.URL, "err", err)
+		if perm := n.permanent(err); perm != nil {
+			return nil, perm
+		}
+		log.Warn("nats connect failed; retrying", "url", redactURLs(n.URL), "err", err)
 		select {
 		case <-ctx.Done():
-			return nil, fmt.Errorf("config: connect to NATS at %s: %w (last error: %w)", n.URL, ctx.Err(), err)
+			return nil, fmt.Errorf("config: connect to NATS at %s: %w (last error: %w)", redactURLs(n.URL), ctx.Err(), err)
 		case <-time.After(wait):
 		}
 		wait = min(2*wait, 2*time.Second)
 	}
+}
+
+// checkFiles reads the credentials and certificate files as the connection will:
+// a missing or unparsable one fails every dial the same way, so it is reported
+// before dialling.
+func (n *NATS) checkFiles() error {
+	probe := nats.GetDefaultOptions()
+	if n.Creds != "" {
+		if err := nats.UserCredentials(n.Creds)(&probe); err != nil {
+			return fmt.Errorf("%w: credentials file %s: %w (check --nats-creds)", ErrNATSAuth, n.Creds, err)
+		}
+	}
+	if n.TLSCA != "" {
+		if err := nats.RootCAs(n.TLSCA)(&probe); err != nil {
+			return fmt.Errorf("%w: %w (check --nats-tls-ca)", ErrNATSTLS, err)
+		}
+	}
+	if n.TLSCert != "" {
+		if err := nats.ClientCert(n.TLSCert, n.TLSKey)(&probe); err != nil {
+			return fmt.Errorf("%w: %w (check --nats-tls-cert and --nats-tls-key)", ErrNATSTLS, err)
+		}
+	}
+	return nil
+}
+
+// permanent wraps err in ErrNATSAuth or ErrNATSTLS if it is a failure that retrying
+// cannot fix, and returns nil otherwise.
+func (n *NATS) permanent(err error) error {
+	at := redactURLs(n.URL)
+	switch {
+	case errors.Is(err, nats.ErrAuthorization), errors.Is(err, nats.ErrAuthExpired),
+		errors.Is(err, nats.ErrAuthRevoked), errors.Is(err, nats.ErrAccountAuthExpired):
+		return fmt.Errorf("%w: NATS at %s: %w (check --nats-user, --nats-password, --nats-creds)", ErrNATSAuth, at, err)
+	case n.Creds != "" && (errors.Is(err, fs.ErrNotExist) || errors.Is(err, fs.ErrPermission)):
+		return fmt.Errorf("%w: credentials file %s: %w (check --nats-creds)", ErrNATSAuth, n.Creds, err)
+	}
+	var (
+		unknownCA x509.UnknownAuthorityError
+		hostname  x509.HostnameError
+		invalid   x509.CertificateInvalidError
+		verify    *tls.CertificateVerificationError
+		record    tls.RecordHeaderError
+		op        *net.OpError
+	)
+	switch {
+	case errors.As(err, &unknownCA), errors.As(err, &hostname), errors.As(err, &invalid), errors.As(err, &verify):
+		return fmt.Errorf("%w: NATS at %s: the server's certificate: %w (check --nats-tls-ca and the host in --nats-url)",
+			ErrNATSTLS, at, err)
+	case errors.As(err, &op) && op.Op == "remote error", // a TLS alert from the server
+		errors.Is(err, nats.ErrTLS) && strings.Contains(err.Error(), "after TLS handshake"): // closed on our certificate
+		return fmt.Errorf("%w: NATS at %s refused the TLS handshake: %w (check --nats-tls-cert and --nats-tls-key)",
+			ErrNATSTLS, at, err)
+	case errors.As(err, &record), errors.Is(err, nats.ErrSecureConnRequired), errors.Is(err, nats.ErrSecureConnWanted):
+		return fmt.Errorf("%w: NATS at %s: %w (TLS on one side only: check --nats-tls-ca and the server's tls block)",
+			ErrNATSTLS, at, err)
+	}
+	return nil
+}
+
+// redactURLs hides the passwords of a comma-separated list of NATS URLs, for logs.
+func redactURLs(urls string) string {
+	parts := strings.Split(urls, ",")
+	for i, p := range parts {
+		u, err := url.Parse(strings.TrimSpace(p))
+		if err != nil || u.User == nil {
+			continue
+		}
+		if _, has := u.User.Password(); has {
+			u.User = url.UserPassword(u.User.Username(), "xxxxx")
+		} else { // nats://TOKEN@host: the user name is the secret
+			u.User = url.User("xxxxx")
+		}
+		parts[i] = u.String()
+	}
+	return strings.Join(parts, ",")
 }

@@ -1,6 +1,8 @@
 // Package natsutil is shardmatch's NATS plumbing: the subject names every component
-// agrees on (DESIGN §3), the JetStream streams behind them, the W3C traceparent header,
-// and an embedded nats-server for tests, `coordinator dev` and `coordinator nats`.
+// agrees on (DESIGN §3), the JetStream streams behind them, W3C trace context on
+// message headers (HeaderCarrier, InjectTrace, ExtractTrace: OpenTelemetry's
+// TraceContext propagator over nats.Header), and an embedded nats-server for tests,
+// `coordinator dev` and `coordinator nats`.
 //
 // Subjects take a configurable prefix (default "sm"):
 //
@@ -14,6 +16,8 @@
 //
 // What this package must never do:
 //   - import anything of shardmatch's except internal/clock: it is leaf plumbing;
+//   - depend on the OpenTelemetry SDK or an exporter: only the API (trace,
+//     propagation), so that the client SDK that imports it stays small;
 //   - know the protocol's messages: it moves bytes and headers, it does not decode them;
 //   - build a subject from an unvalidated token: a shard id containing '.', '*' or '>'
 //     would let one shard speak for another, so every builder validates and fails with

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/nats-io/nats.go"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/shardmatch/shardmatch/internal/natsutil"
 )
@@ -75,5 +76,55 @@ func TestTraceParentContext(t *testing.T) {
 	}
 	if tp, ok := natsutil.TraceParentFrom(natsutil.WithTraceParent(ctx, validTP)); !ok || tp != validTP {
 		t.Fatalf("TraceParentFrom = %q %v", tp, ok)
+	}
+}
+
+func TestHeaderCarrier(t *testing.T) {
+	h := nats.Header{}
+	c := natsutil.HeaderCarrier(h)
+	c.Set("traceparent", validTP)
+	if got := c.Get("traceparent"); got != validTP {
+		t.Fatalf("Get = %q", got)
+	}
+	if got := c.Get("TRACEPARENT"); got != validTP {
+		t.Fatalf("Get(other case) = %q", got)
+	}
+	if got := c.Get("tracestate"); got != "" {
+		t.Fatalf("Get(absent) = %q", got)
+	}
+	if keys := c.Keys(); len(keys) != 1 || keys[0] != "traceparent" {
+		t.Fatalf("Keys = %v", keys)
+	}
+	if h.Get("traceparent") != validTP {
+		t.Fatal("Set did not write through to the nats.Header")
+	}
+}
+
+// A traceparent survives header → context → header unchanged, tracestate included.
+func TestInjectExtractRoundTrip(t *testing.T) {
+	in := nats.Header{"Traceparent": {validTP}, "tracestate": {"vendor=x"}}
+	ctx := natsutil.ExtractTrace(context.Background(), in)
+	sc := trace.SpanContextFromContext(ctx)
+	if !sc.IsValid() || !sc.IsRemote() || sc.TraceID().String() != "4bf92f3577b34da6a3ce929d0e0e4736" {
+		t.Fatalf("extracted %+v", sc)
+	}
+	out := nats.Header{}
+	natsutil.InjectTrace(ctx, out)
+	if out.Get(natsutil.TraceParentHeader) != validTP || out.Get(natsutil.TraceStateHeader) != "vendor=x" {
+		t.Fatalf("injected %v", out)
+	}
+	// Nothing to inject: the header stays empty.
+	empty := nats.Header{}
+	natsutil.InjectTrace(context.Background(), empty)
+	if len(empty) != 0 {
+		t.Fatalf("injected %v from a context without a span", empty)
+	}
+	// A broken header is ignored, not half-used.
+	bg := context.Background()
+	for _, h := range []nats.Header{nil, {}, {"traceparent": {"junk"}},
+		{"traceparent": {"00-00000000000000000000000000000000-00f067aa0ba902b7-01"}}} {
+		if got := natsutil.ExtractTrace(bg, h); trace.SpanContextFromContext(got).IsValid() {
+			t.Errorf("ExtractTrace(%v) gave a valid span context", h)
+		}
 	}
 }

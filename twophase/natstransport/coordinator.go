@@ -16,6 +16,7 @@ import (
 
 	"github.com/shardmatch/shardmatch/internal/clock"
 	"github.com/shardmatch/shardmatch/internal/natsutil"
+	"github.com/shardmatch/shardmatch/internal/telemetry/spans"
 	smv1 "github.com/shardmatch/shardmatch/proto/shardmatch/v1"
 	"github.com/shardmatch/shardmatch/twophase"
 )
@@ -64,6 +65,9 @@ type CoordinatorConfig struct {
 	ResendEpoch time.Duration
 	// Clock measures resend epochs (nil: the real clock).
 	Clock clock.Clock
+	// Faults, if set, duplicates and reorders published commands (chaos runs only;
+	// see Faults).
+	Faults *Faults
 }
 
 // DefaultResendEpoch is CoordinatorConfig.ResendEpoch's default.
@@ -196,15 +200,17 @@ func (c *Coordinator) Subjects() natsutil.Subjects { return c.subj }
 // Send publishes cmd to shardID's command subject on the command stream and returns
 // without waiting for JetStream's confirmation, which is counted in Stats when it
 // comes. The message carries Nats-Msg-Id <txid>/<phase>/<shard>/<epoch> (so resends
-// within one ResendEpoch are stored once), Sm-Term, and the traceparent ctx carries if any
-// (natsutil.WithTraceParent). It fails for an invalid command or shard id, after
+// within one ResendEpoch are stored once), Sm-Term, and the traceparent of its producer
+// span, shardmatch.<phase> <shard>, a child of ctx's span if any. It fails for an invalid command or shard id, after
 // Close, or when MaxPending publishes stay unconfirmed; a nil error means the command
 // was handed to the connection, not that it reached the stream.
 func (c *Coordinator) Send(ctx context.Context, shardID string, cmd *smv1.ShardCommand) error {
+	ctx, span := startSendSpan(ctx, shardID, cmd)
 	err := c.send(ctx, shardID, cmd)
 	if err != nil {
 		c.stats.sendErrors.Add(1)
 	}
+	spans.End(span, err)
 	return err
 }
 
@@ -234,9 +240,7 @@ func (c *Coordinator) send(ctx context.Context, shardID string, cmd *smv1.ShardC
 		jetstream.ExpectedStreamHeader: {c.cmd},
 		HeaderTerm:                     {strconv.FormatUint(info.term, 10)},
 	}
-	if tp, ok := natsutil.TraceParentFrom(ctx); ok {
-		h.Set(natsutil.TraceParentHeader, tp)
-	}
+	natsutil.InjectTrace(ctx, h)
 	// Held shared across the publish so that Close cannot release the publisher under
 	// it (a publish after CleanupPublisher would quietly re-create it).
 	c.mu.RLock()
@@ -244,7 +248,7 @@ func (c *Coordinator) send(ctx context.Context, shardID string, cmd *smv1.ShardC
 	if c.closed {
 		return ErrClosed
 	}
-	if _, err := c.pub.PublishMsgAsync(&nats.Msg{Subject: subject, Data: data, Header: h}); err != nil {
+	if err := c.publishCmd(&nats.Msg{Subject: subject, Data: data, Header: h}); err != nil {
 		return fmt.Errorf("natstransport: publish %s %s to %s: %w", info.phase, info.txid, shardID, err)
 	}
 	c.stats.sent.Add(1)

@@ -20,6 +20,11 @@
 // deadline, and a lost ack within a second or two. Every handler is idempotent by txid
 // and the coordinator's Raft log, not the stream, is the truth.
 //
+// Tracing. Send is a producer span, shardmatch.<phase> <shard>, whose traceparent the
+// command carries; the shard's handling of it is a consumer span,
+// shardmatch.shard.<phase>, with the vote or the acked outcome, and the reply carries
+// that span's traceparent. Both are no-ops until the program installs a provider.
+//
 // Ordering. A shard handles commands of different txids in parallel (Workers, default
 // 16) and the commands of one txid one at a time in stream order: a txid always hashes
 // to the same worker. The consumer never needs MaxAckPending = 1.

@@ -73,6 +73,9 @@ type ParticipantConfig struct {
 	RecoverInterval, RecoverIntervalMax time.Duration
 	// Clock times the recovery backoff (nil: the machine's clock).
 	Clock clock.Clock
+	// Faults, if set, duplicates and reorders published votes and acks (chaos runs
+	// only; see Faults).
+	Faults *Faults
 }
 
 func (c *ParticipantConfig) setDefaults() error {
@@ -297,7 +300,9 @@ func (s *Server) handle(j job) {
 	if j.tp != "" {
 		ctx = natsutil.WithTraceParent(ctx, j.tp)
 	}
+	ctx, span := s.startHandleSpan(ctx, j)
 	reply, err := s.cfg.Handler.HandleCommand(ctx, j.cmd)
+	defer endHandleSpan(span, reply, err) // after the reply is published and the command acked
 	if err != nil {
 		if permanent(err) {
 			s.terminate(j.msg, &s.stats.rejected, "handler refused "+j.info.phase+" "+j.info.txid, err)
@@ -305,17 +310,18 @@ func (s *Server) handle(j job) {
 		}
 		s.stats.handlerErrors.Add(1)
 		delay := s.nakDelay(j.msg)
-		s.log.Warn("handler failed; redelivering later", "txid", j.info.txid, "phase", j.info.phase, "delay", delay, "err", err)
+		s.log.WarnContext(ctx, "handler failed; redelivering later", "txid", j.info.txid, "phase", j.info.phase, "delay", delay, "err", err)
 		if nerr := j.msg.NakWithDelay(delay); nerr != nil {
 			s.stats.ackErrors.Add(1)
 		}
 		return
 	}
 	if reply != nil {
-		if err := s.publish(reply, j.tp); err != nil {
+		tp, _ := natsutil.TraceParentFrom(ctx) // the reply continues the handling span
+		if err := s.publish(reply, tp); err != nil {
 			// The effect is journaled; a redelivery answers from the journal.
 			s.stats.publishErrors.Add(1)
-			s.log.Warn("publishing reply failed; redelivering", "txid", j.info.txid, "err", err)
+			s.log.WarnContext(ctx, "publishing reply failed; redelivering", "txid", j.info.txid, "err", err)
 			_ = j.msg.NakWithDelay(s.nakDelay(j.msg))
 			return
 		}
@@ -353,7 +359,7 @@ func (s *Server) publish(reply *smv1.ShardReply, tp string) error {
 	if tp != "" {
 		msg.Header = nats.Header{natsutil.TraceParentHeader: {tp}}
 	}
-	return s.cfg.Conn.PublishMsg(msg)
+	return s.publishReply(msg)
 }
 
 func (s *Server) nakDelay(m jetstream.Msg) time.Duration {

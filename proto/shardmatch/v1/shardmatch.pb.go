@@ -1872,7 +1872,11 @@ type Begin struct {
 	Proposal *Proposal              `protobuf:"bytes,1,opt,name=proposal,proto3" json:"proposal,omitempty"`
 	Verdict  *PolicyVerdict         `protobuf:"bytes,2,opt,name=verdict,proto3" json:"verdict,omitempty"`
 	// wall_unix_ms is the leader's wall clock, for display only.
-	WallUnixMs    int64 `protobuf:"varint,3,opt,name=wall_unix_ms,json=wallUnixMs,proto3" json:"wall_unix_ms,omitempty"`
+	WallUnixMs int64 `protobuf:"varint,3,opt,name=wall_unix_ms,json=wallUnixMs,proto3" json:"wall_unix_ms,omitempty"`
+	// traceparent is the W3C traceparent of the leader's intake span for the proposal
+	// ("" if untraced), kept in the txn so that a leader taking it over can link its
+	// spans to the proposal's trace. Tracing only: no decision ever reads it.
+	Traceparent   string `protobuf:"bytes,4,opt,name=traceparent,proto3" json:"traceparent,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1926,6 +1930,13 @@ func (x *Begin) GetWallUnixMs() int64 {
 		return x.WallUnixMs
 	}
 	return 0
+}
+
+func (x *Begin) GetTraceparent() string {
+	if x != nil {
+		return x.Traceparent
+	}
+	return ""
 }
 
 // Decide records a transaction's outcome. Only the first Decide of a txn takes effect.
@@ -2611,7 +2622,9 @@ type TxnRecord struct {
 	// "released" or "expired". Live lease state is in the lease table, not here.
 	LeaseEnd string `protobuf:"bytes,8,opt,name=lease_end,json=leaseEnd,proto3" json:"lease_end,omitempty"`
 	// begin_index is the Raft log index of the Begin entry.
-	BeginIndex    uint64 `protobuf:"varint,9,opt,name=begin_index,json=beginIndex,proto3" json:"begin_index,omitempty"`
+	BeginIndex uint64 `protobuf:"varint,9,opt,name=begin_index,json=beginIndex,proto3" json:"begin_index,omitempty"`
+	// traceparent is Begin.traceparent: the proposal's trace, for tracing only.
+	Traceparent   string `protobuf:"bytes,10,opt,name=traceparent,proto3" json:"traceparent,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2707,6 +2720,13 @@ func (x *TxnRecord) GetBeginIndex() uint64 {
 		return x.BeginIndex
 	}
 	return 0
+}
+
+func (x *TxnRecord) GetTraceparent() string {
+	if x != nil {
+		return x.Traceparent
+	}
+	return ""
 }
 
 // LeaseRecord is one player's lease.
@@ -3435,12 +3455,13 @@ const file_shardmatch_proto_rawDesc = "" +
 	"\x05state\x18\x06 \x01(\x0e2\x19.shardmatch.v1.ShardStateR\x05state\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x96\x01\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xb8\x01\n" +
 	"\x05Begin\x123\n" +
 	"\bproposal\x18\x01 \x01(\v2\x17.shardmatch.v1.ProposalR\bproposal\x126\n" +
 	"\averdict\x18\x02 \x01(\v2\x1c.shardmatch.v1.PolicyVerdictR\averdict\x12 \n" +
 	"\fwall_unix_ms\x18\x03 \x01(\x03R\n" +
-	"wallUnixMs\"\xf0\x01\n" +
+	"wallUnixMs\x12 \n" +
+	"\vtraceparent\x18\x04 \x01(\tR\vtraceparent\"\xf0\x01\n" +
 	"\x06Decide\x12\x12\n" +
 	"\x04txid\x18\x01 \x01(\tR\x04txid\x120\n" +
 	"\aoutcome\x18\x02 \x01(\x0e2\x16.shardmatch.v1.OutcomeR\aoutcome\x12-\n" +
@@ -3478,7 +3499,7 @@ const file_shardmatch_proto_rawDesc = "" +
 	"\x0fset_shard_state\x18\t \x01(\v2\x1c.shardmatch.v1.SetShardStateH\x00R\rsetShardStateB\x04\n" +
 	"\x02op\";\n" +
 	"\x05Batch\x122\n" +
-	"\bcommands\x18\x01 \x03(\v2\x16.shardmatch.v1.CommandR\bcommands\"\xba\x02\n" +
+	"\bcommands\x18\x01 \x03(\v2\x16.shardmatch.v1.CommandR\bcommands\"\xdc\x02\n" +
 	"\tTxnRecord\x12\x12\n" +
 	"\x04txid\x18\x01 \x01(\tR\x04txid\x123\n" +
 	"\bproposal\x18\x02 \x01(\v2\x17.shardmatch.v1.ProposalR\bproposal\x12-\n" +
@@ -3489,7 +3510,9 @@ const file_shardmatch_proto_rawDesc = "" +
 	"\x05token\x18\a \x01(\x04R\x05token\x12\x1b\n" +
 	"\tlease_end\x18\b \x01(\tR\bleaseEnd\x12\x1f\n" +
 	"\vbegin_index\x18\t \x01(\x04R\n" +
-	"beginIndex\"\xb9\x01\n" +
+	"beginIndex\x12 \n" +
+	"\vtraceparent\x18\n" +
+	" \x01(\tR\vtraceparent\"\xb9\x01\n" +
 	"\vLeaseRecord\x12\x1b\n" +
 	"\tplayer_id\x18\x01 \x01(\tR\bplayerId\x12\x12\n" +
 	"\x04txid\x18\x02 \x01(\tR\x04txid\x12\x14\n" +
