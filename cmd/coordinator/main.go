@@ -23,12 +23,8 @@ var commands = []command{
 	{"nats", "[flags]", "run the embedded NATS server with JetStream alone, for multi-process use", withoutCtx(runNats)},
 	{"bench", "[flags]", "measure matches/s and latency over NATS against the NATS and Raft floors", runBench},
 	{"policy", "test|eval [flags]", "run the policy bundle's tests, or explain its verdict on a proposal", runPolicy},
+	{"chaos", "list|run|clean", "run chaos scenarios against real processes and report", runChaos},
 	{"version", "", "print the version", runVersion},
-}
-
-// planned are the subcommands that arrive with later issues.
-var planned = []command{
-	{name: "chaos", summary: "run a chaos scenario and report"},
 }
 
 // withoutCtx adapts the subcommands that handle their own signals.
@@ -60,12 +56,6 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			return c.run(ctx, args[1:], stdout, stderr)
 		}
 	}
-	for _, c := range planned {
-		if c.name == name {
-			fmt.Fprintf(stderr, "coordinator %s: not yet implemented (%s arrives with a later issue)\n", name, c.summary)
-			return 2
-		}
-	}
 	fmt.Fprintf(stderr, "coordinator: unknown command %q\n\n", name)
 	usage(stderr)
 	return 2
@@ -76,10 +66,6 @@ func usage(w io.Writer) {
 	fmt.Fprintln(w, "\ncommands:")
 	for _, c := range commands {
 		fmt.Fprintf(w, "  %-8s %-18s %s\n", c.name, c.args, c.summary)
-	}
-	fmt.Fprintln(w, "\nnot yet implemented:")
-	for _, c := range planned {
-		fmt.Fprintf(w, "  %-8s %-18s %s\n", c.name, "", c.summary)
 	}
 	fmt.Fprintln(w, "\nRun 'coordinator help <command>' for a command's flags.")
 }

@@ -1,0 +1,270 @@
+package runner
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/shardmatch/shardmatch/chaos/collect"
+	"github.com/shardmatch/shardmatch/chaos/history"
+	"github.com/shardmatch/shardmatch/chaos/netns"
+	"github.com/shardmatch/shardmatch/chaos/report"
+	"github.com/shardmatch/shardmatch/chaos/workload"
+	"github.com/shardmatch/shardmatch/client"
+	"github.com/shardmatch/shardmatch/internal/clock"
+	"github.com/shardmatch/shardmatch/shardsvc"
+)
+
+// Result is what one run found.
+type Result struct {
+	Summary   report.Summary
+	ReportDir string
+	// Errors are faults that could not be injected or healed; a run with any is not
+	// a valid experiment, whatever its verdict.
+	Errors []error
+}
+
+// Run runs cfg.Scenario once: it brings the deployment up, drives the workload while
+// injecting the faults, heals everything, waits for the system to settle, checks the
+// history and writes the report. It tears everything down before returning, also
+// when ctx is cancelled (Ctrl-C).
+func Run(ctx context.Context, cfg Config) (*Result, error) {
+	if cfg.Scenario == nil || cfg.ReportDir == "" {
+		return nil, fmt.Errorf("%w: Scenario and ReportDir are required", ErrConfig)
+	}
+	if os.Geteuid() != 0 {
+		return nil, netns.ErrNotRoot
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	sc := cfg.Scenario
+	work := filepath.Join(cfg.ReportDir, "work")
+	if err := os.RemoveAll(work); err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(work, 0o755); err != nil {
+		return nil, err
+	}
+	if err := cfg.binaries(work); err != nil {
+		return nil, err
+	}
+	if cfg.Prefix == "" {
+		cfg.Prefix = fmt.Sprintf("%05x", os.Getpid()&0xfffff)
+	}
+	if _, err := netns.Sweep(ctx, cfg.Prefix); err != nil {
+		log.Warn("sweep", "err", err)
+	}
+	nw, err := netns.New(ctx, netns.Config{Prefix: cfg.Prefix, Logger: log})
+	if err != nil {
+		return nil, err
+	}
+	epoch := time.Now().Round(0) // wall clock only: every process computes the same way
+	d := &deployment{cfg: &cfg, sc: sc, log: log, net: nw, work: work, histDir: filepath.Join(work, "history"),
+		epoch: epoch, http: &http.Client{Timeout: 3 * time.Second}}
+	defer d.stop()
+	now := func() time.Duration { return time.Now().Round(0).Sub(epoch) }
+
+	started := time.Now()
+	if err := d.start(ctx); err != nil {
+		return nil, err
+	}
+	rec := history.NewRecorder(now, sc.Topology.Rho)
+	nc, err := nats.Connect(d.natsURL(), nats.Name("chaos-workload"), nats.MaxReconnects(-1),
+		nats.ReconnectWait(100*time.Millisecond))
+	if err != nil {
+		return nil, fmt.Errorf("%w: workload NATS connection: %v", ErrSetup, err)
+	}
+	defer nc.Close()
+	cli, err := client.New(client.Config{Conn: nc, Logger: log})
+	if err != nil {
+		return nil, err
+	}
+	defer cli.Close()
+	drv, err := d.driver(&workload.Recording{Inner: cli, Rec: rec})
+	if err != nil {
+		return nil, err
+	}
+
+	// The workload and the fault schedule run for the scenario's duration.
+	in := newInjector(d, cfg.Seed, now)
+	wctx, stopWork := context.WithTimeout(ctx, time.Duration(sc.Duration))
+	defer stopWork()
+	start := now()
+	var wg sync.WaitGroup
+	wg.Add(2)
+	driverDone := make(chan struct{})
+	go func() { defer wg.Done(); defer close(driverDone); _ = drv.Run(wctx) }()
+	go func() { defer wg.Done(); in.run(wctx, start, sc.Faults) }()
+	stopProgress := d.progress(ctx, cfg.Progress, drv, in, start)
+	<-wctx.Done()
+	workloadEnd := now()
+	if ctx.Err() != nil {
+		stopProgress()
+		wg.Wait()
+		return nil, ctx.Err()
+	}
+	// Heal everything; the proposals in flight then finish and the hosts release.
+	healErr := in.healAll(context.WithoutCancel(ctx))
+	lastHeal := now()
+	wg.Wait()
+	stopProgress()
+
+	settleCtx, cancelSettle := context.WithTimeout(ctx, max(time.Duration(sc.Settle), settleMinimum))
+	final, settled := d.settle(settleCtx)
+	cancelSettle()
+	settleTook := now() - lastHeal
+	crashed := d.deadProcs()
+
+	shardEvs, leaseEvs, err := collect.ReadDir(d.histDir)
+	if err != nil {
+		return nil, fmt.Errorf("runner: read the processes' history: %w", err)
+	}
+	h := rec.History()
+	h.ShardEvents, h.LeaseEvents, h.Final, h.Settled = shardEvs, leaseEvs, final, settled
+	checked := history.Check(h)
+
+	live := resumeChecks(h, in.heals, workloadEnd, time.Duration(sc.Checks.ResumeWithin))
+	if sc.Checks.TerminateWithin > 0 {
+		live = append(live, terminationCheck(settled, settleTook, time.Duration(sc.Checks.TerminateWithin)))
+	}
+	live = append(live, crashCheck(crashed))
+	extra := map[string]any{"workload_end_s": workloadEnd.Seconds(), "settle_s": settleTook.Seconds()}
+	if sc.Checks.MinCommitRatio > 0 {
+		lr, ratio := ratioCheck(h, sc.Checks.MinCommitRatio)
+		live = append(live, lr)
+		extra["commit_ratio"] = ratio
+	}
+	in.mu.Lock()
+	errs := append([]error(nil), in.errs...)
+	windows := append([]report.FaultWindow(nil), in.windows...)
+	in.mu.Unlock()
+	if healErr != nil {
+		errs = append(errs, healErr)
+	}
+	for _, e := range errs {
+		live = append(live, report.LivenessResult{Name: "fault injection", Pass: false, Detail: e.Error()})
+	}
+	run := &report.Run{Scenario: sc.Name, Seed: cfg.Seed, Started: started, Duration: time.Since(started),
+		Faults: windows, History: h, Check: checked, Liveness: live, Extra: extra, Expect: sc.Expect.Violations}
+	sum, err := report.Write(cfg.ReportDir, run)
+	if err != nil {
+		return nil, err
+	}
+	res := &Result{Summary: sum, ReportDir: cfg.ReportDir, Errors: errs}
+	if sum.Pass && len(errs) == 0 && !cfg.KeepWork {
+		d.stop()
+		_ = os.RemoveAll(work)
+	}
+	return res, nil
+}
+
+// driver builds the load driver over stand-in worlds of the shards' players (the
+// players' ids and attributes are a pure function of seed, shard and index).
+func (d *deployment) driver(p shardsvc.Proposer) (*shardsvc.Driver, error) {
+	w := d.sc.Workload
+	clk := clock.NewReal()
+	var worlds []*shardsvc.World
+	for _, s := range d.shards {
+		wc := shardsvc.DefaultWorldConfig()
+		wc.ShardID, wc.Region, wc.Players, wc.MatchTTL, wc.Clock, wc.Seed =
+			s.name, "eu-west", d.sc.Topology.PlayersPerShard, time.Duration(w.MatchTTL), clk, d.cfg.Seed
+		if w.HotPlayers > 0 {
+			wc.Regulars = w.HotPlayers
+		}
+		wc.AlwaysAvailable = d.sc.Checks.MinCommitRatio > 0 // as the real shards are then
+		world, err := shardsvc.NewWorld(wc)
+		if err != nil {
+			return nil, err
+		}
+		worlds = append(worlds, world)
+	}
+	dc := shardsvc.DefaultDriverConfig()
+	dc.Proposer, dc.Worlds, dc.Clock, dc.Seed = p, worlds, clk, d.cfg.Seed
+	dc.Rate, dc.MaxInFlight, dc.HotShare, dc.ViolationShare = w.Rate, w.InFlight, w.HotShare, 0
+	dc.MatchTTL, dc.AbandonShare, dc.ProposeTimeout = time.Duration(w.MatchTTL), w.AbandonShare, proposeTimeout
+	// The real shards learn that a match ended only when its TTL runs out.
+	dc.ReuseAfter = time.Duration(w.MatchTTL) + 500*time.Millisecond
+	dc.IDPrefix = fmt.Sprintf("chaos-%d-%x", d.cfg.Seed, d.epoch.UnixNano()&0xffffff)
+	if w.RenewEvery <= 0 {
+		dc.MaxRenewals = 0
+	}
+	return shardsvc.NewDriver(dc)
+}
+
+// settle polls every coordinator and shard until every txn is DONE at one applied
+// index on every node and no shard holds a txn prepared, and returns the final state
+// of that poll. If ctx ends first it returns the last state it could read and false.
+func (d *deployment) settle(ctx context.Context) (history.Final, bool) {
+	var last history.Final
+	for {
+		f, ok := d.poll(ctx)
+		if f.Nodes != nil {
+			last = f
+		}
+		if ok {
+			return f, true
+		}
+		select {
+		case <-ctx.Done():
+			// One last read without the deadline, so the report has a state.
+			if f, _ := d.poll(context.Background()); f.Nodes != nil {
+				last = f
+			}
+			return last, false
+		case <-time.After(pollEvery):
+		}
+	}
+}
+
+func (d *deployment) poll(ctx context.Context) (history.Final, bool) {
+	f := history.Final{Nodes: map[string]history.NodeFinal{}, Shards: map[string]history.ShardFinal{}}
+	ok, first := true, true
+	var index uint64
+	for _, c := range d.coords {
+		nf, err := collect.FetchNodeFinal(ctx, c.admin)
+		if err != nil {
+			ok = false
+			continue
+		}
+		f.Nodes[c.name] = nf
+		if first {
+			index, first = nf.AppliedIndex, false
+		}
+		if nf.AppliedIndex != index {
+			ok = false
+		}
+		for _, t := range nf.Txns {
+			if t.State != history.StateDone {
+				ok = false
+			}
+		}
+	}
+	for _, s := range d.shards {
+		sf, err := collect.FetchShardFinal(ctx, s.admin)
+		if err != nil {
+			ok = false
+			continue
+		}
+		f.Shards[s.name] = sf
+		if len(sf.Prepared) > 0 {
+			ok = false
+		}
+	}
+	return f, ok && len(f.Nodes) == len(d.coords)
+}
+
+// errNotRoot lets callers test for the not-root case without importing netns.
+var errNotRoot = netns.ErrNotRoot
+
+// IsNotRoot reports whether err means the runner lacks root.
+func IsNotRoot(err error) bool { return errors.Is(err, errNotRoot) }
