@@ -36,9 +36,15 @@ const (
 	DefaultRequestWorkers = 64
 	// DefaultAckWait is how long JetStream waits for the leader to settle a proposal
 	// before redelivering it. A proposal that takes longer is kept alive with
-	// in-progress acks, so this only bounds how late a crashed leader's proposals are
-	// redelivered.
-	DefaultAckWait = 10 * time.Second
+	// in-progress acks (every AckWait/3), so this only bounds how late the proposals
+	// delivered to a leader that crashed or was cut off come back to the next one.
+	DefaultAckWait = 3 * time.Second
+	// DefaultPullExpiry is the lifetime of each pull request the leader's intake
+	// makes. A leader cut off from NATS cannot cancel its pull; the server, which
+	// notices a dead client only after minutes of missed pings, keeps delivering
+	// proposals into it until it expires, and those wait out AckWait. Short pulls
+	// bound that black hole to a couple of seconds of proposals.
+	DefaultPullExpiry = 2 * time.Second
 	// DefaultProposeTimeout bounds one Node.Propose: above the longest prepare timeout
 	// a proposal may ask for (coordinator.DefaultLimits: 1 minute).
 	DefaultProposeTimeout = 90 * time.Second
@@ -110,6 +116,8 @@ type Config struct {
 	Consumer string
 	// AckWait of the intake consumer (DefaultAckWait).
 	AckWait time.Duration
+	// PullExpiry bounds each pull request of the intake (DefaultPullExpiry, >= 1s).
+	PullExpiry time.Duration
 	// MaxAckPending of the intake consumer (2 × IntakeWorkers): proposals delivered
 	// and not settled, counting those a deposed leader has not handed back yet.
 	MaxAckPending int
@@ -156,7 +164,7 @@ func (c *Config) setDefaults() error {
 	case c.IntakeWorkers < 0, c.RequestWorkers < 0, c.MaxAckPending < 0, c.MaxReplay < 0, c.MaxEventQueue < 0:
 		return fmt.Errorf("natsapi: Config counts must be >= 0: IntakeWorkers=%d RequestWorkers=%d MaxAckPending=%d MaxReplay=%d MaxEventQueue=%d",
 			c.IntakeWorkers, c.RequestWorkers, c.MaxAckPending, c.MaxReplay, c.MaxEventQueue)
-	case c.AckWait < 0, c.ProposeTimeout < 0, c.RequestTimeout < 0, c.NakDelay < 0, c.NakDelayMax < 0,
+	case c.AckWait < 0, c.PullExpiry < 0, c.ProposeTimeout < 0, c.RequestTimeout < 0, c.NakDelay < 0, c.NakDelayMax < 0,
 		c.ReplayWindow < 0, c.PubAckTimeout < 0, c.SetupTimeout < 0:
 		return errors.New("natsapi: Config durations must be >= 0")
 	}
@@ -176,6 +184,7 @@ func (c *Config) setDefaults() error {
 	defInt(&c.MaxReplay, DefaultMaxReplay)
 	defInt(&c.MaxEventQueue, DefaultMaxEventQueue)
 	def(&c.AckWait, DefaultAckWait)
+	def(&c.PullExpiry, DefaultPullExpiry)
 	def(&c.ProposeTimeout, DefaultProposeTimeout)
 	def(&c.RequestTimeout, DefaultRequestTimeout)
 	def(&c.NakDelay, DefaultNakDelay)
@@ -191,6 +200,9 @@ func (c *Config) setDefaults() error {
 	}
 	if c.AckWait < time.Second {
 		return fmt.Errorf("natsapi: Config.AckWait (%s) must be >= 1s", c.AckWait)
+	}
+	if c.PullExpiry < time.Second {
+		return fmt.Errorf("natsapi: Config.PullExpiry (%s) must be >= 1s", c.PullExpiry)
 	}
 	if c.Clock == nil {
 		c.Clock = clock.NewReal()

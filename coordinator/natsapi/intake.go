@@ -83,7 +83,7 @@ func (s *Server) bind(ctx context.Context) (jetstream.MessagesContext, error) {
 		}
 		s.log.Warn("intake consumer exists with another configuration; using it as it is", "err", err)
 	}
-	return cons.Messages(jetstream.PullMaxMessages(s.cfg.IntakeWorkers))
+	return cons.Messages(jetstream.PullMaxMessages(s.cfg.IntakeWorkers), jetstream.PullExpiry(s.cfg.PullExpiry))
 }
 
 // consume hands each proposal to a handler goroutine, at most IntakeWorkers at once,
