@@ -1,6 +1,8 @@
 package policy
 
 import (
+	"time"
+
 	"bytes"
 	"context"
 	"encoding/json"
@@ -86,6 +88,7 @@ func (e *Engine) Revision() string { return e.cur.Load().revision }
 // cancelled ctx, malformed answer) it denies with POLICY_ERROR and the error
 // wraps ErrEvaluation. The error is for logging: the verdict is the answer.
 func (e *Engine) Evaluate(ctx context.Context, p *smv1.Proposal, shards []*smv1.ShardInfo) (*smv1.PolicyVerdict, error) {
+	start := time.Now()
 	c := e.cur.Load()
 	if testHookEvalStarted != nil {
 		testHookEvalStarted(c.revision)
@@ -93,11 +96,11 @@ func (e *Engine) Evaluate(ctx context.Context, p *smv1.Proposal, shards []*smv1.
 	in, err := buildInput(p, shards, c.queues)
 	if err != nil {
 		v := denyVerdict(CodeInvalidInput, err.Error(), c.revision)
-		e.stats.record(v, err)
+		e.stats.record(v, err, time.Since(start))
 		return v, err
 	}
 	if err := ctx.Err(); err != nil {
-		return e.evalFailed(c, fmt.Errorf("caller gave up: %w", err))
+		return e.evalFailed(c, fmt.Errorf("caller gave up: %w", err), start)
 	}
 	t, err := c.query.eval(ctx, in, e.cfg.EvalTimeout)
 	if err == nil {
@@ -105,7 +108,7 @@ func (e *Engine) Evaluate(ctx context.Context, p *smv1.Proposal, shards []*smv1.
 		var denials []*smv1.Denial
 		if allow, denials, err = parseMatch(t); err == nil {
 			v := verdictOf(allow, denials, c.revision)
-			e.stats.record(v, nil)
+			e.stats.record(v, nil, time.Since(start))
 			return v, nil
 		}
 	}
@@ -115,7 +118,7 @@ func (e *Engine) Evaluate(ctx context.Context, p *smv1.Proposal, shards []*smv1.
 	} else if errors.Is(err, errTimeout) {
 		err = fmt.Errorf("evaluation exceeded the %s timeout: %w", e.cfg.EvalTimeout, context.DeadlineExceeded)
 	}
-	return e.evalFailed(c, err)
+	return e.evalFailed(c, err, start)
 }
 
 // noMetrics spares every evaluation OPA's metrics, which the engine does not
@@ -180,9 +183,9 @@ var testHookEvalStarted func(revision string)
 
 // evalFailed is the fail-closed verdict for a policy that could not be
 // evaluated.
-func (e *Engine) evalFailed(c *compiled, cause error) (*smv1.PolicyVerdict, error) {
+func (e *Engine) evalFailed(c *compiled, cause error, start time.Time) (*smv1.PolicyVerdict, error) {
 	err := fmt.Errorf("%w: revision %s: %w", ErrEvaluation, c.revision, cause)
 	v := denyVerdict(CodePolicyError, "policy could not be evaluated, so the proposal is denied: "+err.Error(), c.revision)
-	e.stats.record(v, err)
+	e.stats.record(v, err, time.Since(start))
 	return v, err
 }

@@ -426,3 +426,20 @@ func TestStats(t *testing.T) {
 		t.Errorf("stats revision/loaded: %+v", s)
 	}
 }
+
+// TestStatsLatency: every evaluation, allowed, denied or malformed, lands in the
+// latency histogram.
+func TestStatsLatency(t *testing.T) {
+	e := newEngine(t, policy.Config{})
+	for _, c := range cases.All() {
+		_, _ = e.Evaluate(context.Background(), c.Proposal, c.Shards)
+	}
+	_, _ = e.Evaluate(context.Background(), &smv1.Proposal{}, nil) // malformed
+	st := e.Stats()
+	if st.Latency.Count != st.Evaluations || st.Evaluations == 0 || st.Latency.Sum <= 0 {
+		t.Fatalf("latency count %d sum %s for %d evaluations", st.Latency.Count, st.Latency.Sum, st.Evaluations)
+	}
+	if q := st.Latency.Quantile(0.5); q <= 0 {
+		t.Fatalf("median %s", q)
+	}
+}

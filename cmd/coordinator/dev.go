@@ -138,8 +138,17 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	sum := shardsvc.NewSummary(drv.Stats(), o.rate, shardsvc.Audit(in), st.leader(), leaderKills, settled)
 	sum.WriteText(stdout)
 	fmt.Fprintf(stdout, "transport: %s\n", o.transport)
+	ds := devSummary{Summary: sum, Transport: o.transport}
+	if st.pol != nil {
+		ps := st.pol.Stats()
+		ds.PolicyEvaluations = ps.Evaluations
+		ds.PolicyP50Us = float64(ps.Latency.Quantile(0.5).Microseconds())
+		ds.PolicyP99Us = float64(ps.Latency.Quantile(0.99).Microseconds())
+		fmt.Fprintf(stdout, "policy: %d evaluations in the coordinators, p50 <= %gµs, p99 <= %gµs\n",
+			ds.PolicyEvaluations, ds.PolicyP50Us, ds.PolicyP99Us)
+	}
 	if o.summaryJSON != "" {
-		b, _ := json.MarshalIndent(devSummary{Summary: sum, Transport: o.transport}, "", "  ")
+		b, _ := json.MarshalIndent(ds, "", "  ")
 		if err := os.WriteFile(o.summaryJSON, append(b, '\n'), 0o644); err != nil {
 			fmt.Fprintf(stderr, "coordinator dev: %v\n", err)
 			return 1
@@ -156,6 +165,11 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 type devSummary struct {
 	shardsvc.Summary
 	Transport string `json:"transport"`
+	// PolicyEvaluations counts the policy evaluations of the run; PolicyP50Us and
+	// PolicyP99Us are upper bounds of their latency quantiles (histogram buckets).
+	PolicyEvaluations uint64  `json:"policy_evaluations,omitempty"`
+	PolicyP50Us       float64 `json:"policy_p50_us,omitempty"`
+	PolicyP99Us       float64 `json:"policy_p99_us,omitempty"`
 }
 
 // isTerminal reports whether w is a terminal, where the status line is rewritten in

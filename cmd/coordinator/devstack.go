@@ -37,6 +37,7 @@ type devStack struct {
 	lc           *coordinator.LocalCluster
 	shards       []*devShard
 	stopWatch    context.CancelFunc
+	pol          *policy.Engine // nil with --no-policy
 }
 
 // devShard is one shard: its game state, journal and participant, and over NATS its
@@ -176,6 +177,7 @@ func (s *devStack) policy(o devOptions, log *slog.Logger) (coordinator.Policy, e
 	if err != nil {
 		return nil, err
 	}
+	s.pol = eng
 	if o.policyBundle != "" { // hot reload on file change and SIGHUP
 		var wctx context.Context
 		wctx, s.stopWatch = context.WithCancel(context.Background())

@@ -44,7 +44,7 @@ func testDev(t *testing.T, transport string) {
 		t.Fatal(err)
 	}
 	for _, k := range []string{"committed", "aborted", "p50_ms", "p99_ms", "atomicity_violations", "double_booked",
-		"in_doubt", "duration_s", "rate", "leader", "transport"} {
+		"in_doubt", "duration_s", "rate", "leader", "transport", "policy_evaluations", "policy_p99_us"} {
 		if _, ok := got[k]; !ok {
 			t.Errorf("summary lacks %q: %s", k, raw)
 		}
