@@ -156,7 +156,8 @@ func startServe(ctx context.Context, o serveOptions, log *slog.Logger, stderr io
 	}
 	ref := &nodeRef{}
 	if s.api, err = natsapi.New(natsapi.Config{Node: ref, NodeID: o.id, Conn: s.nc, Prefix: o.prefix, Logger: log, Clock: s.clk,
-		SkipEnsureStreams: true, ReplyPrefixes: []string{"_INBOX."}, OnProposal: metrics.ObserveProposal}); err != nil {
+		SkipEnsureStreams: true, ReplyPrefixes: []string{"_INBOX."}, OnProposal: metrics.ObserveProposal,
+		StepDown: ref.transferLeadership}); err != nil {
 		return s, fmt.Errorf("nats api: %w", err)
 	}
 	if err := addMalformedSources(metrics, s.api, s.ptrans); err != nil {
@@ -174,6 +175,9 @@ func startServe(ctx context.Context, o serveOptions, log *slog.Logger, stderr io
 			go func() { _ = eng.Watch(wctx) }()
 		}
 		pol = eng
+		if err := metrics.AddPolicy(eng.Stats); err != nil {
+			return s, err
+		}
 	}
 
 	var raftLog io.Writer = io.Discard
@@ -414,6 +418,16 @@ func (r *nodeRef) get() (*coordinator.Node, error) {
 		return n, nil
 	}
 	return nil, &coordinator.NotLeaderError{}
+}
+
+// transferLeadership is natsapi's StepDown: hand leadership over (the node leads but
+// cannot reach NATS).
+func (r *nodeRef) transferLeadership() error {
+	n, err := r.get()
+	if err != nil {
+		return err
+	}
+	return n.TransferLeadership()
 }
 
 func (r *nodeRef) Propose(ctx context.Context, p *smv1.Proposal) (*smv1.Decision, error) {

@@ -45,6 +45,9 @@ const (
 	// proposals into it until it expires, and those wait out AckWait. Short pulls
 	// bound that black hole to a couple of seconds of proposals.
 	DefaultPullExpiry = 2 * time.Second
+	// DefaultStepDownAfter is how long a leader may be without its NATS connection
+	// before it hands leadership over (when Config.StepDown is set).
+	DefaultStepDownAfter = 3 * time.Second
 	// DefaultProposeTimeout bounds one Node.Propose: above the longest prepare timeout
 	// a proposal may ask for (coordinator.DefaultLimits: 1 minute).
 	DefaultProposeTimeout = 90 * time.Second
@@ -118,6 +121,14 @@ type Config struct {
 	AckWait time.Duration
 	// PullExpiry bounds each pull request of the intake (DefaultPullExpiry, >= 1s).
 	PullExpiry time.Duration
+	// StepDown, if set, is called when this node leads but its NATS connection has
+	// been down for StepDownAfter (DefaultStepDownAfter), and again every
+	// StepDownAfter while that lasts. Wire it to coordinator.Node.TransferLeadership:
+	// a leader that cannot reach NATS takes no proposals and reaches no shard, while
+	// a follower that can would serve them. Nil: the leader stays, however long NATS
+	// is out of its reach.
+	StepDown      func() error
+	StepDownAfter time.Duration
 	// MaxAckPending of the intake consumer (2 × IntakeWorkers): proposals delivered
 	// and not settled, counting those a deposed leader has not handed back yet.
 	MaxAckPending int
@@ -164,7 +175,7 @@ func (c *Config) setDefaults() error {
 	case c.IntakeWorkers < 0, c.RequestWorkers < 0, c.MaxAckPending < 0, c.MaxReplay < 0, c.MaxEventQueue < 0:
 		return fmt.Errorf("natsapi: Config counts must be >= 0: IntakeWorkers=%d RequestWorkers=%d MaxAckPending=%d MaxReplay=%d MaxEventQueue=%d",
 			c.IntakeWorkers, c.RequestWorkers, c.MaxAckPending, c.MaxReplay, c.MaxEventQueue)
-	case c.AckWait < 0, c.PullExpiry < 0, c.ProposeTimeout < 0, c.RequestTimeout < 0, c.NakDelay < 0, c.NakDelayMax < 0,
+	case c.AckWait < 0, c.PullExpiry < 0, c.StepDownAfter < 0, c.ProposeTimeout < 0, c.RequestTimeout < 0, c.NakDelay < 0, c.NakDelayMax < 0,
 		c.ReplayWindow < 0, c.PubAckTimeout < 0, c.SetupTimeout < 0:
 		return errors.New("natsapi: Config durations must be >= 0")
 	}
@@ -185,6 +196,7 @@ func (c *Config) setDefaults() error {
 	defInt(&c.MaxEventQueue, DefaultMaxEventQueue)
 	def(&c.AckWait, DefaultAckWait)
 	def(&c.PullExpiry, DefaultPullExpiry)
+	def(&c.StepDownAfter, DefaultStepDownAfter)
 	def(&c.ProposeTimeout, DefaultProposeTimeout)
 	def(&c.RequestTimeout, DefaultRequestTimeout)
 	def(&c.NakDelay, DefaultNakDelay)

@@ -178,7 +178,46 @@ func (s *Server) startTerm(n uint64) *term {
 	}
 	s.wg.Add(1)
 	go s.intake(t)
+	if s.cfg.StepDown != nil {
+		s.wg.Add(1)
+		go s.watchConn(t)
+	}
 	return t
+}
+
+// watchConn hands leadership over while the term lasts if the NATS connection stays
+// down for StepDownAfter: a leader cut off from NATS stalls every proposal and every
+// shard, and only a leader change lets a node that can reach NATS take over. If every
+// node is cut off, leadership moves around every StepDownAfter until NATS is back,
+// which costs nothing that was not already lost.
+func (s *Server) watchConn(t *term) {
+	defer s.wg.Done()
+	clk := s.cfg.Clock
+	tick := clk.NewTicker(s.cfg.StepDownAfter / 4)
+	defer tick.Stop()
+	var downSince time.Duration
+	down := false
+	for {
+		select {
+		case <-t.ctx.Done():
+			return
+		case <-tick.C():
+		}
+		now := clk.Mono()
+		switch {
+		case s.cfg.Conn.IsConnected():
+			down = false
+		case !down:
+			down, downSince = true, now
+		case now-downSince >= s.cfg.StepDownAfter:
+			s.log.Warn("leading without NATS: handing leadership over", "term", t.n, "disconnected_for", now-downSince)
+			s.stats.stepDowns.Add(1)
+			if err := s.cfg.StepDown(); err != nil {
+				s.log.Warn("leadership transfer failed; trying again", "err", err)
+			}
+			downSince = now
+		}
+	}
 }
 
 // stopTerm ends t without waiting for its handlers: they see t.ctx cancelled, and

@@ -9,6 +9,8 @@ import (
 // Stats are a Server's counters since New.
 type Stats struct {
 	Leaderships uint64 // times it started serving
+	// StepDowns counts leaderships handed over because NATS was unreachable.
+	StepDowns uint64
 
 	// Intake.
 	Proposals   uint64 // proposals taken from the intake consumer (deliveries)
@@ -52,7 +54,7 @@ type Stats struct {
 }
 
 type counters struct {
-	leaderships                                                                         atomic.Uint64
+	leaderships, stepDowns                                                              atomic.Uint64
 	proposals, redelivered, committed, aborted, invalid, unknown, nakd, returned, acked atomic.Uint64
 	statusRequests, leaseRequests, registerRequests, invalidRequests                    atomic.Uint64
 	malformed, noReply, badReply, replies, replyErrors, ackErrors, consumeErrors        atomic.Uint64
@@ -70,8 +72,8 @@ func (c *counters) countCode(code smv1.ErrorCode) {
 func (s *Server) Stats() Stats {
 	c := &s.stats
 	st := Stats{
-		Leaderships: c.leaderships.Load(),
-		Proposals:   c.proposals.Load(), Redelivered: c.redelivered.Load(), Committed: c.committed.Load(),
+		Leaderships: c.leaderships.Load(), StepDowns: c.stepDowns.Load(),
+		Proposals: c.proposals.Load(), Redelivered: c.redelivered.Load(), Committed: c.committed.Load(),
 		Aborted: c.aborted.Load(), Invalid: c.invalid.Load(), Unknown: c.unknown.Load(), Nakd: c.nakd.Load(),
 		Returned: c.returned.Load(), Acked: c.acked.Load(),
 		StatusRequests: c.statusRequests.Load(), LeaseRequests: c.leaseRequests.Load(),

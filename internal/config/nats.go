@@ -62,6 +62,13 @@ func (n *NATS) Validate() error {
 	return nil
 }
 
+// Ping settings of every connection Options makes: a silent connection is declared
+// dead after about PingInterval × (MaxPingsOutstanding+1).
+const (
+	PingInterval        = time.Second
+	MaxPingsOutstanding = 2
+)
+
 // Options are the connection options: named, reconnecting forever, with the
 // credentials and TLS asked for; reconnects and errors are logged. Giving a CA or a
 // client certificate makes TLS mandatory (the connection fails rather than fall back
@@ -70,6 +77,12 @@ func (n *NATS) Validate() error {
 func (n *NATS) Options(name string, log *slog.Logger) []nats.Option {
 	opts := []nats.Option{nats.Name(name), nats.MaxReconnects(-1), nats.ReconnectWait(250 * time.Millisecond),
 		nats.ReconnectBufSize(64 << 20),
+		// A connection whose peer vanished (a partition, a dead NATS host) is noticed
+		// by missed pings only; the library's default takes 4 minutes. After a
+		// partition heals, a connection given up for dead is re-dialled within
+		// ReconnectWait, while one kept open waits out TCP's retransmission backoff
+		// (seconds). So ping often.
+		nats.PingInterval(PingInterval), nats.MaxPingsOutstanding(MaxPingsOutstanding),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
 			if err != nil {
 				log.Warn("nats disconnected", "err", err)

@@ -405,3 +405,11 @@ func (s *Shard) Commits() map[string]int {
 }
 
 var _ twophase.ShardHandler = (*Shard)(nil)
+
+// Conn returns node i's NATS connection (nil while the node is down). Closing it
+// cuts the node off from NATS as a network fault would.
+func (c *Cluster) Conn(i int) *nats.Conn {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.slots[i].nc
+}
