@@ -47,7 +47,7 @@ const (
 	DefaultPullExpiry = 2 * time.Second
 	// DefaultStepDownAfter is how long a leader may be without its NATS connection
 	// before it hands leadership over (when Config.StepDown is set).
-	DefaultStepDownAfter = 3 * time.Second
+	DefaultStepDownAfter = 2 * time.Second
 	// DefaultProposeTimeout bounds one Node.Propose: above the longest prepare timeout
 	// a proposal may ask for (coordinator.DefaultLimits: 1 minute).
 	DefaultProposeTimeout = 90 * time.Second

@@ -65,8 +65,8 @@ func (n *NATS) Validate() error {
 // Ping settings of every connection Options makes: a silent connection is declared
 // dead after about PingInterval × (MaxPingsOutstanding+1).
 const (
-	PingInterval        = time.Second
-	MaxPingsOutstanding = 2
+	PingInterval        = 500 * time.Millisecond
+	MaxPingsOutstanding = 3
 )
 
 // Options are the connection options: named, reconnecting forever, with the
