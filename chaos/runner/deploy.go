@@ -52,10 +52,73 @@ type deployment struct {
 	coords []*node
 	shards []*node
 	byName map[string]*node
+	// proxies are the latency proxies (in the root namespace) through which the
+	// nodes that have a latency fault on their NATS link reach NATS, by node.
+	proxies map[string]*netns.Proxy
 }
 
 func (d *deployment) natsURL() string {
 	return fmt.Sprintf("nats://%s", netipPort(d.nats.host.IP.String(), natsPort))
+}
+
+// natsURLFor is the NATS URL node n dials: through its latency proxy if it has one.
+func (d *deployment) natsURLFor(n *node) string {
+	if p := d.proxies[n.name]; p != nil {
+		return "nats://" + p.Addr()
+	}
+	return d.natsURL()
+}
+
+// startProxies puts a latency proxy on the NATS link of every node that a latency
+// fault names. The link's other end must be "nats"; this end must be named statically
+// (node names, coordinators, shards, all), because the proxy is wired at start.
+func (d *deployment) startProxies() error {
+	d.proxies = map[string]*netns.Proxy{}
+	for _, f := range d.sc.Faults {
+		if f.Kind != scenario.FaultLatency {
+			continue
+		}
+		ends, err := d.latencyEnds(f)
+		if err != nil {
+			return err
+		}
+		for _, n := range ends {
+			if d.proxies[n.name] != nil {
+				continue
+			}
+			p, err := netns.NewProxy("nats-"+n.name, netipPort(d.net.BridgeIP().String(), 0), netipPort(d.nats.host.IP.String(), natsPort))
+			if err != nil {
+				return fmt.Errorf("%w: latency proxy for %s: %v", ErrSetup, n.name, err)
+			}
+			d.proxies[n.name] = p
+		}
+	}
+	return nil
+}
+
+// latencyEnds resolves the non-NATS end of a latency fault's link.
+func (d *deployment) latencyEnds(f scenario.Fault) ([]*node, error) {
+	var other string
+	switch {
+	case len(f.Link) == 2 && f.Link[0] == "nats":
+		other = f.Link[1]
+	case len(f.Link) == 2 && f.Link[1] == "nats":
+		other = f.Link[0]
+	default:
+		return nil, fmt.Errorf("%w: latency link %v: this runner puts latency only on a node's link to nats", ErrConfig, f.Link)
+	}
+	switch other {
+	case "coordinators":
+		return d.coords, nil
+	case "shards":
+		return d.shards, nil
+	case "all":
+		return append(slices.Clone(d.coords), d.shards...), nil
+	}
+	if n := d.byName[other]; n != nil && n != d.nats {
+		return []*node{n}, nil
+	}
+	return nil, fmt.Errorf("%w: latency link %v: name the nodes (c1, s2, coordinators, shards, all), not a role: the proxy is wired at start", ErrConfig, f.Link)
 }
 
 func netipPort(ip string, port int) string { return ip + ":" + strconv.Itoa(port) }
@@ -112,6 +175,9 @@ func (d *deployment) start(ctx context.Context) error {
 		return err
 	}
 
+	if err := d.startProxies(); err != nil {
+		return err
+	}
 	if err := d.launch(ctx, d.nats, d.cfg.CoordinatorBin, []string{"nats",
 		"--addr", netipPort(d.nats.host.IP.String(), natsPort), "--store", filepath.Join(d.work, "nats")}); err != nil {
 		return err
@@ -123,7 +189,7 @@ func (d *deployment) start(ctx context.Context) error {
 	for _, c := range d.coords {
 		args := []string{"serve", "--id", c.name, "--data", filepath.Join(d.work, c.name),
 			"--raft-addr", netipPort(c.host.IP.String(), raftPort), "--peers", strings.Join(peers, ","), "--bootstrap",
-			"--nats-url", d.natsURL(), "--admin-addr", netipPort(c.host.IP.String(), coordAdminPort),
+			"--nats-url", d.natsURLFor(c), "--admin-addr", netipPort(c.host.IP.String(), coordAdminPort),
 			"--prepare-timeout", time.Duration(d.sc.Topology.PrepareTimeout).String(),
 			"--retention", retention.String(),
 			"--raft-heartbeat-timeout", raftHeartbeat.String(), "--raft-election-timeout", raftElection.String(),
@@ -139,7 +205,7 @@ func (d *deployment) start(ctx context.Context) error {
 	for _, s := range d.shards {
 		args := []string{"--id", s.name, "--journal", filepath.Join(d.work, s.name+".journal"),
 			"--players", strconv.Itoa(d.sc.Topology.PlayersPerShard), "--seed", strconv.FormatInt(d.cfg.Seed, 10),
-			"--admin-addr", netipPort(s.host.IP.String(), shardAdminPort), "--nats-url", d.natsURL(),
+			"--admin-addr", netipPort(s.host.IP.String(), shardAdminPort), "--nats-url", d.natsURLFor(s),
 			"--match-ttl", time.Duration(d.sc.Workload.MatchTTL).String(), "--compact-every", "0",
 			"--log-format", "json", "--enable-fault-injection",
 			"--history-dir", d.histDir, "--history-epoch", strconv.FormatInt(d.epoch.UnixNano(), 10)}
@@ -289,6 +355,12 @@ func (d *deployment) stop() {
 			}
 		}
 	}
+	for name, p := range d.proxies {
+		if err := p.Close(); err != nil {
+			d.log.Warn("latency proxy", "node", name, "err", err)
+		}
+	}
+	d.proxies = nil
 	if d.net != nil {
 		if err := d.net.Close(); err != nil {
 			d.log.Warn("network teardown", "err", err)

@@ -20,7 +20,8 @@ import (
 var (
 	shipped = []string{"leader-partition", "minority-partition", "shard-partition", "coordinator-nats-partition",
 		"bridge-partition", "clock-skew-forward", "clock-skew-backward", "clock-drift", "leader-kill-loop",
-		"shard-kill", "pause-leader", "packet-loss", "message-duplication", "nats-restart", "hot-contention"}
+		"shard-kill", "pause-leader", "packet-loss", "message-duplication", "nats-restart", "hot-contention",
+		"nats-latency"}
 	bites = []string{"bites-deliver-before-log", "bites-wallclock-expiry"}
 )
 
