@@ -50,9 +50,12 @@ type DriverConfig struct {
 	// spread too wide), so that POLICY_DENIED shows up.
 	ViolationShare float64
 	// MatchTTL is the proposals' match_ttl. Committed matches are hosted: renewed
-	// every MatchTTL/3, between 0 and MaxRenewals times, then released.
+	// every RenewEvery (default MatchTTL/3), between 0 and MaxRenewals times, then
+	// released; or, with MatchLength, renewed until MatchLength has passed.
 	MatchTTL    time.Duration
 	MaxRenewals int
+	RenewEvery  time.Duration
+	MatchLength time.Duration
 	// AbandonShare is the share of committed matches whose host neither renews nor
 	// releases them, as a crashed game server would: their leases must expire at the
 	// coordinator. The driver reuses their players after twice MatchTTL.
@@ -99,6 +102,8 @@ func (c *DriverConfig) Validate() error {
 		return fmt.Errorf("shardsvc: DriverConfig.ViolationShare (%v) must be in [0, 1]", c.ViolationShare)
 	case !(c.AbandonShare >= 0 && c.AbandonShare <= 1):
 		return fmt.Errorf("shardsvc: DriverConfig.AbandonShare (%v) must be in [0, 1]", c.AbandonShare)
+	case c.RenewEvery < 0 || c.MatchLength < 0:
+		return fmt.Errorf("shardsvc: DriverConfig.RenewEvery (%s) and MatchLength (%s) must be >= 0", c.RenewEvery, c.MatchLength)
 	case c.ReuseAfter < 0:
 		return fmt.Errorf("shardsvc: DriverConfig.ReuseAfter (%s) must be >= 0", c.ReuseAfter)
 	case c.MatchTTL < 3*time.Millisecond:
@@ -244,7 +249,7 @@ type job struct {
 	p       *smv1.Proposal
 	players []string
 	shards  []string
-	periods int // host for periods × MatchTTL/3: periods-1 renewals, then release
+	periods int // host for periods × renewEvery(): periods-1 renewals, then release
 	// abandon: the host never renews nor releases; the leases must expire.
 	abandon bool
 	// violates marks a proposal built to break the policy.
@@ -295,7 +300,7 @@ func (d *Driver) propose(hostCtx context.Context, hosts *sync.WaitGroup, j job) 
 	d.unclaim(j.players)
 }
 
-// host plays the committed match txid: renews it every MatchTTL/3 (at the coordinator
+// host plays the committed match txid: renews it every renewEvery() (at the coordinator
 // and at its shards), then releases it and ends it at its shards. When hostCtx ends
 // (the driver stops) it releases at once.
 func (d *Driver) host(hostCtx context.Context, j job, txid string) {
@@ -312,7 +317,7 @@ func (d *Driver) host(hostCtx context.Context, j job, txid string) {
 		return
 	}
 	for i := 1; i <= j.periods; i++ {
-		if clock.Sleep(hostCtx, clk, d.cfg.MatchTTL/3) != nil || i == j.periods {
+		if clock.Sleep(hostCtx, clk, d.renewEvery()) != nil || i == j.periods {
 			break
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), d.cfg.ProposeTimeout)
@@ -343,6 +348,23 @@ func (d *Driver) host(hostCtx context.Context, j job, txid string) {
 	if d.cfg.ReuseAfter > 0 {
 		_ = clock.Sleep(hostCtx, clk, d.cfg.ReuseAfter)
 	}
+}
+
+// renewEvery is the hosts' renewal period.
+func (d *Driver) renewEvery() time.Duration {
+	if d.cfg.RenewEvery > 0 {
+		return d.cfg.RenewEvery
+	}
+	return d.cfg.MatchTTL / 3
+}
+
+// periods is how many renewal periods a new match is hosted for.
+func (d *Driver) periods() int {
+	if d.cfg.MatchLength > 0 {
+		every := d.renewEvery()
+		return max(1, int((d.cfg.MatchLength+every-1)/every))
+	}
+	return 1 + d.rng.IntN(d.cfg.MaxRenewals+1)
 }
 
 func (d *Driver) count(f func(*Stats)) {

@@ -96,7 +96,7 @@ func (d *Driver) build(s Shape, violate bool) (job, bool) {
 	if p == nil {
 		return job{}, false
 	}
-	j := job{p: p, players: chosen, periods: 1 + d.rng.IntN(d.cfg.MaxRenewals+1), violates: violate,
+	j := job{p: p, players: chosen, periods: d.periods(), violates: violate,
 		abandon: d.cfg.AbandonShare > 0 && d.rng.Float64() < d.cfg.AbandonShare}
 	for _, pl := range ps {
 		d.claimed[pl.ID]++

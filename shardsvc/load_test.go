@@ -413,3 +413,33 @@ func TestDriverReuseAfter(t *testing.T) {
 		t.Fatalf("players still claimed after ReuseAfter: %v", d.claimed)
 	}
 }
+
+// TestDriverMatchLength: with RenewEvery and MatchLength, every match is renewed
+// every RenewEvery until MatchLength has passed, then released.
+func TestDriverMatchLength(t *testing.T) {
+	clk := clock.NewFake(time.Unix(0, 0))
+	ws := testWorlds(t, clk, 100)
+	fc := newFakeCoordinator(ws...)
+	d := testDriver(t, clk, fc, ws, func(c *DriverConfig) {
+		c.MatchTTL, c.RenewEvery, c.MatchLength = time.Second, 100*time.Millisecond, 350*time.Millisecond
+	})
+	j, ok := d.next()
+	if !ok {
+		t.Fatal("no proposal built")
+	}
+	if j.periods != 4 {
+		t.Fatalf("periods %d, want 4 (350ms in 100ms periods)", j.periods)
+	}
+	done := make(chan struct{})
+	go func() { defer close(done); d.host(context.Background(), j, "tx-1") }()
+	for i := 0; i < 4; i++ {
+		clk.WaitForTimers(1)
+		clk.Advance(100 * time.Millisecond)
+	}
+	<-done
+	fc.mu.Lock()
+	defer fc.mu.Unlock()
+	if fc.renews["tx-1"] != 3 || fc.releases["tx-1"] != 1 {
+		t.Fatalf("renews %d, releases %d; want 3 and 1", fc.renews["tx-1"], fc.releases["tx-1"])
+	}
+}

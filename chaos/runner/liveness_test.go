@@ -1,6 +1,7 @@
 package runner
 
 import (
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -108,4 +109,24 @@ func instancesOf(t *testing.T) []instance {
 		{Kind: scenario.FaultKill, At: scenario.Duration(s(5)), Every: scenario.Duration(s(3)), Count: 3},
 		{Kind: scenario.FaultPause, At: scenario.Duration(s(2))},
 	})
+}
+
+func TestMatchShapes(t *testing.T) {
+	for _, c := range []struct {
+		size    int
+		players []int // players per shape
+		err     bool
+	}{{0, []int{2, 10}, false}, {2, []int{2}, false}, {10, []int{10}, false}, {4, []int{4}, false}, {1, nil, true}} {
+		got, err := matchShapes(c.size)
+		if (err != nil) != c.err {
+			t.Fatalf("size %d: err %v", c.size, err)
+		}
+		var players []int
+		for _, s := range got {
+			players = append(players, s.Teams*s.TeamSize)
+		}
+		if !slices.Equal(players, c.players) {
+			t.Errorf("size %d: shapes of %v players, want %v", c.size, players, c.players)
+		}
+	}
 }

@@ -195,10 +195,41 @@ func (d *deployment) driver(p shardsvc.Proposer) (*shardsvc.Driver, error) {
 	// The real shards learn that a match ended only when its TTL runs out.
 	dc.ReuseAfter = time.Duration(w.MatchTTL) + 500*time.Millisecond
 	dc.IDPrefix = fmt.Sprintf("chaos-%d-%x", d.cfg.Seed, d.epoch.UnixNano()&0xffffff)
+	// A host renews every RenewEvery until MatchLength has passed, then releases; with
+	// RenewEvery 0 it never renews: it releases after MatchLength (after the lease
+	// expired, if MatchLength is past the TTL).
+	dc.RenewEvery, dc.MatchLength = time.Duration(w.RenewEvery), max(time.Duration(w.MatchLength), time.Millisecond)
 	if w.RenewEvery <= 0 {
-		dc.MaxRenewals = 0
+		dc.RenewEvery = dc.MatchLength
 	}
+	shapes, err := matchShapes(w.MatchSize)
+	if err != nil {
+		return nil, err
+	}
+	dc.Shapes = shapes
 	return shardsvc.NewDriver(dc)
+}
+
+// matchShapes are the match formats for a scenario's match size, within the limits of
+// the default policy bundle's modes: 0 is the reference mix, 2 duels, 10 5v5s, any
+// other size a raid (one team, at most half of it from one shard).
+func matchShapes(size int) ([]shardsvc.Shape, error) {
+	def := shardsvc.DefaultShapes()
+	switch size {
+	case 0:
+		return def, nil
+	case 2, 10:
+		for _, s := range def {
+			if s.Teams*s.TeamSize == size {
+				s.Weight = 1
+				return []shardsvc.Shape{s}, nil
+			}
+		}
+	}
+	if size < 3 {
+		return nil, fmt.Errorf("%w: match_size %d", ErrConfig, size)
+	}
+	return []shardsvc.Shape{{Mode: "raid", Weight: 1, Teams: 1, TeamSize: size, MaxLatencyMs: 150, MaxShardShare: 0.5}}, nil
 }
 
 // settle polls every coordinator and shard until every txn is DONE at one applied

@@ -40,8 +40,7 @@ const (
 	DefaultPrepareTimeout  = 2 * time.Second
 	DefaultRate            = 40.0
 	DefaultInFlight        = 16
-	DefaultMatchSize       = 4
-	DefaultShardsPerMatch  = 2
+	DefaultMatchSize       = 0 // the reference mix of duels and 5v5s
 	DefaultHotPlayers      = 8
 	DefaultMatchTTL        = 5 * time.Second
 	DefaultRenewEvery      = time.Second
@@ -62,8 +61,7 @@ func New() *Scenario {
 			Rho: DefaultRho, PrepareTimeout: Duration(DefaultPrepareTimeout),
 		},
 		Workload: Workload{
-			Rate: DefaultRate, InFlight: DefaultInFlight, MatchSize: DefaultMatchSize,
-			ShardsPerMatch: DefaultShardsPerMatch, HotPlayers: DefaultHotPlayers,
+			Rate: DefaultRate, InFlight: DefaultInFlight, MatchSize: DefaultMatchSize, HotPlayers: DefaultHotPlayers,
 			MatchTTL: Duration(DefaultMatchTTL), RenewEvery: Duration(DefaultRenewEvery),
 			MatchLength: Duration(DefaultMatchLength), AbandonShare: DefaultAbandonShare,
 		},

@@ -74,10 +74,11 @@ type Workload struct {
 	Rate float64 `yaml:"rate" json:"rate"`
 	// InFlight caps the proposals awaiting an answer (default 16).
 	InFlight int `yaml:"in_flight" json:"in_flight"`
-	// MatchSize is the players per match (default 4).
+	// MatchSize is the players per match, as the default policy bundle's modes allow
+	// them: 2 (duels), 10 (5v5) or any other size >= 3 (raids, one team). 0, the
+	// default, is the reference mix: 90% duels, 10% 5v5. How many shards a match
+	// spans follows from the mode's per-shard share (always at least two).
 	MatchSize int `yaml:"match_size" json:"match_size"`
-	// ShardsPerMatch is how many shards a match spans (default 2).
-	ShardsPerMatch int `yaml:"shards_per_match" json:"shards_per_match"`
 	// HotShare is the share of proposals that include a hot player, to force
 	// PLAYER_LEASED contention (default 0).
 	HotShare float64 `yaml:"hot_share" json:"hot_share"`

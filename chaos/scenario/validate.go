@@ -112,14 +112,11 @@ func (v *validator) workload(w *Workload, t *Topology) {
 	if w.InFlight < 1 {
 		v.add("workload.in_flight", "must be >= 1, got %d", w.InFlight)
 	}
-	if w.MatchSize < 2 {
-		v.add("workload.match_size", "must be >= 2 players, got %d", w.MatchSize)
+	if w.MatchSize < 0 || w.MatchSize == 1 {
+		v.add("workload.match_size", "must be 0 (the reference mix) or >= 2 players, got %d", w.MatchSize)
 	}
-	if w.ShardsPerMatch < 1 || w.ShardsPerMatch > t.Shards || w.ShardsPerMatch > w.MatchSize {
-		v.add("workload.shards_per_match", "must be 1..min(shards %d, match_size %d), got %d", t.Shards, w.MatchSize, w.ShardsPerMatch)
-	}
-	if t.PlayersPerShard >= 1 && w.MatchSize > t.PlayersPerShard*max(w.ShardsPerMatch, 1) {
-		v.add("workload.match_size", "%d players cannot come from %d shard(s) of %d players", w.MatchSize, w.ShardsPerMatch, t.PlayersPerShard)
+	if t.PlayersPerShard >= 1 && t.Shards >= 1 && w.MatchSize > t.PlayersPerShard*t.Shards {
+		v.add("workload.match_size", "%d players cannot come from %d shard(s) of %d players", w.MatchSize, t.Shards, t.PlayersPerShard)
 	}
 	share := func(field string, x float64) {
 		if !(x >= 0 && x <= 1) {
