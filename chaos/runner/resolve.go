@@ -132,4 +132,3 @@ func (r *resolver) names(ctx context.Context, sels []string) ([]string, error) {
 	}
 	return out, nil
 }
-
