@@ -37,6 +37,7 @@ type benchOptions struct {
 	nodes, shards   int
 	jsonOut, log    string
 	policy, floors  bool
+	tracing         bool
 }
 
 func parseBenchFlags(args []string, stderr io.Writer) (benchOptions, int, bool) {
@@ -59,6 +60,7 @@ func parseBenchFlags(args []string, stderr io.Writer) (benchOptions, int, bool) 
 	fs.StringVar(&o.jsonOut, "json", "", "also write the results as JSON to this `file`")
 	fs.BoolVar(&o.policy, "policy", false, "evaluate the default policy bundle on every proposal")
 	fs.BoolVar(&o.floors, "floors", true, "measure the NATS and Raft floors too")
+	fs.BoolVar(&o.tracing, "tracing", true, "record spans as serve does (the OTEL_* environment applies; no exporter unless it names one)")
 	fs.StringVar(&o.log, "log-level", "error", "log level on stderr: debug, info, warn, error or off")
 	if code, done := parseFlags(fs, args); done {
 		return o, code, true
@@ -120,9 +122,14 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	if done {
 		return code
 	}
-	if _, err := newLogger(stderr, o.log); err != nil {
+	log, err := newLogger(stderr, o.log)
+	if err != nil {
 		fmt.Fprintf(stderr, "coordinator bench: %v\n", err)
 		return 2
+	}
+	if o.tracing {
+		_, stopTelemetry := startTelemetry(log, "shardmatch-bench", "bench")
+		defer stopTelemetry()
 	}
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
