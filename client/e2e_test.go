@@ -15,6 +15,7 @@ import (
 	"github.com/shardmatch/shardmatch/coordinator/natsapi"
 	"github.com/shardmatch/shardmatch/coordinator/natsapi/natsapitest"
 	"github.com/shardmatch/shardmatch/internal/natsutil"
+	"github.com/shardmatch/shardmatch/internal/testutil"
 	smv1 "github.com/shardmatch/shardmatch/proto/shardmatch/v1"
 	"github.com/shardmatch/shardmatch/twophase"
 )
@@ -135,7 +136,7 @@ func TestProposeEndToEnd(t *testing.T) {
 	if err := cl.RegisterShard(ctx, &smv1.ShardInfo{ShardId: "s3", Region: "us-east"}); err != nil {
 		t.Fatalf("RegisterShard = %v", err)
 	}
-	waitFor(t, 5*time.Second, func() error {
+	testutil.WaitFor(t, 5*time.Second, "every node to know s3", func() error {
 		for i := 0; i < c.Size(); i++ {
 			if _, ok := c.Node(i).FSM().Shard("s3"); !ok {
 				return fmt.Errorf("%s does not know s3", c.Node(i).ID())
@@ -185,7 +186,7 @@ func readEvents(tb testing.TB, nc *nats.Conn, want int) map[string]recvEvent {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	waitFor(tb, 10*time.Second, func() error {
+	testutil.WaitFor(tb, 10*time.Second, "the events in SM_EVENTS", func() error {
 		info, err := st.Info(ctx)
 		if err != nil {
 			return err
@@ -234,7 +235,7 @@ func TestLostReplyAnsweredByStatus(t *testing.T) {
 		t.Fatal(err)
 	}
 	var first *smv1.TxnRecord
-	waitFor(t, 10*time.Second, func() error {
+	testutil.WaitFor(t, 10*time.Second, "lost-1 to commit", func() error {
 		rec, err := cl.Status(ctx, "lost-1")
 		if err != nil {
 			return err
@@ -316,7 +317,7 @@ func TestProposalLostFromStreamIsResent(t *testing.T) {
 		done <- result{d, err}
 	}()
 	var seq uint64
-	waitFor(t, 5*time.Second, func() error {
+	testutil.WaitFor(t, 5*time.Second, "the event to be published", func() error {
 		info, err := st.Info(ctx)
 		if err != nil {
 			return err

@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/shardmatch/shardmatch/client"
+	"github.com/shardmatch/shardmatch/internal/testutil"
 	smv1 "github.com/shardmatch/shardmatch/proto/shardmatch/v1"
 )
 
@@ -54,7 +55,7 @@ func TestLeaderChangeUnderLoad(t *testing.T) {
 	}
 	total := int64(proposers * each)
 	for _, at := range []int64{total / 4, total / 2} {
-		waitFor(t, 60*time.Second, func() error {
+		testutil.WaitFor(t, 60*time.Second, "calls to be done before the kill", func() error {
 			if n := done.Load(); n < at {
 				return fmt.Errorf("%d of %d calls done", n, total)
 			}
@@ -99,7 +100,7 @@ func TestLeaderChangeUnderLoad(t *testing.T) {
 		}
 	}
 	// Every node agrees with the decision the proposer got.
-	waitFor(t, 20*time.Second, func() error {
+	testutil.WaitFor(t, 20*time.Second, "every node to hold every outcome", func() error {
 		for i := 0; i < c.Size(); i++ {
 			n := c.Node(i)
 			for pid, d := range results {
@@ -114,7 +115,7 @@ func TestLeaderChangeUnderLoad(t *testing.T) {
 	// Nothing is left unsettled on the intake consumer: every delivered request was
 	// acked, which it only is once its answer is in the log.
 	js, _ := jetstream.New(nc)
-	waitFor(t, 20*time.Second, func() error {
+	testutil.WaitFor(t, 20*time.Second, "the intake consumer to settle", func() error {
 		cons, err := js.Consumer(ctx, "SM_REQ", "coordinator-intake")
 		if err != nil {
 			return err

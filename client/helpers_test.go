@@ -14,22 +14,6 @@ import (
 	smv1 "github.com/shardmatch/shardmatch/proto/shardmatch/v1"
 )
 
-// waitFor polls fn until it returns nil or timeout passes.
-func waitFor(tb testing.TB, timeout time.Duration, fn func() error) {
-	tb.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := fn()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			tb.Fatalf("not within %s: %v", timeout, err)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 func newClient(tb testing.TB, nc *nats.Conn, cfg client.Config) *client.Client {
 	tb.Helper()
 	cfg.Conn = nc

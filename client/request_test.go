@@ -12,18 +12,14 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/shardmatch/shardmatch/client"
-	"github.com/shardmatch/shardmatch/internal/natsutil"
+	"github.com/shardmatch/shardmatch/internal/natsutil/natstest"
 	smv1 "github.com/shardmatch/shardmatch/proto/shardmatch/v1"
 )
 
 // bareNATS is a NATS server with JetStream and no coordinator: tests play the leader.
 func bareNATS(tb testing.TB) (*server.Server, *nats.Conn) {
 	tb.Helper()
-	s, err := natsutil.StartEmbedded(natsutil.EmbeddedConfig{StoreDir: tb.TempDir()})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { natsutil.Shutdown(s) })
+	s := natstest.Start(tb)
 	nc, err := nats.Connect(s.ClientURL())
 	if err != nil {
 		tb.Fatal(err)

@@ -18,6 +18,7 @@ import (
 	"github.com/shardmatch/shardmatch/internal/clock"
 	"github.com/shardmatch/shardmatch/internal/telemetry/spans"
 	"github.com/shardmatch/shardmatch/internal/telemetry/telemetrytest"
+	"github.com/shardmatch/shardmatch/internal/testutil"
 	"github.com/shardmatch/shardmatch/policy"
 	smv1 "github.com/shardmatch/shardmatch/proto/shardmatch/v1"
 	"github.com/shardmatch/shardmatch/twophase"
@@ -335,7 +336,7 @@ func TestTakeoverStartsLinkedRootSpan(t *testing.T) {
 		dec, err := cl.Propose(ctx, p)
 		done <- result{dec, err}
 	}()
-	waitFor(t, 10*time.Second, func() error {
+	testutil.WaitFor(t, 10*time.Second, "the proposal's txid", func() error {
 		if ids := d.Txids(p.GetProposalId()); len(ids) != 1 {
 			return fmt.Errorf("txids %v", ids)
 		}

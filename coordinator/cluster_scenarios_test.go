@@ -15,6 +15,7 @@ import (
 	"github.com/shardmatch/shardmatch/chaos/history"
 	"github.com/shardmatch/shardmatch/coordinator"
 	"github.com/shardmatch/shardmatch/internal/clock"
+	"github.com/shardmatch/shardmatch/internal/testutil"
 	smv1 "github.com/shardmatch/shardmatch/proto/shardmatch/v1"
 	"github.com/shardmatch/shardmatch/twophase"
 )
@@ -233,17 +234,6 @@ func dropTo(shard string, kind string) twophase.InmemHook {
 	}
 }
 
-func waitFor(t *testing.T, what string, timeout time.Duration, f func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !f() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 // The leader dies while a shard never got its Prepare: the new leader presumes abort.
 func TestClusterLeaderKilledDuringPrepare(t *testing.T) {
 	c := newTestCluster(t, clusterOpts{seed: 2})
@@ -256,7 +246,7 @@ func TestClusterLeaderKilledDuringPrepare(t *testing.T) {
 		d, _ := c.propose(ctx, "p", match("m1", time.Minute, "x@s1", "y@s2"))
 		done <- d
 	}()
-	waitFor(t, "s1 to vote YES", 10*time.Second, func() bool { return len(c.shards["s1"].part.InDoubt()) == 1 })
+	testutil.WaitUntil(t, 10*time.Second, "s1 to vote YES", func() bool { return len(c.shards["s1"].part.InDoubt()) == 1 })
 	if err := c.lc.Kill(l); err != nil {
 		t.Fatal(err)
 	}
@@ -293,7 +283,7 @@ func TestClusterLeaderKilledBetweenDecideAndDeliver(t *testing.T) {
 	if err != nil || d.GetOutcome() != smv1.Outcome_OUTCOME_COMMITTED {
 		t.Fatalf("decision %v %v", d, err)
 	}
-	waitFor(t, "a commit to be sent", 5*time.Second, func() bool { return commits.Load() > 0 })
+	testutil.WaitUntil(t, 5*time.Second, "a commit to be sent", func() bool { return commits.Load() > 0 })
 	if err := c.lc.Kill(l); err != nil {
 		t.Fatal(err)
 	}
@@ -327,7 +317,7 @@ func TestClusterShardRestartWithPreparedTxn(t *testing.T) {
 	c.killShard("s2")
 	c.net.SetHook(nil)
 	c.restartShard(ctx, "s2")
-	waitFor(t, "s2 to learn the outcome", 10*time.Second, func() bool { return len(c.shards["s2"].part.InDoubt()) == 0 })
+	testutil.WaitUntil(t, 10*time.Second, "s2 to learn the outcome", func() bool { return len(c.shards["s2"].part.InDoubt()) == 0 })
 	requireClean(t, c.check(20*time.Second))
 	if n := c.shards["s2"].sim.commits[d.GetTxid()]; n != 1 {
 		t.Fatalf("s2 applied the commit %d times", n)
@@ -356,7 +346,7 @@ func TestClusterAbortOvertakesPrepare(t *testing.T) {
 	if err != nil || d.GetReason() != smv1.Reason_REASON_SHARD_TIMEOUT {
 		t.Fatalf("decision %v %v", d, err)
 	}
-	waitFor(t, "s2 to take the abort", 5*time.Second, func() bool {
+	testutil.WaitUntil(t, 5*time.Second, "s2 to take the abort", func() bool {
 		return tombstoned(c, "s2", d.GetTxid())
 	})
 	c.net.SetHook(nil)
@@ -471,7 +461,7 @@ func TestClusterLeaseExpiryFakeClock(t *testing.T) {
 		t.Fatal(err)
 	}
 	advance(2 * time.Second)
-	waitFor(t, "expiry", 10*time.Second, func() bool {
+	testutil.WaitUntilEvery(t, 10*time.Second, 5*time.Millisecond, "expiry", func() bool {
 		fake.Advance(20 * time.Millisecond)
 		return !leased()
 	})
@@ -526,7 +516,7 @@ func TestClusterSnapshotRestoreReplay(t *testing.T) {
 	}
 	// Poll: entries still in flight (acks) may land on one node before another.
 	var want *smv1.FSMState
-	waitFor(t, "identical state on every replica", 10*time.Second, func() bool {
+	testutil.WaitUntil(t, 10*time.Second, "identical state on every replica", func() bool {
 		want = c.lc.Node(0).FSM().State()
 		for i := 1; i < 3; i++ {
 			if !proto.Equal(want, c.lc.Node(i).FSM().State()) {
@@ -635,7 +625,7 @@ func TestClusterLeaseDrift(t *testing.T) {
 				}
 				txids = append(txids, d.GetTxid())
 			}
-			waitFor(t, "every match to expire", 10*time.Second, func() bool {
+			testutil.WaitUntil(t, 10*time.Second, "every match to expire", func() bool {
 				_, l, err := c.lc.Leader(ctx)
 				if err != nil {
 					return false
@@ -671,7 +661,7 @@ func TestClusterForceAbort(t *testing.T) {
 		done <- d
 	}()
 	var txid string
-	waitFor(t, "the txn to be preparing", 10*time.Second, func() bool {
+	testutil.WaitUntil(t, 10*time.Second, "the txn to be preparing", func() bool {
 		rec, ok := node.FSM().TxnByProposal("stuck")
 		if ok {
 			txid = rec.GetTxid()
@@ -696,7 +686,7 @@ func TestClusterForceAbort(t *testing.T) {
 		t.Fatalf("second force-abort: %v", err)
 	}
 	c.net.SetHook(nil)
-	waitFor(t, "s1 to release its reservation", 10*time.Second, func() bool { return len(c.shards["s1"].part.InDoubt()) == 0 })
+	testutil.WaitUntil(t, 10*time.Second, "s1 to release its reservation", func() bool { return len(c.shards["s1"].part.InDoubt()) == 0 })
 	if st, ok := node.DriverStats(); !ok || st.Aborted == 0 {
 		t.Fatalf("driver stats %+v %v", st, ok)
 	}

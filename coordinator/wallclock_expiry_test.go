@@ -9,6 +9,7 @@ import (
 	"github.com/shardmatch/shardmatch/chaos/history"
 	"github.com/shardmatch/shardmatch/coordinator"
 	"github.com/shardmatch/shardmatch/internal/clock"
+	"github.com/shardmatch/shardmatch/internal/testutil"
 	smv1 "github.com/shardmatch/shardmatch/proto/shardmatch/v1"
 )
 
@@ -46,7 +47,7 @@ func TestCheckerCatchesWallClockExpiry(t *testing.T) {
 			}
 			// Either way the lease ends: at once on the unsafe leader, after its TTL of
 			// reference time on a correct one (I7 below checks which).
-			waitFor(t, "the lease to expire", 20*time.Second, func() bool {
+			testutil.WaitUntilEvery(t, 20*time.Second, 5*time.Millisecond, "the lease to expire", func() bool {
 				step()
 				return !leased()
 			})

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/shardmatch/shardmatch/internal/clock"
+	"github.com/shardmatch/shardmatch/internal/testutil"
 	"github.com/shardmatch/shardmatch/policy"
 	"github.com/shardmatch/shardmatch/policy/cases"
 	smv1 "github.com/shardmatch/shardmatch/proto/shardmatch/v1"
@@ -142,7 +143,7 @@ func TestReloadDuringEvaluations(t *testing.T) {
 	// under the version whose counter is given.
 	waitEvaluations := func(counter *atomic.Int64, what string) {
 		n := counter.Load() + 3
-		waitFor(t, what, func() bool { return counter.Load() >= n })
+		testutil.WaitUntil(t, 10*time.Second, what, func() bool { return counter.Load() >= n })
 	}
 
 	const rounds = 4
@@ -321,11 +322,11 @@ func TestWatchReloadsOnSignal(t *testing.T) {
 
 	writeAtomic(t, dir, "data.json", dataWithSpread(t, 50))
 	sig <- syscall.SIGHUP // unbuffered: received by Watch
-	waitFor(t, "reload on signal", func() bool { return e.Revision() != revA })
+	testutil.WaitUntil(t, 10*time.Second, "reload on signal", func() bool { return e.Revision() != revA })
 
 	writeAtomic(t, dir, "data.json", []byte("{broken"))
 	sig <- syscall.SIGHUP
-	waitFor(t, "failed reload on signal", func() bool { return e.Stats().ReloadFailures == 1 })
+	testutil.WaitUntil(t, 10*time.Second, "failed reload on signal", func() bool { return e.Stats().ReloadFailures == 1 })
 	if e.Revision() == revA {
 		t.Fatal("revision went back")
 	}

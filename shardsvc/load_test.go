@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/shardmatch/shardmatch/internal/clock"
+	"github.com/shardmatch/shardmatch/internal/testutil"
 	"github.com/shardmatch/shardmatch/policy"
 	smv1 "github.com/shardmatch/shardmatch/proto/shardmatch/v1"
 )
@@ -274,11 +275,11 @@ func TestDriverTokenBucket(t *testing.T) {
 	done := make(chan error)
 	go func() { done <- d.Run(ctx) }()
 	sent := func() uint64 { s := d.Stats(); return s.Proposed + s.Shed + s.Starved }
-	waitFor(t, func() bool { return sent() == 1 }) // the first token is there at once
+	testutil.WaitUntil(t, 5*time.Second, "the first token", func() bool { return sent() == 1 }) // the first token is there at once
 	for i := 2; i <= 10; i++ {
 		fake.WaitForTimers(1)
 		fake.Advance(10 * time.Millisecond)
-		waitFor(t, func() bool { return sent() == uint64(i) })
+		testutil.WaitUntil(t, 5*time.Second, fmt.Sprintf("token %d", i), func() bool { return sent() == uint64(i) })
 	}
 	s := d.Stats()
 	if s.Proposed != 3 || s.Shed != 7 || s.InFlight != 3 {
@@ -298,17 +299,6 @@ func TestDriverTokenBucket(t *testing.T) {
 	}
 	if len(d.claimed) != 0 {
 		t.Errorf("claims left: %v", d.claimed)
-	}
-}
-
-func waitFor(t *testing.T, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal("condition not reached")
-		}
-		time.Sleep(time.Millisecond)
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/shardmatch/shardmatch/internal/clock"
+	"github.com/shardmatch/shardmatch/internal/testutil"
 )
 
 func TestStatusLineAndSummary(t *testing.T) {
@@ -60,7 +61,7 @@ func TestShowStatus(t *testing.T) {
 		stop := ShowStatus(&buf, d, time.Second, inPlace, func() string { return "c1" })
 		fake.WaitForTimers(1)
 		fake.Advance(time.Second)
-		waitFor(t, func() bool { return strings.Contains(buf.String(), "leader c1") })
+		testutil.WaitUntil(t, 5*time.Second, "the status line naming the leader", func() bool { return strings.Contains(buf.String(), "leader c1") })
 		stop()
 		out := buf.String()
 		if inPlace != strings.HasPrefix(out, "\r") || !strings.HasSuffix(out, "\n") {

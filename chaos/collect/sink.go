@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -151,4 +152,18 @@ func (s *Sink) Close() error {
 		return fmt.Errorf("collect: close %s: %w", s.path, err)
 	}
 	return nil
+}
+
+// CloseLogged is how a process ends its recording: it logs the first error the Sink
+// met (the history is then incomplete, which the run's report must not miss) at error
+// level, closes the file, and logs a failure to close at warning level. Like the other
+// Sink methods it returns nothing, so shutting down never fails for the recording's
+// sake.
+func (s *Sink) CloseLogged(log *slog.Logger) {
+	if err := s.Err(); err != nil {
+		log.Error("the chaos history is incomplete", "err", err)
+	}
+	if err := s.Close(); err != nil {
+		log.Warn("history close", "err", err)
+	}
 }

@@ -1,10 +1,13 @@
 package collect
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -158,6 +161,39 @@ func TestSinkBadNodeAndClosed(t *testing.T) {
 	s.Lease(history.LeaseEvent{Kind: history.LeaseGranted})
 	if !errors.Is(s.Err(), ErrClosed) {
 		t.Fatalf("Err after a write past Close = %v, want ErrClosed", s.Err())
+	}
+}
+
+// TestSinkCloseLogged: a clean Sink closes without a word; one that lost an event
+// says the history is incomplete, and a failed close is logged too.
+func TestSinkCloseLogged(t *testing.T) {
+	dir := t.TempDir()
+	var buf bytes.Buffer
+	log := slog.New(slog.NewTextHandler(&buf, nil))
+
+	clean, err := NewSink(dir, "c1", time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	clean.Lease(history.LeaseEvent{Kind: history.LeaseGranted})
+	clean.CloseLogged(log)
+	if buf.Len() != 0 {
+		t.Fatalf("a clean sink logged %q", buf.String())
+	}
+	if clean.Lease(history.LeaseEvent{Kind: history.LeaseGranted}); !errors.Is(clean.Err(), ErrClosed) {
+		t.Fatalf("CloseLogged left the sink open: Err = %v", clean.Err())
+	}
+
+	broken, err := NewSink(dir, "c2", time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = broken.f.Close() // the next write and the Sink's own Close fail
+	broken.Lease(history.LeaseEvent{Kind: history.LeaseGranted})
+	broken.CloseLogged(log)
+	out := buf.String()
+	if !strings.Contains(out, "level=ERROR msg=\"the chaos history is incomplete\"") || !strings.Contains(out, "level=WARN msg=\"history close\"") {
+		t.Fatalf("a sink that lost an event logged %q, want the incomplete history and the failed close", out)
 	}
 }
 

@@ -288,22 +288,6 @@ func canDial(t *testing.T, from *Host, addr string) bool {
 // rootDial reports whether the test process (root namespace) completes a round trip.
 func rootDial(addr string) bool { return helperDial(addr) == nil }
 
-// waitFor polls cond every 10ms until it holds or timeout passes.
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		select {
-		case <-t.Context().Done():
-			t.Fatal(t.Context().Err())
-		case <-time.After(10 * time.Millisecond):
-		}
-	}
-}
-
 // readCounter reads a heartbeat file; 0 if it does not exist yet.
 func readCounter(t *testing.T, file string) int {
 	t.Helper()

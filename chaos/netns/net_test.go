@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/shardmatch/shardmatch/internal/testutil"
 )
 
 const echoPort = 7070
@@ -27,7 +29,7 @@ func TestPartitionCutsOnlyTheNamedPairs(t *testing.T) {
 		startHelper(t, h, "", nil, "echo", hostAddr(h, echoPort))
 	}
 	for _, h := range []*Host{a, b, c} {
-		waitFor(t, 5*time.Second, "echo on "+h.Name, func() bool { return rootDial(hostAddr(h, echoPort)) })
+		testutil.WaitUntil(t, 5*time.Second, "echo on "+h.Name, func() bool { return rootDial(hostAddr(h, echoPort)) })
 	}
 	if !canDial(t, a, hostAddr(b, echoPort)) || !canDial(t, b, hostAddr(a, echoPort)) {
 		t.Fatal("a and b cannot talk before any fault")
@@ -114,7 +116,7 @@ func TestLossDropsAboutHalf(t *testing.T) {
 	a, b := n.Host("a"), n.Host("b")
 	startHelper(t, b, "", nil, "udpsink", hostAddr(b, 9000))
 	startHelper(t, b, "", nil, "echo", hostAddr(b, echoPort))
-	waitFor(t, 5*time.Second, "echo on b", func() bool { return rootDial(hostAddr(b, echoPort)) })
+	testutil.WaitUntil(t, 5*time.Second, "echo on b", func() bool { return rootDial(hostAddr(b, echoPort)) })
 	sink := hostAddr(b, 9000)
 	const count = 200
 	if got := udpDelivered(t, a, sink, "before", count); got != count {

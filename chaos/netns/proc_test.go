@@ -9,6 +9,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/shardmatch/shardmatch/internal/testutil"
 )
 
 // nsInode is the inode of a named namespace, as /proc/PID/ns/net shows it.
@@ -25,7 +27,7 @@ func nsInode(t *testing.T, ns string) string {
 func advances(t *testing.T, file string, from int) int {
 	t.Helper()
 	var now int
-	waitFor(t, 5*time.Second, "heartbeat to advance", func() bool { now = readCounter(t, file); return now > from })
+	testutil.WaitUntil(t, 5*time.Second, "heartbeat to advance", func() bool { now = readCounter(t, file); return now > from })
 	return now
 }
 
@@ -40,7 +42,7 @@ func TestProcLifecycle(t *testing.T) {
 	p := startHelper(t, h, logPath, nil, "heartbeat", hb)
 
 	c := advances(t, hb, 0)
-	waitFor(t, 5*time.Second, "the namespace line in the log", func() bool {
+	testutil.WaitUntil(t, 5*time.Second, "the namespace line in the log", func() bool {
 		b, _ := os.ReadFile(logPath)
 		return strings.Contains(string(b), "netns=")
 	})
@@ -51,7 +53,7 @@ func TestProcLifecycle(t *testing.T) {
 	if err := p.Pause(); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 5*time.Second, "state T", func() bool { return procState(p.PID()) == "T" })
+	testutil.WaitUntil(t, 5*time.Second, "state T", func() bool { return procState(p.PID()) == "T" })
 	paused := readCounter(t, hb)
 	// While paused the counter must stay put: watch it for 300ms.
 	for end := time.Now().Add(300 * time.Millisecond); time.Now().Before(end); {
@@ -99,7 +101,7 @@ func TestProcLifecycle(t *testing.T) {
 		t.Errorf("after Restart: pid %d (was %d) running=%v err=%v", p.PID(), firstPID, p.Running(), p.Err())
 	}
 	advances(t, hb, dead)
-	waitFor(t, 5*time.Second, "two starts in the log", func() bool {
+	testutil.WaitUntil(t, 5*time.Second, "two starts in the log", func() bool {
 		b, _ := os.ReadFile(logPath)
 		return strings.Count(string(b), "netns=") == 2
 	})

@@ -18,6 +18,7 @@ import (
 	"github.com/shardmatch/shardmatch/chaos/workload"
 	"github.com/shardmatch/shardmatch/client"
 	"github.com/shardmatch/shardmatch/coordinator"
+	"github.com/shardmatch/shardmatch/internal/testutil"
 	smv1 "github.com/shardmatch/shardmatch/proto/shardmatch/v1"
 )
 
@@ -107,7 +108,7 @@ func TestChaosHooks(t *testing.T) {
 
 	// Settle: every txn DONE, nothing prepared at the shard; that is the final state.
 	var final history.Final
-	waitFor(t, 30*time.Second, "the deployment to settle", func() error {
+	testutil.WaitFor(t, 30*time.Second, "the deployment to settle", func() error {
 		nf, err := collect.FetchNodeFinal(ctx, c1.adminURL)
 		if err != nil {
 			return err

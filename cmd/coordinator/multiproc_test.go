@@ -29,6 +29,7 @@ import (
 	"github.com/shardmatch/shardmatch/client"
 	"github.com/shardmatch/shardmatch/coordinator/admin"
 	"github.com/shardmatch/shardmatch/internal/config"
+	"github.com/shardmatch/shardmatch/internal/testutil"
 	smv1 "github.com/shardmatch/shardmatch/proto/shardmatch/v1"
 	"github.com/shardmatch/shardmatch/shardsvc"
 	"github.com/shardmatch/shardmatch/twophase"
@@ -141,23 +142,6 @@ func (p *proc) wait(t *testing.T, within time.Duration) int {
 	}
 }
 
-// waitFor polls fn until it returns nil, failing the test with fn's last error after
-// timeout.
-func waitFor(t *testing.T, timeout time.Duration, what string, fn func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := fn()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("waiting for %s: %v", what, err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-}
-
 // getJSON fetches url into v.
 func getJSON(url string, v any) error {
 	c := http.Client{Timeout: 2 * time.Second}
@@ -206,15 +190,6 @@ var (
 	binErr              error
 	removeBuiltBinaries = func() {}
 )
-
-// buildBinaries is binaries in the shape older tests use: the coordinator binary
-// for every subcommand, with no extra environment. dir is unused (the binaries are
-// shared by the whole test process); new tests call binaries.
-func buildBinaries(t *testing.T, dir string) (coord func(sub string) (bin string, env []string), shard string) {
-	t.Helper()
-	c, s := binaries(t)
-	return func(string) (string, []string) { return c, nil }, s
-}
 
 // binaries returns the coordinator and shardsvc binaries, building them on first use.
 func binaries(t *testing.T) (coord, shard string) {
@@ -381,7 +356,7 @@ func (d *deployment) leader(exclude string) (int, error) {
 func (d *deployment) waitLeader(exclude string) int {
 	d.t.Helper()
 	i := -1
-	waitFor(d.t, 30*time.Second, "a leader", func() (err error) { i, err = d.leader(exclude); return err })
+	testutil.WaitFor(d.t, 30*time.Second, "a leader", func() (err error) { i, err = d.leader(exclude); return err })
 	return i
 }
 
@@ -412,7 +387,7 @@ func (d *deployment) shardStatus(id string) (shardStatus, error) {
 // waitRegistered waits until the leader's registry holds every shard.
 func (d *deployment) waitRegistered(ids ...string) {
 	d.t.Helper()
-	waitFor(d.t, 30*time.Second, "shards registered", func() error {
+	testutil.WaitFor(d.t, 30*time.Second, "shards registered", func() error {
 		i, err := d.leader("")
 		if err != nil {
 			return err
@@ -432,7 +407,7 @@ func (d *deployment) waitRegistered(ids ...string) {
 // shard holds one in doubt.
 func (d *deployment) waitSettled(timeout time.Duration) {
 	d.t.Helper()
-	waitFor(d.t, timeout, "no unfinished transactions and nothing in doubt", func() error {
+	testutil.WaitFor(d.t, timeout, "no unfinished transactions and nothing in doubt", func() error {
 		for _, n := range d.nodes {
 			if !n.running() {
 				continue

@@ -103,7 +103,7 @@ func startServe(ctx context.Context, o serveOptions, log *slog.Logger, stderr io
 		}
 	}()
 	if o.faultInjection {
-		s.faults = natstransport.NewFaults(int64(hashString(o.id)))
+		s.faults = natstransport.NewFaults(config.IDSeed(o.id))
 		log.Warn("fault injection enabled: /v1/fault can skew this node's clock and disturb its commands", "unsafe", o.unsafe)
 	}
 	if o.historyDir != "" {
@@ -315,22 +315,8 @@ func (s *served) shutdown() {
 	}
 	s.faults.Wait()
 	if s.history != nil {
-		if err := s.history.Err(); err != nil {
-			s.log.Error("the chaos history is incomplete", "err", err)
-		}
-		if err := s.history.Close(); err != nil {
-			s.log.Warn("history close", "err", err)
-		}
+		s.history.CloseLogged(s.log)
 	}
-}
-
-// hashString spreads node ids over fault-hook seeds.
-func hashString(id string) uint32 {
-	h := uint32(2166136261)
-	for i := 0; i < len(id); i++ {
-		h = (h ^ uint32(id[i])) * 16777619
-	}
-	return h
 }
 
 // drainConn drains nc and waits, at most until ctx ends, for it to close.

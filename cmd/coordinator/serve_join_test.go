@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/shardmatch/shardmatch/coordinator/admin"
+	"github.com/shardmatch/shardmatch/internal/testutil"
 )
 
 // voters lists the voters in st's view of the Raft configuration, sorted.
@@ -33,7 +34,7 @@ func TestMultiProcessJoin(t *testing.T) {
 	d.startNATS()
 	p1 := freePort(t)
 	c1 := d.startNode("c1", p1, "--peers", fmt.Sprintf("c1=127.0.0.1:%d", p1), "--bootstrap")
-	waitFor(t, 30*time.Second, "c1 leading alone", func() error {
+	testutil.WaitFor(t, 30*time.Second, "c1 leading alone", func() error {
 		st := statuses([]string{c1.adminURL})[0]
 		if st.Err != nil {
 			return st.Err
@@ -47,7 +48,7 @@ func TestMultiProcessJoin(t *testing.T) {
 		d.startNode(id, freePort(t), "--join", c1.adminURL)
 	}
 	want := []string{"c1", "c2", "c3"}
-	waitFor(t, 30*time.Second, "three voters at every node", func() error {
+	testutil.WaitFor(t, 30*time.Second, "three voters at every node", func() error {
 		for _, st := range statuses(d.adminURLs()) {
 			if st.Err != nil {
 				return st.Err
@@ -66,7 +67,7 @@ func TestMultiProcessJoin(t *testing.T) {
 	d.startShard("s2")
 	committed := func(more uint64) uint64 {
 		var c uint64
-		waitFor(t, 20*time.Second, fmt.Sprintf("%d more commits", more), func() error {
+		testutil.WaitFor(t, 20*time.Second, fmt.Sprintf("%d more commits", more), func() error {
 			s, err := d.shardStatus(s1.id)
 			if err != nil {
 				return err
@@ -96,7 +97,7 @@ func TestMultiProcessJoin(t *testing.T) {
 
 	// c1 comes back on its data and follows.
 	c1.start(t)
-	waitFor(t, 30*time.Second, "c1 following the new leader", func() error {
+	testutil.WaitFor(t, 30*time.Second, "c1 following the new leader", func() error {
 		st := statuses([]string{c1.adminURL})[0]
 		if st.Err != nil {
 			return st.Err

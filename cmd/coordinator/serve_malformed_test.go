@@ -15,6 +15,7 @@ import (
 	"github.com/shardmatch/shardmatch/coordinator/admin"
 	"github.com/shardmatch/shardmatch/coordinator/natsapi"
 	"github.com/shardmatch/shardmatch/internal/natsutil"
+	"github.com/shardmatch/shardmatch/internal/testutil"
 	smv1 "github.com/shardmatch/shardmatch/proto/shardmatch/v1"
 )
 
@@ -91,7 +92,7 @@ func TestMultiProcessMalformedInput(t *testing.T) {
 
 	// Before: the state that must not move, and the counters that must.
 	before := map[string]nodeSnapshot{}
-	waitFor(t, 20*time.Second, "a steady applied index", func() error {
+	testutil.WaitFor(t, 20*time.Second, "a steady applied index", func() error {
 		for _, st := range statuses(d.adminURLs()) {
 			if st.Err != nil {
 				return st.Err
@@ -228,7 +229,7 @@ func TestMultiProcessMalformedInput(t *testing.T) {
 	}
 
 	// The counters rise by at least what could not be read.
-	waitFor(t, 20*time.Second, "malformed counters to rise", func() error {
+	testutil.WaitFor(t, 20*time.Second, "malformed counters to rise", func() error {
 		if got := metric(leaderMetrics, "shardmatch_malformed_messages_total", "source", "api") - apiBefore; got < float64(apiBad) {
 			return fmt.Errorf("leader api: %v malformed, want >= %d", got, apiBad)
 		}
@@ -313,7 +314,7 @@ func TestMultiProcessMalformedInput(t *testing.T) {
 	if got := sumOverNodes(t, d, "shardmatch_proposals_total") - proposalsBefore; got != float64(attempts) {
 		t.Errorf("proposals_total rose by %v over the nodes, want %d (one per proposal)", got, attempts)
 	}
-	waitFor(t, 10*time.Second, "phase histograms to move", func() error {
+	testutil.WaitFor(t, 10*time.Second, "phase histograms to move", func() error {
 		for ph, was := range phasesBefore {
 			if now := metric(leaderMetrics, "shardmatch_phase_duration_seconds_count", "phase", ph); now <= was {
 				return fmt.Errorf("phase %s: count %v, was %v", ph, now, was)

@@ -17,6 +17,7 @@ import (
 	"github.com/shardmatch/shardmatch/client"
 	"github.com/shardmatch/shardmatch/internal/clock"
 	"github.com/shardmatch/shardmatch/internal/natsutil"
+	"github.com/shardmatch/shardmatch/internal/testutil"
 	smv1 "github.com/shardmatch/shardmatch/proto/shardmatch/v1"
 	"github.com/shardmatch/shardmatch/shardsvc"
 )
@@ -118,7 +119,7 @@ func TestMultiProcessNATSRestart(t *testing.T) {
 	progress := func(what string, more int) {
 		t.Helper()
 		target := rec.decided() + more
-		waitFor(t, 25*time.Second, what, func() error {
+		testutil.WaitFor(t, 25*time.Second, what, func() error {
 			if n := rec.decided(); n < target {
 				return fmt.Errorf("%d decisions, want %d", n, target)
 			}
@@ -133,7 +134,7 @@ func TestMultiProcessNATSRestart(t *testing.T) {
 		t.Helper()
 		stop()
 		from := failedReconnects.Load()
-		waitFor(t, 10*time.Second, "NATS down for 6 reconnect attempts after "+how, func() error {
+		testutil.WaitFor(t, 10*time.Second, "NATS down for 6 reconnect attempts after "+how, func() error {
 			if n := failedReconnects.Load() - from; n < 6 {
 				return fmt.Errorf("%d failed reconnects", n)
 			}

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/shardmatch/shardmatch/internal/testutil"
 )
 
 func env(m map[string]string) func(string) (string, bool) {
@@ -151,7 +153,7 @@ func TestMultiProcessFailover(t *testing.T) {
 	}
 	commitsPass := func(what string, from uint64, more uint64) uint64 {
 		var c uint64
-		waitFor(t, 20*time.Second, what, func() (err error) {
+		testutil.WaitFor(t, 20*time.Second, what, func() (err error) {
 			if c, err = committed(); err == nil && c < from+more {
 				err = fmt.Errorf("%d commits, want %d", c, from+more)
 			}
@@ -175,7 +177,7 @@ func TestMultiProcessFailover(t *testing.T) {
 	old.start(t)
 	ni, _ := d.leader("")
 	target := statuses([]string{d.nodes[ni].adminURL})[0].AppliedIndex
-	waitFor(t, 20*time.Second, old.id+" catching up", func() error {
+	testutil.WaitFor(t, 20*time.Second, old.id+" catching up", func() error {
 		s := statuses([]string{old.adminURL})[0]
 		if s.Err != nil {
 			return s.Err

@@ -10,6 +10,7 @@ import (
 
 	"github.com/shardmatch/shardmatch/internal/config"
 	"github.com/shardmatch/shardmatch/internal/config/tlstest"
+	"github.com/shardmatch/shardmatch/internal/testutil"
 )
 
 // startSecureNATS runs NATS with JetStream in the test process, demanding TLS with a
@@ -64,7 +65,7 @@ func TestMultiProcessNATSTLSAndAuth(t *testing.T) {
 	d.waitLeader("")
 	s1 := d.startShard("s1", append(tlsFlags(pki.CAFile), "--propose-rate", "20", "--peer-shards", "s2", "--inflight", "4")...)
 	d.startShard("s2", tlsFlags(pki.CAFile)...)
-	waitFor(t, 30*time.Second, "matches committed over TLS", func() error {
+	testutil.WaitFor(t, 30*time.Second, "matches committed over TLS", func() error {
 		s, err := d.shardStatus(s1.id)
 		if err != nil {
 			return err

@@ -90,7 +90,7 @@ func start(ctx context.Context, o options, log *slog.Logger) (_ *shard, err erro
 	s := &shard{o: o, log: log, clk: skew, skew: skew, stopBg: func() {}, bgDone: make(chan struct{}), fatal: make(chan error, 1)}
 	close(s.bgDone)
 	if o.faultInjection {
-		s.faults = natstransport.NewFaults(o.seed ^ int64(hashID(o.id)))
+		s.faults = natstransport.NewFaults(o.seed ^ config.IDSeed(o.id))
 		log.Warn("fault injection enabled: /v1/fault can skew this process's clock and disturb its replies")
 	}
 	defer func() {
@@ -204,7 +204,7 @@ func (s *shard) register(ctx context.Context) error {
 func (s *shard) startBackground() error {
 	if s.o.proposeRate > 0 {
 		dc := shardsvc.DefaultDriverConfig()
-		dc.Proposer, dc.Clock, dc.Seed = s.cli, s.clk, s.o.seed^int64(hashID(s.o.id))
+		dc.Proposer, dc.Clock, dc.Seed = s.cli, s.clk, s.o.seed^config.IDSeed(s.o.id)
 		dc.Rate, dc.MaxInFlight, dc.HotShare, dc.ViolationShare, dc.MatchTTL = s.o.proposeRate, s.o.inflight, s.o.hot, s.o.violations, s.o.matchTTL
 		dc.Logger = s.log
 		worlds, err := s.driverWorlds()
@@ -319,20 +319,6 @@ func (s *shard) shutdown() {
 	}
 	s.faults.Wait()
 	if s.history != nil {
-		if err := s.history.Err(); err != nil {
-			s.log.Error("the chaos history is incomplete", "err", err)
-		}
-		if err := s.history.Close(); err != nil {
-			s.log.Warn("history close", "err", err)
-		}
+		s.history.CloseLogged(s.log)
 	}
-}
-
-// hashID spreads shard ids over driver seeds, so two drivers with one --seed differ.
-func hashID(id string) uint32 {
-	h := uint32(2166136261)
-	for i := 0; i < len(id); i++ {
-		h = (h ^ uint32(id[i])) * 16777619
-	}
-	return h
 }

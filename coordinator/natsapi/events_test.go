@@ -12,6 +12,8 @@ import (
 
 	"github.com/shardmatch/shardmatch/coordinator/natsapi"
 	"github.com/shardmatch/shardmatch/internal/clock"
+	"github.com/shardmatch/shardmatch/internal/natsutil/natstest"
+	"github.com/shardmatch/shardmatch/internal/testutil"
 	smv1 "github.com/shardmatch/shardmatch/proto/shardmatch/v1"
 )
 
@@ -31,7 +33,7 @@ func waitEvents(tb testing.TB, nc *nats.Conn, n int) []storedEvent {
 		tb.Fatal(err)
 	}
 	var info *jetstream.StreamInfo
-	waitFor(tb, 5*time.Second, func() error {
+	testutil.WaitFor(tb, 5*time.Second, "the events in SM_EVENTS", func() error {
 		if info, err = st.Info(ctx); err != nil {
 			return err
 		}
@@ -67,7 +69,7 @@ func decision(txid string, o smv1.Outcome, decidedAt time.Time) *smv1.Decision {
 // what it saw within the window: what the old leader published is deduplicated, what
 // it did not is published now, and history older than the window stays history.
 func TestEventsFromLeaderOnlyAndReplayedAtTakeover(t *testing.T) {
-	s := startNATS(t)
+	s := natstest.Start(t)
 	nc := connect(t, s)
 	a := newServer(t, s, newFakeNode(), func(c *natsapi.Config) { c.NodeID = "a" })
 	b := newServer(t, s, newFakeNode(), func(c *natsapi.Config) { c.NodeID = "b" })
@@ -89,7 +91,7 @@ func TestEventsFromLeaderOnlyAndReplayedAtTakeover(t *testing.T) {
 	if ev[1].subject != "sm.v1.events.match.aborted" || ev[1].msgID != "tx-2" || ev[1].d.GetOutcome() != smv1.Outcome_OUTCOME_ABORTED {
 		t.Fatalf("replayed event = %+v", ev[1])
 	}
-	waitFor(t, 5*time.Second, func() error {
+	testutil.WaitFor(t, 5*time.Second, "b's replay of the events", func() error {
 		st := b.Stats()
 		if st.EventsReplayed != 2 || st.EventsDeduplicated != 1 || st.EventsPublished != 1 {
 			return fmt.Errorf("b's stats %+v", st)
@@ -103,7 +105,7 @@ func TestEventsFromLeaderOnlyAndReplayedAtTakeover(t *testing.T) {
 
 // The replay window runs on the node's monotonic clock.
 func TestReplayWindowIsMonotonic(t *testing.T) {
-	s := startNATS(t)
+	s := natstest.Start(t)
 	nc := connect(t, s)
 	clk := clock.NewFake(time.Now())
 	b := newServer(t, s, newFakeNode(), func(c *natsapi.Config) { c.Clock, c.ReplayWindow = clk, time.Minute })
@@ -121,7 +123,7 @@ func TestReplayWindowIsMonotonic(t *testing.T) {
 
 // A decision applied while its proposal is handled carries the proposal's trace.
 func TestEventCarriesProposalTrace(t *testing.T) {
-	s := startNATS(t)
+	s := natstest.Start(t)
 	nc := connect(t, s)
 	node := newFakeNode()
 	var srv *natsapi.Server

@@ -13,36 +13,11 @@ import (
 
 	"github.com/shardmatch/shardmatch/coordinator/natsapi"
 	"github.com/shardmatch/shardmatch/internal/natsutil"
+	"github.com/shardmatch/shardmatch/internal/testutil"
 	smv1 "github.com/shardmatch/shardmatch/proto/shardmatch/v1"
 )
 
 const testTP = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
-
-// waitFor polls fn until it returns nil or timeout passes.
-func waitFor(tb testing.TB, timeout time.Duration, fn func() error) {
-	tb.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := fn()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			tb.Fatalf("not within %s: %v", timeout, err)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
-func startNATS(tb testing.TB) *server.Server {
-	tb.Helper()
-	s, err := natsutil.StartEmbedded(natsutil.EmbeddedConfig{StoreDir: tb.TempDir(), ServerName: "natsapi-test"})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { natsutil.Shutdown(s) })
-	return s
-}
 
 func connect(tb testing.TB, s *server.Server) *nats.Conn {
 	tb.Helper()
@@ -144,7 +119,7 @@ func newServer(tb testing.TB, s *server.Server, node natsapi.Node, tweak func(*n
 func lead(tb testing.TB, srv *natsapi.Server, term uint64) {
 	tb.Helper()
 	srv.Leading(true, term)
-	waitFor(tb, 5*time.Second, func() error {
+	testutil.WaitFor(tb, 5*time.Second, "the server to serve", func() error {
 		if !srv.Serving() {
 			return context.DeadlineExceeded
 		}

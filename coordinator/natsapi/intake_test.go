@@ -12,11 +12,13 @@ import (
 	"github.com/shardmatch/shardmatch/coordinator"
 	"github.com/shardmatch/shardmatch/coordinator/natsapi"
 	"github.com/shardmatch/shardmatch/internal/natsutil"
+	"github.com/shardmatch/shardmatch/internal/natsutil/natstest"
+	"github.com/shardmatch/shardmatch/internal/testutil"
 	smv1 "github.com/shardmatch/shardmatch/proto/shardmatch/v1"
 )
 
 func TestNewValidates(t *testing.T) {
-	s := startNATS(t)
+	s := natstest.Start(t)
 	nc := connect(t, s)
 	for _, c := range []natsapi.Config{
 		{Conn: nc},
@@ -36,7 +38,7 @@ func TestNewValidates(t *testing.T) {
 // A proposal is answered to its Sm-Reply inbox with the decision and the request's
 // traceparent, and acked; the node saw the trace in its context.
 func TestProposalAnsweredAndAcked(t *testing.T) {
-	s := startNATS(t)
+	s := natstest.Start(t)
 	nc := connect(t, s)
 	node := newFakeNode()
 	seenTP := make(chan string, 1)
@@ -59,7 +61,7 @@ func TestProposalAnsweredAndAcked(t *testing.T) {
 	if tp := <-seenTP; tp != testTP {
 		t.Errorf("node's context traceparent = %q", tp)
 	}
-	waitFor(t, 5*time.Second, func() error {
+	testutil.WaitFor(t, 5*time.Second, "the proposal to be acked", func() error {
 		if info := intakeInfo(t, nc); info.NumAckPending != 0 || info.AckFloor.Stream != 1 {
 			return fmt.Errorf("intake %d unacked, ack floor %d", info.NumAckPending, info.AckFloor.Stream)
 		}
@@ -73,7 +75,7 @@ func TestProposalAnsweredAndAcked(t *testing.T) {
 // Without a definite answer (not leader, unknown outcome) a proposal is nak'd and
 // redelivered until one comes; OUTCOME_UNKNOWN is passed on to the proposer at once.
 func TestNoDefiniteAnswerIsRedelivered(t *testing.T) {
-	s := startNATS(t)
+	s := natstest.Start(t)
 	nc := connect(t, s)
 	node := newFakeNode()
 	node.propose = func(_ context.Context, p *smv1.Proposal, call int) (*smv1.Decision, error) {
@@ -109,7 +111,7 @@ var raftLost = errors.New("leadership lost while committing log")
 
 // The node's INVALID is final: answered with the field, acked, never redelivered.
 func TestInvalidProposalAcked(t *testing.T) {
-	s := startNATS(t)
+	s := natstest.Start(t)
 	nc := connect(t, s)
 	node := newFakeNode()
 	node.propose = func(context.Context, *smv1.Proposal, int) (*smv1.Decision, error) {
@@ -123,7 +125,7 @@ func TestInvalidProposalAcked(t *testing.T) {
 	if e := resp.GetError(); e.GetCode() != smv1.ErrorCode_ERROR_CODE_INVALID || e.GetField() != "teams" {
 		t.Fatalf("response = %v", resp)
 	}
-	waitFor(t, 5*time.Second, func() error {
+	testutil.WaitFor(t, 5*time.Second, "the invalid proposal to be acked", func() error {
 		if info := intakeInfo(t, nc); info.NumAckPending != 0 || info.AckFloor.Stream != 1 {
 			return fmt.Errorf("intake %d unacked", info.NumAckPending)
 		}
@@ -137,7 +139,7 @@ func TestInvalidProposalAcked(t *testing.T) {
 // Undecodable proposals never reach the node: answered INVALID when they name an inbox,
 // terminated either way, counted.
 func TestMalformedProposals(t *testing.T) {
-	s := startNATS(t)
+	s := natstest.Start(t)
 	nc := connect(t, s)
 	node := newFakeNode()
 	srv := newServer(t, s, node, nil)
@@ -150,7 +152,7 @@ func TestMalformedProposals(t *testing.T) {
 	if e := resp.GetError(); e.GetCode() != smv1.ErrorCode_ERROR_CODE_INVALID || e.GetField() != "proposal" {
 		t.Fatalf("response = %v", resp)
 	}
-	waitFor(t, 5*time.Second, func() error {
+	testutil.WaitFor(t, 5*time.Second, "every intake message to be acked", func() error {
 		info := intakeInfo(t, nc)
 		if info.NumAckPending != 0 || info.AckFloor.Stream != 3 || info.NumRedelivered != 0 {
 			return fmt.Errorf("intake: %d unacked, floor %d, %d redelivered", info.NumAckPending, info.AckFloor.Stream, info.NumRedelivered)
@@ -166,7 +168,7 @@ func TestMalformedProposals(t *testing.T) {
 // A proposal in progress when leadership ends is cancelled and handed back at once,
 // and the next leader answers it.
 func TestLeadershipLossHandsProposalsBack(t *testing.T) {
-	s := startNATS(t)
+	s := natstest.Start(t)
 	nc := connect(t, s)
 	started := make(chan struct{}, 1)
 	a := newFakeNode()
@@ -204,7 +206,7 @@ func TestLeadershipLossHandsProposalsBack(t *testing.T) {
 // A server that does not lead takes nothing and answers nothing; what was published
 // meanwhile waits in the stream for the leader.
 func TestNotLeadingServesNothing(t *testing.T) {
-	s := startNATS(t)
+	s := natstest.Start(t)
 	nc := connect(t, s)
 	node := newFakeNode()
 	srv := newServer(t, s, node, nil)
@@ -215,7 +217,7 @@ func TestNotLeadingServesNothing(t *testing.T) {
 		t.Fatal("still serving after Leading(false)")
 	}
 	// The unsubscription reaches the server shortly after Leading returns.
-	waitFor(t, 5*time.Second, func() error {
+	testutil.WaitFor(t, 5*time.Second, "status to go unanswered while not leading", func() error {
 		_, err := nc.Request("sm.v1.status", mustMarshal(t, &smv1.StatusRequest{Id: "x"}), 100*time.Millisecond)
 		if !errors.Is(err, nats.ErrNoResponders) {
 			return fmt.Errorf("status while not leading: %v", err)
@@ -225,7 +227,7 @@ func TestNotLeadingServesNothing(t *testing.T) {
 	reply, sub := inbox(t, nc)
 	publishProposal(t, nc, "p1", mustMarshal(t, &smv1.Proposal{ProposalId: "p1"}), reply)
 	// The consumer's pending count catches up with the stream asynchronously: poll.
-	waitFor(t, 5*time.Second, func() error {
+	testutil.WaitFor(t, 5*time.Second, "the proposal to wait in SM_REQ", func() error {
 		if info := intakeInfo(t, nc); info.NumPending != 1 {
 			return fmt.Errorf("pending %d", info.NumPending)
 		}
@@ -242,7 +244,7 @@ func TestNotLeadingServesNothing(t *testing.T) {
 
 // A proposal that takes longer than AckWait is kept alive, not redelivered meanwhile.
 func TestSlowProposalKeptAlive(t *testing.T) {
-	s := startNATS(t)
+	s := natstest.Start(t)
 	nc := connect(t, s)
 	node := newFakeNode()
 	node.propose = func(ctx context.Context, p *smv1.Proposal, _ int) (*smv1.Decision, error) {
@@ -270,7 +272,7 @@ func TestSlowProposalKeptAlive(t *testing.T) {
 // Close while proposals are in progress returns once their handlers have, and the
 // proposals go back to the stream.
 func TestCloseWhileBusy(t *testing.T) {
-	s := startNATS(t)
+	s := natstest.Start(t)
 	nc := connect(t, s)
 	node := newFakeNode()
 	started := make(chan struct{}, 8)

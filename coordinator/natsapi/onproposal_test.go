@@ -8,6 +8,7 @@ import (
 
 	"github.com/shardmatch/shardmatch/coordinator"
 	"github.com/shardmatch/shardmatch/coordinator/natsapi"
+	"github.com/shardmatch/shardmatch/internal/natsutil/natstest"
 	smv1 "github.com/shardmatch/shardmatch/proto/shardmatch/v1"
 )
 
@@ -15,7 +16,7 @@ import (
 // definite answer is counted once, a second proposal once more, and a malformed one
 // not at all (it is Malformed).
 func TestOnProposalCountsEachProposalOnce(t *testing.T) {
-	s := startNATS(t)
+	s := natstest.Start(t)
 	nc := connect(t, s)
 	node := newFakeNode()
 	node.propose = func(_ context.Context, p *smv1.Proposal, call int) (*smv1.Decision, error) {
@@ -53,7 +54,7 @@ func TestOnProposalCountsEachProposalOnce(t *testing.T) {
 // first leader took and lost leadership before answering (the next leader's delivery
 // is a redelivery), and one published around the change (taken by either).
 func TestOnProposalAcrossLeaders(t *testing.T) {
-	s := startNATS(t)
+	s := natstest.Start(t)
 	nc := connect(t, s)
 	started := make(chan struct{}, 4)
 	a := newFakeNode()

@@ -11,6 +11,8 @@ import (
 
 	"github.com/shardmatch/shardmatch/coordinator"
 	"github.com/shardmatch/shardmatch/internal/natsutil"
+	"github.com/shardmatch/shardmatch/internal/natsutil/natstest"
+	"github.com/shardmatch/shardmatch/internal/testutil"
 	smv1 "github.com/shardmatch/shardmatch/proto/shardmatch/v1"
 )
 
@@ -27,7 +29,7 @@ func request(tb testing.TB, nc *nats.Conn, subject string, data []byte, resp pro
 }
 
 func TestStatusLeaseRegister(t *testing.T) {
-	s := startNATS(t)
+	s := natstest.Start(t)
 	nc := connect(t, s)
 	node := newFakeNode()
 	node.status = func(ctx context.Context, id string) (*smv1.TxnRecord, error) {
@@ -105,7 +107,7 @@ func TestStatusLeaseRegister(t *testing.T) {
 // Undecodable or incomplete requests are answered INVALID, counted, and never reach the
 // node; a request without a reply subject is dropped.
 func TestMalformedRequests(t *testing.T) {
-	s := startNATS(t)
+	s := natstest.Start(t)
 	nc := connect(t, s)
 	node := newFakeNode()
 	srv := newServer(t, s, node, nil)
@@ -136,7 +138,7 @@ func TestMalformedRequests(t *testing.T) {
 	if err := nc.Publish("sm.v1.status", mustMarshal(t, &smv1.StatusRequest{Id: "x"})); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 5*time.Second, func() error {
+	testutil.WaitFor(t, 5*time.Second, "the request without a reply to be dropped", func() error {
 		if n := srv.Stats().NoReply; n != 1 {
 			return fmt.Errorf("%d dropped without reply", n)
 		}

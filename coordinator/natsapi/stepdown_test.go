@@ -8,6 +8,7 @@ import (
 
 	"github.com/shardmatch/shardmatch/coordinator/natsapi"
 	"github.com/shardmatch/shardmatch/coordinator/natsapi/natsapitest"
+	"github.com/shardmatch/shardmatch/internal/testutil"
 	smv1 "github.com/shardmatch/shardmatch/proto/shardmatch/v1"
 )
 
@@ -27,7 +28,7 @@ func TestLeaderCutOffFromNATSStepsDown(t *testing.T) {
 	c.Conn(old).Close() // as a partition between the leader and NATS would
 
 	nc := c.Connect()
-	waitFor(t, 20*time.Second, func() error {
+	testutil.WaitFor(t, 20*time.Second, "another leader once the old one lost NATS", func() error {
 		if next := c.WaitServing(ctx); next == old {
 			return fmt.Errorf("node %d still leads without NATS", old)
 		}

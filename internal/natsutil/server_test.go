@@ -11,32 +11,9 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/shardmatch/shardmatch/internal/natsutil"
+	"github.com/shardmatch/shardmatch/internal/natsutil/natstest"
+	"github.com/shardmatch/shardmatch/internal/testutil"
 )
-
-// waitFor polls fn until it returns nil or the timeout passes.
-func waitFor(t *testing.T, timeout time.Duration, fn func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := fn()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("not within %s: %v", timeout, err)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
-func startServer(t *testing.T, dir string, port int) *server.Server {
-	t.Helper()
-	s, err := natsutil.StartEmbedded(natsutil.EmbeddedConfig{StoreDir: dir, Port: port, ServerName: "test"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s
-}
 
 func connect(t *testing.T, s *server.Server) (*nats.Conn, jetstream.JetStream) {
 	t.Helper()
@@ -65,8 +42,8 @@ func TestStartEmbeddedValidates(t *testing.T) {
 // A server restarted on the same StoreDir and port finds its streams and messages,
 // and a client configured to reconnect carries on.
 func TestEmbeddedRestartKeepsStreams(t *testing.T) {
-	dir := t.TempDir()
-	s := startServer(t, dir, 0)
+	r := natstest.StartRestartable(t)
+	s := r.Server()
 	port := natsutil.Port(s)
 	if port <= 0 || s.ClientURL() != fmt.Sprintf("nats://127.0.0.1:%d", port) {
 		t.Fatalf("port %d, url %s", port, s.ClientURL())
@@ -81,13 +58,10 @@ func TestEmbeddedRestartKeepsStreams(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	natsutil.Shutdown(s)
-
-	s = startServer(t, dir, port)
-	defer natsutil.Shutdown(s)
+	r.Restart()
 	// The client reconnects on its own; poll until the JetStream API answers it.
 	var st jetstream.Stream
-	waitFor(t, 10*time.Second, func() error {
+	testutil.WaitFor(t, 10*time.Second, "the JetStream API after the restart", func() error {
 		if !nc.IsConnected() {
 			return fmt.Errorf("client status %v", nc.Status())
 		}

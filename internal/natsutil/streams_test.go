@@ -10,12 +10,11 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/shardmatch/shardmatch/internal/natsutil"
+	"github.com/shardmatch/shardmatch/internal/natsutil/natstest"
 )
 
 func TestEnsureStreamsIdempotentAndUpdatable(t *testing.T) {
-	s := startServer(t, t.TempDir(), 0)
-	defer natsutil.Shutdown(s)
-	_, js := connect(t, s)
+	_, js := connect(t, natstest.Start(t))
 	ctx := context.Background()
 
 	for range 2 {

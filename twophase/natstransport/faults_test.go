@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/shardmatch/shardmatch/internal/testutil"
 	smv1 "github.com/shardmatch/shardmatch/proto/shardmatch/v1"
 	"github.com/shardmatch/shardmatch/twophase"
 	"github.com/shardmatch/shardmatch/twophase/natstransport"
@@ -69,7 +70,7 @@ func TestFaultsDuplicateCommands(t *testing.T) {
 	for i := range n {
 		send(t, coord, "s1", prepare(fmt.Sprintf("tx%02d", i), "s1", players(fmt.Sprintf("p%d", i))...))
 	}
-	waitFor(t, 15*time.Second, func() error {
+	testutil.WaitFor(t, 15*time.Second, "every delivery to be handled", func() error {
 		if st := srv.Stats(); st.Handled < 2*n {
 			return fmt.Errorf("shard handled %d of %d deliveries: %+v", st.Handled, 2*n, st)
 		}
@@ -104,7 +105,7 @@ func TestFaultsDuplicateReplies(t *testing.T) {
 	for i := range n {
 		send(t, coord, "s1", prepare(fmt.Sprintf("tx%02d", i), "s1", players(fmt.Sprintf("p%d", i))...))
 	}
-	waitFor(t, 15*time.Second, func() error {
+	testutil.WaitFor(t, 15*time.Second, "every vote", func() error {
 		if v := coord.Stats().Votes; v < 2*n {
 			return fmt.Errorf("%d of %d votes", v, 2*n)
 		}
@@ -155,7 +156,7 @@ func TestFaultsReorderCommands(t *testing.T) {
 		send(t, coord, "s1", prepare(txid, "s1", players("p")...))
 	}
 	f.Wait()
-	waitFor(t, 10*time.Second, func() error {
+	testutil.WaitFor(t, 10*time.Second, "every command on the wire", func() error {
 		mu.Lock()
 		defer mu.Unlock()
 		if len(order) < n {

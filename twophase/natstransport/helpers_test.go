@@ -9,12 +9,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/shardmatch/shardmatch/internal/clock"
 	"github.com/shardmatch/shardmatch/internal/natsutil"
+	"github.com/shardmatch/shardmatch/internal/natsutil/natstest"
+	"github.com/shardmatch/shardmatch/internal/testutil"
 	smv1 "github.com/shardmatch/shardmatch/proto/shardmatch/v1"
 	"github.com/shardmatch/shardmatch/twophase"
 	"github.com/shardmatch/shardmatch/twophase/natstransport"
@@ -22,59 +23,22 @@ import (
 
 const testTP = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 
-// waitFor polls fn every few milliseconds until it returns nil or timeout passes.
-func waitFor(tb testing.TB, timeout time.Duration, fn func() error) {
-	tb.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := fn()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			tb.Fatalf("not within %s: %v", timeout, err)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 // natsEnv is an embedded NATS server with JetStream on a temp dir, restartable on the
 // same dir and port.
 type natsEnv struct {
-	tb   testing.TB
-	dir  string
-	port int
-	srv  *server.Server
+	tb testing.TB
+	*natstest.Restartable
 }
 
 func newNatsEnv(tb testing.TB) *natsEnv {
 	tb.Helper()
-	e := &natsEnv{tb: tb, dir: tb.TempDir()}
-	e.start()
-	tb.Cleanup(func() { natsutil.Shutdown(e.srv) })
-	return e
-}
-
-func (e *natsEnv) start() {
-	e.tb.Helper()
-	s, err := natsutil.StartEmbedded(natsutil.EmbeddedConfig{StoreDir: e.dir, Port: e.port, ServerName: "sm-test"})
-	if err != nil {
-		e.tb.Fatal(err)
-	}
-	e.srv, e.port = s, natsutil.Port(s)
-}
-
-// restart shuts the server down and starts it again on the same store and port.
-func (e *natsEnv) restart() {
-	e.tb.Helper()
-	natsutil.Shutdown(e.srv)
-	e.start()
+	return &natsEnv{tb: tb, Restartable: natstest.StartRestartable(tb)}
 }
 
 // connect opens a connection that reconnects forever; it is closed at cleanup.
 func (e *natsEnv) connect() *nats.Conn {
 	e.tb.Helper()
-	nc, err := nats.Connect(e.srv.ClientURL(), nats.MaxReconnects(-1), nats.ReconnectWait(20*time.Millisecond),
+	nc, err := nats.Connect(e.Server().ClientURL(), nats.MaxReconnects(-1), nats.ReconnectWait(20*time.Millisecond),
 		nats.ReconnectJitter(0, 0))
 	if err != nil {
 		e.tb.Fatal(err)
@@ -136,7 +100,7 @@ func (r *replySink) ack(txid, shard string) *smv1.Ack {
 
 func (r *replySink) waitVotes(tb testing.TB, n int) {
 	tb.Helper()
-	waitFor(tb, 15*time.Second, func() error {
+	testutil.WaitFor(tb, 15*time.Second, "votes", func() error {
 		if v, _, _ := r.counts(); v < n {
 			return fmt.Errorf("%d of %d votes", v, n)
 		}
@@ -146,7 +110,7 @@ func (r *replySink) waitVotes(tb testing.TB, n int) {
 
 func (r *replySink) waitAcks(tb testing.TB, n int) {
 	tb.Helper()
-	waitFor(tb, 15*time.Second, func() error {
+	testutil.WaitFor(tb, 15*time.Second, "acks", func() error {
 		if _, a, _ := r.counts(); a < n {
 			return fmt.Errorf("%d of %d acks", a, n)
 		}
@@ -293,7 +257,7 @@ func send(tb testing.TB, c *natstransport.Coordinator, shard string, cmd *smv1.S
 // waitStored waits until JetStream has confirmed n commands (stored or deduplicated).
 func waitStored(tb testing.TB, c *natstransport.Coordinator, n uint64) {
 	tb.Helper()
-	waitFor(tb, 10*time.Second, func() error {
+	testutil.WaitFor(tb, 10*time.Second, "the commands to be confirmed", func() error {
 		if s := c.Stats(); s.Stored+s.Deduplicated < n {
 			return fmt.Errorf("%d of %d confirmed: %+v", s.Stored+s.Deduplicated, n, s)
 		}

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/shardmatch/shardmatch/internal/testutil"
 	smv1 "github.com/shardmatch/shardmatch/proto/shardmatch/v1"
 	"github.com/shardmatch/shardmatch/twophase"
 	"github.com/shardmatch/shardmatch/twophase/natstransport"
@@ -49,7 +50,7 @@ func TestDrainFinishesInFlight(t *testing.T) {
 	for i := range n {
 		send(t, coord, "s1", prepare(fmt.Sprint("tx", i), "s1", players(fmt.Sprint("p", i))...))
 	}
-	waitFor(t, 10*time.Second, func() error {
+	testutil.WaitFor(t, 10*time.Second, "every command to be received", func() error {
 		if r := srv.Stats().Received; r != n {
 			return fmt.Errorf("%d of %d received", r, n)
 		}
@@ -74,7 +75,7 @@ func TestDrainFinishesInFlight(t *testing.T) {
 	// Nothing is consumed any more: a new command waits in the stream.
 	send(t, coord, "s1", prepare("late", "s1", players("q")...))
 	waitStored(t, coord, n+1)
-	waitFor(t, 5*time.Second, func() error {
+	testutil.WaitFor(t, 5*time.Second, "the consumer to hold one pending command", func() error {
 		if info := consumerInfo(t, js, "s1"); info.NumPending != 1 || info.NumAckPending != 0 {
 			return fmt.Errorf("consumer: %d pending, %d ack pending", info.NumPending, info.NumAckPending)
 		}
@@ -93,7 +94,7 @@ func TestDrainDeadline(t *testing.T) {
 	g.prepareGate = make(chan struct{}) // never opened: only cancellation frees it
 	srv := serve(t, env.connect(), "s1", newParticipant(t, "s1", g, nil), nil)
 	send(t, coord, "s1", prepare("tx1", "s1", players("a")...))
-	waitFor(t, 10*time.Second, func() error {
+	testutil.WaitFor(t, 10*time.Second, "the prepare to start", func() error {
 		if p, _, _ := g.counts("tx1"); p != 1 {
 			return errors.New("prepare not started")
 		}
@@ -147,7 +148,7 @@ func TestRecoverInDoubtOnStart(t *testing.T) {
 	serve(t, env.connect(), "s1", p2, func(c *natstransport.ParticipantConfig) {
 		c.Querier, c.RecoverInterval, c.RecoverIntervalMax = q, 5*time.Millisecond, 20*time.Millisecond
 	})
-	waitFor(t, 10*time.Second, func() error {
+	testutil.WaitFor(t, 10*time.Second, "tx2 and tx3 in doubt", func() error {
 		if got := fmt.Sprint(p2.InDoubt()); got != "[tx2 tx3]" {
 			return fmt.Errorf("in doubt %s", got)
 		}
@@ -155,7 +156,7 @@ func TestRecoverInDoubtOnStart(t *testing.T) {
 	})
 	q.set("tx2", smv1.Outcome_OUTCOME_ABORTED)
 	q.set("tx3", smv1.Outcome_OUTCOME_COMMITTED)
-	waitFor(t, 10*time.Second, func() error {
+	testutil.WaitFor(t, 10*time.Second, "nothing in doubt", func() error {
 		if d := p2.InDoubt(); len(d) != 0 {
 			return fmt.Errorf("in doubt %v", d)
 		}

@@ -8,6 +8,7 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
+	"github.com/shardmatch/shardmatch/internal/testutil"
 	smv1 "github.com/shardmatch/shardmatch/proto/shardmatch/v1"
 )
 
@@ -59,7 +60,7 @@ func TestMalformedCommands(t *testing.T) {
 	send(t, coord, "s1", prepare("txOK", "s1", players("ok")...))
 	sink.waitVotes(t, 1)
 
-	waitFor(t, 10*time.Second, func() error {
+	testutil.WaitFor(t, 10*time.Second, "every message to be handled or dropped", func() error {
 		s := srv.Stats()
 		if s.Malformed != 4 || s.WrongShard != 1 || s.Rejected != 1 || s.Handled != 2 {
 			return fmt.Errorf("server stats %+v", s)

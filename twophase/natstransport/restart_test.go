@@ -9,6 +9,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/shardmatch/shardmatch/internal/testutil"
 	smv1 "github.com/shardmatch/shardmatch/proto/shardmatch/v1"
 	"github.com/shardmatch/shardmatch/twophase"
 )
@@ -122,10 +123,10 @@ func TestNATSRestartLosesNothingAcknowledged(t *testing.T) {
 		send(t, coord, "s1", prepare(txid(i), "s1", players("p"+txid(i))...))
 	}
 	waitStored(t, coord, n)
-	env.restart()
+	env.Restart()
 	// The coordinator's connection comes back with its subscriptions before the shard
 	// starts, so no vote is published into a void.
-	waitFor(t, 10*time.Second, func() error {
+	testutil.WaitFor(t, 10*time.Second, "the coordinator's connection after the restart", func() error {
 		if !coordConn.IsConnected() {
 			return fmt.Errorf("coordinator connection %v", coordConn.Status())
 		}
@@ -146,15 +147,15 @@ func TestNATSRestartLosesNothingAcknowledged(t *testing.T) {
 		send(t, coord, "s1", commit(txid(i), "s1"))
 	}
 	waitStored(t, coord, 2*n)
-	waitFor(t, 10*time.Second, func() error {
+	testutil.WaitFor(t, 10*time.Second, "two commits in the handler", func() error {
 		if w := g.waiting(); w < 2 {
 			return fmt.Errorf("%d commits in the handler", w)
 		}
 		return nil
 	})
-	env.restart()
+	env.Restart()
 	close(gate)
-	waitFor(t, 20*time.Second, func() error {
+	testutil.WaitFor(t, 20*time.Second, "every commit", func() error {
 		if got := len(g.committed()); got != n {
 			return fmt.Errorf("%d of %d committed; server %+v", got, n, srv.Stats())
 		}
@@ -170,7 +171,7 @@ func TestNATSRestartLosesNothingAcknowledged(t *testing.T) {
 	}
 
 	// 3. The shard's consumer carries on over its reconnected connection.
-	waitFor(t, 10*time.Second, func() error {
+	testutil.WaitFor(t, 10*time.Second, "the coordinator's connection after the restart", func() error {
 		if !coordConn.IsConnected() {
 			return fmt.Errorf("coordinator connection %v", coordConn.Status())
 		}

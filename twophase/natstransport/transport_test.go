@@ -12,6 +12,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/shardmatch/shardmatch/internal/natsutil"
+	"github.com/shardmatch/shardmatch/internal/testutil"
 	smv1 "github.com/shardmatch/shardmatch/proto/shardmatch/v1"
 	"github.com/shardmatch/shardmatch/twophase"
 	"github.com/shardmatch/shardmatch/twophase/natstransport"
@@ -101,7 +102,7 @@ func TestRoundTrip(t *testing.T) {
 	// A resend inside the dedupe window is confirmed but not stored again, so the
 	// shard does not see it (its durable consumer delivered the first copy).
 	send(t, coord, "s1", commit("tx000", "s1"))
-	waitFor(t, 5*time.Second, func() error {
+	testutil.WaitFor(t, 5*time.Second, "the duplicate to be deduplicated", func() error {
 		if d := coord.Stats().Deduplicated; d != 1 {
 			return fmt.Errorf("deduplicated = %d", d)
 		}
@@ -311,14 +312,14 @@ func TestResendInLaterEpochRecoversLostReply(t *testing.T) {
 	g := newGame()
 	serve(t, env.connect(), "s1", newParticipant(t, "s1", g, nil), nil)
 	send(t, coord, "s1", prepare("txlost", "s1", players("a")...))
-	waitFor(t, 10*time.Second, func() error {
+	testutil.WaitFor(t, 10*time.Second, "the prepare", func() error {
 		if p, _, _ := g.counts("txlost"); p != 1 {
 			return fmt.Errorf("%d prepares", p)
 		}
 		return nil
 	})
 	send(t, coord, "s1", prepare("txlost", "s1", players("a")...)) // same epoch: deduped
-	waitFor(t, 5*time.Second, func() error {
+	testutil.WaitFor(t, 5*time.Second, "the resent prepare to be deduplicated", func() error {
 		if d := coord.Stats().Deduplicated; d < 1 {
 			return fmt.Errorf("deduplicated = %d", d)
 		}
@@ -326,7 +327,7 @@ func TestResendInLaterEpochRecoversLostReply(t *testing.T) {
 	})
 	testEpochClock.Advance(natstransport.DefaultResendEpoch)
 	send(t, coord, "s1", prepare("txlost", "s1", players("a")...)) // next epoch: stored
-	waitFor(t, 10*time.Second, func() error {
+	testutil.WaitFor(t, 10*time.Second, "the vote after the resend", func() error {
 		mu.Lock()
 		defer mu.Unlock()
 		if votes != 1 {
