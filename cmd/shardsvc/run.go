@@ -207,6 +207,9 @@ func (s *shard) startBackground() error {
 		dc.Proposer, dc.Clock, dc.Seed = s.cli, s.clk, s.o.seed^config.IDSeed(s.o.id)
 		dc.Rate, dc.MaxInFlight, dc.HotShare, dc.ViolationShare, dc.MatchTTL = s.o.proposeRate, s.o.inflight, s.o.hot, s.o.violations, s.o.matchTTL
 		dc.Logger = s.log
+		// The peers' worlds are stand-ins: a peer shard learns that a match ended only
+		// when its TTL runs out, and refuses its players as IN_MATCH until then.
+		dc.ReuseAfter = s.o.matchTTL
 		worlds, err := s.driverWorlds()
 		if err != nil {
 			return err
