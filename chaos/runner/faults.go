@@ -24,7 +24,6 @@ type injector struct {
 	mu        sync.Mutex
 	rng       *rand.Rand
 	windows   []report.FaultWindow
-	heals     []time.Duration                     // when each fault was healed
 	active    map[int]func(context.Context) error // window index -> undo
 	transport map[string][2]float64               // node -> duplicate, reorder percent
 	errs      []error
@@ -137,7 +136,6 @@ func (in *injector) heal(ctx context.Context, idx int) error {
 	t := in.now()
 	in.mu.Lock()
 	in.windows[idx].End = t
-	in.heals = append(in.heals, t)
 	in.mu.Unlock()
 	in.d.log.Info("healed", "fault", in.windows[idx].Kind, "targets", in.windows[idx].Targets, "err", err)
 	return err

@@ -2,7 +2,6 @@ package runner
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -133,7 +132,20 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	h.ShardEvents, h.LeaseEvents, h.Final, h.Settled = shardEvs, leaseEvs, final, settled
 	checked := history.Check(h)
 
-	live := resumeChecks(h, in.heals, workloadEnd, time.Duration(sc.Checks.ResumeWithin))
+	in.mu.Lock()
+	errs := append([]error(nil), in.errs...)
+	windows := append([]report.FaultWindow(nil), in.windows...)
+	in.mu.Unlock()
+	if healErr != nil {
+		errs = append(errs, healErr)
+	}
+	var heals []time.Duration
+	for _, w := range windows {
+		if w.End > 0 {
+			heals = append(heals, w.End)
+		}
+	}
+	live := resumeChecks(h, heals, workloadEnd, time.Duration(sc.Checks.ResumeWithin))
 	if sc.Checks.TerminateWithin > 0 {
 		live = append(live, terminationCheck(settled, settleTook, time.Duration(sc.Checks.TerminateWithin)))
 	}
@@ -143,13 +155,6 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		lr, ratio := ratioCheck(h, sc.Checks.MinCommitRatio)
 		live = append(live, lr)
 		extra["commit_ratio"] = ratio
-	}
-	in.mu.Lock()
-	errs := append([]error(nil), in.errs...)
-	windows := append([]report.FaultWindow(nil), in.windows...)
-	in.mu.Unlock()
-	if healErr != nil {
-		errs = append(errs, healErr)
 	}
 	for _, e := range errs {
 		live = append(live, report.LivenessResult{Name: "fault injection", Pass: false, Detail: e.Error()})
@@ -293,9 +298,3 @@ func (d *deployment) poll(ctx context.Context) (history.Final, bool) {
 	}
 	return f, ok && len(f.Nodes) == len(d.coords)
 }
-
-// errNotRoot lets callers test for the not-root case without importing netns.
-var errNotRoot = netns.ErrNotRoot
-
-// IsNotRoot reports whether err means the runner lacks root.
-func IsNotRoot(err error) bool { return errors.Is(err, errNotRoot) }
