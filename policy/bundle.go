@@ -30,6 +30,13 @@ const Query = "data.shardmatch.match"
 // engine copies into input.queue.
 var modesPath = []string{"shardmatch", "modes"}
 
+// QueuesRule is the document a bundle may define to derive input.queue from
+// its data: the mode configs as the rules read them (defaults filled in,
+// knobs combined). It may read data only. The engine evaluates it once, when
+// the bundle loads, and gives each evaluation its mode's entry; a bundle
+// without it gets data.shardmatch.modes[mode] as it is.
+const QueuesRule = "data.shardmatch.queues"
+
 // unsafeBuiltins are refused in policies: evaluation sits on the coordinator's
 // hot path and must not wait on the network.
 var unsafeBuiltins = map[string]struct{}{
@@ -211,8 +218,9 @@ type compiled struct {
 	source      string
 	loadedAt    time.Time
 	query       *preparedQuery
-	// queues holds data.shardmatch.modes[mode] per mode as AST values, ready to
-	// be put into input.queue without conversion.
+	// queues holds input.queue per mode as AST values, ready to be put into the
+	// input without conversion: data.shardmatch.queues[mode] if the bundle
+	// defines it, else data.shardmatch.modes[mode].
 	queues map[string]*ast.Term
 }
 
@@ -249,6 +257,19 @@ func compile(ctx context.Context, s *snapshot, now time.Time) (*compiled, error)
 	query, err := prepareQuery(ctx, modules, store)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %s: %v", ErrBundle, s.source, err)
+	}
+	if derived, err := derivedQueues(ctx, query); err != nil {
+		return nil, fmt.Errorf("%w: %s: %v", ErrBundle, s.source, err)
+	} else if derived != nil {
+		// A derived config that drops a mode is a bug (a queues that reads
+		// input is empty here): refuse it rather than deny the mode forever.
+		for m := range queues {
+			if _, ok := derived[m]; !ok {
+				return nil, fmt.Errorf("%w: %s: %s has no entry for mode %q of data.%s (it may read data only, not input)",
+					ErrBundle, s.source, QueuesRule, m, strings.Join(modesPath, "."))
+			}
+		}
+		queues = derived
 	}
 	c := &compiled{
 		revision:    revisionOf(b.Manifest.Revision, s.hash),
@@ -293,6 +314,40 @@ func queuesOf(data map[string]any) (map[string]*ast.Term, error) {
 		out[name] = ast.NewTerm(v)
 	}
 	return out, nil
+}
+
+// derivedQueues evaluates QueuesRule once; nil if the bundle does not define
+// it. It must be an object of objects, with an entry for every mode (compile
+// checks that).
+func derivedQueues(ctx context.Context, q *preparedQuery) (map[string]*ast.Term, error) {
+	ref := ast.MustParseRef(QueuesRule)
+	if len(q.compiler.GetRulesExact(ref)) == 0 {
+		return nil, nil
+	}
+	t, err := q.evalStatic(ctx, ref)
+	if err != nil {
+		return nil, fmt.Errorf("evaluating %s: %v", QueuesRule, err)
+	}
+	if t == nil {
+		return nil, fmt.Errorf("%s is undefined (it may read data only, not input)", QueuesRule)
+	}
+	obj, ok := t.Value.(ast.Object)
+	if !ok {
+		return nil, fmt.Errorf("%s must be an object of mode configs, not %s", QueuesRule, ast.ValueName(t.Value))
+	}
+	out := make(map[string]*ast.Term, obj.Len())
+	err = obj.Iter(func(k, v *ast.Term) error {
+		name, ok := k.Value.(ast.String)
+		if !ok {
+			return fmt.Errorf("%s has the key %v: mode names are strings", QueuesRule, k)
+		}
+		if _, ok := v.Value.(ast.Object); !ok {
+			return fmt.Errorf("%s[%q] must be an object, not %s", QueuesRule, string(name), ast.ValueName(v.Value))
+		}
+		out[string(name)] = v
+		return nil
+	})
+	return out, err
 }
 
 // smokeTest evaluates the query once on a one-player proposal: a bundle whose

@@ -3,6 +3,7 @@ package policy_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -335,6 +336,22 @@ match := {"allow": http.send({"method": "GET", "url": "http://localhost"}).statu
 `, ""},
 		{"bad data", "package shardmatch\nmatch := {\"allow\": true, \"deny\": []}\n", "{not json"},
 		{"modes not an object", "package shardmatch\nmatch := {\"allow\": true, \"deny\": []}\n", `{"shardmatch": {"modes": [1]}}`},
+		{"queues reads input", `package shardmatch
+match := {"allow": true, "deny": []}
+queues[m] := {"teams": input.proposal.teams} if some m, _ in data.shardmatch.modes
+`, `{"shardmatch": {"modes": {"duel": {"teams": 2}}}}`},
+		{"queues not an object", `package shardmatch
+match := {"allow": true, "deny": []}
+queues := ["duel"]
+`, ""},
+		{"queues entry not an object", `package shardmatch
+match := {"allow": true, "deny": []}
+queues := {"duel": 2}
+`, ""},
+		{"queues errors", `package shardmatch
+match := {"allow": true, "deny": []}
+queues := {"duel": {"teams": 1 / 0}}
+`, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := policy.New(policy.Config{BundleDir: writePolicy(t, tc.rego, tc.data)})
@@ -358,6 +375,49 @@ match := {"allow": http.send({"method": "GET", "url": "http://localhost"}).statu
 			t.Fatalf("err = %v", err)
 		}
 	})
+}
+
+// TestDerivedQueues: input.queue is the bundle's data.shardmatch.queues[mode],
+// computed when the bundle loads; without that rule it is modes[mode] as it is.
+func TestDerivedQueues(t *testing.T) {
+	p := &smv1.Proposal{ProposalId: "q", Mode: "duel", Teams: []*smv1.Team{
+		{Players: []*smv1.Player{{PlayerId: "a", ShardId: "s1"}}},
+	}}
+	const data = `{"shardmatch": {"modes": {"duel": {"team_size": 1}, "5v5": {"team_size": 5}}}}`
+	// The derived config decides: duel's derived max_team_size is 0, so the
+	// one-player team is too large.
+	derived := writePolicy(t, `package shardmatch
+import input.queue
+queues[m] := object.union(cfg, {"max_team_size": cfg.team_size - 1}) if some m, cfg in data.shardmatch.modes
+match := {"allow": count(violation) == 0, "deny": violation}
+violation contains {"code": "TEAM_SIZE", "message": sprintf("max %d", [queue.max_team_size]), "players": []} if input.facts.team_players_max > queue.max_team_size
+`, data)
+	e := newEngine(t, policy.Config{BundleDir: derived})
+	doc, err := e.InputDocument(p, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if q := doc["queue"].(map[string]any); fmt.Sprint(q["max_team_size"]) != "0" || fmt.Sprint(q["team_size"]) != "1" {
+		t.Fatalf("input.queue = %v, want the derived config", q)
+	}
+	v, err := e.Evaluate(context.Background(), p, nil)
+	if err != nil || v.GetAllow() || len(v.GetDenials()) != 1 || v.GetDenials()[0].GetMessage() != "max 0" {
+		t.Fatalf("verdict %v, %v: want TEAM_SIZE from the derived config", v, err)
+	}
+	// Without queues, the rule reads modes as they are: max_team_size is
+	// absent, the rule is silent.
+	plain := writePolicy(t, `package shardmatch
+import input.queue
+match := {"allow": count(violation) == 0, "deny": violation}
+violation contains {"code": "TEAM_SIZE", "message": "m", "players": []} if input.facts.team_players_max > queue.max_team_size
+`, data)
+	e = newEngine(t, policy.Config{BundleDir: plain})
+	if doc, _ := e.InputDocument(p, nil); fmt.Sprint(doc["queue"]) != "map[team_size:1]" {
+		t.Fatalf("input.queue = %v, want modes.duel", doc["queue"])
+	}
+	if v, err := e.Evaluate(context.Background(), p, nil); err != nil || !v.GetAllow() {
+		t.Fatalf("verdict %v, %v", v, err)
+	}
 }
 
 func TestRevision(t *testing.T) {

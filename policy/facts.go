@@ -15,6 +15,7 @@ import (
 // Keys of the facts object, made once.
 var (
 	kPlayers         = ast.StringTerm("players")
+	kTeams           = ast.StringTerm("teams")
 	kPlayerIDs       = ast.StringTerm("player_ids")
 	kDuplicates      = ast.StringTerm("duplicates")
 	kTeamPlayers     = ast.StringTerm("team_players")
@@ -27,7 +28,7 @@ var (
 	kMMRSpread       = ast.StringTerm("mmr_spread")
 	kRegions         = ast.StringTerm("regions")
 	kRegionless      = ast.StringTerm("regionless")
-	kLatencyMeasured = ast.StringTerm("latency_measured")
+	kLatencyMaxAll   = ast.StringTerm("latency_max_all")
 	kLatencyMax      = ast.StringTerm("latency_max")
 	kParties         = ast.StringTerm("parties")
 	kShardPlayers    = ast.StringTerm("shard_players")
@@ -51,6 +52,7 @@ var (
 // together.
 //
 //	players            number of player slots
+//	teams              number of teams
 //	player_ids         set of player ids
 //	duplicates         set of player ids that take more than one slot
 //	team_players       per team, its number of players
@@ -64,8 +66,8 @@ var (
 //	regions            set of the players' regions: attributes.region, or the
 //	                   region of the player's shard when that is empty
 //	regionless         number of players with neither
-//	latency_measured   per region anyone measured, how many players did
 //	latency_max        per region anyone measured, the highest latency
+//	latency_max_all    the same for the regions every player measured
 //	parties            per non-empty party_id: set of the team indexes it is on
 //	shard_players      per shard: number of players it supplies
 //	shard_players_max  the most players one shard supplies, and that over
@@ -171,6 +173,7 @@ func facts(p *smv1.Proposal, shards []*smv1.ShardInfo) ast.Value {
 
 	b := newFactsBuilder()
 	b.addTerm(kPlayers, ast.InternedTerm(n))
+	b.addTerm(kTeams, ast.InternedTerm(len(teams)))
 	b.add(kPlayerIDs, ids)
 	if len(dups) == 0 {
 		b.addTerm(kDuplicates, emptySet)
@@ -211,19 +214,25 @@ func facts(p *smv1.Proposal, shards []*smv1.ShardInfo) ast.Value {
 	b.addTerm(kRegionless, ast.InternedTerm(regionless))
 
 	if len(latency) == 0 {
-		b.addTerm(kLatencyMeasured, emptyObject)
 		b.addTerm(kLatencyMax, emptyObject)
+		b.addTerm(kLatencyMaxAll, emptyObject)
 	} else {
 		latTerms := make([]ast.Term, len(latency))
 		items := make([][2]*ast.Term, 2*len(latency))
+		all := items[len(latency):len(latency)]
 		for i, l := range latency {
-			key := str(l.region)
 			setInt(&latTerms[i], int64(l.max))
-			items[i] = [2]*ast.Term{key, ast.InternedTerm(l.measured)}
-			items[len(latency)+i] = [2]*ast.Term{key, &latTerms[i]}
+			items[i] = [2]*ast.Term{str(l.region), &latTerms[i]}
+			if l.measured == n {
+				all = append(all, items[i])
+			}
 		}
-		b.add(kLatencyMeasured, ast.NewObject(items[:len(latency)]...))
-		b.add(kLatencyMax, ast.NewObject(items[len(latency):]...))
+		b.add(kLatencyMax, ast.NewObject(items[:len(latency)]...))
+		if len(all) == 0 {
+			b.addTerm(kLatencyMaxAll, emptyObject)
+		} else {
+			b.add(kLatencyMaxAll, ast.NewObject(all...))
+		}
 	}
 
 	if len(parties) == 0 {
@@ -279,7 +288,7 @@ type factsBuilder struct {
 	terms []ast.Term
 }
 
-const maxFacts = 20
+const maxFacts = 21
 
 func newFactsBuilder() *factsBuilder {
 	return &factsBuilder{items: make([][2]*ast.Term, 0, maxFacts), terms: make([]ast.Term, 0, maxFacts)}

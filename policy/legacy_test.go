@@ -20,9 +20,9 @@ import (
 	smv1 "github.com/shardmatch/shardmatch/proto/shardmatch/v1"
 )
 
-// Keys of the facts that the current facts no longer have.
+// Keys of the facts that the current facts no longer have (kTeams, the same
+// key, held an array of teams then).
 var (
-	kTeams        = ast.StringTerm("teams")
 	kMMRSum       = ast.StringTerm("mmr_sum")
 	kLatencyFacts = ast.StringTerm("latency")
 	kMeasured     = ast.StringTerm("measured")

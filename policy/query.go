@@ -22,6 +22,10 @@ import (
 // evaluation copies.
 type preparedQuery struct {
 	tmpl topdown.Query
+	// compiler and txn serve the load-time evaluations of evalStatic.
+	compiler *ast.Compiler
+	txn      storage.Transaction
+	store    storage.Store
 }
 
 // resultVar is the variable the compiled query binds the answer to.
@@ -69,7 +73,31 @@ func prepareQuery(ctx context.Context, modules []*ast.Module, store storage.Stor
 		WithTransaction(txn).
 		WithStrictBuiltinErrors(true).
 		WithMetrics(noMetrics)
-	return &preparedQuery{tmpl: *q}, nil
+	return &preparedQuery{tmpl: *q, compiler: compiler, txn: txn, store: store}, nil
+}
+
+// evalStatic evaluates ref once, with no input, against the bundle's modules
+// and data: for documents that depend on data only, which the engine computes
+// when a bundle loads instead of on every evaluation. It returns nil if ref is
+// undefined (a rule that reads input is undefined here).
+func (q *preparedQuery) evalStatic(ctx context.Context, ref ast.Ref) (*ast.Term, error) {
+	qc := q.compiler.QueryCompiler().WithUnsafeBuiltins(unsafeBuiltins)
+	body, err := qc.Compile(ast.NewBody(ast.Equality.Expr(ast.NewTerm(resultVar), ast.NewTerm(ref))))
+	if err != nil {
+		return nil, err
+	}
+	var result *ast.Term
+	err = topdown.NewQuery(body).
+		WithQueryCompiler(qc).
+		WithCompiler(q.compiler).
+		WithStore(q.store).
+		WithTransaction(q.txn).
+		WithStrictBuiltinErrors(true).
+		Iter(ctx, func(qr topdown.QueryResult) error {
+			result = qr[resultVar]
+			return nil
+		})
+	return result, err
 }
 
 // errTimeout is the cause of an evaluation that ran out of time.

@@ -44,10 +44,10 @@ fixture_shards := {
 # input_for is the input document the engine builds for p: the queue config
 # comes from the bundle's data, as the engine copies it, and the facts are
 # computed as the engine computes them.
-input_for(p) := with_facts({"proposal": p, "queue": data.shardmatch.modes[p.mode], "shards": fixture_shards})
+input_for(p) := with_facts({"proposal": p, "queue": data.shardmatch.queues[p.mode], "shards": fixture_shards})
 
 # input_with_queue is input_for with a hand-written queue config.
-input_with_queue(p, q) := with_facts({"proposal": p, "queue": q, "shards": fixture_shards})
+input_with_queue(p, q) := with_facts({"proposal": p, "queue": shardmatch.queue_config(q), "shards": fixture_shards})
 
 # with_facts adds input.facts to a document, unless it is malformed.
 with_facts(doc) := object.union(doc, {"facts": f}) if {

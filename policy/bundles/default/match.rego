@@ -63,6 +63,7 @@ shards := object.get(input, "shards", {})
 computed_facts := object.union(
 	{
 		"players": count(players),
+		"teams": count(proposal.teams),
 		"player_ids": {p.player_id | p := players[_]},
 		"duplicates": {id |
 			p := players[_]
@@ -73,8 +74,11 @@ computed_facts := object.union(
 		"team_mmr_sums": [sum([m | m := t.players[_].attributes.mmr]) | t := proposal.teams[_]],
 		"regions": {r | p := players[_]; r := player_region(p)},
 		"regionless": count([1 | p := players[_]; not has_region(p)]),
-		"latency_measured": {r: count([1 | players[_].attributes.latency_ms[r]]) | some r in measured_regions},
 		"latency_max": {r: max([m | m := players[_].attributes.latency_ms[r]]) | some r in measured_regions},
+		"latency_max_all": {r: max([m | m := players[_].attributes.latency_ms[r]]) |
+			some r in measured_regions
+			count([1 | players[_].attributes.latency_ms[r]]) == count(players)
+		},
 		"parties": {party: {i | some i, t in proposal.teams; t.players[_].attributes.party_id == party} |
 			some party in {x | x := players[_].attributes.party_id; x != ""}
 		},

@@ -73,12 +73,12 @@ test_team_not_an_object_is_invalid if {
 }
 
 test_shards_are_optional if {
-	r := shardmatch.match with input as with_facts({"proposal": good_5v5, "queue": data.shardmatch.modes["5v5"]})
+	r := shardmatch.match with input as with_facts({"proposal": good_5v5, "queue": data.shardmatch.queues["5v5"]})
 	r.allow == true
 }
 
 test_document_without_facts_is_invalid if {
-	r := shardmatch.match with input as {"proposal": good_5v5, "queue": data.shardmatch.modes["5v5"], "shards": fixture_shards}
+	r := shardmatch.match with input as {"proposal": good_5v5, "queue": data.shardmatch.queues["5v5"], "shards": fixture_shards}
 	codes(r) == {"INVALID_INPUT"}
 }
 
@@ -98,7 +98,8 @@ test_computed_facts if {
 	f.regions == {"eu-west"}
 	f.regionless == 0
 	f.mmr_spread == 80
-	f.latency_measured == {"eu-west": 10}
+	f.teams == 2
+	f.latency_max_all == {"eu-west": 30}
 	f.latency_max == {"eu-west": 30}
 	f.parties == {"P": {0, 1}}
 	f.shard_players == {"s1": 4, "s2": 3, "s3": 3}

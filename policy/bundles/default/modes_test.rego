@@ -28,3 +28,25 @@ test_reopened_mode_allows if {
 	r := shardmatch.match with input as input_with_queue(good_5v5, q)
 	r.allow == true
 }
+
+test_queues_fill_in_team_sizes if {
+	shardmatch.queues["5v5"].min_team_size == 5
+	shardmatch.queues["5v5"].max_team_size == 5
+	shardmatch.queues.battleground.min_team_size == 20
+	shardmatch.queues.battleground.max_team_size == 50
+	q := shardmatch.queue_config({"teams": 2})
+	q.min_team_size == 1
+	q.max_team_size == 1000000
+}
+
+test_queues_say_when_region_rules_apply if {
+	shardmatch.queues["5v5"].region_rules == true
+	shardmatch.queue_config({"teams": 2}).region_rules == false
+	shardmatch.queue_config({"regions": []}).region_rules == true
+	shardmatch.queue_config({"allow_cross_region": false}).region_rules == true
+	shardmatch.queue_config({"allow_cross_region": true}).region_rules == false
+}
+
+test_queues_cover_every_mode if {
+	{m | some m, _ in data.shardmatch.modes} == {m | some m, _ in shardmatch.queues}
+}

@@ -14,17 +14,10 @@ else := r if {
 	some r in facts.regions
 }
 
-# Region rules apply to modes that say anything about regions or latency.
-region_rules_apply if queue.max_latency_ms
-
-region_rules_apply if queue.regions
-
-region_rules_apply if queue.allow_cross_region == false
-
 # REGION: the match must have a region ...
 violation contains no_region_denial if {
 	not match_region
-	region_rules_apply
+	queue.region_rules == true # modes that say anything about regions or latency
 }
 
 no_region_denial := denial("REGION", msg, []) if {
@@ -80,13 +73,11 @@ violation contains latency_denial(p, ms, r) if {
 
 latency_denial(p, ms, r) := denial("LATENCY", latency_message(p.player_id, ms, r, queue.max_latency_ms), [p.player_id])
 
-# latency_ok: everyone measured r, and the worst is within the limit. (Written
-# as a function of r: `not f(x)` with an undefined x is not true in Rego, so the
-# lookup must happen inside.)
-latency_ok(r, limit) if {
-	facts.latency_measured[r] == facts.players
-	facts.latency_max[r] <= limit
-}
+# latency_ok: everyone measured r (facts.latency_max_all has only such
+# regions), and the worst is within the limit. (Written as a function of r:
+# `not x[r] <= limit` with an undefined x[r] is not true in Rego, so the lookup
+# must happen inside.)
+latency_ok(r, limit) if facts.latency_max_all[r] <= limit
 
 within(ms, limit) if {
 	is_number(ms)
