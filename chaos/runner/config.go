@@ -80,7 +80,7 @@ func (c *Config) binaries(dir string) error {
 const (
 	raftHeartbeat   = 500 * time.Millisecond
 	raftElection    = 500 * time.Millisecond
-	retention       = 30 * time.Minute // keep every txn for the final-state check
+	minRetention    = 30 * time.Minute // keep every txn for the final-state check (see retentionFor)
 	readyTimeout    = 60 * time.Second
 	proposeTimeout  = 10 * time.Second
 	pollEvery       = 250 * time.Millisecond
@@ -91,3 +91,10 @@ const (
 	settleMinimum   = 5 * time.Second
 	leaderLookupFor = 10 * time.Second
 )
+
+// retentionFor is how long the coordinators keep finished txns in a run of sc:
+// past the whole run and its settle time, so that the final state holds every
+// txn of the run for the checkers.
+func retentionFor(sc *scenario.Scenario) time.Duration {
+	return max(minRetention, time.Duration(sc.Duration)+time.Duration(sc.Settle)+10*time.Minute)
+}

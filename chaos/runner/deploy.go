@@ -191,7 +191,7 @@ func (d *deployment) start(ctx context.Context) error {
 			"--raft-addr", netipPort(c.host.IP.String(), raftPort), "--peers", strings.Join(peers, ","), "--bootstrap",
 			"--nats-url", d.natsURLFor(c), "--admin-addr", netipPort(c.host.IP.String(), coordAdminPort),
 			"--prepare-timeout", time.Duration(d.sc.Topology.PrepareTimeout).String(),
-			"--retention", retention.String(),
+			"--retention", retentionFor(d.sc).String(),
 			"--raft-heartbeat-timeout", raftHeartbeat.String(), "--raft-election-timeout", raftElection.String(),
 			"--log-format", "json", "--enable-fault-injection",
 			"--history-dir", d.histDir, "--history-epoch", strconv.FormatInt(d.epoch.UnixNano(), 10)}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"math"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -237,18 +238,22 @@ func matchShapes(size int) ([]shardsvc.Shape, error) {
 	return []shardsvc.Shape{{Mode: "raid", Weight: 1, Teams: 1, TeamSize: size, MaxLatencyMs: 150, MaxShardShare: 0.5}}, nil
 }
 
-// settle polls every coordinator and shard until every txn is DONE at one applied
-// index on every node and no shard holds a txn prepared, and returns the final state
-// of that poll. If ctx ends first it returns the last state it could read and false.
+// settle polls every coordinator and shard until the run has converged (see
+// converged) and returns the final state of that poll. If ctx ends first it
+// returns the last state it could read and false.
 func (d *deployment) settle(ctx context.Context) (history.Final, bool) {
 	var last history.Final
+	var prevMax uint64
 	for {
-		f, ok := d.poll(ctx)
+		f, complete := d.poll(ctx)
 		if f.Nodes != nil {
 			last = f
 		}
-		if ok {
-			return f, true
+		if complete {
+			var ok bool
+			if prevMax, ok = converged(f, prevMax); ok {
+				return f, true
+			}
 		}
 		select {
 		case <-ctx.Done():
@@ -262,39 +267,68 @@ func (d *deployment) settle(ctx context.Context) (history.Final, bool) {
 	}
 }
 
-func (d *deployment) poll(ctx context.Context) (history.Final, bool) {
-	f := history.Final{Nodes: map[string]history.NodeFinal{}, Shards: map[string]history.ShardFinal{}}
-	ok, first := true, true
-	var index uint64
-	for _, c := range d.coords {
-		nf, err := collect.FetchNodeFinal(ctx, c.admin)
-		if err != nil {
-			ok = false
-			continue
-		}
-		f.Nodes[c.name] = nf
-		if first {
-			index, first = nf.AppliedIndex, false
-		}
-		if nf.AppliedIndex != index {
-			ok = false
-		}
+// converged says whether a complete poll shows a settled run: every txn DONE on
+// every node, no shard holding a txn prepared, and the replicas caught up:
+// either all at one applied index, or every node at or past the highest index
+// of the previous poll (prevMax). The second form is for a log that keeps
+// moving after the workload stops: the leader forgets finished txns as they
+// age past the retention, one command per scan, and a poll of a large state
+// takes longer than that, so the nodes are rarely read at one index. It
+// returns the highest applied index of this poll, for the next.
+func converged(f history.Final, prevMax uint64) (maxIndex uint64, ok bool) {
+	minIndex := uint64(math.MaxUint64)
+	ok = true
+	for _, nf := range f.Nodes {
+		minIndex, maxIndex = min(minIndex, nf.AppliedIndex), max(maxIndex, nf.AppliedIndex)
 		for _, t := range nf.Txns {
 			if t.State != history.StateDone {
 				ok = false
 			}
 		}
 	}
-	for _, s := range d.shards {
-		sf, err := collect.FetchShardFinal(ctx, s.admin)
-		if err != nil {
-			ok = false
-			continue
-		}
-		f.Shards[s.name] = sf
+	for _, sf := range f.Shards {
 		if len(sf.Prepared) > 0 {
 			ok = false
 		}
 	}
-	return f, ok && len(f.Nodes) == len(d.coords)
+	caughtUp := minIndex == maxIndex || (prevMax > 0 && minIndex >= prevMax)
+	return maxIndex, ok && len(f.Nodes) > 0 && caughtUp
+}
+
+// poll reads every coordinator's and every shard's final state, all at once
+// (so that the nodes are read as close together as possible). complete is
+// false if any read failed.
+func (d *deployment) poll(ctx context.Context) (f history.Final, complete bool) {
+	f = history.Final{Nodes: map[string]history.NodeFinal{}, Shards: map[string]history.ShardFinal{}}
+	var (
+		mu     sync.Mutex
+		wg     sync.WaitGroup
+		failed bool
+	)
+	for _, c := range d.coords {
+		wg.Go(func() {
+			nf, err := collect.FetchNodeFinal(ctx, c.admin)
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				failed = true
+				return
+			}
+			f.Nodes[c.name] = nf
+		})
+	}
+	for _, s := range d.shards {
+		wg.Go(func() {
+			sf, err := collect.FetchShardFinal(ctx, s.admin)
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				failed = true
+				return
+			}
+			f.Shards[s.name] = sf
+		})
+	}
+	wg.Wait()
+	return f, !failed && len(f.Nodes) == len(d.coords) && len(f.Shards) == len(d.shards)
 }
