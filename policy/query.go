@@ -57,8 +57,7 @@ func prepareQuery(ctx context.Context, modules []*ast.Module, store storage.Stor
 	if err != nil {
 		return nil, err
 	}
-	qc := compiler.QueryCompiler().WithUnsafeBuiltins(unsafeBuiltins)
-	body, err := qc.Compile(ast.NewBody(ast.Equality.Expr(ast.NewTerm(resultVar), ast.NewTerm(ref))))
+	qc, body, err := compileRef(compiler, ref)
 	if err != nil {
 		return nil, err
 	}
@@ -81,8 +80,7 @@ func prepareQuery(ctx context.Context, modules []*ast.Module, store storage.Stor
 // when a bundle loads instead of on every evaluation. It returns nil if ref is
 // undefined (a rule that reads input is undefined here).
 func (q *preparedQuery) evalStatic(ctx context.Context, ref ast.Ref) (*ast.Term, error) {
-	qc := q.compiler.QueryCompiler().WithUnsafeBuiltins(unsafeBuiltins)
-	body, err := qc.Compile(ast.NewBody(ast.Equality.Expr(ast.NewTerm(resultVar), ast.NewTerm(ref))))
+	qc, body, err := compileRef(q.compiler, ref)
 	if err != nil {
 		return nil, err
 	}
@@ -98,6 +96,14 @@ func (q *preparedQuery) evalStatic(ctx context.Context, ref ast.Ref) (*ast.Term,
 			return nil
 		})
 	return result, err
+}
+
+// compileRef compiles the query `resultVar = ref` against compiler, refusing
+// the unsafe built-ins.
+func compileRef(compiler *ast.Compiler, ref ast.Ref) (ast.QueryCompiler, ast.Body, error) {
+	qc := compiler.QueryCompiler().WithUnsafeBuiltins(unsafeBuiltins)
+	body, err := qc.Compile(ast.NewBody(ast.Equality.Expr(ast.NewTerm(resultVar), ast.NewTerm(ref))))
+	return qc, body, err
 }
 
 // errTimeout is the cause of an evaluation that ran out of time.

@@ -301,34 +301,27 @@ func converged(f history.Final, prevMax uint64) (maxIndex uint64, ok bool) {
 func (d *deployment) poll(ctx context.Context) (f history.Final, complete bool) {
 	f = history.Final{Nodes: map[string]history.NodeFinal{}, Shards: map[string]history.ShardFinal{}}
 	var (
-		mu     sync.Mutex
-		wg     sync.WaitGroup
-		failed bool
+		mu sync.Mutex
+		wg sync.WaitGroup
 	)
 	for _, c := range d.coords {
 		wg.Go(func() {
-			nf, err := collect.FetchNodeFinal(ctx, c.admin)
-			mu.Lock()
-			defer mu.Unlock()
-			if err != nil {
-				failed = true
-				return
+			if nf, err := collect.FetchNodeFinal(ctx, c.admin); err == nil {
+				mu.Lock()
+				f.Nodes[c.name] = nf
+				mu.Unlock()
 			}
-			f.Nodes[c.name] = nf
 		})
 	}
 	for _, s := range d.shards {
 		wg.Go(func() {
-			sf, err := collect.FetchShardFinal(ctx, s.admin)
-			mu.Lock()
-			defer mu.Unlock()
-			if err != nil {
-				failed = true
-				return
+			if sf, err := collect.FetchShardFinal(ctx, s.admin); err == nil {
+				mu.Lock()
+				f.Shards[s.name] = sf
+				mu.Unlock()
 			}
-			f.Shards[s.name] = sf
 		})
 	}
 	wg.Wait()
-	return f, !failed && len(f.Nodes) == len(d.coords) && len(f.Shards) == len(d.shards)
+	return f, len(f.Nodes) == len(d.coords) && len(f.Shards) == len(d.shards)
 }
