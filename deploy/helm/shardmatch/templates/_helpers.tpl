@@ -196,3 +196,62 @@ affinity:
 {{ $k }} = {{ get $c.extra $k | toString | quote }}
 {{- end }}
 {{- end -}}
+
+{{/* NATS client flags shared by coordinator serve and shardsvc. */}}
+{{- define "shardmatch.natsClient.args" -}}
+- --nats-url={{ include "shardmatch.nats.url" . }}
+{{- if .Values.nats.auth.user }}
+- --nats-user={{ .Values.nats.auth.user }}
+{{- end }}
+{{- if or .Values.nats.auth.creds.value .Values.nats.auth.creds.existingSecret }}
+- --nats-creds=/etc/shardmatch/nats-creds/{{ .Values.nats.auth.creds.key }}
+{{- end }}
+{{- if .Values.nats.tls.enabled }}
+- --nats-tls-ca=/etc/shardmatch/nats-tls/{{ .Values.nats.tls.caKey }}
+{{- if .Values.nats.tls.clientCert }}
+- --nats-tls-cert=/etc/shardmatch/nats-tls/{{ .Values.nats.tls.certKey }}
+- --nats-tls-key=/etc/shardmatch/nats-tls/{{ .Values.nats.tls.keyKey }}
+{{- end }}
+{{- end }}
+{{- end -}}
+
+{{/* The NATS password variable; pass (dict "ctx" $ "prefix" "SHARDMATCH"). */}}
+{{- define "shardmatch.natsClient.env" -}}
+{{- $a := .ctx.Values.nats.auth -}}
+{{- if and $a.user (or $a.password.value $a.password.existingSecret) }}
+- name: {{ .prefix }}_NATS_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "shardmatch.natsPasswordSecret.name" .ctx }}
+      key: {{ $a.password.key }}
+{{- end }}
+{{- end -}}
+
+{{- define "shardmatch.natsClient.mounts" -}}
+{{- if or .Values.nats.auth.creds.value .Values.nats.auth.creds.existingSecret }}
+- name: nats-creds
+  mountPath: /etc/shardmatch/nats-creds
+  readOnly: true
+{{- end }}
+{{- if .Values.nats.tls.enabled }}
+- name: nats-tls
+  mountPath: /etc/shardmatch/nats-tls
+  readOnly: true
+{{- end }}
+{{- end -}}
+
+{{- define "shardmatch.natsClient.volumes" -}}
+{{- if or .Values.nats.auth.creds.value .Values.nats.auth.creds.existingSecret }}
+- name: nats-creds
+  secret:
+    secretName: {{ include "shardmatch.natsCredsSecret.name" . }}
+    items:
+      - key: {{ .Values.nats.auth.creds.key }}
+        path: {{ .Values.nats.auth.creds.key }}
+{{- end }}
+{{- if .Values.nats.tls.enabled }}
+- name: nats-tls
+  secret:
+    secretName: {{ include "shardmatch.natsTLSSecret.name" . }}
+{{- end }}
+{{- end -}}
