@@ -46,6 +46,10 @@ func ChartFiles() (map[string][]byte, error) {
 	if err != nil {
 		return nil, err
 	}
+	all, err := scenario.Builtin()
+	if err != nil {
+		return nil, err
+	}
 	out := map[string][]byte{}
 	for p, body := range files {
 		name := strings.TrimSuffix(strings.TrimPrefix(p, WorkflowDir+"/"), ".yaml")
@@ -53,7 +57,7 @@ func ChartFiles() (map[string][]byte, error) {
 		if strings.HasPrefix(p, WorkflowDir+"/") {
 			form = "workflow"
 		}
-		out[p] = chartTemplate(name, form, body)
+		out[p] = chartTemplate(name, form, all[name].Topology, body)
 	}
 	var names []string
 	for _, n := range scenario.BuiltinNames() {
@@ -67,19 +71,21 @@ func ChartFiles() (map[string][]byte, error) {
 	b.WriteString("{{- if .Values.chaosMesh.enabled }}\n")
 	fmt.Fprintf(&b, "{{- $known := list %s }}\n", strings.Join(names, " "))
 	b.WriteString("{{- if not .Values.chaosMesh.scenarios }}\n")
-	b.WriteString("{{- fail \"chaosMesh.enabled needs chaosMesh.scenarios: a list of scenario names (chaos/scenarios)\" }}\n")
+	b.WriteString("{{- fail \"values: chaosMesh.enabled needs chaosMesh.scenarios: a list of scenario names (chaos/scenarios)\" }}\n")
 	b.WriteString("{{- end }}\n")
 	b.WriteString("{{- range .Values.chaosMesh.scenarios }}\n")
 	b.WriteString("{{- if not (has . $known) }}\n")
-	b.WriteString("{{- fail (printf \"chaosMesh.scenarios: unknown scenario %q (known: %s)\" . (join \", \" $known)) }}\n")
+	b.WriteString("{{- fail (printf \"values: chaosMesh.scenarios: unknown scenario %q (known: %s)\" . (join \", \" $known)) }}\n")
 	b.WriteString("{{- end }}\n{{- end }}\n{{- end }}\n")
 	out[ChartScenariosFile] = []byte(b.String())
 	return out, nil
 }
 
-// chartTemplate wraps one generated file: its header becomes a template comment and
-// the objects render only for the selected scenario and form.
-func chartTemplate(name, form string, body []byte) []byte {
+// chartTemplate wraps one generated file: its header becomes a template comment, the
+// objects render only for the selected scenario and form, and the install fails when
+// the release has fewer pods than the scenario's topology (its selectors would name
+// pods that do not exist).
+func chartTemplate(name, form string, top scenario.Topology, body []byte) []byte {
 	header, rest, found := bytes.Cut(body, []byte("\n---\n"))
 	var b bytes.Buffer
 	fmt.Fprintf(&b, "%s from chaos/scenarios/%s.yaml; DO NOT EDIT.\n", chartMark, name)
@@ -92,6 +98,12 @@ func chartTemplate(name, form string, body []byte) []byte {
 		return b.Bytes() // nothing to apply
 	}
 	fmt.Fprintf(&b, "{{- if and .Values.chaosMesh.enabled (eq .Values.chaosMesh.form %q) (has %q .Values.chaosMesh.scenarios) }}\n", form, name)
+	fmt.Fprintf(&b, "{{- if lt (int .Values.coordinator.replicas) %d }}\n", top.Coordinators)
+	fmt.Fprintf(&b, "{{- fail \"values: chaos scenario %s needs coordinator.replicas >= %d (its topology)\" }}\n{{- end }}\n", name, top.Coordinators)
+	if top.Shards > 0 {
+		fmt.Fprintf(&b, "{{- if or (not .Values.shards.enabled) (lt (int .Values.shards.replicas) %d) }}\n", top.Shards)
+		fmt.Fprintf(&b, "{{- fail \"values: chaos scenario %s needs shards.enabled and shards.replicas >= %d (its topology)\" }}\n{{- end }}\n", name, top.Shards)
+	}
 	b.WriteString("---\n")
 	b.WriteString(chartExpr.Replace(string(rest)))
 	if !bytes.HasSuffix(rest, []byte("\n")) {

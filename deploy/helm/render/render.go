@@ -56,6 +56,17 @@ func ChartDir() string {
 // render tests use).
 func TestdataDir() string { return filepath.Join(filepath.Dir(ChartDir()), "testdata") }
 
+// SuppliedValues are the values (dotted paths) that name a Secret or ConfigMap the
+// user creates before installing instead of the chart: a pod may reference those
+// names though the chart does not render them.
+var SuppliedValues = []string{
+	"coordinator.adminToken.existingSecret",
+	"nats.auth.password.existingSecret",
+	"nats.auth.creds.existingSecret",
+	"nats.tls.existingSecret",
+	"policy.existingConfigMap",
+}
+
 // Options say what to render.
 type Options struct {
 	// ReleaseName and Namespace are the release's (default "shardmatch", "default").
@@ -157,7 +168,9 @@ func renderFiles(ch *chart.Chart, vals map[string]any, o Options) (map[string]st
 	}
 	files, err := engine.Render(ch, rv)
 	if err != nil {
-		if strings.Contains(err.Error(), "error calling fail") {
+		// The chart's own checks (fail, required) all start their message with
+		// "values: "; any other template error is a bug in the chart.
+		if strings.Contains(err.Error(), "): values: ") {
 			return nil, nil, fmt.Errorf("%w: %w", ErrValues, err)
 		}
 		return nil, nil, fmt.Errorf("%w: %w", ErrChart, err)
