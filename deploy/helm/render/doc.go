@@ -10,3 +10,5 @@
 // against the chart's values.schema.json first, so a bad value is an error, as with
 // `helm install`.
 package render
+
+//go:generate go run ./gen
