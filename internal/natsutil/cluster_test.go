@@ -16,6 +16,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/shardmatch/shardmatch/internal/natsutil"
+	"github.com/shardmatch/shardmatch/internal/natsutil/natstest"
 	"github.com/shardmatch/shardmatch/internal/testutil"
 )
 
@@ -167,7 +168,8 @@ func freePorts(t *testing.T, n int) []int {
 
 // Three embedded servers given the same route list (each one's own route included)
 // form one cluster, JetStream runs clustered, and the three streams are created with
-// three replicas, one on each server. Monitoring answers the probe the chart uses.
+// three replicas, one on each server. EnsureStreams, called when only one server is
+// up, waits for the others. Monitoring answers the probes the chart uses.
 func TestEmbeddedClusterR3Streams(t *testing.T) {
 	ports := freePorts(t, 3)
 	var list []string
@@ -181,23 +183,23 @@ func TestEmbeddedClusterR3Streams(t *testing.T) {
 			natsutil.Shutdown(s)
 		}
 	})
-	for i, p := range ports {
+	startServer := func(i int) {
+		t.Helper()
 		s, err := natsutil.StartEmbedded(natsutil.EmbeddedConfig{StoreDir: t.TempDir(), ServerName: fmt.Sprintf("n%d", i),
-			MonitorPort: -1, Cluster: natsutil.ClusterConfig{Name: "test", Port: p, Routes: routes}})
+			MonitorPort: -1, Cluster: natsutil.ClusterConfig{Name: "test", Port: ports[i], Routes: routes}})
 		if err != nil {
 			t.Fatal(err)
 		}
-		if natsutil.ClusterPort(s) != p {
-			t.Fatalf("n%d: cluster port %d, want %d", i, natsutil.ClusterPort(s), p)
+		if natsutil.ClusterPort(s) != ports[i] {
+			t.Fatalf("n%d: cluster port %d, want %d", i, natsutil.ClusterPort(s), ports[i])
 		}
-		servers = append(servers, s)
-	}
-	for _, s := range servers {
 		if code := httpStatus(t, natsutil.MonitorURL(s)+"/healthz?js-enabled-only=true"); code != http.StatusOK {
 			t.Fatalf("%s: /healthz?js-enabled-only=true: %d", s.Name(), code)
 		}
+		servers = append(servers, s)
 	}
-	nc, err := nats.Connect(servers[0].ClientURL() + "," + servers[1].ClientURL())
+	startServer(0)
+	nc, err := nats.Connect(servers[0].ClientURL())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -206,15 +208,20 @@ func TestEmbeddedClusterR3Streams(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// The meta group elects its leader once the routes are up: until then stream
-	// creation fails, so retry it.
-	testutil.WaitFor(t, 30*time.Second, "R3 streams created", func() error {
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		defer cancel()
-		return natsutil.EnsureStreams(ctx, js, natsutil.StreamConfig{Replicas: 3})
-	})
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
+	ensured := make(chan error, 1)
+	go func() { ensured <- natsutil.EnsureStreams(ctx, js, natsutil.StreamConfig{Replicas: 3}) }()
+	select {
+	case err := <-ensured:
+		t.Fatalf("R3 streams ensured on one server of three: %v", err)
+	case <-time.After(500 * time.Millisecond): // still waiting, as it should
+	}
+	startServer(1)
+	startServer(2)
+	if err := <-ensured; err != nil {
+		t.Fatal(err)
+	}
 	for _, name := range []string{"SM_REQ", "SM_CMD", "SM_EVENTS"} {
 		st, err := js.Stream(ctx, name)
 		if err != nil {
@@ -235,6 +242,20 @@ func TestEmbeddedClusterR3Streams(t *testing.T) {
 			return nil
 		})
 	}
+}
+
+// Three replicas on a server on its own is refused at once, not retried until the
+// context ends.
+func TestEnsureStreamsR3OnOneServerFails(t *testing.T) {
+	_, js := connect(t, natstest.Start(t))
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	start := time.Now()
+	err := natsutil.EnsureStreams(ctx, js, natsutil.StreamConfig{Replicas: 3})
+	if err == nil || !strings.Contains(err.Error(), "SM_REQ") || time.Since(start) > 10*time.Second {
+		t.Fatalf("R3 on one server: %v after %s", err, time.Since(start))
+	}
+	t.Logf("R3 on one server: %v", err)
 }
 
 func httpStatus(t *testing.T, url string) int {
