@@ -17,6 +17,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/shardmatch/shardmatch/client"
 	"github.com/shardmatch/shardmatch/internal/clock"
@@ -289,15 +290,8 @@ func TestMultiProcessNATSCluster(t *testing.T) {
 	})
 	roles := []string{"JetStream meta leader"}
 	for _, s := range streams {
-		testutil.WaitFor(t, 20*time.Second, s+" led by "+victim.name, func() error {
-			leader, err := replicasCurrent(js, s, 3)
-			if err != nil || leader == victim.name {
-				return err
-			}
-			if err := stepDownTo(nc, "$JS.API.STREAM.LEADER.STEPDOWN."+s, victim.name); err != nil {
-				return fmt.Errorf("%s led by %s; step down: %w", s, leader, err)
-			}
-			return fmt.Errorf("%s led by %s", s, leader)
+		moveLeader(t, nc, "stream "+s, "$JS.API.STREAM.LEADER.STEPDOWN."+s, victim.name, func() (string, error) {
+			return replicasCurrent(js, s, 3)
 		})
 		roles = append(roles, s+" leader")
 		moveConsumerLeaders(t, nc, js, s, victim.name, &roles)
@@ -390,50 +384,110 @@ func TestMultiProcessNATSCluster(t *testing.T) {
 		}
 	}
 	nodes := d.auditClean()
-	checkOneTxnPerProposal(t, nodes, eventsByProposal(t, nc))
+	checkOneTxnPerProposal(t, nodes, eventsBySeq(t, js))
 	t.Logf("load ran %s; whole test %s", loadEnd.Sub(killed).Round(time.Millisecond), time.Since(t0).Round(time.Millisecond))
+}
+
+// eventsBySeq reads the whole events stream, message by message through the
+// stream leader (an ordered consumer, which eventsByProposal uses, is an R1 consumer
+// that may need re-creating while a cluster settles): proposal id → txids published.
+func eventsBySeq(t *testing.T, js jetstream.JetStream) map[string]map[string]smv1.Outcome {
+	t.Helper()
+	var info *jetstream.StreamInfo
+	testutil.WaitFor(t, 20*time.Second, "SM_EVENTS info", func() (err error) {
+		info, err = streamInfo(js, "SM_EVENTS")
+		return err
+	})
+	out := map[string]map[string]smv1.Outcome{}
+	if info.State.Msgs == 0 {
+		return out
+	}
+	for seq := info.State.FirstSeq; seq <= info.State.LastSeq; seq++ {
+		var m *jetstream.RawStreamMsg
+		testutil.WaitFor(t, 20*time.Second, fmt.Sprintf("event %d", seq), func() error {
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			defer cancel()
+			st, err := js.Stream(ctx, "SM_EVENTS")
+			if err == nil {
+				m, err = st.GetMsg(ctx, seq)
+			}
+			return err
+		})
+		var dec smv1.Decision
+		if err := proto.Unmarshal(m.Data, &dec); err != nil {
+			t.Fatalf("event %d: %v", seq, err)
+		}
+		if out[dec.GetProposalId()] == nil {
+			out[dec.GetProposalId()] = map[string]smv1.Outcome{}
+		}
+		out[dec.GetProposalId()][dec.GetTxid()] = dec.GetOutcome()
+	}
+	return out
 }
 
 // moveConsumerLeaders moves the leadership of stream's replicated consumers to
 // target, noting each in roles.
 func moveConsumerLeaders(t *testing.T, nc *nats.Conn, js jetstream.JetStream, stream, target string, roles *[]string) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	st, err := js.Stream(ctx, stream)
-	if err != nil {
-		t.Fatal(err)
-	}
+	var st jetstream.Stream
 	var names []string
-	lister := st.ListConsumers(ctx)
-	for ci := range lister.Info() {
-		if ci.Cluster != nil && len(ci.Cluster.Replicas) > 0 { // R1 consumers cannot move
-			names = append(names, ci.Name)
+	testutil.WaitFor(t, 10*time.Second, "the consumers of "+stream, func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		var err error
+		if st, err = js.Stream(ctx, stream); err != nil {
+			return err
 		}
-	}
-	if err := lister.Err(); err != nil {
-		t.Fatal(err)
-	}
+		names = names[:0]
+		lister := st.ListConsumers(ctx)
+		for ci := range lister.Info() {
+			if ci.Cluster != nil && len(ci.Cluster.Replicas) > 0 { // R1 consumers cannot move
+				names = append(names, ci.Name)
+			}
+		}
+		return lister.Err()
+	})
 	for _, name := range names {
-		testutil.WaitFor(t, 20*time.Second, "consumer "+stream+"/"+name+" led by "+target, func() error {
-			c, err := st.Consumer(ctx, name)
-			if err != nil {
-				return err
-			}
-			ci, err := c.Info(ctx)
-			if err != nil {
-				return err
-			}
-			if ci.Cluster == nil || ci.Cluster.Leader == target {
-				return nil
-			}
-			if err := stepDownTo(nc, "$JS.API.CONSUMER.LEADER.STEPDOWN."+stream+"."+name, target); err != nil {
-				return fmt.Errorf("led by %s; step down: %w", ci.Cluster.Leader, err)
-			}
-			return fmt.Errorf("led by %s", ci.Cluster.Leader)
-		})
+		moveLeader(t, nc, "consumer "+stream+"/"+name, "$JS.API.CONSUMER.LEADER.STEPDOWN."+stream+"."+name, target,
+			func() (string, error) {
+				ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+				defer cancel()
+				c, err := st.Consumer(ctx, name)
+				if err != nil {
+					return "", err
+				}
+				ci, err := c.Info(ctx)
+				if err != nil {
+					return "", err
+				}
+				if ci.Cluster == nil || ci.Cluster.Leader == "" {
+					return "", errors.New("no leader")
+				}
+				return ci.Cluster.Leader, nil
+			})
 		*roles = append(*roles, "consumer "+stream+"/"+name+" leader")
 	}
+}
+
+// moveLeader asks a JetStream Raft group (by its stepdown API subject) to hand its
+// leadership to target until leader reports target, asking again only if the
+// previous request has not worked within 3 s (every request is an election).
+func moveLeader(t *testing.T, nc *nats.Conn, what, subject, target string, leader func() (string, error)) {
+	t.Helper()
+	var asked time.Time
+	testutil.WaitFor(t, 30*time.Second, what+" led by "+target, func() error {
+		l, err := leader()
+		if err != nil || l == target {
+			return err
+		}
+		if time.Since(asked) > 3*time.Second {
+			asked = time.Now()
+			if err := stepDownTo(nc, subject, target); err != nil {
+				return fmt.Errorf("led by %s; step down: %w", l, err)
+			}
+		}
+		return fmt.Errorf("led by %s", l)
+	})
 }
 
 // transferLeader asks the Raft leader from to hand its leadership to to.
