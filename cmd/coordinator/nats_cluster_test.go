@@ -115,7 +115,7 @@ func (d *deployment) startNATSCluster(n int) []*natsMember {
 
 // streamInfo is a stream's info, fresh from its leader.
 func streamInfo(js jetstream.JetStream, name string) (*jetstream.StreamInfo, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
 	st, err := js.Stream(ctx, name)
 	if err != nil {
@@ -169,18 +169,20 @@ func stepDownTo(nc *nats.Conn, subject, target string) error {
 	return nil
 }
 
-// timedProposer records, besides every call, when each decision came back.
+// timedProposer records, besides every call, when each decided call started and
+// when its decision came back.
 type timedProposer struct {
 	*recordingProposer
-	mu        sync.Mutex
-	decidedAt []time.Time
+	mu    sync.Mutex
+	spans [][2]time.Time // start, decided
 }
 
 func (p *timedProposer) Propose(ctx context.Context, pr *smv1.Proposal) (*smv1.Decision, error) {
+	start := time.Now()
 	d, err := p.recordingProposer.Propose(ctx, pr)
 	if d != nil {
 		p.mu.Lock()
-		p.decidedAt = append(p.decidedAt, time.Now())
+		p.spans = append(p.spans, [2]time.Time{start, time.Now()})
 		p.mu.Unlock()
 	}
 	return d, err
@@ -188,10 +190,12 @@ func (p *timedProposer) Propose(ctx context.Context, pr *smv1.Proposal) (*smv1.D
 
 // longestGap is the longest time without a decision in [from, to].
 func (p *timedProposer) longestGap(from, to time.Time) time.Duration {
+	ts := []time.Time{from, to}
 	p.mu.Lock()
-	ts := append([]time.Time{from}, p.decidedAt...)
+	for _, s := range p.spans {
+		ts = append(ts, s[1])
+	}
 	p.mu.Unlock()
-	ts = append(ts, to)
 	slices.SortFunc(ts, func(a, b time.Time) int { return a.Compare(b) })
 	var gap time.Duration
 	for i := 1; i < len(ts); i++ {
@@ -201,6 +205,33 @@ func (p *timedProposer) longestGap(from, to time.Time) time.Duration {
 		gap = max(gap, ts[i].Sub(maxTime(ts[i-1], from)))
 	}
 	return gap
+}
+
+// firstDecidedAfter is how long after t the first call started after t was decided
+// (-1 if none was).
+func (p *timedProposer) firstDecidedAfter(t time.Time) time.Duration {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	first := time.Duration(-1)
+	for _, s := range p.spans {
+		if s[0].After(t) && (first < 0 || s[1].Sub(t) < first) {
+			first = s[1].Sub(t)
+		}
+	}
+	return first
+}
+
+// slowest is the longest time a call started in [from, to] took to be decided.
+func (p *timedProposer) slowest(from, to time.Time) time.Duration {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var d time.Duration
+	for _, s := range p.spans {
+		if !s[0].Before(from) && !s[0].After(to) {
+			d = max(d, s[1].Sub(s[0]))
+		}
+	}
+	return d
 }
 
 func maxTime(a, b time.Time) time.Time {
@@ -274,49 +305,19 @@ func TestMultiProcessNATSCluster(t *testing.T) {
 	}
 	progress("decisions on the cluster", 20)
 
-	// The victim: the meta leader. Every stream's and every replicated consumer's
-	// leadership is moved to it, then the Raft leadership to a coordinator connected
-	// to it, if one is: its death then stops intake, commands, events, the consumers
-	// and the leader's own connection at once.
-	var victim *natsMember
-	testutil.WaitFor(t, 10*time.Second, "the meta leader", func() error {
-		name, err := members[0].metaLeader()
-		for _, m := range members {
-			if m.name == name {
-				victim = m
-			}
-		}
-		return err
-	})
-	roles := []string{"JetStream meta leader"}
+	// The victim is the server the Raft leader is connected to, given the leadership
+	// of every stream and every replicated consumer: its death stops intake, commands,
+	// events, the consumers and the leader's own connection at once. If a coordinator
+	// is connected to the JetStream meta leader (which cannot be moved without a
+	// system account), the Raft leadership goes to that coordinator first, so that the
+	// victim is the meta leader too.
+	victim, roles := pickVictim(t, d, members)
 	for _, s := range streams {
 		moveLeader(t, nc, "stream "+s, "$JS.API.STREAM.LEADER.STEPDOWN."+s, victim.name, func() (string, error) {
 			return replicasCurrent(js, s, 3)
 		})
 		roles = append(roles, s+" leader")
 		moveConsumerLeaders(t, nc, js, s, victim.name, &roles)
-	}
-	names, err := victim.clientNames()
-	if err != nil {
-		t.Fatal(err)
-	}
-	leaderIdx := d.waitLeader("")
-	for _, n := range d.nodes {
-		if !slices.Contains(names, "shardmatch-coordinator-"+n.id) {
-			continue
-		}
-		if n != d.nodes[leaderIdx] {
-			transferLeader(t, d.nodes[leaderIdx], n)
-			leaderIdx = d.waitLeader(d.nodes[leaderIdx].id)
-		}
-		if d.nodes[leaderIdx] == n {
-			roles = append(roles, "server of the Raft leader "+n.id)
-		}
-		break
-	}
-	if !strings.Contains(strings.Join(roles, ","), "Raft leader") {
-		t.Logf("no coordinator is connected to %s (connections %v): the Raft leader %s keeps its server",
-			victim.name, names, d.nodes[leaderIdx].id)
 	}
 	progress("decisions with the roles moved", 20)
 
@@ -337,7 +338,6 @@ func TestMultiProcessNATSCluster(t *testing.T) {
 	})
 	electedIn := time.Since(killed)
 	progress("decisions after the kill", 30)
-	thirtyAfter := time.Since(killed)
 
 	// Restart it on its store: it rejoins, and every replica is current again.
 	restarted := time.Now()
@@ -371,11 +371,12 @@ func TestMultiProcessNATSCluster(t *testing.T) {
 				c.start.Sub(killed).Round(time.Millisecond), c.err)
 		}
 	}
-	t.Logf("killed %s; SM_REQ and SM_CMD led by %s %s later; %d calls, %d unknown; longest gap between decisions "+
-		"around the kill %s; %d decisions after the kill by %s; rejoined in %s",
-		victim.name, newLeader, electedIn.Round(time.Millisecond), len(calls), unknown,
-		rec.longestGap(killed.Add(-time.Second), restarted).Round(time.Millisecond), 30,
-		thirtyAfter.Round(time.Millisecond), rejoinedIn.Round(time.Millisecond))
+	t.Logf("killed %s; SM_REQ and SM_CMD seen led by %s %s later; first call started after the kill decided %s after it; "+
+		"slowest call started around the kill %s; longest gap between decisions %s; rejoined in %s; %d calls, %d unknown",
+		victim.name, newLeader, electedIn.Round(time.Millisecond), rec.firstDecidedAfter(killed).Round(time.Millisecond),
+		rec.slowest(killed.Add(-5*time.Second), killed.Add(5*time.Second)).Round(time.Millisecond),
+		rec.longestGap(killed.Add(-time.Second), restarted).Round(time.Millisecond), rejoinedIn.Round(time.Millisecond),
+		len(calls), unknown)
 	checkProposeCalls(t, cl, calls)
 	d.waitSettled(30 * time.Second)
 	for _, p := range d.procs {
@@ -386,6 +387,49 @@ func TestMultiProcessNATSCluster(t *testing.T) {
 	nodes := d.auditClean()
 	checkOneTxnPerProposal(t, nodes, eventsBySeq(t, js))
 	t.Logf("load ran %s; whole test %s", loadEnd.Sub(killed).Round(time.Millisecond), time.Since(t0).Round(time.Millisecond))
+}
+
+// pickVictim chooses the NATS server to kill (see TestMultiProcessNATSCluster),
+// moving the Raft leadership if that makes it the meta leader too, and returns it
+// with the roles it has so far.
+func pickVictim(t *testing.T, d *deployment, members []*natsMember) (*natsMember, []string) {
+	t.Helper()
+	var meta string
+	testutil.WaitFor(t, 10*time.Second, "the meta leader", func() (err error) {
+		meta, err = members[0].metaLeader()
+		return err
+	})
+	serverOf := map[string]*natsMember{} // coordinator id → its NATS server
+	for _, m := range members {
+		names, err := m.clientNames()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, n := range d.nodes {
+			if slices.Contains(names, "shardmatch-coordinator-"+n.id) {
+				serverOf[n.id] = m
+			}
+		}
+	}
+	leader := d.nodes[d.waitLeader("")]
+	for _, n := range d.nodes {
+		if m := serverOf[n.id]; m != nil && m.name == meta && serverOf[leader.id] != m {
+			transferLeader(t, leader, n)
+			leader = d.nodes[d.waitLeader(leader.id)]
+			break
+		}
+	}
+	victim := serverOf[leader.id]
+	if victim == nil {
+		t.Fatalf("the Raft leader %s is connected to no NATS server: %v", leader.id, serverOf)
+	}
+	roles := []string{"server of the Raft leader " + leader.id}
+	if victim.name == meta {
+		roles = append(roles, "JetStream meta leader")
+	} else {
+		t.Logf("no coordinator is connected to the meta leader %s: the victim is not the meta leader", meta)
+	}
+	return victim, roles
 }
 
 // eventsBySeq reads the whole events stream, message by message through the
