@@ -100,7 +100,7 @@ type RestoreOptions struct {
 	// placed after, so every fencing token issued afterwards exceeds Token(MinIndex, 0).
 	// Set it to the lost cluster's last applied index when restoring after data loss.
 	MinIndex uint64
-	// MaxBytes bounds the snapshot's data (default DefaultMaxSnapshotBytes).
+	// MaxBytes bounds the snapshot's data (default Config.MaxSnapshotBytes).
 	MaxBytes int64
 }
 
@@ -133,6 +133,9 @@ func (n *Node) RestoreSnapshot(ctx context.Context, r io.Reader, opts RestoreOpt
 		return nil, fmt.Errorf("%w: a restore is already running on this node", ErrConflict)
 	}
 	defer n.restoreMu.Unlock()
+	if opts.MaxBytes <= 0 {
+		opts.MaxBytes = n.cfg.MaxSnapshotBytes
+	}
 	if opts.MaxBytes <= 0 {
 		opts.MaxBytes = DefaultMaxSnapshotBytes
 	}

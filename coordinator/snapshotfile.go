@@ -111,6 +111,15 @@ func WriteSnapshot(w io.Writer, meta *raft.SnapshotMeta, data io.Reader) (int64,
 	return cw.n + int64(m), err
 }
 
+// SnapshotFileSize is the size of the file WriteSnapshot writes for meta.
+func SnapshotFileSize(meta *raft.SnapshotMeta) (int64, error) {
+	mj, err := json.Marshal(meta)
+	if err != nil {
+		return 0, fmt.Errorf("coordinator: encode snapshot metadata: %w", err)
+	}
+	return int64(SnapshotOverhead+len(mj)) + meta.Size, nil
+}
+
 type countWriter struct {
 	w io.Writer
 	n int64
