@@ -147,6 +147,11 @@ func (n *Node) RestoreSnapshot(ctx context.Context, r io.Reader, opts RestoreOpt
 		_ = spool.Close()
 		_ = os.Remove(spool.Name())
 	}()
+	// Refuse a rollback before pausing anything (a refusal changes nothing, not even
+	// the log), and again once paused, when the state can no longer move.
+	if _, err := n.checkRestore(meta, opts.Force); err != nil {
+		return nil, err
+	}
 	if err := n.pauseLeading(ctx, true); err != nil {
 		return nil, err
 	}
@@ -163,11 +168,8 @@ func (n *Node) RestoreSnapshot(ctx context.Context, r io.Reader, opts RestoreOpt
 		return nil, n.notLeader()
 	}
 	res := &RestoreResult{Snapshot: sum, PreviousIndex: n.raft.AppliedIndex()}
-	if meta.Index < res.PreviousIndex && !n.fsm.pristine() {
-		if !opts.Force {
-			return nil, &SnapshotOlderError{SnapshotIndex: meta.Index, ClusterIndex: res.PreviousIndex}
-		}
-		res.Forced = true
+	if res.Forced, err = n.checkRestore(meta, opts.Force); err != nil {
+		return nil, err
 	}
 	if _, err := spool.Seek(0, io.SeekStart); err != nil {
 		return nil, fmt.Errorf("coordinator: rewind spooled snapshot: %w", err)
@@ -201,6 +203,19 @@ func (n *Node) RestoreSnapshot(ctx context.Context, r io.Reader, opts RestoreOpt
 	}
 	n.log.Warn("snapshot restored", "index", res.Index, "snapshot_index", meta.Index)
 	return res, nil
+}
+
+// checkRestore applies the rollback rule: a snapshot older than the applied state is
+// refused unless force, except on a pristine state. forced reports that force was needed.
+func (n *Node) checkRestore(meta *raft.SnapshotMeta, force bool) (forced bool, err error) {
+	applied := n.raft.AppliedIndex()
+	if meta.Index >= applied || n.fsm.pristine() {
+		return false, nil
+	}
+	if !force {
+		return false, &SnapshotOlderError{SnapshotIndex: meta.Index, ClusterIndex: applied}
+	}
+	return true, nil
 }
 
 // spoolSnapshot copies a snapshot file's data from r into a temporary file in the data
