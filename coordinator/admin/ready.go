@@ -82,9 +82,6 @@ func (s *Server) readiness(ctx context.Context) readiness {
 		}
 		rd.Ready = true
 		return rd
-	case string(id) == s.node.ID():
-		rd.Reason = "this node was the leader and is stepping down"
-		return rd
 	}
 	if s.cfg.LeaderIndex == nil {
 		rd.LeaderCommitIndex = rd.CommitIndex
