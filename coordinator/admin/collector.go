@@ -29,7 +29,7 @@ func newNodeCollector(s *Server, labels prometheus.Labels) *nodeCollector {
 		lastIndex:  d("raft_last_index", "Last index in this node's log."),
 		fsmApplied: d("fsm_applied_index", "Last log index whose commands the FSM applied."),
 		isLeader:   d("is_leader", "1 while this node leads and has finished taking over."),
-		ready:      d("ready", "1 when /readyz answers 200: leader known, FSM caught up."),
+		ready:      d("ready", "1 when /readyz answers 200: caught up with the leader's commit index (on the leader: taken over)."),
 		leases:     d("leases_active", "Player leases held (RESERVED or ACTIVE)."),
 		inFlight:   d("txns_in_flight", "Transactions not finished, by state: preparing, or decided and undelivered.", "state"),
 		txns:       d("txns_retained", "Transactions in the FSM, finished ones included until forgotten."),
