@@ -63,7 +63,10 @@ func serveFlags(o *serveOptions, stderr io.Writer) (*flag.FlagSet, config.Loader
 	fs.Usage = func() {
 		fmt.Fprint(stderr, "usage: coordinator serve [flags]\n\n"+
 			"Run one production coordinator node: Raft over TCP, shards and proposers over NATS,\n"+
-			"admin HTTP (/healthz, /readyz, /metrics, /v1/...). A flag wins over its environment\n"+
+			"admin HTTP (/healthz, /readyz, /metrics, /v1/...). /readyz is 200 once caught up with the\n"+
+			"leader: within 64 entries of the commit index the leader reports over NATS (the leader\n"+
+			"itself once it has taken over). On Kubernetes give every pod the same --bootstrap --peers\n"+
+			"--join and its DNS name as --raft-advertise. A flag wins over its environment\n"+
 			"variable, which wins over the --config file (`key = value` lines, keys are flag names),\n"+
 			"which wins over the default.\n\nsettings:\n")
 		ld.PrintDefaults(stderr, fs)
