@@ -1,6 +1,7 @@
 package coordinator
 
 import (
+	"slices"
 	"sort"
 
 	"google.golang.org/protobuf/proto"
@@ -127,4 +128,27 @@ func (f *FSM) Counts() Counts {
 		}
 	}
 	return c
+}
+
+// InDoubtByShard counts, per shard, the decided transactions that shard has not yet
+// acknowledged: the shard holds them prepared (in doubt) until the decision reaches
+// it. Registered shards with none are present with 0.
+func (f *FSM) InDoubtByShard() map[string]int {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	out := make(map[string]int, len(f.shards))
+	for id := range f.shards {
+		out[id] = 0
+	}
+	for _, t := range f.txns {
+		if !twophase.Decided(t.State) || t.State == smv1.TxnState_TXN_STATE_DONE {
+			continue
+		}
+		for _, s := range t.Shards {
+			if _, acked := slices.BinarySearch(t.Acked, s); !acked {
+				out[s]++
+			}
+		}
+	}
+	return out
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"testing"
 
 	"github.com/hashicorp/raft"
@@ -345,3 +346,23 @@ type memSink struct{ bytes.Buffer }
 func (s *memSink) ID() string    { return "mem" }
 func (s *memSink) Cancel() error { return nil }
 func (s *memSink) Close() error  { return nil }
+
+// TestFSMInDoubtByShard: a decided transaction counts against every shard that has
+// not acked it, and not before it is decided or after it is done.
+func TestFSMInDoubtByShard(t *testing.T) {
+	h := newFSMHarness(t, "a", "b", "c")
+	want := func(w map[string]int) {
+		t.Helper()
+		if got := h.f.InDoubtByShard(); !maps.Equal(got, w) {
+			t.Fatalf("in doubt %v, want %v", got, w)
+		}
+	}
+	tx := h.mustOK(h.apply(begin(proposal("p1", "x@a", "y@b")))[0]).Txn.Txid
+	want(map[string]int{"a": 0, "b": 0, "c": 0}) // preparing: not decided yet
+	h.mustOK(h.apply(decide(tx, committed))[0])
+	want(map[string]int{"a": 1, "b": 1, "c": 0})
+	h.mustOK(h.apply(acked(tx, "a"))[0])
+	want(map[string]int{"a": 0, "b": 1, "c": 0})
+	h.mustOK(h.apply(acked(tx, "b"))[0])
+	want(map[string]int{"a": 0, "b": 0, "c": 0})
+}

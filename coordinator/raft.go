@@ -58,3 +58,21 @@ func (n *Node) raftConfig(notify chan bool) *raft.Config {
 	c.Logger = raftLogger("raft", n.cfg.RaftLogOutput)
 	return c
 }
+
+// HasExistingState reports whether dataDir holds Raft state (log entries, a vote or a
+// snapshot): whether a node on it has been part of a cluster. It opens and closes the
+// stores, so call it before New.
+func HasExistingState(dataDir string) (bool, error) {
+	s, err := openStores(dataDir, nil)
+	if err != nil {
+		return false, err
+	}
+	has, err := raft.HasExistingState(s.log, s.log, s.snaps)
+	if cerr := s.close(); err == nil && cerr != nil {
+		err = cerr
+	}
+	if err != nil {
+		return false, fmt.Errorf("coordinator: inspect raft state: %w", err)
+	}
+	return has, nil
+}

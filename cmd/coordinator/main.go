@@ -19,6 +19,7 @@ type command struct {
 var commands = []command{
 	{"dev", "[flags]", "run a whole deployment in this process with live status, then audit it", runDev},
 	{"serve", "[flags]", "run a production coordinator node (Raft over TCP, NATS, admin HTTP)", withoutCtx(runServe)},
+	{"prestop", "[flags]", "hand leadership over before this node stops (a pod's preStop hook)", withoutCtx(runPrestop)},
 	{"status", "--addr URL[,URL...]", "show a cluster at a glance from the nodes' admin APIs", withoutCtx(runStatus)},
 	{"snapshot", "<verb> [flags]", "save, restore or inspect a backup of the cluster's whole state", runSnapshot},
 	{"nats", "[flags]", "run the embedded NATS server with JetStream alone, for multi-process use", withoutCtx(runNats)},

@@ -112,6 +112,10 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"policy", "lint"}, 2, "unknown subcommand"},
 		{[]string{"version"}, 0, "coordinator "},
 		{[]string{"version", "x"}, 2, "usage"},
+		{[]string{"help"}, 0, "prestop"},
+		{[]string{"prestop", "--help"}, 0, "SHARDMATCH_ADMIN_TOKEN"},
+		{[]string{"prestop", "--timeout", "0"}, 2, "--timeout must be > 0"},
+		{[]string{"prestop", "extra"}, 2, "unexpected argument"},
 	} {
 		code, stdout, stderr := runCmd(t, tc.args...)
 		if code != tc.code || !strings.Contains(stdout+stderr, tc.in) {

@@ -311,7 +311,12 @@ func (d *deployment) nodeArgs(id string, raftPort, adminPort int, extra ...strin
 // --bootstrap, or --join).
 func (d *deployment) startNode(id string, raftPort int, extra ...string) *coordNode {
 	d.t.Helper()
-	adminPort := freePort(d.t)
+	return d.startNodeAt(id, raftPort, freePort(d.t), extra...)
+}
+
+// startNodeAt is startNode on a given admin port.
+func (d *deployment) startNodeAt(id string, raftPort, adminPort int, extra ...string) *coordNode {
+	d.t.Helper()
 	n := &coordNode{id: id, raftAddr: fmt.Sprintf("127.0.0.1:%d", raftPort), adminURL: fmt.Sprintf("http://127.0.0.1:%d", adminPort)}
 	n.proc = d.add(&proc{name: id, bin: d.coord, env: append([]string{"SHARDMATCH_ADMIN_TOKEN=" + adminToken}, d.nodeEnv...),
 		args: d.nodeArgs(id, raftPort, adminPort, extra...)})

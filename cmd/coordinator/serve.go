@@ -154,11 +154,19 @@ func startServe(ctx context.Context, o serveOptions, log *slog.Logger, stderr io
 	if err != nil {
 		return s, fmt.Errorf("metrics: %w", err)
 	}
+	nc := s.nc
+	if err := metrics.AddNATSConn(nc.IsConnected, func() uint64 { return nc.Stats().Reconnects }); err != nil {
+		return s, err
+	}
 	ref := &nodeRef{}
 	if s.api, err = natsapi.New(natsapi.Config{Node: ref, NodeID: o.id, Conn: s.nc, Prefix: o.prefix, Logger: log, Clock: s.clk,
 		SkipEnsureStreams: true, ReplyPrefixes: []string{"_INBOX."}, OnProposal: metrics.ObserveProposal,
-		StepDown: ref.transferLeadership}); err != nil {
+		StepDown: ref.transferLeadership, CommitIndex: ref.commitIndex}); err != nil {
 		return s, fmt.Errorf("nats api: %w", err)
+	}
+	leaderIndex, err := natsapi.NewLeaderIndexClient(natsapi.LeaderIndexClientConfig{Conn: s.nc, Prefix: o.prefix, Clock: s.clk})
+	if err != nil {
+		return s, fmt.Errorf("leader index: %w", err)
 	}
 	if err := addMalformedSources(metrics, s.api, s.ptrans); err != nil {
 		return s, err
@@ -184,12 +192,20 @@ func startServe(ctx context.Context, o serveOptions, log *slog.Logger, stderr io
 	if o.raftLogToStderr {
 		raftLog = stderr
 	}
-	if s.rtrans, err = raft.NewTCPTransport(o.raftAddr, o.advertiseAddr, 3, 10*time.Second, raftLog); err != nil {
+	if err := os.MkdirAll(o.data, 0o755); err != nil {
+		return s, err
+	}
+	hasState, err := coordinator.HasExistingState(o.data)
+	if err != nil {
+		return s, err
+	}
+	plan := o.plan(hasState)
+	if s.rtrans, err = newRaftTransport(o.raftAddr, o.advertiseAddr, raftLog); err != nil {
 		return s, fmt.Errorf("raft transport on %s: %w", o.raftAddr, err)
 	}
 	cfg := coordinator.DefaultConfig()
 	cfg.NodeID, cfg.DataDir, cfg.RaftTransport = o.id, o.data, s.rtrans
-	cfg.Bootstrap, cfg.Peers = o.bootstrap, o.parsedPeers
+	cfg.Bootstrap, cfg.Peers = plan.mode == bootstrapWith, plan.peers
 	cfg.Clock, cfg.Logger, cfg.Policy = s.clk, log, pol
 	applyUnsafe(o.unsafe, &cfg)
 	if s.history != nil {
@@ -216,15 +232,16 @@ func startServe(ctx context.Context, o serveOptions, log *slog.Logger, stderr io
 		metrics.ObserveDecision(d)
 	}
 	cfg.OnPhase = func(phase string, d time.Duration) { metrics.ObservePhase(admin.Phase(phase), d) }
-	if err := os.MkdirAll(o.data, 0o755); err != nil {
-		return s, err
-	}
 	if s.node, err = coordinator.New(cfg); err != nil {
 		return s, err
 	}
 	ref.n.Store(s.node)
 
-	admCfg := admin.Config{Node: s.node, Metrics: metrics, AuthToken: o.adminToken, Logger: log, Clock: s.clk}
+	admCfg := admin.Config{Node: s.node, Metrics: metrics, AuthToken: o.adminToken, Logger: log, Clock: s.clk,
+		LeaderIndex: admin.LeaderIndexFunc(func(ctx context.Context) (admin.LeaderIndex, error) {
+			li, err := leaderIndex.LeaderIndex(ctx)
+			return admin.LeaderIndex{NodeID: li.NodeID, Term: li.Term, CommitIndex: li.CommitIndex}, err
+		})}
 	if o.faultInjection {
 		admCfg.Faults = &admin.FaultConfig{Clock: s.clk, Transport: s.faults}
 	}
@@ -240,13 +257,14 @@ func startServe(ctx context.Context, o serveOptions, log *slog.Logger, stderr io
 			}
 		}
 	}()
-	if len(o.joinURLs) > 0 {
+	if plan.mode == joinVia {
 		var jctx context.Context
 		jctx, s.stopJoin = context.WithCancel(context.Background())
 		go s.join(jctx)
 	}
-	log.Info("ready", "raft_addr", o.advertiseAddr.String(), "admin_addr", adminLn.Addr().String(),
-		"nats", s.nc.ConnectedUrlRedacted(), "prefix", o.prefix, "bootstrap", o.bootstrap)
+	log.Info("started", "raft_addr", o.advertiseAddr, "admin_addr", adminLn.Addr().String(),
+		"nats", s.nc.ConnectedUrlRedacted(), "prefix", o.prefix, "has_state", hasState,
+		"bootstrap", plan.mode == bootstrapWith, "join", plan.mode == joinVia)
 	return s, nil
 }
 
@@ -338,7 +356,7 @@ func drainConn(ctx context.Context, nc *nats.Conn) {
 // join asks the cluster's admin APIs, in turn, to add this node as a voter, until
 // one agrees or this node already is in the configuration.
 func (s *served) join(ctx context.Context) {
-	body, _ := json.Marshal(map[string]string{"id": s.o.id, "addr": s.o.advertiseAddr.String()})
+	body, _ := json.Marshal(map[string]string{"id": s.o.id, "addr": s.o.advertiseAddr})
 	hc := &http.Client{Timeout: 15 * time.Second}
 	wait := 250 * time.Millisecond
 	for {
@@ -404,6 +422,15 @@ func (r *nodeRef) get() (*coordinator.Node, error) {
 		return n, nil
 	}
 	return nil, &coordinator.NotLeaderError{}
+}
+
+// commitIndex is natsapi's CommitIndex: the node's Raft commit index (0 before the
+// node exists).
+func (r *nodeRef) commitIndex() uint64 {
+	if n := r.n.Load(); n != nil {
+		return n.Raft().CommitIndex()
+	}
+	return 0
 }
 
 // transferLeadership is natsapi's StepDown: hand leadership over (the node leads but

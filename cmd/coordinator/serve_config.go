@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -49,7 +50,9 @@ type serveOptions struct {
 	unsafe                  string
 	parsedPeers             []raft.Server
 	joinURLs                []string
-	advertiseAddr           *net.TCPAddr
+	// advertiseAddr is the Raft address other nodes dial, exactly as given: an IP or
+	// a DNS name, never resolved here.
+	advertiseAddr string
 }
 
 // serveFlags registers every serve setting on a new FlagSet writing to stderr.
@@ -60,7 +63,10 @@ func serveFlags(o *serveOptions, stderr io.Writer) (*flag.FlagSet, config.Loader
 	fs.Usage = func() {
 		fmt.Fprint(stderr, "usage: coordinator serve [flags]\n\n"+
 			"Run one production coordinator node: Raft over TCP, shards and proposers over NATS,\n"+
-			"admin HTTP (/healthz, /readyz, /metrics, /v1/...). A flag wins over its environment\n"+
+			"admin HTTP (/healthz, /readyz, /metrics, /v1/...). /readyz is 200 once caught up with the\n"+
+			"leader: within 64 entries of the commit index the leader reports over NATS (the leader\n"+
+			"itself once it has taken over). On Kubernetes give every pod the same --bootstrap --peers\n"+
+			"--join and its DNS name as --raft-advertise. A flag wins over its environment\n"+
 			"variable, which wins over the --config file (`key = value` lines, keys are flag names),\n"+
 			"which wins over the default.\n\nsettings:\n")
 		ld.PrintDefaults(stderr, fs)
@@ -70,9 +76,12 @@ func serveFlags(o *serveOptions, stderr io.Writer) (*flag.FlagSet, config.Loader
 	fs.StringVar(&o.id, "id", "", "this node's Raft server `id` (required)")
 	fs.StringVar(&o.data, "data", "", "data `directory` for the Raft log and snapshots (required)")
 	fs.StringVar(&o.raftAddr, "raft-addr", "127.0.0.1:7000", "Raft TCP `host:port` to listen on")
-	fs.StringVar(&o.raftAdvertise, "raft-advertise", "", "Raft `host:port` other nodes dial (default: --raft-addr; required if that listens on all interfaces)")
-	fs.StringVar(&o.peers, "peers", "", "static Raft voters `id=host:port,...` (with --bootstrap); this node is added if missing")
-	fs.BoolVar(&o.bootstrap, "bootstrap", false, "form a new cluster from --peers if the data directory holds no Raft state")
+	fs.StringVar(&o.raftAdvertise, "raft-advertise", "", "Raft `host:port` other nodes dial, an IP or a DNS name (not resolved at start: "+
+		"peers dial it by name each time) (default: --raft-addr; required if that listens on all interfaces)")
+	fs.StringVar(&o.peers, "peers", "", "static Raft voters `id=host:port,...` (hosts may be DNS names), for --bootstrap; "+
+		"with --bootstrap alone this node is added if missing")
+	fs.BoolVar(&o.bootstrap, "bootstrap", false, "form a new cluster from --peers if the data directory holds no Raft state; "+
+		"with --peers and --join too: start on existing state, else bootstrap with exactly --peers if --id is one of them, else join")
 	fs.StringVar(&o.join, "join", "", "join an existing cluster through its admin APIs `http://host:port,...` (POST /v1/voters with --admin-token)")
 	o.nats.Register(fs)
 	fs.StringVar(&o.prefix, "prefix", natsutil.DefaultPrefix, "NATS subject and stream `prefix`")
@@ -127,8 +136,6 @@ func (o *serveOptions) validate() error {
 		return bad("--id is required")
 	case o.data == "":
 		return bad("--data is required")
-	case o.bootstrap && o.join != "":
-		return bad("--bootstrap and --join exclude each other")
 	case o.bootstrap && o.peers == "":
 		return bad("--bootstrap needs --peers")
 	case o.join != "" && o.adminToken == "":
@@ -165,26 +172,14 @@ func (o *serveOptions) validate() error {
 	if adv == "" {
 		adv = o.raftAddr
 	}
-	a, err := net.ResolveTCPAddr("tcp", adv)
-	if err != nil {
-		return bad("--raft-advertise %q: %v", adv, err)
+	if err := checkAdvertise(adv); err != nil {
+		return bad("%v", err)
 	}
-	if a.IP == nil || a.IP.IsUnspecified() || a.Port == 0 {
-		return bad("raft address %q is not dialable: set --raft-advertise to this node's reachable host:port", adv)
-	}
-	o.advertiseAddr = a
+	o.advertiseAddr = adv
 	if o.peers != "" {
+		var err error
 		if o.parsedPeers, err = parsePeers(o.peers); err != nil {
 			return bad("--peers: %v", err)
-		}
-		self := false
-		for _, p := range o.parsedPeers {
-			if string(p.ID) == o.id {
-				self = true
-			}
-		}
-		if !self {
-			o.parsedPeers = append(o.parsedPeers, raft.Server{Suffrage: raft.Voter, ID: raft.ServerID(o.id), Address: raft.ServerAddress(a.String())})
 		}
 	}
 	for _, u := range strings.Split(o.join, ",") {
@@ -193,6 +188,76 @@ func (o *serveOptions) validate() error {
 		}
 	}
 	return nil
+}
+
+// checkAdvertise refuses a Raft address other nodes could not dial: no host, an
+// unspecified IP (0.0.0.0, ::) or port 0. A DNS name is accepted as it is, without
+// resolving it: in Kubernetes a pod's name may not resolve until it is running.
+func checkAdvertise(adv string) error {
+	host, port, err := net.SplitHostPort(adv)
+	if err != nil {
+		return fmt.Errorf("--raft-advertise %q: %v", adv, err)
+	}
+	p, err := strconv.ParseUint(port, 10, 16)
+	if err != nil {
+		return fmt.Errorf("--raft-advertise %q: port %q is not a number in [1, 65535]", adv, port)
+	}
+	if ip := net.ParseIP(host); host == "" || p == 0 || (ip != nil && ip.IsUnspecified()) {
+		return fmt.Errorf("raft address %q is not dialable: set --raft-advertise to this node's reachable host:port", adv)
+	}
+	return nil
+}
+
+// joinMode says how a node becomes part of its cluster when it starts.
+type joinMode int
+
+const (
+	startOnly     joinMode = iota // start on existing state, or wait to be added
+	bootstrapWith                 // bootstrap with startPlan.peers if there is no Raft state
+	joinVia                       // ask --join's admin APIs to add this node as a voter
+)
+
+// startPlan is what a node does at start about cluster membership.
+type startPlan struct {
+	mode  joinMode
+	peers []raft.Server // with bootstrapWith
+}
+
+// combined reports --bootstrap --peers --join together: the form a StatefulSet's every
+// pod runs with, whatever its ordinal.
+func (o *serveOptions) combined() bool {
+	return o.bootstrap && len(o.parsedPeers) > 0 && len(o.joinURLs) > 0
+}
+
+// plan decides the start given whether the data directory holds Raft state.
+//   - --bootstrap --peers P --join J: with state, just start. Otherwise, if --id is
+//     one of P's ids, bootstrap with exactly P (every such node bootstraps the same
+//     configuration); else join through J (a node added by scaling up).
+//   - --bootstrap --peers P: bootstrap with P, this node added if missing (Raft skips
+//     it when there is state).
+//   - --join J: ask J to add this node until it is a voter (at once done when it
+//     already is).
+func (o *serveOptions) plan(hasState bool) startPlan {
+	switch {
+	case o.combined() && hasState:
+		return startPlan{mode: startOnly}
+	case o.combined():
+		for _, p := range o.parsedPeers {
+			if string(p.ID) == o.id {
+				return startPlan{mode: bootstrapWith, peers: o.parsedPeers}
+			}
+		}
+		return startPlan{mode: joinVia}
+	case o.bootstrap:
+		peers := slices.Clone(o.parsedPeers)
+		if !slices.ContainsFunc(peers, func(p raft.Server) bool { return string(p.ID) == o.id }) {
+			peers = append(peers, raft.Server{Suffrage: raft.Voter, ID: raft.ServerID(o.id), Address: raft.ServerAddress(o.advertiseAddr)})
+		}
+		return startPlan{mode: bootstrapWith, peers: peers}
+	case len(o.joinURLs) > 0:
+		return startPlan{mode: joinVia}
+	}
+	return startPlan{mode: startOnly}
 }
 
 // Test-only protocol breakage of --unsafe; see coordinator.Config's Unsafe fields.

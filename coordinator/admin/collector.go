@@ -1,6 +1,8 @@
 package admin
 
 import (
+	"context"
+
 	"github.com/hashicorp/raft"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -12,6 +14,7 @@ type nodeCollector struct {
 
 	raftState, term, commit, applied, lastIndex, fsmApplied *prometheus.Desc
 	isLeader, ready, leases, inFlight, txns, shards         *prometheus.Desc
+	lag, inDoubt                                            *prometheus.Desc
 }
 
 func newNodeCollector(s *Server, labels prometheus.Labels) *nodeCollector {
@@ -26,18 +29,20 @@ func newNodeCollector(s *Server, labels prometheus.Labels) *nodeCollector {
 		lastIndex:  d("raft_last_index", "Last index in this node's log."),
 		fsmApplied: d("fsm_applied_index", "Last log index whose commands the FSM applied."),
 		isLeader:   d("is_leader", "1 while this node leads and has finished taking over."),
-		ready:      d("ready", "1 when /readyz answers 200: leader known, FSM caught up."),
+		ready:      d("ready", "1 when /readyz answers 200: caught up with the leader's commit index (on the leader: taken over)."),
 		leases:     d("leases_active", "Player leases held (RESERVED or ACTIVE)."),
 		inFlight:   d("txns_in_flight", "Transactions not finished, by state: preparing, or decided and undelivered.", "state"),
 		txns:       d("txns_retained", "Transactions in the FSM, finished ones included until forgotten."),
 		shards:     d("shards_registered", "Shards in the registry."),
+		lag:        d("raft_lag", "Entries this node's applied index trails the leader's commit index (as /readyz learned it)."),
+		inDoubt:    d("txns_in_doubt", "Decided transactions the shard has not acknowledged yet (it holds them prepared, in doubt).", "shard"),
 	}
 }
 
 // Describe implements prometheus.Collector.
 func (c *nodeCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.raftState, c.term, c.commit, c.applied, c.lastIndex, c.fsmApplied,
-		c.isLeader, c.ready, c.leases, c.inFlight, c.txns, c.shards} {
+		c.isLeader, c.ready, c.leases, c.inFlight, c.txns, c.shards, c.lag, c.inDoubt} {
 		ch <- d
 	}
 }
@@ -62,7 +67,14 @@ func (c *nodeCollector) Collect(ch chan<- prometheus.Metric) {
 	g(c.lastIndex, float64(r.LastIndex()))
 	g(c.fsmApplied, float64(st.AppliedIndex()))
 	g(c.isLeader, b(state == raft.Leader && c.s.node.IsLeader()))
-	g(c.ready, b(c.s.readiness().Ready))
+	ctx, cancel := context.WithTimeout(context.Background(), c.s.cfg.LeaderIndexTimeout)
+	defer cancel()
+	rd := c.s.readiness(ctx)
+	g(c.ready, b(rd.Ready))
+	g(c.lag, float64(rd.Lag))
+	for shard, n := range st.InDoubtByShard() {
+		g(c.inDoubt, float64(n), shard)
+	}
 	counts := st.Counts()
 	g(c.leases, float64(counts.Leases))
 	g(c.inFlight, float64(counts.Preparing), "preparing")

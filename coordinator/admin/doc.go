@@ -12,7 +12,7 @@
 // Endpoints:
 //
 //	GET    /healthz                 200 while the process serves HTTP
-//	GET    /readyz                  200 when a leader is known and the FSM has caught up
+//	GET    /readyz                  200 when caught up with the leader (see Readiness)
 //	GET    /metrics                 Prometheus text exposition
 //	GET    /v1/status               Status: role, leader, term, indexes, peers, counts
 //	GET    /v1/txns?state=S&limit=N unfinished txns (S = preparing | undelivered), local
@@ -31,6 +31,15 @@
 //	GET    /v1/fault                fault-injection state        (only with Config.Faults)
 //	POST   /v1/fault/clock          step/skew the process clock  (only with Config.Faults; auth if a token is set)
 //	POST   /v1/fault/transport      duplicate/reorder shares     (only with Config.Faults; auth if a token is set)
+//
+// Readiness. The leader is ready once it has finished taking over (barrier and
+// recovery). A follower is ready when it knows a leader and its applied index is within
+// Config.MaxApplyLag of the leader's commit index, which it learns from
+// Config.LeaderIndex (in `coordinator serve`, a NATS request only the leading node
+// answers, cached for a second): its own commit index is no measure, since a restarted
+// follower hears the leader's heartbeats (which carry no commit index) long before the
+// entries it missed. /readyz, /v1/status and the shardmatch_ready and shardmatch_raft_lag
+// gauges all report the same verdict, with leader_commit_index and lag.
 //
 // Errors are JSON, {"error": {"code", "message", "leader_id", ...}}, with the codes of
 // coordinator.APIError (INVALID 400, NOT_FOUND 404, NOT_LEADER 421 when the leader is

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -133,6 +134,22 @@ func (f *fakeState) Counts() coordinator.Counts {
 	return c
 }
 func (f *fakeState) AppliedIndex() uint64 { return 7 }
+func (f *fakeState) InDoubtByShard() map[string]int {
+	out := map[string]int{}
+	for _, sh := range f.shards {
+		out[sh.GetShardId()] = 0
+	}
+	for _, t := range f.txns {
+		if st := t.GetState(); st == smv1.TxnState_TXN_STATE_COMMITTED || st == smv1.TxnState_TXN_STATE_ABORTED {
+			for _, sh := range t.GetShards() {
+				if !slices.Contains(t.GetAcked(), sh) {
+					out[sh]++
+				}
+			}
+		}
+	}
+	return out
+}
 
 // fakeNode is a Node whose Raft and FSM come from the fakes (newServer), not from the
 // methods below.

@@ -11,8 +11,8 @@ import (
 
 // FormatCluster prints the cluster at a glance: one row per node (as given; nil
 // entries are skipped), then the leader and any disagreement worth an operator's eye.
-// LAG is how far the node's applied index trails the highest commit index any node
-// reported.
+// LAG is how far the node's applied index trails the highest commit index known: the
+// leader's, as the node itself learned it for /readyz, or any node's reported.
 func FormatCluster(w io.Writer, nodes []*Status) error {
 	var maxCommit uint64
 	for _, st := range nodes {
@@ -55,8 +55,8 @@ func FormatCluster(w io.Writer, nodes []*Status) error {
 			leader = "-"
 		}
 		var lag uint64
-		if maxCommit > st.AppliedIndex {
-			lag = maxCommit - st.AppliedIndex
+		if target := max(maxCommit, st.LeaderCommitIndex); target > st.AppliedIndex {
+			lag = target - st.AppliedIndex
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%s\t%s\t%d\t%d\t%d\t%d\t%d\t%s\n",
 			nodeName(st), role, st.Term, st.CommitIndex, st.AppliedIndex, lag, leader, yesNo(st.Ready),

@@ -19,6 +19,11 @@ func TestFormatClusterWarnings(t *testing.T) {
 			{NodeID: "c1", Role: "leader", Leading: true, Ready: true, LeaderID: "c1", Term: 3, CommitIndex: 10, AppliedIndex: 10},
 			{NodeID: "c2", Role: "follower", Ready: true, LeaderID: "c1", Term: 3, CommitIndex: 9, AppliedIndex: 7},
 		}, []string{"2/2 nodes reachable, 2 ready; leader c1", "c2 follower 3 9 7 3 c1 yes"}},
+		// Issue 10's report: only the follower knows how far behind it is.
+		{"restarted follower", []*Status{
+			{NodeID: "c2", Role: "follower", LeaderID: "c1", Term: 3, CommitIndex: 0, AppliedIndex: 0,
+				LeaderCommitIndex: 6587, Lag: 6587, NotReady: "catching up with the leader"},
+		}, []string{"c2 follower 3 0 0 6587 c1 no", "c2 not ready: catching up with the leader"}},
 		{"no leader", []*Status{
 			{NodeID: "c1", Role: "candidate", Term: 5, NotReady: "no leader known"},
 			nil,

@@ -180,6 +180,36 @@ func (m *Metrics) AddMalformedSource(source string, read func() uint64) error {
 	return nil
 }
 
+// AddNATSConn exports the state of the node's NATS connection, read at scrape time:
+// shardmatch_nats_connected (1 while connected, 0 while not) and
+// shardmatch_nats_reconnects_total. The composition root passes nats.Conn's
+// IsConnected and Stats().Reconnects. It may be called once.
+func (m *Metrics) AddNATSConn(connected func() bool, reconnects func() uint64) error {
+	if m == nil {
+		return nil
+	}
+	if connected == nil || reconnects == nil {
+		return errors.New("admin: AddNATSConn needs both read functions")
+	}
+	up := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: Namespace, Name: "nats_connected",
+		Help: "1 while this node's NATS connection is up, 0 while it is down.", ConstLabels: m.nodeLabel},
+		func() float64 {
+			if connected() {
+				return 1
+			}
+			return 0
+		})
+	re := prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: Namespace, Name: "nats_reconnects_total",
+		Help: "Times this node's NATS connection reconnected.", ConstLabels: m.nodeLabel},
+		func() float64 { return float64(reconnects()) })
+	for _, c := range []prometheus.Collector{up, re} {
+		if err := m.reg.Register(c); err != nil {
+			return fmt.Errorf("admin: nats connection metrics: %w", err)
+		}
+	}
+	return nil
+}
+
 // ObservePhase records that phase took d. Unknown phases are ignored, so a caller can
 // never blow up the label set.
 func (m *Metrics) ObservePhase(phase Phase, d time.Duration) {

@@ -1,6 +1,7 @@
 package admin
 
 import (
+	"context"
 	"net/http/httptest"
 	"strconv"
 	"strings"
@@ -8,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hashicorp/raft"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
@@ -219,4 +221,64 @@ func TestMalformedSources(t *testing.T) {
 	if err := nilM.AddMalformedSource("x", func() uint64 { return 0 }); err != nil {
 		t.Errorf("nil Metrics: %v", err)
 	}
+}
+
+// TestLagInDoubtAndNATSMetrics: shardmatch_raft_lag follows /readyz's lag,
+// shardmatch_txns_in_doubt{shard} counts decided, unacked txns per shard, and the NATS
+// connection gauges read what the composition root passes, all at scrape time.
+func TestLagInDoubtAndNATSMetrics(t *testing.T) {
+	var mu sync.Mutex
+	connected, reconnects := true, uint64(0)
+	leaderCommit := uint64(20)
+	f := newFixture(t, func(cfg *Config, n *fakeNode) Node {
+		cfg.LeaderIndex = LeaderIndexFunc(func(context.Context) (LeaderIndex, error) {
+			mu.Lock()
+			defer mu.Unlock()
+			return LeaderIndex{NodeID: "c2", CommitIndex: leaderCommit}, nil
+		})
+		m, err := NewMetrics(MetricsConfig{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := m.AddNATSConn(func() bool { mu.Lock(); defer mu.Unlock(); return connected },
+			func() uint64 { mu.Lock(); defer mu.Unlock(); return reconnects }); err != nil {
+			t.Fatal(err)
+		}
+		cfg.Metrics = m
+		return n
+	})
+	f.r.state, f.r.leaderID, f.r.commit, f.r.applied = raft.Follower, "c2", 20, 20
+	f.st.txns[1].Shards = []string{"s1", "s2"} // tx-6-0, COMMITTED
+	scrape := func() string {
+		t.Helper()
+		rec := f.do("GET", "/metrics", "", "")
+		if rec.Code != 200 {
+			t.Fatalf("metrics %d", rec.Code)
+		}
+		return rec.Body.String()
+	}
+	want := func(text, name string, v float64, labels ...string) {
+		t.Helper()
+		if got, ok := metricValue(t, text, name, labels...); !ok || got != v {
+			t.Errorf("%s%v = %v (found %v), want %v", name, labels, got, ok, v)
+		}
+	}
+	text := scrape()
+	want(text, "shardmatch_raft_lag", 0)
+	want(text, "shardmatch_txns_in_doubt", 1, "shard", "s1")
+	want(text, "shardmatch_txns_in_doubt", 1, "shard", "s2")
+	want(text, "shardmatch_nats_connected", 1)
+	want(text, "shardmatch_nats_reconnects_total", 0)
+
+	mu.Lock()
+	leaderCommit, connected, reconnects = 520, false, 2
+	mu.Unlock()
+	f.st.txns[1].Acked = []string{"s1"}
+	text = scrape()
+	want(text, "shardmatch_raft_lag", 500)
+	want(text, "shardmatch_ready", 0)
+	want(text, "shardmatch_txns_in_doubt", 0, "shard", "s1")
+	want(text, "shardmatch_txns_in_doubt", 1, "shard", "s2")
+	want(text, "shardmatch_nats_connected", 0)
+	want(text, "shardmatch_nats_reconnects_total", 2)
 }

@@ -70,6 +70,7 @@ type stateAPI interface {
 	Unfinished() []*smv1.TxnRecord
 	Counts() coordinator.Counts
 	AppliedIndex() uint64
+	InDoubtByShard() map[string]int
 }
 
 var (

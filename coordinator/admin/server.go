@@ -51,9 +51,16 @@ type Config struct {
 	Clock clock.Clock
 	// ReadTimeout bounds a linearizable read; ChangeTimeout a membership change.
 	ReadTimeout, ChangeTimeout time.Duration
-	// MaxApplyLag is how many committed entries the FSM may trail by and still be ready
-	// (default DefaultMaxApplyLag).
+	// MaxApplyLag is how many entries this node's applied index may trail the leader's
+	// commit index by and still be ready (default DefaultMaxApplyLag).
 	MaxApplyLag uint64
+	// LeaderIndex tells a follower the leader's commit index, which /readyz measures
+	// its lag against (`coordinator serve` asks the leader over NATS:
+	// natsapi.LeaderIndexClient). Nil: a follower measures against its own commit
+	// index, which a restarted follower wrongly reports caught up; in-process use only.
+	LeaderIndex LeaderIndexSource
+	// LeaderIndexTimeout bounds one LeaderIndex call (DefaultLeaderIndexTimeout).
+	LeaderIndexTimeout time.Duration
 	// ListLimit caps /v1/txns when the caller gives no limit (default DefaultListLimit).
 	ListLimit int
 	// Faults, if set, serves the fault-injection endpoints (fault.go). Only for
@@ -105,6 +112,9 @@ func newServer(cfg Config, r raftAPI, st stateAPI) (*Server, error) {
 	}
 	if cfg.MaxApplyLag == 0 {
 		cfg.MaxApplyLag = DefaultMaxApplyLag
+	}
+	if cfg.LeaderIndexTimeout <= 0 {
+		cfg.LeaderIndexTimeout = DefaultLeaderIndexTimeout
 	}
 	if cfg.ListLimit <= 0 {
 		cfg.ListLimit = DefaultListLimit

@@ -1,6 +1,7 @@
 package admin
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -52,6 +53,61 @@ func TestReadyz(t *testing.T) {
 			}
 			if c.status == 503 && rec.Header().Get("Retry-After") == "" {
 				t.Error("503 without Retry-After")
+			}
+		})
+	}
+}
+
+// TestReadyzAgainstTheLeader: with a LeaderIndexSource a follower is measured against
+// the leader's commit index, not its own; the leader is ready once it has taken over.
+func TestReadyzAgainstTheLeader(t *testing.T) {
+	follower := func(r *fakeRaft) { r.state, r.leaderID, r.commit, r.applied = raft.Follower, "c2", 0, 0 }
+	cases := []struct {
+		name    string
+		set     func(*fakeRaft, *fakeNode)
+		li      LeaderIndex
+		err     error
+		status  int
+		reason  string
+		lag     uint64
+		leaderC uint64
+	}{
+		// The issue's bug: own commit 0, applied 0, the leader 6587 ahead.
+		{"restarted follower behind", func(r *fakeRaft, _ *fakeNode) { follower(r) }, LeaderIndex{NodeID: "c2", CommitIndex: 6587},
+			nil, 503, "catching up with the leader: applied 0 of 6587", 6587, 6587},
+		{"follower within lag", func(r *fakeRaft, _ *fakeNode) { follower(r); r.commit, r.applied = 100, 95 },
+			LeaderIndex{NodeID: "c2", CommitIndex: 105}, nil, 200, "", 10, 105},
+		{"own commit above a stale answer", func(r *fakeRaft, _ *fakeNode) { follower(r); r.commit, r.applied = 200, 100 },
+			LeaderIndex{NodeID: "c2", CommitIndex: 105}, nil, 503, "lag 100", 100, 105},
+		{"leader index unknown", func(r *fakeRaft, _ *fakeNode) { follower(r) }, LeaderIndex{}, errBoom, 503, "unknown: boom", 0, 0},
+		{"answered by another node", func(r *fakeRaft, _ *fakeNode) { follower(r) }, LeaderIndex{NodeID: "c3", CommitIndex: 5},
+			nil, 503, `from "c3", but this node follows "c2"`, 0, 0},
+		{"leader taking over", func(r *fakeRaft, n *fakeNode) { n.leader = false }, LeaderIndex{}, errBoom, 503, "taking over", 0, 20},
+		{"leader", func(r *fakeRaft, n *fakeNode) { r.applied = 10 }, LeaderIndex{}, errBoom, 200, "", 10, 20},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			f := newFixture(t, func(cfg *Config, n *fakeNode) Node {
+				cfg.MaxApplyLag = 10
+				cfg.LeaderIndex = LeaderIndexFunc(func(context.Context) (LeaderIndex, error) { return c.li, c.err })
+				return n
+			})
+			c.set(f.r, f.node)
+			rec := f.do("GET", "/readyz", "", "")
+			var rd readiness
+			if err := json.Unmarshal(rec.Body.Bytes(), &rd); err != nil {
+				t.Fatal(err)
+			}
+			if rec.Code != c.status || rd.Ready != (c.status == 200) || !strings.Contains(rd.Reason, c.reason) ||
+				rd.Lag != c.lag || rd.LeaderCommitIndex != c.leaderC {
+				t.Fatalf("%d %+v; want %d, reason %q, lag %d, leader commit %d", rec.Code, rd, c.status, c.reason, c.lag, c.leaderC)
+			}
+			var st Status
+			if err := json.Unmarshal(f.do("GET", "/v1/status", "", "").Body.Bytes(), &st); err != nil {
+				t.Fatal(err)
+			}
+			if st.Ready != rd.Ready || st.NotReady != rd.Reason || st.Lag != rd.Lag || st.LeaderCommitIndex != rd.LeaderCommitIndex {
+				t.Fatalf("/v1/status %+v disagrees with /readyz %+v", st, rd)
 			}
 		})
 	}

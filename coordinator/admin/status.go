@@ -1,7 +1,7 @@
 package admin
 
 import (
-	"fmt"
+	"context"
 	"net/http"
 	"strings"
 	"time"
@@ -32,6 +32,11 @@ type Status struct {
 	AppliedIndex    uint64 `json:"applied_index"`
 	FSMAppliedIndex uint64 `json:"fsm_applied_index"`
 	LastLogIndex    uint64 `json:"last_log_index"`
+	// LeaderCommitIndex is the leader's commit index as /readyz last learned it (this
+	// node's own on the leader; 0 while unknown), and Lag how many entries
+	// AppliedIndex trails it (or this node's own commit index, if that is higher).
+	LeaderCommitIndex uint64 `json:"leader_commit_index"`
+	Lag               uint64 `json:"lag"`
 	// LastContactMs is how long ago a follower last heard from the leader (0 when never
 	// or on the leader).
 	LastContactMs int64        `json:"last_contact_ms,omitempty"`
@@ -78,40 +83,12 @@ type DriverStats struct {
 	StrayReplies  int64 `json:"stray_replies"`
 }
 
-// readiness is /readyz's verdict.
-type readiness struct {
-	Ready        bool   `json:"ready"`
-	Reason       string `json:"reason,omitempty"`
-	LeaderID     string `json:"leader_id,omitempty"`
-	CommitIndex  uint64 `json:"commit_index"`
-	AppliedIndex uint64 `json:"applied_index"`
-}
-
-// ready: a leader is known and this node's FSM has applied what it knows committed,
-// give or take MaxApplyLag entries.
-func (s *Server) readiness() readiness {
-	_, id := s.raft.LeaderWithID()
-	rd := readiness{LeaderID: string(id), CommitIndex: s.raft.CommitIndex(), AppliedIndex: s.raft.AppliedIndex()}
-	switch {
-	case s.raft.State() == raft.Shutdown:
-		rd.Reason = "raft is shut down"
-	case id == "":
-		rd.Reason = "no leader known"
-	case rd.CommitIndex > rd.AppliedIndex+s.cfg.MaxApplyLag:
-		rd.Reason = fmt.Sprintf("fsm is catching up: applied %d of %d committed (lag %d > %d)",
-			rd.AppliedIndex, rd.CommitIndex, rd.CommitIndex-rd.AppliedIndex, s.cfg.MaxApplyLag)
-	default:
-		rd.Ready = true
-	}
-	return rd
-}
-
 func (s *Server) healthz(w http.ResponseWriter, _ *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 }
 
-func (s *Server) readyz(w http.ResponseWriter, _ *http.Request) {
-	rd := s.readiness()
+func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
+	rd := s.readiness(r.Context())
 	if !rd.Ready {
 		w.Header().Set("Retry-After", "1")
 		writeJSON(w, http.StatusServiceUnavailable, rd)
@@ -120,19 +97,20 @@ func (s *Server) readyz(w http.ResponseWriter, _ *http.Request) {
 	writeJSON(w, http.StatusOK, rd)
 }
 
-func (s *Server) getStatus(w http.ResponseWriter, _ *http.Request) {
-	writeJSON(w, http.StatusOK, s.status())
+func (s *Server) getStatus(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, s.status(r.Context()))
 }
 
 // status assembles Status from cheap, lock-free (or read-locked) reads.
-func (s *Server) status() *Status {
+func (s *Server) status(ctx context.Context) *Status {
 	addr, id := s.raft.LeaderWithID()
-	rd := s.readiness()
+	rd := s.readiness(ctx)
 	c := s.state.Counts()
 	st := &Status{
 		NodeID: s.node.ID(), Role: strings.ToLower(s.raft.State().String()), Leading: s.node.IsLeader(),
 		Ready: rd.Ready, NotReady: rd.Reason, LeaderID: string(id), LeaderAddr: string(addr),
 		Term: s.raft.CurrentTerm(), CommitIndex: rd.CommitIndex, AppliedIndex: rd.AppliedIndex,
+		LeaderCommitIndex: rd.LeaderCommitIndex, Lag: rd.Lag,
 		FSMAppliedIndex: s.state.AppliedIndex(), LastLogIndex: s.raft.LastIndex(),
 		Counts:    Counts{Txns: c.Txns, Preparing: c.Preparing, Undelivered: c.Undelivered, Leases: c.Leases, Shards: c.Shards},
 		StartedAt: s.started, UptimeSeconds: (s.cfg.Clock.Mono() - s.startMono).Seconds(),

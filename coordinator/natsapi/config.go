@@ -157,6 +157,12 @@ type Config struct {
 	// SetupTimeout bounds New's stream set-up (DefaultSetupTimeout).
 	SetupTimeout time.Duration
 
+	// CommitIndex, if set, is the node's Raft commit index: while it leads, the Server
+	// answers LeaderIndexSubject with it (and NodeID, which is then required), so that
+	// followers can tell how far behind they are (LeaderIndexClient). It must be cheap
+	// and must not block (raft.Raft.CommitIndex is an atomic read).
+	CommitIndex func() uint64
+
 	// OnProposal, if set, is called once per proposal taken from the intake: on its
 	// first delivery, never on a redelivery (here or at a later leader), so that over
 	// all nodes it counts each proposal once. Undecodable proposals count as Malformed
@@ -172,6 +178,8 @@ func (c *Config) setDefaults() error {
 		return errors.New("natsapi: Config.Node is nil")
 	case c.Conn == nil:
 		return errors.New("natsapi: Config.Conn is nil")
+	case c.CommitIndex != nil && c.NodeID == "":
+		return errors.New("natsapi: Config.CommitIndex needs Config.NodeID (followers check who answered)")
 	case c.IntakeWorkers < 0, c.RequestWorkers < 0, c.MaxAckPending < 0, c.MaxReplay < 0, c.MaxEventQueue < 0:
 		return fmt.Errorf("natsapi: Config counts must be >= 0: IntakeWorkers=%d RequestWorkers=%d MaxAckPending=%d MaxReplay=%d MaxEventQueue=%d",
 			c.IntakeWorkers, c.RequestWorkers, c.MaxAckPending, c.MaxReplay, c.MaxEventQueue)

@@ -9,6 +9,9 @@
 //	<p>.v1.lease             core request    LeaseRequest (RENEW | RELEASE) → LeaseResponse
 //	<p>.v1.shard.register    core request    ShardInfo → RegisterShardResponse
 //	<p>.v1.events.match.<o>  stream SM_EVENTS Decision, Nats-Msg-Id = txid
+//	<p>.v1.leader.index      core request    empty → LeaderIndex (JSON): the leader's id,
+//	                         term and commit index, for followers' readiness
+//	                         (LeaderIndexClient); only with Config.CommitIndex
 //
 // Intake. The leader takes proposals from its durable consumer, runs each through
 // Node.Propose, answers the proposer's inbox and acks the message only once the Raft

@@ -176,6 +176,14 @@ func (s *Server) startTerm(n uint64) *term {
 		}
 		t.subs = append(t.subs, sub)
 	}
+	if s.cfg.CommitIndex != nil {
+		subject := LeaderIndexSubject(s.subj)
+		if sub, err := s.cfg.Conn.Subscribe(subject, func(m *nats.Msg) { s.handleLeaderIndex(t, m) }); err != nil {
+			s.log.Error("cannot subscribe; followers will not learn this leader's commit index", "subject", subject, "err", err)
+		} else {
+			t.subs = append(t.subs, sub)
+		}
+	}
 	s.wg.Add(1)
 	go s.intake(t)
 	if s.cfg.StepDown != nil {
