@@ -145,6 +145,9 @@ func (p *Pod) volumeDir(name string) string {
 		if v.Name == name && v.PersistentVolumeClaim != nil {
 			return p.c.pvcDir(v.PersistentVolumeClaim.ClaimName)
 		}
+		if v.Name == name && v.HostPath != nil {
+			return v.HostPath.Path
+		}
 	}
 	return filepath.Join(p.Dir, "volumes", name)
 }
@@ -196,8 +199,12 @@ func (p *Pod) syncVolumes() error {
 			if err := p.makeWritable(dir, gid); err != nil {
 				return err
 			}
+		case v.HostPath != nil:
+			if err := os.MkdirAll(dir, 0o755); err != nil {
+				return err
+			}
 		default:
-			return fmt.Errorf("e2e: %s: volume %s: only configMap, secret, projected, emptyDir and PVC volumes are supported", p.Name(), v.Name)
+			return fmt.Errorf("e2e: %s: volume %s: only configMap, secret, projected, emptyDir, hostPath and PVC volumes are supported", p.Name(), v.Name)
 		}
 	}
 	return nil
