@@ -309,14 +309,15 @@ func (c *Cluster) reconcile(ctx context.Context, sts *appsv1.StatefulSet) error 
 			c.record(Event{Pod: p.Name(), Kind: "create", Start: p.createdAt, Ready: time.Now()})
 		}
 	}
-	// Scale down, highest ordinal first.
+	// Scale down, highest ordinal first (all at once if Parallel).
 	pods := byOrdinal()
-	ordinals := sortedInts(pods)
-	for _, i := range slices.Backward(ordinals) {
-		if i < replicas {
-			continue
+	var condemned []*Pod
+	for _, i := range slices.Backward(sortedInts(pods)) {
+		if i >= replicas {
+			condemned = append(condemned, pods[i])
 		}
-		p := pods[i]
+	}
+	scaleDown := func(p *Pod) error {
 		ev := Event{Pod: p.Name(), Kind: "delete", Start: time.Now()}
 		if err := c.deletePod(ctx, p); err != nil {
 			return err
@@ -328,6 +329,24 @@ func (c *Cluster) reconcile(ctx context.Context, sts *appsv1.StatefulSet) error 
 				if err := os.RemoveAll(c.pvcDir(claim + "-" + p.Name())); err != nil {
 					return err
 				}
+			}
+		}
+		return nil
+	}
+	if parallel {
+		errs := make([]error, len(condemned))
+		var wg sync.WaitGroup
+		for i, p := range condemned {
+			wg.Go(func() { errs[i] = scaleDown(p) })
+		}
+		wg.Wait()
+		if err := errors.Join(errs...); err != nil {
+			return err
+		}
+	} else {
+		for _, p := range condemned {
+			if err := scaleDown(p); err != nil {
+				return err
 			}
 		}
 	}
@@ -445,8 +464,10 @@ func (c *Cluster) createPod(ctx context.Context, sts *appsv1.StatefulSet, ordina
 	return p, nil
 }
 
-// makeMountpoints creates, on the host, the mountpoints the host lacks (the pod's
-// mount namespace shares the host's root filesystem); Close removes them again.
+// makeMountpoints creates, on the host, the parent directories of the mountpoints
+// that the host lacks (the pod's mount namespace shares the host's root filesystem;
+// the pod init creates the mountpoint itself, a file or a directory as its volume
+// is). Close removes what is still empty of them.
 func (c *Cluster) makeMountpoints(plan *PodPlan) error {
 	var targets []string
 	for _, cp := range append(slices.Clone(plan.Init), plan.Main) {
@@ -454,29 +475,41 @@ func (c *Cluster) makeMountpoints(plan *PodPlan) error {
 			targets = append(targets, filepath.Clean(m.MountPath))
 		}
 	}
+	if plan.AutomountSAToken {
+		targets = append(targets, "/var/run/secrets/kubernetes.io/serviceaccount")
+	}
 	slices.Sort(targets)
 	for _, t := range targets {
 		if _, err := os.Lstat(t); err == nil {
 			continue
 		}
-		// Create one level at a time, remembering each, so Close removes exactly them.
 		var missing []string
-		for d := t; ; d = filepath.Dir(d) {
-			if _, err := os.Lstat(d); err == nil || d == "/" {
+		for d := t; d != "/"; d = filepath.Dir(d) {
+			if _, err := os.Lstat(d); err == nil {
 				break
 			}
 			missing = append(missing, d)
 		}
-		for _, d := range slices.Backward(missing) {
+		c.mu.Lock()
+		c.madeDirs = append(c.madeDirs, missing...)
+		c.mu.Unlock()
+		for _, d := range slices.Backward(missing[1:]) {
 			if err := os.Mkdir(d, 0o755); err != nil && !os.IsExist(err) {
 				return fmt.Errorf("e2e: mountpoint %s: %w", d, err)
 			}
-			c.mu.Lock()
-			c.madeDirs = append(c.madeDirs, d)
-			c.mu.Unlock()
 		}
 	}
 	return nil
+}
+
+// removeIfEmpty removes a mountpoint this run made: an empty directory or an empty
+// file, nothing else.
+func removeIfEmpty(p string) {
+	fi, err := os.Lstat(p)
+	if err != nil || (fi.Mode().IsRegular() && fi.Size() > 0) || fi.Mode()&os.ModeSymlink != 0 {
+		return
+	}
+	_ = os.Remove(p) // fails on a non-empty directory
 }
 
 // deletePod deletes p gracefully and forgets it.
@@ -514,7 +547,7 @@ func (c *Cluster) Close() error {
 	c.dnsMu.Unlock()
 	slices.SortFunc(made, func(a, b string) int { return strings.Count(b, "/") - strings.Count(a, "/") })
 	for _, d := range made {
-		_ = os.Remove(d) // only if still empty
+		removeIfEmpty(d)
 	}
 	return err
 }
