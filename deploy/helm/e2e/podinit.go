@@ -3,10 +3,12 @@ package e2e
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 
@@ -75,6 +77,26 @@ func podInit(specPath string) error {
 	}
 	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
 		return fmt.Errorf("make / private: %w", err)
+	}
+	// Every source is opened (in this mount namespace: a bind from another one is
+	// refused) before anything is mounted: a volume at /tmp would
+	// otherwise hide sources that live under the host's /tmp.
+	srcs := map[string]string{}
+	for _, src := range append(slices.Collect(maps.Values(s.ImageFiles)), mountSources(s.Mounts)...) {
+		if _, ok := srcs[src]; ok {
+			continue
+		}
+		fd, err := unix.Open(src, unix.O_PATH|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return fmt.Errorf("open %s: %w", src, err)
+		}
+		srcs[src] = "/proc/self/fd/" + strconv.Itoa(fd)
+	}
+	for dst, src := range s.ImageFiles {
+		s.ImageFiles[dst] = srcs[src]
+	}
+	for i := range s.Mounts {
+		s.Mounts[i].Source = srcs[s.Mounts[i].Source]
 	}
 	if s.Hostname != "" {
 		if err := unix.Sethostname([]byte(s.Hostname)); err != nil {
@@ -160,6 +182,14 @@ func podInit(specPath string) error {
 		return err
 	}
 	return syscall.Exec(prog, s.Argv, s.Env)
+}
+
+func mountSources(ms []bindMount) []string {
+	out := make([]string, 0, len(ms))
+	for _, m := range ms {
+		out = append(out, m.Source)
+	}
+	return out
 }
 
 // bind bind-mounts src at dst, creating dst (an empty file or directory, as src is).
