@@ -74,7 +74,11 @@ func buildImage(t *testing.T) map[string]string {
 func renderChart(t *testing.T, replicas int, logLevel string) *Objects {
 	t.Helper()
 	m, err := render.Render(render.Options{ReleaseName: release, Namespace: namespace, Values: map[string]any{
-		"coordinator": map[string]any{"replicas": replicas, "config": map[string]any{"logLevel": logLevel}},
+		// The token is set: offline rendering has no `lookup` of the Secret a
+		// previous install created, so a generated token would change with every
+		// render, and new pods could not --join the old ones.
+		"coordinator": map[string]any{"replicas": replicas, "config": map[string]any{"logLevel": logLevel},
+			"adminToken": map[string]any{"value": "e2e-admin-token"}},
 		"shards": map[string]any{"enabled": true, "replicas": 2, "players": 4000,
 			// Players that never refuse, and matches that end soon after release,
 			// so that the load is not starved of players.
