@@ -105,7 +105,7 @@ func TestCRDCheckerCatchesBrokenManifests(t *testing.T) {
 		{"bad percentage", render("packet-loss", false), `loss: "2"`, `loss: "two"`},
 		{"bad mode", render("shard-kill", false), "mode: all", "mode: every"},
 		{"pod-failure without duration", render("pause-leader", false), "  duration: 6s\n", ""},
-		{"pod out of range", render("shard-kill", false), "shardmatch-shardsvc-0", "shardmatch-shardsvc-7"},
+		{"pod out of range", render("shard-kill", false), "shardmatch-shard-0", "shardmatch-shard-7"},
 		{"other release", render("shard-kill", false), "instance: shardmatch", "instance: other"},
 		{"bad time offset", render("clock-skew-forward", false), "timeOffset: 2h0m0s", "timeOffset: soon"},
 		{"schedule type mismatch", render("leader-kill-loop", false), "type: PodChaos", "type: NetworkChaos"},
@@ -166,8 +166,8 @@ faults:
 	for _, want := range []string{
 		"app.kubernetes.io/component: coordinator\n", "app.kubernetes.io/component: nats\n", // whole components by label
 		"key: app.kubernetes.io/component\n", // two whole components: an expression
-		"statefulset.kubernetes.io/pod-name: sm-coordinator-0", "[leader] -> sm-coordinator-0", "POST /v1/leader/transfer",
-		"statefulset.kubernetes.io/pod-name: sm-shardsvc-0", "latency: 40ms", "jitter: 5ms",
+		"statefulset.kubernetes.io/pod-name: sm-shardmatch-coordinator-0", "[leader] -> sm-shardmatch-coordinator-0", "POST /v1/leader/transfer",
+		"statefulset.kubernetes.io/pod-name: sm-shardmatch-shard-0", "app.kubernetes.io/instance: sm\n", "latency: 40ms", "jitter: 5ms",
 		"action: pod-failure", "PodChaos has no pause", "namespace: games", "- games",
 		"faults[5]", "no Chaos Mesh equivalent",
 		"shardmatch.io/start-after: 18s",
@@ -295,5 +295,60 @@ func TestWriteFilesRemovesOnlyStaleGenerated(t *testing.T) {
 	written, _, err = WriteFiles(dir, Options{})
 	if err != nil || len(written) != 0 {
 		t.Errorf("second run rewrote %v (%v)", written, err)
+	}
+}
+
+var chartDir = filepath.Join("..", "..", "deploy", "helm", "shardmatch", "templates", "chaos")
+
+// TestCommittedChartTemplatesUpToDate: the chart's templates/chaos holds exactly what
+// ChartFiles writes (`go generate ./chaos/chaosmesh`). The chart's own tests
+// (deploy/helm/render) render them and check their selectors against the release.
+func TestCommittedChartTemplatesUpToDate(t *testing.T) {
+	if *update {
+		if _, _, err := WriteChartFiles(chartDir); err != nil {
+			t.Fatal(err)
+		}
+	}
+	files, err := ChartFiles()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range slices.Sorted(maps.Keys(files)) {
+		got, err := os.ReadFile(filepath.Join(chartDir, filepath.FromSlash(p)))
+		if err != nil || !bytes.Equal(got, files[p]) {
+			t.Errorf("deploy/helm/shardmatch/templates/chaos/%s is stale or missing (%v): run go generate ./chaos/chaosmesh", p, err)
+		}
+	}
+	stale, err := Stale(chartDir, files)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(stale) > 0 {
+		t.Errorf("generated chart templates with no scenario: %v (run go generate ./chaos/chaosmesh)", stale)
+	}
+}
+
+func TestFullname(t *testing.T) {
+	for rel, want := range map[string]string{"shardmatch": "shardmatch", "prod-shardmatch": "prod-shardmatch", "sm": "sm-shardmatch"} {
+		if got := Fullname(rel); got != want {
+			t.Errorf("Fullname(%q) = %q, want %q", rel, got, want)
+		}
+	}
+}
+
+func TestChartTemplatesHaveNoPlaceholders(t *testing.T) {
+	files, err := ChartFiles()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for p, body := range files {
+		for _, ph := range []string{phRelease, phFullname, phNamespace} {
+			if bytes.Contains(body, []byte(ph)) {
+				t.Errorf("%s still holds the placeholder %s", p, ph)
+			}
+		}
+		if !bytes.HasPrefix(body, []byte(chartMark)) {
+			t.Errorf("%s does not start with the generated mark", p)
+		}
 	}
 }

@@ -288,12 +288,13 @@ func (c *crdChecker) selector(field string, p *cmPodSelector, top scenario.Topol
 	if s.LabelSelectors[LabelInstance] != c.release {
 		errs = append(errs, fmt.Errorf("%s: not scoped to the release (%s=%q)", field, LabelInstance, s.LabelSelectors[LabelInstance]))
 	}
-	pods := map[string]bool{c.release + "-nats-0": true}
+	full := Fullname(c.release)
+	pods := map[string]bool{full + "-nats-0": true}
 	for i := range top.Coordinators {
-		pods[fmt.Sprintf("%s-coordinator-%d", c.release, i)] = true
+		pods[fmt.Sprintf("%s-coordinator-%d", full, i)] = true
 	}
 	for i := range top.Shards {
-		pods[fmt.Sprintf("%s-shardsvc-%d", c.release, i)] = true
+		pods[fmt.Sprintf("%s-shard-%d", full, i)] = true
 	}
 	comps := []string{ComponentCoordinator, ComponentShard, ComponentNATS}
 	named := func(key string, values ...string) {

@@ -12,9 +12,12 @@
 // faults. Checker-bites scenarios need a test-only coordinator mode and are refused
 // (ErrUnsafe).
 //
-// The shipped manifests live in deploy/chaos-mesh and are generated from the shipped
-// scenarios by `go generate ./chaos/chaosmesh`; a test fails when they are stale.
+// The shipped manifests live in deploy/chaos-mesh, and as Helm templates behind
+// chaosMesh.enabled in deploy/helm/shardmatch/templates/chaos (ChartFiles); both are
+// generated from the shipped scenarios by `go generate ./chaos/chaosmesh`, and a test
+// fails when either is stale.
 // The package never talks to a cluster and does not import Kubernetes libraries.
 package chaosmesh
 
 //go:generate go run ./gen -out ../../deploy/chaos-mesh
+//go:generate go run ./gen -chart -out ../../deploy/helm/shardmatch/templates/chaos

@@ -56,6 +56,20 @@ func WriteFiles(dir string, opts Options) (written, removed []string, err error)
 	if err != nil {
 		return nil, nil, err
 	}
+	return writeFiles(dir, files)
+}
+
+// WriteChartFiles writes ChartFiles under dir (the chart's templates/chaos) and
+// removes generated templates there that ChartFiles no longer produces.
+func WriteChartFiles(dir string) (written, removed []string, err error) {
+	files, err := ChartFiles()
+	if err != nil {
+		return nil, nil, err
+	}
+	return writeFiles(dir, files)
+}
+
+func writeFiles(dir string, files map[string][]byte) (written, removed []string, err error) {
 	stale, err := Stale(dir, files)
 	if err != nil {
 		return nil, nil, err
@@ -107,7 +121,7 @@ func Stale(dir string, files map[string][]byte) ([]string, error) {
 		if err != nil {
 			return err
 		}
-		if bytes.HasPrefix(data, []byte(generatedMark)) {
+		if bytes.HasPrefix(data, []byte(generatedMark)) || bytes.HasPrefix(data, []byte(chartMark)) {
 			stale = append(stale, rel)
 		}
 		return nil
