@@ -79,19 +79,19 @@ type Cluster struct {
 	self string
 	log  *slog.Logger
 
-	mu        sync.Mutex
-	facts     *Facts
-	sets      map[string]*appsv1.StatefulSet
-	pods      map[string]*Pod // live pods by name
-	all       []*Pod          // every pod ever started, for cleanup
-	hostSeq   int
-	svcSeq    int
-	events    []Event
-	madeDirs  []string // host mountpoints this run created
-	notify    chan struct{}
-	closed    bool
-	dnsMu     sync.Mutex
-	etcNetns  []string
+	mu       sync.Mutex
+	facts    *Facts
+	sets     map[string]*appsv1.StatefulSet
+	pods     map[string]*Pod // live pods by name
+	all      []*Pod          // every pod ever started, for cleanup
+	hostSeq  int
+	svcSeq   int
+	events   []Event
+	madeDirs []string // host mountpoints this run created
+	notify   chan struct{}
+	closed   bool
+	dnsMu    sync.Mutex
+	etcNetns []string
 }
 
 // NewCluster creates the run's network. Close it (t.Cleanup) to stop every pod and

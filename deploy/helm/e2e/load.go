@@ -194,14 +194,14 @@ type Window struct {
 // outcome, the commits answered in it, the longest time without a commit, and the
 // latency of the answered proposals.
 type Metrics struct {
-	Window                         Window
-	Proposed, Committed, Aborted   int
-	Failed, Unknown, NotReturned   int
-	AbortReasons                   map[string]int
-	CommitRate, OfferedRate        float64 // per second
-	LongestGap                     time.Duration
-	GapEndsAt                      time.Duration // history time the longest gap ended
-	P50, P99, Max                  time.Duration
+	Window                       Window
+	Proposed, Committed, Aborted int
+	Failed, Unknown, NotReturned int
+	AbortReasons                 map[string]int
+	CommitRate, OfferedRate      float64 // per second
+	LongestGap                   time.Duration
+	GapEndsAt                    time.Duration // history time the longest gap ended
+	P50, P99, Max                time.Duration
 }
 
 // String is one line for the test log.

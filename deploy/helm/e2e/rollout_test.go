@@ -106,10 +106,12 @@ func instrument(epoch time.Time, dir string) func(*PodPlan) {
 
 // env is the running test's view of the cluster.
 type env struct {
-	t     *testing.T
-	c     *Cluster
-	token string
-	http  *http.Client
+	t             *testing.T
+	c             *Cluster
+	token         string
+	http          *http.Client
+	work, histDir string
+	epoch         time.Time
 }
 
 func (e *env) adminURL(p *Pod) string { return "http://" + p.IP() + ":8080" }
@@ -242,25 +244,10 @@ func (e *env) tryRemoveVoter(ctx context.Context, id string) error {
 	return nil
 }
 
-// TestHelmRollingUpdateAndScaling runs the chart's rendered pods as real processes,
-// each in its own network and mount namespace, and under an open-loop load of
-// proposals does what Kubernetes would: install, a rolling update (a changed
-// setting rolls the coordinators, highest ordinal first, preStop + SIGTERM + grace,
-// each new pod Ready before the next), a scale-out from 3 to 5 coordinators through
-// the values, and back to 3 (voters removed through the admin API first). Every
-// phase must lose no proposal (0 failed, 0 unknown), never go 2 s without a commit,
-// and the whole run must pass the I1–I7 audit.
-func TestHelmRollingUpdateAndScaling(t *testing.T) {
-	needRoot(t)
-	rate := float64(defaultRate)
-	if v := os.Getenv("SHARDMATCH_E2E_RATE"); v != "" {
-		var err error
-		if rate, err = strconv.ParseFloat(v, 64); err != nil {
-			t.Fatalf("SHARDMATCH_E2E_RATE=%q: %v", v, err)
-		}
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
-	defer cancel()
+// install renders the chart (3 coordinators, embedded NATS, 2 demo shards), runs
+// every pod and waits until the cluster has formed and every shard is registered.
+func install(ctx context.Context, t *testing.T) *env {
+	t.Helper()
 	image := buildImage(t)
 	work := t.TempDir()
 	histDir := filepath.Join(work, "history")
@@ -292,9 +279,7 @@ func TestHelmRollingUpdateAndScaling(t *testing.T) {
 		}
 		SweepEtcNetns(prefix)
 	})
-	e := &env{t: t, c: c, http: &http.Client{Timeout: 3 * time.Second}}
-
-	// Install.
+	e := &env{t: t, c: c, http: &http.Client{Timeout: 3 * time.Second}, work: work, histDir: histDir, epoch: epoch}
 	start := time.Now()
 	if err := c.Apply(ctx, renderChart(t, 3, "info")); err != nil {
 		t.Fatalf("install: %v", err)
@@ -304,22 +289,92 @@ func TestHelmRollingUpdateAndScaling(t *testing.T) {
 	}
 	t.Logf("installed: NATS, 3 coordinators and 2 shards Ready and formed in %v", time.Since(start).Round(time.Millisecond))
 	e.token, _ = c.Pods(coordSTS)[0].Plan.Main.Lookup("SHARDMATCH_ADMIN_TOKEN")
+	return e
+}
+
+// startLoad starts proposing at rate through the NATS pods; stop is idempotent and
+// also runs at cleanup.
+func (e *env) startLoad(t *testing.T, rate float64) (*Load, func()) {
+	t.Helper()
 	var natsURLs []string
-	for _, p := range c.Pods(natsSTS) {
+	for _, p := range e.c.Pods(natsSTS) {
 		natsURLs = append(natsURLs, "nats://"+p.IP()+":4222")
 	}
 	var shardPlans []*PodPlan
-	for _, p := range c.Pods(shardSTS) {
+	for _, p := range e.c.Pods(shardSTS) {
 		shardPlans = append(shardPlans, p.Plan)
 	}
 	load, err := StartLoad(LoadConfig{NATSURLs: natsURLs, Shards: shardPlans, Rate: rate, MaxInFlight: 2000,
-		Seed: 1, Epoch: epoch, MatchLength: 200 * time.Millisecond})
+		Seed: 1, Epoch: e.epoch, MatchLength: 200 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
-	var stopOnce sync.Once
-	stopLoad := func() { stopOnce.Do(load.Stop) }
-	t.Cleanup(stopLoad)
+	var once sync.Once
+	stop := func() { once.Do(load.Stop) }
+	t.Cleanup(stop)
+	return load, stop
+}
+
+// TestHelmSustainedRate (SHARDMATCH_E2E_SWEEP=1) installs the chart and offers
+// rising rates, 8 s each, to find the highest this machine sustains: every
+// proposal answered well within its timeout and no 2 s without a commit.
+func TestHelmSustainedRate(t *testing.T) {
+	needRoot(t)
+	if os.Getenv("SHARDMATCH_E2E_SWEEP") == "" {
+		t.Skip("set SHARDMATCH_E2E_SWEEP=1 (and optionally SHARDMATCH_E2E_SWEEP_RATES=100,200,...) to measure")
+	}
+	rates := []float64{100, 200, 300, 400, 500}
+	if v := os.Getenv("SHARDMATCH_E2E_SWEEP_RATES"); v != "" {
+		rates = nil
+		for _, f := range strings.Split(v, ",") {
+			r, err := strconv.ParseFloat(f, 64)
+			if err != nil {
+				t.Fatal(err)
+			}
+			rates = append(rates, r)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	e := install(ctx, t)
+	for _, rate := range rates {
+		load, stop := e.startLoad(t, rate)
+		from := load.Now()
+		time.Sleep(8 * time.Second) //nolint:forbidigo // the load runs for 8 s
+		to := load.Now()
+		stop()
+		m := Measure(load.Rec.History(), Window{Name: fmt.Sprintf("rate %.0f", rate), From: from, To: to})
+		st := load.Stats()
+		t.Logf("%s | shed %d starved %d", m, st.Shed, st.Starved)
+		if m.Unknown > 0 || m.LongestGap > maxCommitGap {
+			t.Logf("rate %.0f does not hold; stopping the sweep", rate)
+			break
+		}
+	}
+}
+
+// TestHelmRollingUpdateAndScaling runs the chart's rendered pods as real processes,
+// each in its own network and mount namespace, and under an open-loop load of
+// proposals does what Kubernetes would: install, a rolling update (a changed
+// setting rolls the coordinators, highest ordinal first, preStop + SIGTERM + grace,
+// each new pod Ready before the next), a scale-out from 3 to 5 coordinators through
+// the values, and back to 3 (voters removed through the admin API first). Every
+// phase must lose no proposal (0 failed, 0 unknown), never go 2 s without a commit,
+// and the whole run must pass the I1–I7 audit.
+func TestHelmRollingUpdateAndScaling(t *testing.T) {
+	needRoot(t)
+	rate := float64(defaultRate)
+	if v := os.Getenv("SHARDMATCH_E2E_RATE"); v != "" {
+		var err error
+		if rate, err = strconv.ParseFloat(v, 64); err != nil {
+			t.Fatalf("SHARDMATCH_E2E_RATE=%q: %v", v, err)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	e := install(ctx, t)
+	c, histDir, work := e.c, e.histDir, e.work
+	load, stopLoad := e.startLoad(t, rate)
 
 	var windows []Window
 	phase := func(name string, f func() error) {
