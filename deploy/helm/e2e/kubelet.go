@@ -49,6 +49,7 @@ type Pod struct {
 	gone        bool
 	restarts    int
 	exits       []string
+	stops       []string
 	createdAt   time.Time
 	readyAt     time.Time // first time Ready
 	volumeSums  map[string]string
@@ -533,10 +534,26 @@ func (p *Pod) stopContainer(ctx context.Context, grace time.Duration) error {
 	}
 	rest := max(grace-time.Since(start), 2*time.Second)
 	err := proc.Stop(ctx, rest)
+	status := "exit 0"
+	if e := proc.Err(); e != nil {
+		status = e.Error()
+	}
+	p.mu.Lock()
+	p.stops = append(p.stops, fmt.Sprintf("%s after %v", status, time.Since(start).Round(time.Millisecond)))
+	p.mu.Unlock()
 	if errors.Is(err, netns.ErrNotRunning) {
 		return nil
 	}
 	return err
+}
+
+// Stops describes how each deliberate stop of the container ended: its exit status
+// ("signal: killed" if the grace period ran out) and how long preStop and SIGTERM
+// took.
+func (p *Pod) Stops() []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([]string(nil), p.stops...)
 }
 
 // terminate deletes the pod gracefully: not ready from now on, preStop, SIGTERM,

@@ -451,6 +451,12 @@ func TestHelmRollingUpdateAndScaling(t *testing.T) {
 		if n := p.Restarts(); n > 0 {
 			t.Errorf("pod %s restarted %d times: %v", p.Name(), n, p.Exits())
 		}
+		for _, s := range p.Stops() {
+			t.Logf("pod %s (%s) stopped: %s", p.Name(), p.IP(), s)
+			if strings.Contains(s, "killed") {
+				t.Errorf("pod %s did not exit within its grace period after SIGTERM: %s", p.Name(), s)
+			}
+		}
 	}
 	t.Logf("audit: %d violations, stats %v, notes %v, settled %v", len(rep.Violations), rep.Stats, rep.Notes, h.Settled)
 	if !h.Settled {
