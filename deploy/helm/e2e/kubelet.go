@@ -15,6 +15,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"sync"
+	"sync/atomic"
+	"syscall"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -533,10 +535,25 @@ func (p *Pod) stopContainer(ctx context.Context, grace time.Duration) error {
 		}
 	}
 	rest := max(grace-time.Since(start), 2*time.Second)
+	// A second before the grace period ends, a process still running gets SIGQUIT:
+	// a Go program then writes every goroutine's stack to its log, which says where
+	// the shutdown hung (the kubelet would just SIGKILL it).
+	var quit atomic.Bool
+	pid := proc.PID()
+	t := time.AfterFunc(rest-time.Second, func() {
+		if proc.Running() && proc.PID() == pid {
+			quit.Store(true)
+			_ = syscall.Kill(pid, syscall.SIGQUIT)
+		}
+	})
 	err := proc.Stop(ctx, rest)
+	t.Stop()
 	status := "exit 0"
 	if e := proc.Err(); e != nil {
 		status = e.Error()
+	}
+	if quit.Load() {
+		status = "hung past the grace period: SIGQUIT (stacks in the log), then " + status
 	}
 	p.mu.Lock()
 	p.stops = append(p.stops, fmt.Sprintf("%s after %v", status, time.Since(start).Round(time.Millisecond)))

@@ -250,6 +250,13 @@ func install(ctx context.Context, t *testing.T) *env {
 	t.Helper()
 	image := buildImage(t)
 	work := t.TempDir()
+	if keep := os.Getenv("SHARDMATCH_E2E_KEEP"); keep != "" { // pods' logs, PVCs, history
+		work = filepath.Join(keep, time.Now().Format("20060102-150405"))
+		if err := os.MkdirAll(work, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("keeping the run's files in %s", work)
+	}
 	histDir := filepath.Join(work, "history")
 	if err := os.MkdirAll(histDir, 0o777); err != nil {
 		t.Fatal(err)
@@ -453,7 +460,7 @@ func TestHelmRollingUpdateAndScaling(t *testing.T) {
 		}
 		for _, s := range p.Stops() {
 			t.Logf("pod %s (%s) stopped: %s", p.Name(), p.IP(), s)
-			if strings.Contains(s, "killed") {
+			if strings.Contains(s, "killed") || strings.Contains(s, "hung") {
 				t.Errorf("pod %s did not exit within its grace period after SIGTERM: %s", p.Name(), s)
 			}
 		}
