@@ -36,8 +36,7 @@ const (
 // What the run must show, per phase. The issue asks for 500 proposals/s
 // (SHARDMATCH_E2E_RATE=500); the default is the highest rate a full run held on a
 // shared 2-core machine running NATS, 3 to 5 coordinators, 2 shards and this test
-// at once (see the measurements in docs/kubernetes.md's test section, and
-// TestHelmSustainedRate to measure a machine).
+// at once. The test logs what it measured; TestHelmSustainedRate measures a machine.
 const (
 	maxCommitGap = 2 * time.Second
 	defaultRate  = 100
