@@ -1,70 +1,169 @@
 package main
 
 import (
+	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"os/signal"
-	"strconv"
+	"strings"
 	"syscall"
 
 	"github.com/shardmatch/shardmatch/internal/config"
 	"github.com/shardmatch/shardmatch/internal/natsutil"
 )
 
-// runNats is `coordinator nats`: an embedded NATS server with JetStream, alone, for
-// deployments of several processes on one machine (quick starts, tests). It prints
-// the client URL on stdout and runs until SIGINT or SIGTERM.
+// natsUsage heads `coordinator nats --help`.
+const natsUsage = `usage: coordinator nats --store DIR [--addr host:port] [--name NAME]
+                        [--cluster-addr host:port --routes nats://host:port,...]
+                        [--monitor-addr host:port]
+
+Run an embedded NATS server with JetStream until SIGINT or SIGTERM; print its client URL.
+
+Alone, it suits one machine (quick starts, tests). With --cluster-addr and --routes it is
+one server of a NATS cluster and JetStream runs clustered: start three, each with its own
+--name and --store and the same --routes (each may list itself), and give
+'coordinator serve' --stream-replicas 3 and --nats-url listing all three. With
+--monitor-addr it serves NATS's HTTP monitoring: /healthz?js-enabled-only=true answers 200
+once JetStream is on (the probes' path); /healthz once this server is also current with
+the cluster, which a lone server of a cluster never is (start a cluster's servers together).
+
+flags:`
+
+// natsFlags are `coordinator nats`'s settings as given.
+type natsFlags struct {
+	addr, store, name, logLevel      string
+	clusterAddr, routes, clusterName string
+	monitorAddr                      string
+	syncAlways                       bool
+	nameSet                          bool // --name was given (a clustered server must be named)
+}
+
+func (f *natsFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&f.addr, "addr", "127.0.0.1:4222", "client `host:port` to listen on (port 0: any free port)")
+	fs.StringVar(&f.store, "store", "", "JetStream store `directory` (required; reuse it to keep streams across restarts)")
+	fs.StringVar(&f.name, "name", "shardmatch-nats", "server `name`; unique per server in a cluster, and the same across restarts (required with --routes)")
+	fs.StringVar(&f.clusterAddr, "cluster-addr", "", "route `host:port` to listen on for the other servers of the cluster (with --routes; an empty host is --addr's)")
+	fs.StringVar(&f.routes, "routes", "", "seed routes to the cluster's servers, comma-separated `nats://host:port` (may list this server); turns on clustering")
+	fs.StringVar(&f.clusterName, "cluster-name", natsutil.DefaultClusterName, "cluster `name`, the same on every server")
+	fs.StringVar(&f.monitorAddr, "monitor-addr", "", "HTTP monitoring `host:port` (/healthz, /varz, /jsz...; an empty host is --addr's); empty: off")
+	fs.BoolVar(&f.syncAlways, "sync-always", false, "fsync every JetStream write (slower; survives OS crashes)")
+	fs.StringVar(&f.logLevel, "log-level", "warn", "log `level`: debug, info, warn, error or off")
+}
+
+// embeddedConfig checks the flags and turns them into the server's configuration.
+// Its errors are one line, naming the flag.
+func (f *natsFlags) embeddedConfig() (natsutil.EmbeddedConfig, error) {
+	cfg := natsutil.EmbeddedConfig{StoreDir: f.store, ServerName: f.name, SyncAlways: f.syncAlways}
+	if f.store == "" {
+		return cfg, errors.New("--store is required")
+	}
+	if strings.ContainsAny(f.name, " \t\r\n") {
+		return cfg, fmt.Errorf("--name %q contains white space", f.name)
+	}
+	var err error
+	if cfg.Host, cfg.Port, err = parseListen("--addr", f.addr); err != nil {
+		return cfg, err
+	}
+	if f.monitorAddr != "" {
+		if cfg.MonitorHost, cfg.MonitorPort, err = parseListen("--monitor-addr", f.monitorAddr); err != nil {
+			return cfg, err
+		}
+	}
+	switch {
+	case f.routes == "" && f.clusterAddr != "":
+		return cfg, errors.New("--cluster-addr needs --routes (the cluster's route URLs; they may list this server)")
+	case f.routes == "":
+		return cfg, nil
+	case f.clusterAddr == "":
+		return cfg, errors.New("--routes needs --cluster-addr (where this server listens for routes)")
+	case !f.nameSet:
+		return cfg, errors.New("--routes needs --name, unique per server and the same across its restarts")
+	case f.clusterName == "":
+		return cfg, errors.New("--cluster-name is empty: a cluster needs a name")
+	case strings.ContainsAny(f.clusterName, " \t\r\n"):
+		return cfg, fmt.Errorf("--cluster-name %q contains white space", f.clusterName)
+	}
+	c := &cfg.Cluster
+	c.Name = f.clusterName
+	if c.Host, c.Port, err = parseListen("--cluster-addr", f.clusterAddr); err != nil {
+		return cfg, err
+	}
+	if c.Routes, err = natsutil.ParseRoutes(f.routes); err != nil {
+		return cfg, fmt.Errorf("--routes: %w", unwrapConfig(err))
+	}
+	if err := cfg.Validate(); err != nil {
+		return cfg, unwrapConfig(err)
+	}
+	return cfg, nil
+}
+
+// parseListen parses a listen address; port 0 is any free port.
+func parseListen(flagName, addr string) (string, int, error) {
+	host, port, err := natsutil.ParseHostPort(addr)
+	if err != nil {
+		return "", 0, fmt.Errorf("%s %q is not host:port", flagName, addr)
+	}
+	if port == 0 {
+		port = -1
+	}
+	return host, port, nil
+}
+
+// unwrapConfig drops the "natsutil: invalid embedded server config: " prefix: the
+// command's message names the flag instead.
+func unwrapConfig(err error) error {
+	prefix := natsutil.ErrEmbeddedConfig.Error() + ": "
+	if msg, ok := strings.CutPrefix(err.Error(), prefix); ok {
+		return errors.New(msg)
+	}
+	return err
+}
+
+// runNats is `coordinator nats`: an embedded NATS server with JetStream, alone or one
+// of a cluster. It prints the client URL on stdout and runs until SIGINT or SIGTERM.
 func runNats(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("coordinator nats", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	addr := fs.String("addr", "127.0.0.1:4222", "`host:port` to listen on (port 0: any free port)")
-	store := fs.String("store", "", "JetStream store `directory` (required; reuse it to keep streams across restarts)")
-	name := fs.String("name", "shardmatch-nats", "server `name`")
-	syncAlways := fs.Bool("sync-always", false, "fsync every JetStream write (slower; survives OS crashes)")
-	logLevel := fs.String("log-level", "warn", "log `level`: debug, info, warn, error or off")
+	var f natsFlags
+	f.register(fs)
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: coordinator nats --store DIR [--addr host:port]\n\n"+
-			"Run an embedded NATS server with JetStream until Ctrl-C; prints its URL.\n\nflags:")
+		fmt.Fprintln(fs.Output(), natsUsage)
 		fs.PrintDefaults()
 	}
 	if code, done := parseFlags(fs, args); done {
 		return code
 	}
-	host, portStr, err := net.SplitHostPort(*addr)
-	port, perr := strconv.Atoi(portStr)
-	if err != nil || perr != nil || port < 0 || port > 65535 {
-		fmt.Fprintf(stderr, "coordinator nats: --addr %q is not host:port\n", *addr)
-		return 2
-	}
-	if *store == "" {
-		fmt.Fprintln(stderr, "coordinator nats: --store is required")
-		return 2
-	}
-	log, err := config.NewLogger(stderr, *logLevel, "text")
+	fs.Visit(func(fl *flag.Flag) { f.nameSet = f.nameSet || fl.Name == "name" })
+	cfg, err := f.embeddedConfig()
 	if err != nil {
 		fmt.Fprintf(stderr, "coordinator nats: %v\n", err)
 		return 2
 	}
-	if *logLevel == "warn" || *logLevel == "error" || *logLevel == "off" {
+	log, err := config.NewLogger(stderr, f.logLevel, "text")
+	if err != nil {
+		fmt.Fprintf(stderr, "coordinator nats: %v\n", err)
+		return 2
+	}
+	if f.logLevel == "warn" || f.logLevel == "error" || f.logLevel == "off" {
 		log = nil // the server's notices are info; keep it quiet
 	}
-	if port == 0 {
-		port = -1
-	}
+	cfg.Logger = log
 	// Signals are caught before the server starts, so none is missed.
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
 	defer signal.Stop(sig)
-	s, err := natsutil.StartEmbedded(natsutil.EmbeddedConfig{StoreDir: *store, Host: host, Port: port, ServerName: *name,
-		SyncAlways: *syncAlways, Logger: log})
+	s, err := natsutil.StartEmbedded(cfg)
 	if err != nil {
 		fmt.Fprintf(stderr, "coordinator nats: %v\n", err)
 		return 1
 	}
 	fmt.Fprintln(stdout, s.ClientURL())
+	if log != nil {
+		log.Info("nats serving", "client", s.ClientURL(), "cluster", cfg.Cluster.Name,
+			"cluster_port", natsutil.ClusterPort(s), "monitor", natsutil.MonitorURL(s))
+	}
 	<-sig
 	natsutil.Shutdown(s)
 	return 0

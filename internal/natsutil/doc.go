@@ -2,7 +2,8 @@
 // agrees on (DESIGN §3), the JetStream streams behind them, W3C trace context on
 // message headers (HeaderCarrier, InjectTrace, ExtractTrace: OpenTelemetry's
 // TraceContext propagator over nats.Header), and an embedded nats-server for tests,
-// `coordinator dev` and `coordinator nats`.
+// `coordinator dev` and `coordinator nats`, alone or one of a cluster (ClusterConfig:
+// routes, clustered JetStream, streams of three replicas) with HTTP monitoring.
 //
 // Subjects take a configurable prefix (default "sm"):
 //

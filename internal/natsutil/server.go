@@ -1,10 +1,13 @@
 package natsutil
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
+	"net/url"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -25,8 +28,18 @@ type EmbeddedConfig struct {
 	// ClientURL). Note that nats-server itself reads 0 as 4222; this config does not.
 	Port int
 	// ServerName names the server in logs and JetStream metadata. Empty lets the
-	// server generate one; set it to keep the same identity across restarts.
+	// server generate one; set it to keep the same identity across restarts. A
+	// clustered server needs one, unique in its cluster: JetStream's Raft groups know
+	// their peers by it.
 	ServerName string
+	// Cluster, with Routes, makes the server one of a cluster and runs JetStream
+	// clustered. The zero value is a server on its own.
+	Cluster ClusterConfig
+	// MonitorHost and MonitorPort are where the server's HTTP monitoring listens
+	// (/healthz, /varz, /jsz, /connz...): MonitorPort 0 turns it off, -1 picks a free
+	// port (read it back with MonitorURL). MonitorHost empty means Host.
+	MonitorHost string
+	MonitorPort int
 	// ReadyTimeout bounds the wait for ReadyForConnections (DefaultReadyTimeout if 0).
 	ReadyTimeout time.Duration
 	// SyncAlways makes the file store fsync every write. NATS otherwise fsyncs every
@@ -46,13 +59,17 @@ type EmbeddedConfig struct {
 }
 
 // StartEmbedded starts a nats-server with JetStream on cfg and waits until it accepts
-// connections. The caller shuts it down with Shutdown.
+// connections. The caller shuts it down with Shutdown. A listener that cannot bind
+// (a port in use, say) fails it at once, with the server's own message.
+//
+// A clustered server is ready once its listeners are: JetStream's meta group forms
+// when a majority of the cluster has met over routes, and until then the JetStream
+// API answers "JetStream system temporarily unavailable" (clients retry). Its HTTP
+// /healthz (see MonitorPort) answers 200 only once this server is current with the
+// cluster; /healthz?js-enabled-only=true once JetStream is on, whatever its peers do.
 func StartEmbedded(cfg EmbeddedConfig) (*server.Server, error) {
-	if cfg.StoreDir == "" {
-		return nil, errors.New("natsutil: EmbeddedConfig.StoreDir is empty")
-	}
-	if cfg.Port < -1 || cfg.Port > 65535 {
-		return nil, fmt.Errorf("natsutil: EmbeddedConfig.Port (%d) must be in [-1, 65535]", cfg.Port)
+	if err := cfg.Validate(); err != nil {
+		return nil, err
 	}
 	if cfg.Host == "" {
 		cfg.Host = "127.0.0.1"
@@ -77,17 +94,45 @@ func StartEmbedded(cfg EmbeddedConfig) (*server.Server, error) {
 		NoSigs:             true,
 		NoLog:              cfg.Logger == nil,
 	}
+	if cfg.MonitorPort != 0 {
+		opts.HTTPHost, opts.HTTPPort = cmp.Or(cfg.MonitorHost, cfg.Host), cfg.MonitorPort
+	}
+	if c := cfg.Cluster; c.clustered() {
+		opts.Cluster.Name = c.Name
+		opts.Cluster.Host = cmp.Or(c.Host, cfg.Host)
+		opts.Cluster.Port = c.Port
+		if c.Port == 0 {
+			opts.Cluster.Port = server.RANDOM_PORT
+		}
+		opts.Routes = make([]*url.URL, len(c.Routes))
+		for i, u := range c.Routes {
+			cp := *u
+			opts.Routes[i] = &cp
+		}
+	}
 	s, err := server.NewServer(opts)
 	if err != nil {
 		return nil, fmt.Errorf("natsutil: new server: %w", err)
 	}
-	if cfg.Logger != nil {
-		s.SetLoggerV2(slogAdapter{cfg.Logger}, true, false, false)
-	}
+	// The server reports a failed start (a listener that cannot bind, JetStream
+	// refusing its store) only through its logger's Fatalf, and then stops starting:
+	// record it so StartEmbedded can fail with it instead of waiting for readiness.
+	fatal := &fatalRecorder{next: cfg.Logger}
+	s.SetLoggerV2(fatal, cfg.Logger != nil, false, false)
 	s.Start()
-	if !s.ReadyForConnections(cfg.ReadyTimeout) {
+	for deadline := time.Now().Add(cfg.ReadyTimeout); !s.ReadyForConnections(50 * time.Millisecond); {
+		if msg := fatal.first(); msg != "" {
+			Shutdown(s)
+			return nil, fmt.Errorf("natsutil: server %s:%d did not start: %s", cfg.Host, cfg.Port, msg)
+		}
+		if time.Now().After(deadline) {
+			Shutdown(s)
+			return nil, fmt.Errorf("natsutil: server on %s:%d not ready within %s", cfg.Host, cfg.Port, cfg.ReadyTimeout)
+		}
+	}
+	if msg := fatal.first(); msg != "" { // monitoring or JetStream failed before the accept loops
 		Shutdown(s)
-		return nil, fmt.Errorf("natsutil: server on %s:%d not ready within %s", cfg.Host, cfg.Port, cfg.ReadyTimeout)
+		return nil, fmt.Errorf("natsutil: server %s:%d did not start: %s", cfg.Host, cfg.Port, msg)
 	}
 	if !s.JetStreamEnabled() {
 		Shutdown(s)
@@ -114,6 +159,78 @@ func Port(s *server.Server) int {
 	}
 	return 0
 }
+
+// ClusterPort returns the TCP port s listens on for routes (0 if it is not clustered).
+func ClusterPort(s *server.Server) int {
+	if a := s.ClusterAddr(); a != nil {
+		return a.Port
+	}
+	return 0
+}
+
+// MonitorURL returns the base URL of s's HTTP monitoring, http://host:port with the
+// bound port ("" if monitoring is off). An unspecified listen host (0.0.0.0, ::)
+// reads as 127.0.0.1.
+func MonitorURL(s *server.Server) string {
+	a := s.MonitorAddr()
+	if a == nil {
+		return ""
+	}
+	host := a.IP.String()
+	if a.IP == nil || a.IP.IsUnspecified() {
+		host = "127.0.0.1"
+	}
+	return "http://" + net.JoinHostPort(host, fmt.Sprint(a.Port))
+}
+
+// fatalRecorder is the server's logger: it keeps the first Fatalf message, and
+// passes everything on to next if it is not nil.
+type fatalRecorder struct {
+	next *slog.Logger
+	mu   sync.Mutex
+	msg  string
+}
+
+func (f *fatalRecorder) first() string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.msg
+}
+
+func (f *fatalRecorder) Fatalf(format string, v ...any) {
+	f.mu.Lock()
+	if f.msg == "" {
+		f.msg = fmt.Sprintf(format, v...)
+	}
+	f.mu.Unlock()
+	if f.next != nil {
+		slogAdapter{f.next}.Fatalf(format, v...)
+	}
+}
+
+func (f *fatalRecorder) Noticef(format string, v ...any) { f.pass().Noticef(format, v...) }
+func (f *fatalRecorder) Warnf(format string, v ...any)   { f.pass().Warnf(format, v...) }
+func (f *fatalRecorder) Errorf(format string, v ...any)  { f.pass().Errorf(format, v...) }
+func (f *fatalRecorder) Debugf(format string, v ...any)  { f.pass().Debugf(format, v...) }
+func (f *fatalRecorder) Tracef(format string, v ...any)  { f.pass().Tracef(format, v...) }
+
+// pass is where a non-fatal message goes: next, or nowhere.
+func (f *fatalRecorder) pass() server.Logger {
+	if f.next == nil {
+		return server.Logger(nopLogger{})
+	}
+	return slogAdapter{f.next}
+}
+
+// nopLogger drops everything.
+type nopLogger struct{}
+
+func (nopLogger) Noticef(string, ...any) {}
+func (nopLogger) Warnf(string, ...any)   {}
+func (nopLogger) Fatalf(string, ...any)  {}
+func (nopLogger) Errorf(string, ...any)  {}
+func (nopLogger) Debugf(string, ...any)  {}
+func (nopLogger) Tracef(string, ...any)  {}
 
 // slogAdapter is nats-server's Logger over slog.
 type slogAdapter struct{ l *slog.Logger }

@@ -2,9 +2,11 @@ package natsutil
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -111,15 +113,66 @@ func StreamConfigs(c StreamConfig) ([]jetstream.StreamConfig, error) {
 // idempotent and safe to call from every coordinator at start; changed limits are
 // applied in place. What JetStream cannot change in place (storage type, retention, a
 // replica count a single server cannot hold) fails with the stream named.
+//
+// JetStream that is not ready yet is waited for until ctx ends: no JetStream
+// responder, a request timing out, a cluster whose meta group has no leader yet, or
+// fewer servers than replicas (a cluster's servers and its coordinators start together
+// in Kubernetes). The error then names what was last seen.
 func EnsureStreams(ctx context.Context, js jetstream.StreamManager, c StreamConfig) error {
 	cfgs, err := StreamConfigs(c)
 	if err != nil {
 		return err
 	}
 	for _, sc := range cfgs {
-		if _, err := js.CreateOrUpdateStream(ctx, sc); err != nil {
+		if err := ensureStream(ctx, js, sc); err != nil {
 			return fmt.Errorf("natsutil: ensure stream %s: %w", sc.Name, err)
 		}
 	}
 	return nil
+}
+
+// ensureAttemptTimeout bounds one create-or-update request of EnsureStreams.
+const ensureAttemptTimeout = 5 * time.Second
+
+// ensureStream creates or updates one stream, retrying while JetStream is not ready.
+func ensureStream(ctx context.Context, js jetstream.StreamManager, sc jetstream.StreamConfig) error {
+	wait := 100 * time.Millisecond
+	for {
+		actx, cancel := context.WithTimeout(ctx, ensureAttemptTimeout)
+		_, err := js.CreateOrUpdateStream(actx, sc)
+		cancel()
+		if err == nil || !notReady(err) || ctx.Err() != nil {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("JetStream not ready: %w (last error: %w)", ctx.Err(), err)
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 2*time.Second)
+	}
+}
+
+// Error codes of a JetStream that is not ready yet (nats-server's errors.json).
+const (
+	jsClusterNotAvail      = 10008 // JetStream system temporarily unavailable: no meta leader
+	jsClusterNoPeers       = 10005 // no suitable peers for placement: servers still joining
+	jsClusterNotLeader     = 10009 // JetStream cluster can not handle request
+	jsInsufficientResource = 10023 // insufficient resources: servers still joining
+)
+
+// notReady reports whether err is one JetStream returns while it is starting, which
+// retrying fixes.
+func notReady(err error) bool {
+	var apiErr *jetstream.APIError
+	if errors.As(err, &apiErr) {
+		switch apiErr.ErrorCode {
+		case jsClusterNotAvail, jsClusterNoPeers, jsClusterNotLeader, jsInsufficientResource,
+			jetstream.JSErrCodeJetStreamNotEnabled:
+			return true
+		}
+		return apiErr.Code == 503
+	}
+	return errors.Is(err, jetstream.ErrJetStreamNotEnabled) || errors.Is(err, nats.ErrNoResponders) ||
+		errors.Is(err, nats.ErrTimeout) || errors.Is(err, context.DeadlineExceeded)
 }

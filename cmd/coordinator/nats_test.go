@@ -1,0 +1,75 @@
+package main
+
+import (
+	"flag"
+	"io"
+	"strings"
+	"testing"
+)
+
+// Bad `coordinator nats` input ends with exit code 2 and one line naming the flag,
+// before any server starts.
+func TestNatsFlagErrors(t *testing.T) {
+	store := []string{"nats", "--store", t.TempDir()}
+	cluster := append(append([]string{}, store...), "--name", "n0", "--cluster-addr", "127.0.0.1:6222")
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"nats"}, "--store is required"},
+		{append(store, "--addr", "localhost"), `--addr "localhost" is not host:port`},
+		{append(store, "--addr", "h:70000"), `--addr "h:70000" is not host:port`},
+		{append(store, "--monitor-addr", "h:x"), `--monitor-addr "h:x" is not host:port`},
+		{append(store, "--cluster-addr", "127.0.0.1:6222"), "--cluster-addr needs --routes"},
+		{append(store, "--routes", "nats://a:6222"), "--routes needs --cluster-addr"},
+		{append(store, "--cluster-addr", "h:6222", "--routes", "nats://a:6222"), "--routes needs --name"},
+		{append(cluster, "--cluster-addr", "h", "--routes", "nats://a:6222"), `--cluster-addr "h" is not host:port`},
+		{append(cluster, "--routes", "nats://a:6222", "--cluster-name", ""), "--cluster-name is empty"},
+		{append(cluster, "--routes", "nats://a:6222", "--cluster-name", "my cluster"), `--cluster-name "my cluster" contains white space`},
+		{append(cluster, "--routes", "a:6222"), `--routes: route "a:6222": want nats://host:port`},
+		{append(cluster, "--routes", "nats://a:6222,,nats://b:6222"), "--routes: route list"},
+		{append(cluster, "--routes", "nats://a"), `--routes: route "nats://a" needs a port`},
+		{append(cluster, "--routes", "nats://a:1", "--name", "n 0"), `--name "n 0" contains white space`},
+		{append(store, "--name", "n 0"), `--name "n 0" contains white space`},
+		{append(store, "extra"), `unexpected argument "extra"`},
+	} {
+		code, stdout, stderr := runCmd(t, tc.args...)
+		lines := strings.Split(strings.TrimSpace(stderr), "\n")
+		if code != 2 || stdout != "" || !strings.Contains(stderr, tc.want) ||
+			(len(lines) != 1 && tc.args[len(tc.args)-1] != "extra") {
+			t.Errorf("%v: exit %d, stdout %q, stderr:\n%s\nwant exit 2 and one line with %q", tc.args[1:], code, stdout, stderr, tc.want)
+		}
+	}
+	if code, _, stderr := runCmd(t, "nats", "--help"); code != 0 || !strings.Contains(stderr, "-routes nats://host:port") {
+		t.Errorf("--help: exit %d:\n%s", code, stderr)
+	}
+}
+
+// Good flags become the embedded server's configuration: port 0 is any free port,
+// the routes are parsed, and an unclustered server keeps the default name.
+func TestNatsFlagsToConfig(t *testing.T) {
+	parse := func(args ...string) *natsFlags {
+		t.Helper()
+		fs := flag.NewFlagSet("nats", flag.ContinueOnError)
+		fs.SetOutput(io.Discard)
+		var f natsFlags
+		f.register(fs)
+		if err := fs.Parse(args); err != nil {
+			t.Fatal(err)
+		}
+		fs.Visit(func(fl *flag.Flag) { f.nameSet = f.nameSet || fl.Name == "name" })
+		return &f
+	}
+	cfg, err := parse("--store", "d", "--addr", ":0", "--monitor-addr", "0.0.0.0:8222").embeddedConfig()
+	if err != nil || cfg.Host != "" || cfg.Port != -1 || cfg.MonitorHost != "0.0.0.0" || cfg.MonitorPort != 8222 ||
+		cfg.ServerName != "shardmatch-nats" || len(cfg.Cluster.Routes) != 0 {
+		t.Fatalf("single server: %+v, %v", cfg, err)
+	}
+	cfg, err = parse("--store", "d", "--addr", "0.0.0.0:4222", "--name", "nats-1", "--cluster-addr", "0.0.0.0:6222",
+		"--routes", "nats://nats-0.h:6222, nats://nats-1.h:6222,nats://nats-2.h:6222").embeddedConfig()
+	c := cfg.Cluster
+	if err != nil || cfg.ServerName != "nats-1" || c.Name != "shardmatch" || c.Host != "0.0.0.0" || c.Port != 6222 ||
+		len(c.Routes) != 3 || c.Routes[1].Host != "nats-1.h:6222" {
+		t.Fatalf("cluster: %+v, %v", cfg, err)
+	}
+}

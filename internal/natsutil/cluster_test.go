@@ -1,0 +1,270 @@
+package natsutil_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/shardmatch/shardmatch/internal/natsutil"
+	"github.com/shardmatch/shardmatch/internal/natsutil/natstest"
+	"github.com/shardmatch/shardmatch/internal/testutil"
+)
+
+func mustRoutes(t *testing.T, list string) []*url.URL {
+	t.Helper()
+	r, err := natsutil.ParseRoutes(list)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+func TestEmbeddedConfigValidate(t *testing.T) {
+	routes := mustRoutes(t, "nats://127.0.0.1:6222")
+	ok := natsutil.EmbeddedConfig{StoreDir: "d", ServerName: "n1",
+		Cluster: natsutil.ClusterConfig{Name: "c", Port: 6222, Routes: routes}}
+	if err := ok.Validate(); err != nil {
+		t.Fatalf("valid cluster config refused: %v", err)
+	}
+	if err := (natsutil.EmbeddedConfig{StoreDir: "d", MonitorPort: -1}).Validate(); err != nil {
+		t.Fatalf("valid single-server config refused: %v", err)
+	}
+	for _, tc := range []struct {
+		name string
+		edit func(*natsutil.EmbeddedConfig)
+		want string
+	}{
+		{"no store", func(c *natsutil.EmbeddedConfig) { c.StoreDir = "" }, "StoreDir is empty"},
+		{"client port", func(c *natsutil.EmbeddedConfig) { c.Port = 70000 }, "Port (70000)"},
+		{"monitor port", func(c *natsutil.EmbeddedConfig) { c.MonitorPort = -2 }, "MonitorPort (-2)"},
+		{"server name with a space", func(c *natsutil.EmbeddedConfig) { c.ServerName = "a b" }, "white space"},
+		{"cluster without a server name", func(c *natsutil.EmbeddedConfig) { c.ServerName = "" }, "needs a ServerName"},
+		{"cluster without a name", func(c *natsutil.EmbeddedConfig) { c.Cluster.Name = "" }, "Cluster.Name is empty"},
+		{"cluster name with a space", func(c *natsutil.EmbeddedConfig) { c.Cluster.Name = "x y" }, "white space"},
+		{"cluster port", func(c *natsutil.EmbeddedConfig) { c.Cluster.Port = 65536 }, "Cluster.Port (65536)"},
+		{"cluster without routes", func(c *natsutil.EmbeddedConfig) { c.Cluster.Routes = nil }, "no Routes"},
+		{"a bad route", func(c *natsutil.EmbeddedConfig) {
+			c.Cluster.Routes = []*url.URL{{Scheme: "http", Host: "h:1"}}
+		}, "want nats://host:port"},
+	} {
+		cfg := ok
+		tc.edit(&cfg)
+		err := cfg.Validate()
+		if !errors.Is(err, natsutil.ErrEmbeddedConfig) || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: %v, want ErrEmbeddedConfig with %q", tc.name, err, tc.want)
+		}
+		if _, err := natsutil.StartEmbedded(cfg); !errors.Is(err, natsutil.ErrEmbeddedConfig) {
+			t.Errorf("%s: StartEmbedded: %v, want ErrEmbeddedConfig", tc.name, err)
+		}
+	}
+}
+
+func TestParseHostPort(t *testing.T) {
+	for in, want := range map[string]string{"127.0.0.1:4222": "127.0.0.1 4222", ":0": " 0",
+		"nats-0.nats.ns.svc:6222": "nats-0.nats.ns.svc 6222", "[::1]:8222": "::1 8222"} {
+		h, p, err := natsutil.ParseHostPort(in)
+		if got := fmt.Sprint(h, " ", p); err != nil || got != want {
+			t.Errorf("%q: %q, %v; want %q", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"", "4222", "host:", "host:x", "host:65536", "host:-1", "a:b:c"} {
+		if _, _, err := natsutil.ParseHostPort(in); !errors.Is(err, natsutil.ErrEmbeddedConfig) ||
+			!strings.Contains(err.Error(), "is not host:port") {
+			t.Errorf("%q: %v, want ErrEmbeddedConfig", in, err)
+		}
+	}
+}
+
+func TestParseRoutes(t *testing.T) {
+	r, err := natsutil.ParseRoutes("nats://n-0.h.ns.svc.cluster.local:6222, nats-route://10.0.0.2:6222,nats://u:p@[::1]:7")
+	if err != nil || len(r) != 3 || r[0].Host != "n-0.h.ns.svc.cluster.local:6222" || r[1].Scheme != "nats-route" ||
+		r[2].Hostname() != "::1" {
+		t.Fatalf("%v, %v", r, err)
+	}
+	for in, want := range map[string]string{
+		"":                             "empty entry",
+		"nats://a:1,":                  "empty entry",
+		"a:6222":                       "want nats://host:port",
+		"http://a:6222":                "want nats://host:port",
+		"nats://:6222":                 "no host",
+		"nats://a":                     "needs a port",
+		"nats://a:0":                   "needs a port",
+		"nats://a:99999":               "needs a port",
+		"nats://a:6222/x":              "nothing after it",
+		"nats://a:6222?x=1":            "nothing after it",
+		"nats://a:6222,nats://b:6222 ": "",
+		"nats://%zz:1":                 "route",
+	} {
+		_, err := natsutil.ParseRoutes(in)
+		if want == "" {
+			if err != nil {
+				t.Errorf("%q: %v", in, err)
+			}
+			continue
+		}
+		if !errors.Is(err, natsutil.ErrEmbeddedConfig) || !strings.Contains(err.Error(), want) {
+			t.Errorf("%q: %v, want ErrEmbeddedConfig with %q", in, err, want)
+		}
+	}
+	// Credentials are redacted from the messages.
+	if _, err := natsutil.ParseRoutes("nats://u:secret@a"); err == nil || strings.Contains(err.Error(), "secret") {
+		t.Errorf("credentials in %v", err)
+	}
+}
+
+// A listener that cannot bind fails StartEmbedded at once with the server's reason,
+// not after ReadyTimeout.
+func TestStartEmbeddedPortInUse(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	busy := l.Addr().(*net.TCPAddr).Port
+	for name, cfg := range map[string]natsutil.EmbeddedConfig{
+		"client":  {Port: busy},
+		"monitor": {MonitorPort: busy},
+		"cluster": {ServerName: "n1", Cluster: natsutil.ClusterConfig{Name: "c", Port: busy,
+			Routes: mustRoutes(t, fmt.Sprintf("nats://127.0.0.1:%d", busy))}},
+	} {
+		cfg.StoreDir, cfg.ReadyTimeout = t.TempDir(), time.Minute
+		start := time.Now()
+		s, err := natsutil.StartEmbedded(cfg)
+		if err == nil {
+			natsutil.Shutdown(s)
+			t.Errorf("%s port in use: started", name)
+			continue
+		}
+		if !strings.Contains(err.Error(), "address already in use") || time.Since(start) > 20*time.Second {
+			t.Errorf("%s port in use: %v after %s, want the bind error at once", name, err, time.Since(start))
+		}
+	}
+}
+
+// freePorts reserves n distinct free ports of 127.0.0.1 (released on return).
+func freePorts(t *testing.T, n int) []int {
+	t.Helper()
+	var out []int
+	for range n {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer l.Close()
+		out = append(out, l.Addr().(*net.TCPAddr).Port)
+	}
+	return out
+}
+
+// Three embedded servers given the same route list (each one's own route included)
+// form one cluster, JetStream runs clustered, and the three streams are created with
+// three replicas, one on each server. EnsureStreams, called when only one server is
+// up, waits for the others. Monitoring answers the probes the chart uses.
+func TestEmbeddedClusterR3Streams(t *testing.T) {
+	ports := freePorts(t, 3)
+	var list []string
+	for _, p := range ports {
+		list = append(list, fmt.Sprintf("nats://127.0.0.1:%d", p))
+	}
+	routes := mustRoutes(t, strings.Join(list, ","))
+	var servers []*server.Server
+	t.Cleanup(func() {
+		for _, s := range servers {
+			natsutil.Shutdown(s)
+		}
+	})
+	startServer := func(i int) {
+		t.Helper()
+		s, err := natsutil.StartEmbedded(natsutil.EmbeddedConfig{StoreDir: t.TempDir(), ServerName: fmt.Sprintf("n%d", i),
+			MonitorPort: -1, Cluster: natsutil.ClusterConfig{Name: "test", Port: ports[i], Routes: routes}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if natsutil.ClusterPort(s) != ports[i] {
+			t.Fatalf("n%d: cluster port %d, want %d", i, natsutil.ClusterPort(s), ports[i])
+		}
+		if code := httpStatus(t, natsutil.MonitorURL(s)+"/healthz?js-enabled-only=true"); code != http.StatusOK {
+			t.Fatalf("%s: /healthz?js-enabled-only=true: %d", s.Name(), code)
+		}
+		servers = append(servers, s)
+	}
+	startServer(0)
+	nc, err := nats.Connect(servers[0].ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	ensured := make(chan error, 1)
+	go func() { ensured <- natsutil.EnsureStreams(ctx, js, natsutil.StreamConfig{Replicas: 3}) }()
+	select {
+	case err := <-ensured:
+		t.Fatalf("R3 streams ensured on one server of three: %v", err)
+	case <-time.After(500 * time.Millisecond): // still waiting, as it should
+	}
+	startServer(1)
+	startServer(2)
+	if err := <-ensured; err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"SM_REQ", "SM_CMD", "SM_EVENTS"} {
+		st, err := js.Stream(ctx, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		info := st.CachedInfo()
+		if info.Config.Replicas != 3 || info.Cluster == nil || info.Cluster.Name != "test" || info.Cluster.Leader == "" ||
+			len(info.Cluster.Replicas) != 2 {
+			t.Fatalf("%s: replicas %d, cluster %+v", name, info.Config.Replicas, info.Cluster)
+		}
+	}
+	// Every server is current with the cluster: the full health check passes.
+	for _, s := range servers {
+		testutil.WaitFor(t, 20*time.Second, s.Name()+" /healthz", func() error {
+			if code := httpStatus(t, natsutil.MonitorURL(s)+"/healthz"); code != http.StatusOK {
+				return fmt.Errorf("status %d", code)
+			}
+			return nil
+		})
+	}
+}
+
+// Three replicas on a server on its own is refused at once, not retried until the
+// context ends.
+func TestEnsureStreamsR3OnOneServerFails(t *testing.T) {
+	_, js := connect(t, natstest.Start(t))
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	start := time.Now()
+	err := natsutil.EnsureStreams(ctx, js, natsutil.StreamConfig{Replicas: 3})
+	if err == nil || !strings.Contains(err.Error(), "SM_REQ") || time.Since(start) > 10*time.Second {
+		t.Fatalf("R3 on one server: %v after %s", err, time.Since(start))
+	}
+	t.Logf("R3 on one server: %v", err)
+}
+
+func httpStatus(t *testing.T, url string) int {
+	t.Helper()
+	c := http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	resp, err := c.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
