@@ -166,4 +166,3 @@ func (p *Pod) probe(ctx context.Context, pr *Probe) error {
 var probeClient = &http.Client{Transport: &http.Transport{DisableKeepAlives: true,
 	TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}, //nolint:gosec // as the kubelet probes
 	CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-
