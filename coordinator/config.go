@@ -93,6 +93,9 @@ type Config struct {
 	// TrailingLogs is how many entries stay in the log after a snapshot, so a slightly
 	// lagging follower catches up from the log rather than a snapshot install.
 	TrailingLogs uint64
+	// MaxSnapshotBytes bounds the FSM data of a snapshot RestoreSnapshot accepts when
+	// RestoreOptions.MaxBytes is zero (default DefaultMaxSnapshotBytes).
+	MaxSnapshotBytes int64
 
 	// UnsafeDeliverBeforeLog breaks the protocol on purpose (decisions are sent before
 	// they are logged) so tests can prove the invariant checkers catch it. Never in
@@ -114,6 +117,7 @@ func DefaultConfig() Config {
 		ResendInitial: 100 * time.Millisecond, ResendMax: 2 * time.Second, MaxBatch: 512, ApplyTimeout: 10 * time.Second,
 		HeartbeatTimeout: time.Second, ElectionTimeout: time.Second, LeaderLeaseTimeout: 500 * time.Millisecond,
 		CommitTimeout: 5 * time.Millisecond, SnapshotThreshold: 8192, SnapshotInterval: 30 * time.Second, TrailingLogs: 4096,
+		MaxSnapshotBytes: DefaultMaxSnapshotBytes,
 	}
 }
 
@@ -136,6 +140,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("coordinator: Config.ExpiryScan (%s) must be > 0", c.ExpiryScan)
 	case c.MaxBatch < 1 || c.MaxBatch > MaxBatch:
 		return fmt.Errorf("coordinator: Config.MaxBatch (%d) must be in [1, %d]", c.MaxBatch, MaxBatch)
+	case c.MaxSnapshotBytes < 0:
+		return fmt.Errorf("coordinator: Config.MaxSnapshotBytes (%d) must be >= 0", c.MaxSnapshotBytes)
 	case c.ApplyTimeout <= 0:
 		return fmt.Errorf("coordinator: Config.ApplyTimeout (%s) must be > 0", c.ApplyTimeout)
 	case c.Limits.MaxPlayers < 2:

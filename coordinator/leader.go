@@ -33,21 +33,34 @@ func (n *Node) watchLeadership() {
 			cur = nil
 		}
 	}
+	startLeading := func() {
+		ctx, cancel := context.WithCancel(context.Background())
+		cur = &term{cancel: cancel, done: make(chan struct{})}
+		go func(done chan struct{}) {
+			defer close(done)
+			n.lead(ctx)
+		}(cur.done)
+	}
 	defer stopLeading()
+	paused := false // a snapshot restore holds the leader's duties
 	for {
 		select {
 		case <-n.stop:
 			return
 		case isLeader := <-n.notify:
 			stopLeading()
-			if isLeader {
-				ctx, cancel := context.WithCancel(context.Background())
-				cur = &term{cancel: cancel, done: make(chan struct{})}
-				go func(done chan struct{}) {
-					defer close(done)
-					n.lead(ctx)
-				}(cur.done)
+			if isLeader && !paused {
+				startLeading()
 			}
+		case req := <-n.leadCtl:
+			// Pause stops this term's duties; resume starts them afresh on whatever the
+			// state now is (lead's barrier and recovery), if Raft still says we lead.
+			stopLeading()
+			paused = req.pause
+			if !paused && n.raft.State() == raft.Leader {
+				startLeading()
+			}
+			close(req.done)
 		}
 	}
 }

@@ -32,10 +32,12 @@ type Node struct {
 	waitMu  sync.Mutex
 	waiters map[string][]chan *smv1.Decision
 
-	notify   chan bool
-	stop     chan struct{}
-	loopDone chan struct{}
-	closed   sync.Once
+	notify    chan bool
+	leadCtl   chan leadCtl // pause/resume of the leader's duties (snapshot restore)
+	restoreMu sync.Mutex   // one snapshot restore at a time
+	stop      chan struct{}
+	loopDone  chan struct{}
+	closed    sync.Once
 }
 
 // New opens the node's storage, starts Raft and the leadership watcher.
@@ -47,7 +49,7 @@ func New(cfg Config) (*Node, error) {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	n := &Node{cfg: cfg, log: cfg.Logger.With("node", cfg.NodeID), waiters: make(map[string][]chan *smv1.Decision),
-		notify: make(chan bool, 16), stop: make(chan struct{}), loopDone: make(chan struct{})}
+		notify: make(chan bool, 16), leadCtl: make(chan leadCtl), stop: make(chan struct{}), loopDone: make(chan struct{})}
 	n.fsm = NewFSM(cfg.Observer, n.resolve)
 	stores, err := openStores(cfg.DataDir, cfg.RaftLogOutput)
 	if err != nil {

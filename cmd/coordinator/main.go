@@ -20,6 +20,7 @@ var commands = []command{
 	{"dev", "[flags]", "run a whole deployment in this process with live status, then audit it", runDev},
 	{"serve", "[flags]", "run a production coordinator node (Raft over TCP, NATS, admin HTTP)", withoutCtx(runServe)},
 	{"status", "--addr URL[,URL...]", "show a cluster at a glance from the nodes' admin APIs", withoutCtx(runStatus)},
+	{"snapshot", "<verb> [flags]", "save, restore or inspect a backup of the cluster's whole state", runSnapshot},
 	{"nats", "[flags]", "run the embedded NATS server with JetStream alone, for multi-process use", withoutCtx(runNats)},
 	{"bench", "[flags]", "measure matches/s and latency over NATS against the NATS and Raft floors", runBench},
 	{"policy", "test|eval [flags]", "run the policy bundle's tests, or explain its verdict on a proposal", runPolicy},

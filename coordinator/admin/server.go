@@ -158,6 +158,7 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("POST /v1/voters", s.mutating(s.addVoter))
 	mux.HandleFunc("DELETE /v1/voters/{id}", s.mutating(s.removeVoter))
 	mux.HandleFunc("GET "+PathDebugState, s.debugState)
+	s.registerSnapshot(mux)
 	if s.cfg.Faults != nil {
 		(&faultAPI{cfg: *s.cfg.Faults, log: s.log, auth: s.faultAuth}).register(mux)
 	}
