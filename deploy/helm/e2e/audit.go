@@ -1,0 +1,116 @@
+package e2e
+
+import (
+	"context"
+	"math"
+	"sync"
+	"time"
+
+	"github.com/shardmatch/shardmatch/chaos/collect"
+	"github.com/shardmatch/shardmatch/chaos/history"
+)
+
+// AuditTargets are where the final state is read: every coordinator's and every
+// shard's admin API by node id, and the directory the pods wrote their history
+// files to (--history-dir; "" if they recorded none).
+type AuditTargets struct {
+	Coordinators map[string]string // node id -> http://ip:port
+	Shards       map[string]string // shard id -> http://ip:port
+	HistoryDir   string
+}
+
+// Audit waits (up to settle) until the run has settled (every txn DONE on every
+// node, no shard holding a txn prepared, the nodes caught up), then checks
+// invariants I1–I7 over the proposers' history, the pods' recorded effects and the
+// final state. settled is false if the run did not settle in time; the report then
+// says what it could not check.
+func Audit(ctx context.Context, rec *history.Recorder, t AuditTargets, settle time.Duration) (history.Report, *history.History, error) {
+	h := rec.History()
+	if t.HistoryDir != "" {
+		shardEvs, leaseEvs, err := collect.ReadDir(t.HistoryDir)
+		if err != nil {
+			return history.Report{}, nil, err
+		}
+		h.ShardEvents, h.LeaseEvents = shardEvs, leaseEvs
+	}
+	sctx, cancel := context.WithTimeout(ctx, settle)
+	defer cancel()
+	h.Final, h.Settled = settleFinal(sctx, t)
+	if t.HistoryDir != "" { // events written while settling
+		if shardEvs, leaseEvs, err := collect.ReadDir(t.HistoryDir); err == nil {
+			h.ShardEvents, h.LeaseEvents = shardEvs, leaseEvs
+		}
+	}
+	return history.Check(h), h, nil
+}
+
+// settleFinal polls every node and shard until the state has converged.
+func settleFinal(ctx context.Context, t AuditTargets) (history.Final, bool) {
+	var last history.Final
+	var prevMax uint64
+	for {
+		f, complete := pollFinal(ctx, t)
+		if f.Nodes != nil {
+			last = f
+		}
+		if complete {
+			var ok bool
+			if prevMax, ok = converged(f, prevMax); ok {
+				return f, true
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return last, false
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+}
+
+// converged: every txn DONE everywhere, nothing prepared at a shard, and the nodes
+// at one applied index or all past the previous poll's highest (the log may keep
+// moving as finished txns are forgotten).
+func converged(f history.Final, prevMax uint64) (uint64, bool) {
+	minIndex, maxIndex := uint64(math.MaxUint64), uint64(0)
+	ok := len(f.Nodes) > 0
+	for _, nf := range f.Nodes {
+		minIndex, maxIndex = min(minIndex, nf.AppliedIndex), max(maxIndex, nf.AppliedIndex)
+		for _, tx := range nf.Txns {
+			if tx.State != history.StateDone {
+				ok = false
+			}
+		}
+	}
+	for _, sf := range f.Shards {
+		if len(sf.Prepared) > 0 {
+			ok = false
+		}
+	}
+	return maxIndex, ok && (minIndex == maxIndex || (prevMax > 0 && minIndex >= prevMax))
+}
+
+func pollFinal(ctx context.Context, t AuditTargets) (history.Final, bool) {
+	f := history.Final{Nodes: map[string]history.NodeFinal{}, Shards: map[string]history.ShardFinal{}}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for id, url := range t.Coordinators {
+		wg.Go(func() {
+			if nf, err := collect.FetchNodeFinal(ctx, url); err == nil {
+				mu.Lock()
+				f.Nodes[id] = nf
+				mu.Unlock()
+			}
+		})
+	}
+	for id, url := range t.Shards {
+		wg.Go(func() {
+			if sf, err := collect.FetchShardFinal(ctx, url); err == nil {
+				mu.Lock()
+				f.Shards[id] = sf
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	return f, len(f.Nodes) == len(t.Coordinators) && len(f.Shards) == len(t.Shards)
+}
