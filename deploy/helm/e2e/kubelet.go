@@ -348,7 +348,9 @@ func (p *Pod) execIn(ctx context.Context, cp *ContainerPlan, argv []string) ([]b
 	if wd == "" {
 		wd = "/"
 	}
-	args = append(args, "--wdns", wd, "--")
+	// "--wdns=DIR" in one word: util-linux 2.38 parses "--wdns DIR" as an optional
+	// argument left out, and then tries to execute DIR.
+	args = append(args, "--wdns="+wd, "--")
 	args = append(args, argv...)
 	cmd := exec.CommandContext(ctx, "nsenter", args...)
 	cmd.Env = cp.Env
@@ -366,11 +368,15 @@ func (p *Pod) stopContainer(ctx context.Context, grace time.Duration) error {
 		return nil
 	}
 	start := time.Now()
+	hookStatus := ""
 	if hook := p.Plan.Main.PreStop; hook != nil {
 		hctx, cancel := context.WithTimeout(ctx, grace)
 		out, err := p.execIn(hctx, p.Plan.Main, hook)
 		cancel()
 		if err != nil {
+			// The kubelet only records a FailedPreStopHook event and goes on; so does
+			// this, but the stop's status says so, for tests to fail on.
+			hookStatus = fmt.Sprintf("preStop failed (%v: %s), ", err, bytes.TrimSpace(out))
 			p.log.Warn("e2e: preStop hook failed", "pod", p.Name(), "err", err, "out", string(out))
 		} else {
 			p.log.Info("e2e: preStop hook done", "pod", p.Name(), "took", time.Since(start), "out", string(bytes.TrimSpace(out)))
@@ -398,7 +404,7 @@ func (p *Pod) stopContainer(ctx context.Context, grace time.Duration) error {
 		status = "hung past the grace period: SIGQUIT (stacks in the log), then " + status
 	}
 	p.mu.Lock()
-	p.stops = append(p.stops, fmt.Sprintf("%s after %v", status, time.Since(start).Round(time.Millisecond)))
+	p.stops = append(p.stops, fmt.Sprintf("%s%s after %v", hookStatus, status, time.Since(start).Round(time.Millisecond)))
 	p.mu.Unlock()
 	if errors.Is(err, netns.ErrNotRunning) {
 		return nil

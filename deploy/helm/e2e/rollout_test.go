@@ -466,6 +466,9 @@ func TestHelmRollingUpdateAndScaling(t *testing.T) {
 			if strings.Contains(s, "killed") || strings.Contains(s, "hung") {
 				t.Errorf("pod %s did not exit within its grace period after SIGTERM: %s", p.Name(), s)
 			}
+			if strings.Contains(s, "preStop failed") {
+				t.Errorf("pod %s: the chart's preStop hook failed: %s", p.Name(), s)
+			}
 		}
 	}
 	t.Logf("audit: %d violations, stats %v, notes %v, settled %v", len(rep.Violations), rep.Stats, rep.Notes, h.Settled)
