@@ -12,6 +12,7 @@ import (
 
 	"github.com/shardmatch/shardmatch/chaos/history"
 	"github.com/shardmatch/shardmatch/chaos/scenario"
+	"github.com/shardmatch/shardmatch/internal/testutil"
 )
 
 // bins holds the coordinator and shardsvc binaries built once for the tests that run
@@ -63,6 +64,7 @@ func needDeployment(t *testing.T) {
 	if bins.why != "" {
 		t.Skip(bins.why)
 	}
+	testutil.Exclusive(t, testutil.HeavyProcesses)
 }
 
 func runScenario(t *testing.T, yaml string, seed int64) *Result {

@@ -254,6 +254,7 @@ func maxTime(a, b time.Time) time.Time {
 // and the audit of every node's FSM and shard's journal must be clean.
 func TestMultiProcessNATSCluster(t *testing.T) {
 	d := newDeployment(t)
+	testutil.Exclusive(t, testutil.HeavyProcesses) // judged by failover timing
 	t0 := time.Now()
 	members := d.startNATSCluster(3)
 	d.startCluster(3, "--stream-replicas", "3")

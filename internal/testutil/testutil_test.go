@@ -3,6 +3,9 @@ package testutil
 import (
 	"errors"
 	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -110,3 +113,42 @@ func TestWaitUntilEveryDoesNotBackOff(t *testing.T) {
 		t.Fatalf("%d calls, failures %q; want 3 calls and no new failure", calls, rec.fatal)
 	}
 }
+
+// TestExclusive: while one test holds the lock, a second process asking for it
+// waits, and it gets it once the first lets go. The second process is this test
+// binary run again with exclusiveChild set.
+func TestExclusive(t *testing.T) {
+	if name := os.Getenv(exclusiveChild); name != "" {
+		Exclusive(t, name)
+		return
+	}
+	name := fmt.Sprintf("selftest-%d", os.Getpid())
+	t.Cleanup(func() { _ = os.Remove(filepath.Join(os.TempDir(), "shardmatch-test-"+name+".lock")) })
+	exited := make(chan error, 1)
+	t.Run("holder", func(t *testing.T) {
+		Exclusive(t, name) // released when this subtest ends
+		child := exec.Command(os.Args[0], "-test.run=^TestExclusive$", "-test.count=1")
+		child.Env = append(os.Environ(), exclusiveChild+"="+name)
+		if err := child.Start(); err != nil {
+			t.Fatal(err)
+		}
+		go func() { exited <- child.Wait() }()
+		// An absence cannot be polled for: give the child ample time to (wrongly)
+		// take the lock and exit.
+		select {
+		case err := <-exited:
+			t.Fatalf("the child took the lock while this test held it (exit %v)", err)
+		case <-time.After(500 * time.Millisecond):
+		}
+	})
+	select {
+	case err := <-exited:
+		if err != nil {
+			t.Errorf("the child failed once the lock was free: %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the child never got the lock after it was released")
+	}
+}
+
+const exclusiveChild = "SHARDMATCH_TESTUTIL_EXCLUSIVE_CHILD"

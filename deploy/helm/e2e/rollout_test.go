@@ -20,6 +20,7 @@ import (
 	"github.com/shardmatch/shardmatch/chaos/netns"
 	"github.com/shardmatch/shardmatch/coordinator/admin"
 	"github.com/shardmatch/shardmatch/deploy/helm/render"
+	"github.com/shardmatch/shardmatch/internal/testutil"
 )
 
 // The release the test installs.
@@ -373,6 +374,7 @@ func TestHelmSustainedRate(t *testing.T) {
 // and the whole run must pass the I1–I7 audit.
 func TestHelmRollingUpdateAndScaling(t *testing.T) {
 	needRoot(t)
+	testutil.Exclusive(t, testutil.HeavyProcesses) // judged by commit gaps and latency
 	rate := float64(defaultRate)
 	if v := os.Getenv("SHARDMATCH_E2E_RATE"); v != "" {
 		var err error
