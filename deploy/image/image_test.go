@@ -134,8 +134,10 @@ func TestBuildOffline(t *testing.T) {
 		t.Skip("buildah not installed")
 	}
 	out := filepath.Join(t.TempDir(), "image.tar")
+	const image = "localhost/shardmatch:test"
 	cmd := exec.Command("./build.sh", "--no-load")
-	cmd.Env = append(os.Environ(), "OUT="+out, "IMAGE=localhost/shardmatch:test", "VERSION=v0.0.0-test")
+	cmd.Env = append(os.Environ(), "OUT="+out, "IMAGE="+image, "VERSION=v0.0.0-test")
+	t.Cleanup(func() { _ = exec.Command("buildah", "rmi", image).Run() }) // buildah keeps it in its storage
 	if b, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("build.sh: %v\n%s", err, b)
 	}
