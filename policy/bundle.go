@@ -72,14 +72,27 @@ func isBundleFile(p string) bool {
 	return false
 }
 
+// kubeDataLink is the symlink through which a Kubernetes volume projected by
+// the kubelet (ConfigMap, Secret, projected) reaches its current files: the real
+// files live in a hidden timestamped directory "..2006_01_02_15_04_05.<random>"
+// that ..data points at, and each visible top-level name x is a symlink to
+// "..data/x". An update writes a new timestamped directory and renames a new
+// symlink over ..data: one atomic switch, whatever the files' stat says.
+const kubeDataLink = "..data"
+
 // bundleFiles lists the bundle's files in fsys with their stat info, sorted by
-// path. Hidden directories are skipped (.git, and the ..data directories of a
-// Kubernetes ConfigMap mount, whose files are reached through the symlinks at
-// the top). Symlinks to files are followed; symlinks to directories are not.
+// path. Hidden files and directories are skipped (.git, and the ..data link and
+// timestamped directories of a Kubernetes volume, whose files are reached
+// through the visible symlinks at the top). Symlinks to files are followed; a
+// symlink to a directory is followed only if it is a Kubernetes volume's
+// visible link into ..data (a ConfigMap item with a path "dir/x.rego"). A
+// symlink whose target does not exist is skipped: during a Kubernetes update a
+// removed name dangles until the kubelet deletes it.
 func bundleFiles(fsys fs.FS) ([]string, []fs.FileInfo, error) {
 	var paths []string
 	var infos []fs.FileInfo
-	err := fs.WalkDir(fsys, ".", func(p string, d fs.DirEntry, err error) error {
+	var visit fs.WalkDirFunc
+	visit = func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
@@ -89,10 +102,16 @@ func bundleFiles(fsys fs.FS) ([]string, []fs.FileInfo, error) {
 			}
 			return nil
 		}
+		if d.Type()&fs.ModeSymlink != 0 && !strings.HasPrefix(d.Name(), ".") && isKubeDirLink(fsys, p) {
+			return fs.WalkDir(fsys, p, visit)
+		}
 		if !isBundleFile(p) {
 			return nil
 		}
 		fi, err := fs.Stat(fsys, p) // follows symlinks
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil // a dangling symlink, or a file removed since the directory was read
+		}
 		if err != nil {
 			return err
 		}
@@ -102,21 +121,52 @@ func bundleFiles(fsys fs.FS) ([]string, []fs.FileInfo, error) {
 		paths = append(paths, p)
 		infos = append(infos, fi)
 		return nil
-	})
+	}
+	err := fs.WalkDir(fsys, ".", visit)
 	return paths, infos, err
+}
+
+// isKubeDirLink reports whether the symlink p is a Kubernetes volume's visible
+// link to a directory inside ..data.
+func isKubeDirLink(fsys fs.FS, p string) bool {
+	if strings.Contains(p, "/") {
+		return false // the kubelet links top-level names only
+	}
+	target, err := fs.ReadLink(fsys, p)
+	if err != nil || target != kubeDataLink+"/"+p {
+		return false
+	}
+	fi, err := fs.Stat(fsys, p)
+	return err == nil && fi.IsDir()
+}
+
+// volumeVersion names the version of a Kubernetes volume: the target of its
+// ..data link ("" if fsys is not one). Every update changes it, so it tells a
+// rewrite that the files' sizes and mtimes cannot (same size, and an mtime
+// the filesystem's granularity does not separate).
+func volumeVersion(fsys fs.FS) string {
+	target, err := fs.ReadLink(fsys, kubeDataLink)
+	if err != nil {
+		return ""
+	}
+	return target
 }
 
 // fingerprint of a bundle directory: cheap (stat only), for change detection.
 func fingerprint(fsys fs.FS) (string, error) {
+	version := volumeVersion(fsys)
 	paths, infos, err := bundleFiles(fsys)
 	if err != nil {
 		return "", err
 	}
-	return fingerprintOf(paths, infos), nil
+	return fingerprintOf(version, paths, infos), nil
 }
 
-func fingerprintOf(paths []string, infos []fs.FileInfo) string {
+func fingerprintOf(version string, paths []string, infos []fs.FileInfo) string {
 	var b strings.Builder
+	if version != "" {
+		b.WriteString(kubeDataLink + " -> " + version + "\n")
+	}
 	for i, p := range paths {
 		b.WriteString(p)
 		b.WriteByte(0)
@@ -130,11 +180,12 @@ func fingerprintOf(paths []string, infos []fs.FileInfo) string {
 
 // readSnapshot reads every bundle file of fsys into memory.
 func readSnapshot(fsys fs.FS, source string) (*snapshot, error) {
+	version := volumeVersion(fsys)
 	paths, infos, err := bundleFiles(fsys)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %s: %v", ErrBundle, source, err)
 	}
-	s := &snapshot{source: source, files: make(map[string][]byte, len(paths)), fingerprint: fingerprintOf(paths, infos)}
+	s := &snapshot{source: source, files: make(map[string][]byte, len(paths)), fingerprint: fingerprintOf(version, paths, infos)}
 	h := sha256.New()
 	rego := 0
 	for _, p := range paths {

@@ -16,8 +16,9 @@ type Config struct {
 	// in _test.rego are tests and are not loaded into the engine), data.json (or
 	// data.yaml) files, and an optional .manifest whose "revision" is prefixed to
 	// the bundle's content hash. Hidden files and directories are ignored, except
-	// that symlinked files are followed (Kubernetes ConfigMap mounts). Empty means
-	// the default bundle embedded in the binary.
+	// that symlinked files are followed, and a Kubernetes volume's layout (the
+	// ..data link and its timestamped directory) is read through its visible
+	// links only, once. Empty means the default bundle embedded in the binary.
 	BundleDir string
 
 	// EvalTimeout bounds one evaluation; past it the proposal is denied with

@@ -50,7 +50,8 @@ func (e *Engine) reloadLocked(ctx context.Context, trigger string) error {
 // Call it once, from its own goroutine.
 //
 // Files are polled every Config.PollInterval on the injected clock by their
-// names, sizes and modification times (no file is read unless one changed). A
+// names, sizes and modification times, and, in a Kubernetes volume, by the
+// target of its ..data link (no file is read unless one changed). A
 // change is loaded once it has been stable for one poll interval, so a bundle
 // caught half-written is not even tried; a version that failed to load is not
 // retried until the files change again. The embedded default bundle never
