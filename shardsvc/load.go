@@ -39,6 +39,11 @@ type DriverConfig struct {
 	Seed int64
 	// Rate is the target number of proposals per second.
 	Rate float64
+	// RampUp, if positive, is how long the driver takes to reach Rate: it starts at
+	// a tenth of it and rises linearly, so a deployment that has just started (cold
+	// caches, a Raft log and JetStream streams still empty) is not met by its full
+	// load at once.
+	RampUp time.Duration
 	// MaxInFlight bounds the proposals awaiting their decision; while it is reached,
 	// the proposals the rate calls for are shed (counted, not queued).
 	MaxInFlight int
@@ -231,7 +236,7 @@ loop:
 		case <-tick.C():
 		}
 		now := clk.Mono()
-		tokens = min(burst, tokens+d.cfg.Rate*(now-last).Seconds())
+		tokens = min(burst, tokens+d.rateAt(now-d.start)*(now-last).Seconds())
 		last = now
 	}
 	tick.Stop()
@@ -242,6 +247,15 @@ loop:
 	stopHosts()
 	hosts.Wait()
 	return nil
+}
+
+// rateAt is the offered rate at elapsed since Run started: Rate, or on the way
+// to it while RampUp lasts.
+func (d *Driver) rateAt(elapsed time.Duration) float64 {
+	if r := d.cfg.RampUp; r > 0 && elapsed < r {
+		return d.cfg.Rate * (0.1 + 0.9*elapsed.Seconds()/r.Seconds())
+	}
+	return d.cfg.Rate
 }
 
 // job is one proposal and what hosting it needs.

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"os"
 	"strings"
@@ -431,5 +432,23 @@ func TestDriverMatchLength(t *testing.T) {
 	defer fc.mu.Unlock()
 	if fc.renews["tx-1"] != 3 || fc.releases["tx-1"] != 1 {
 		t.Fatalf("renews %d, releases %d; want 3 and 1", fc.renews["tx-1"], fc.releases["tx-1"])
+	}
+}
+
+// TestDriverRampUp: with RampUp the offered rate starts at a tenth of Rate, rises
+// linearly and stays at Rate once the ramp is over; without it, it is Rate at once.
+func TestDriverRampUp(t *testing.T) {
+	d := &Driver{cfg: DriverConfig{Rate: 500, RampUp: 10 * time.Second}}
+	for _, tc := range []struct {
+		at   time.Duration
+		want float64
+	}{{0, 50}, {5 * time.Second, 275}, {10 * time.Second, 500}, {time.Minute, 500}} {
+		if got := d.rateAt(tc.at); math.Abs(got-tc.want) > 1e-9 {
+			t.Errorf("rate at %v = %v, want %v", tc.at, got, tc.want)
+		}
+	}
+	d.cfg.RampUp = 0
+	if got := d.rateAt(0); got != 500 {
+		t.Errorf("without a ramp the rate at 0 is %v, want 500", got)
 	}
 }

@@ -30,7 +30,9 @@ type LoadConfig struct {
 	// awaiting a decision (beyond it a proposal is shed and counted, not queued).
 	Rate        float64
 	MaxInFlight int
-	Seed        int64
+	// RampUp is how long the load takes to rise from a tenth of Rate to Rate.
+	RampUp time.Duration
+	Seed   int64
 	// Epoch is the zero of the history's times (the coordinators' --history-epoch).
 	Epoch time.Time
 	// MatchLength is how long a committed match is hosted before it is released.
@@ -95,6 +97,7 @@ func StartLoad(cfg LoadConfig) (*Load, error) {
 	dc := shardsvc.DefaultDriverConfig()
 	dc.Proposer, dc.Worlds, dc.Clock, dc.Seed = &workload.Recording{Inner: cli, Rec: l.Rec}, worlds, clk, cfg.Seed
 	dc.Rate, dc.MaxInFlight, dc.HotShare, dc.ViolationShare, dc.AbandonShare = cfg.Rate, cfg.MaxInFlight, 0, 0, 0
+	dc.RampUp = cfg.RampUp
 	dc.MatchTTL, dc.ProposeTimeout = ttl, 10*time.Second
 	dc.MatchLength = max(cfg.MatchLength, time.Millisecond)
 	dc.RenewEvery = dc.MatchLength // released after MatchLength, never renewed

@@ -303,9 +303,12 @@ func install(ctx context.Context, t *testing.T) *env {
 	return e
 }
 
-// startLoad starts proposing at rate through the NATS pods; stop is idempotent and
+// rampUp is how long each load takes to reach its rate.
+const rampUp = 5 * time.Second
+
+// startLoad starts proposing at rate (reached after ramp) through the NATS pods; stop is idempotent and
 // also runs at cleanup.
-func (e *env) startLoad(t *testing.T, rate float64) (*Load, func()) {
+func (e *env) startLoad(t *testing.T, rate float64, ramp time.Duration) (*Load, func()) {
 	t.Helper()
 	var natsURLs []string
 	for _, p := range e.c.Pods(natsSTS) {
@@ -316,7 +319,7 @@ func (e *env) startLoad(t *testing.T, rate float64) (*Load, func()) {
 		shardPlans = append(shardPlans, p.Plan)
 	}
 	load, err := StartLoad(LoadConfig{NATSURLs: natsURLs, Shards: shardPlans, Rate: rate, MaxInFlight: 2000,
-		Seed: 1, Epoch: e.epoch, MatchLength: 200 * time.Millisecond})
+		RampUp: ramp, Seed: 1, Epoch: e.epoch, MatchLength: 200 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -349,7 +352,7 @@ func TestHelmSustainedRate(t *testing.T) {
 	defer cancel()
 	e := install(ctx, t)
 	for _, rate := range rates {
-		load, stop := e.startLoad(t, rate)
+		load, stop := e.startLoad(t, rate, 0)
 		from := load.Now()
 		time.Sleep(8 * time.Second) //nolint:forbidigo // the load runs for 8 s
 		to := load.Now()
@@ -386,7 +389,7 @@ func TestHelmRollingUpdateAndScaling(t *testing.T) {
 	defer cancel()
 	e := install(ctx, t)
 	c, histDir, work := e.c, e.histDir, e.work
-	load, stopLoad := e.startLoad(t, rate)
+	load, stopLoad := e.startLoad(t, rate, rampUp)
 
 	var windows []Window
 	phase := func(name string, f func() error) {
@@ -400,6 +403,9 @@ func TestHelmRollingUpdateAndScaling(t *testing.T) {
 	steady := func(d time.Duration) func() error {
 		return func() error { time.Sleep(d); return nil } //nolint:forbidigo // the load runs for d
 	}
+	// The load ramps up from a tenth of the rate over rampUp, unmeasured: a deployment
+	// that has just formed (cold caches, empty streams) is not met with all of it.
+	time.Sleep(rampUp) //nolint:forbidigo // the load ramps up for rampUp
 	phase("steady", steady(5*time.Second))
 	phase("rolling update", func() error { return c.Apply(ctx, renderChart(t, 3, "warn")) })
 	phase("scale 3→5", func() error {
