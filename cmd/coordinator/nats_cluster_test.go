@@ -20,7 +20,6 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/shardmatch/shardmatch/client"
-	"github.com/shardmatch/shardmatch/internal/clock"
 	"github.com/shardmatch/shardmatch/internal/config"
 	"github.com/shardmatch/shardmatch/internal/testutil"
 	smv1 "github.com/shardmatch/shardmatch/proto/shardmatch/v1"
@@ -289,7 +288,11 @@ func TestMultiProcessNATSCluster(t *testing.T) {
 	}
 	t.Cleanup(func() { _ = cl.Close() })
 	rec := &timedProposer{recordingProposer: &recordingProposer{c: cl}}
-	driver := newClusterDriver(t, rec)
+	// The proposer's timeout outlasts a JetStream leader election: a call that still
+	// ends without a decision is a lost proposal, not a slow one.
+	driver := newTestDriver(t, rec, func(dc *shardsvc.DriverConfig) {
+		dc.Seed, dc.Rate, dc.MaxInFlight, dc.ProposeTimeout = 11, 40, 16, 25*time.Second
+	})
 	ctx, stopLoad := context.WithCancel(context.Background())
 	driverDone := make(chan error, 1)
 	go func() { driverDone <- driver.Run(ctx) }()
@@ -555,32 +558,4 @@ func transferLeader(t *testing.T, from, to *coordNode) {
 		_, _ = b.ReadFrom(resp.Body)
 		t.Fatalf("transfer leadership %s → %s: %s %s", from.id, to.id, resp.Status, b.String())
 	}
-}
-
-// newClusterDriver is a shardsvc load driver proposing through p over stand-ins of
-// the two shards' worlds (same seed and players as the shardsvc processes), with a
-// proposer timeout that outlasts a JetStream leader election: a call that still ends
-// without a decision is a lost proposal, not a slow one.
-func newClusterDriver(t *testing.T, p shardsvc.Proposer) *shardsvc.Driver {
-	t.Helper()
-	clk := clock.NewReal()
-	var worlds []*shardsvc.World
-	for _, id := range []string{"s1", "s2"} {
-		wc := shardsvc.DefaultWorldConfig()
-		wc.ShardID, wc.Region, wc.Players, wc.MatchTTL, wc.Clock, wc.Seed = id, "eu-west", 300, 2*time.Second, clk, 1
-		w, err := shardsvc.NewWorld(wc)
-		if err != nil {
-			t.Fatal(err)
-		}
-		worlds = append(worlds, w)
-	}
-	dc := shardsvc.DefaultDriverConfig()
-	dc.Proposer, dc.Worlds, dc.Clock, dc.Seed = p, worlds, clk, 11
-	dc.Rate, dc.MaxInFlight, dc.MatchTTL, dc.MaxRenewals = 40, 16, 2*time.Second, 1
-	dc.ProposeTimeout, dc.IDPrefix, dc.Logger = 25*time.Second, t.Name()+"-", slog.New(slog.DiscardHandler)
-	drv, err := shardsvc.NewDriver(dc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return drv
 }

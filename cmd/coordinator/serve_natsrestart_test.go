@@ -110,7 +110,7 @@ func TestMultiProcessNATSRestart(t *testing.T) {
 	}
 	t.Cleanup(func() { _ = cl.Close() })
 	rec := &recordingProposer{c: cl}
-	driver := newTestDriver(t, rec)
+	driver := newTestDriver(t, rec, nil)
 	ctx, stopLoad := context.WithCancel(context.Background())
 	driverDone := make(chan error, 1)
 	go func() { driverDone <- driver.Run(ctx) }()
@@ -179,8 +179,10 @@ func TestMultiProcessNATSRestart(t *testing.T) {
 }
 
 // newTestDriver is a shardsvc load driver proposing through p, over stand-ins of the
-// two shards' worlds (same seed and players as the shardsvc processes).
-func newTestDriver(t *testing.T, p shardsvc.Proposer) *shardsvc.Driver {
+// two shards' worlds (same seed and players as the shardsvc processes). By default
+// its calls are shorter than an outage, so some end without a decision and are
+// retried; tune, if not nil, changes the driver's settings before it is built.
+func newTestDriver(t *testing.T, p shardsvc.Proposer, tune func(*shardsvc.DriverConfig)) *shardsvc.Driver {
 	t.Helper()
 	clk := clock.NewReal()
 	var worlds []*shardsvc.World
@@ -196,8 +198,10 @@ func newTestDriver(t *testing.T, p shardsvc.Proposer) *shardsvc.Driver {
 	dc := shardsvc.DefaultDriverConfig()
 	dc.Proposer, dc.Worlds, dc.Clock, dc.Seed = p, worlds, clk, 7
 	dc.Rate, dc.MaxInFlight, dc.MatchTTL, dc.MaxRenewals = 25, 8, 2*time.Second, 1
-	// Calls shorter than an outage: some end without a decision and are retried.
 	dc.ProposeTimeout, dc.IDPrefix, dc.Logger = time.Second, t.Name()+"-", slog.New(slog.DiscardHandler)
+	if tune != nil {
+		tune(&dc)
+	}
 	drv, err := shardsvc.NewDriver(dc)
 	if err != nil {
 		t.Fatal(err)
