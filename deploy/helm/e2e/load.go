@@ -103,7 +103,10 @@ func StartLoad(cfg LoadConfig) (*Load, error) {
 	dc.RenewEvery = dc.MatchLength // released after MatchLength, never renewed
 	// A shard learns that a released match ended only when its TTL runs out.
 	dc.ReuseAfter = ttl + 500*time.Millisecond
-	dc.IDPrefix = fmt.Sprintf("e2e-%x", cfg.Epoch.UnixNano()&0xffffffff)
+	// Proposal ids unique to this load, not only to the run: a second load with the
+	// same ids would be answered from the first one's decisions (proposals are
+	// idempotent by id) without a match being made, and measure nothing.
+	dc.IDPrefix = fmt.Sprintf("e2e-%x", time.Now().UnixNano()&0xffffffffff)
 	dc.Logger = log
 	// Duels only: the fewest players per match, so the shards' players last.
 	for _, s := range shardsvc.DefaultShapes() {
