@@ -1,7 +1,7 @@
 // Package client is the shardmatch SDK for proposers (matchmakers that form
 // cross-shard matches), match hosts (who renew and release a committed match's
 // leases) and shard servers (who register themselves and recover in-doubt
-// transactions). It speaks the coordinator's NATS API (DESIGN §3):
+// transactions). It speaks the coordinator's NATS API (docs/protocol.md):
 //
 //	Propose        JetStream publish to <p>.v1.req.propose (stream SM_REQ),
 //	               Nats-Msg-Id = proposal_id, reply inbox in header Sm-Reply

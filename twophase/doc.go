@@ -2,7 +2,7 @@
 // the coordinator-side driver that runs prepare / decide / deliver for one transaction,
 // and the participant SDK that a shard server embeds to answer Prepare, Commit and Abort.
 //
-// The protocol (docs/protocol.md, DESIGN §3):
+// The protocol (docs/protocol.md):
 //
 //	coordinator                        shard
 //	  Begin in the log (leases RESERVED)

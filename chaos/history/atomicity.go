@@ -5,7 +5,7 @@ import (
 	"strings"
 )
 
-// i1 checks atomicity (DESIGN §6 I1) from the shards' events and journals and the
+// i1 checks atomicity (I1) from the shards' events and journals and the
 // nodes' final decisions.
 func (a *analysis) i1() []Violation {
 	g := newViolator(I1)

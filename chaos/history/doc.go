@@ -1,5 +1,5 @@
 // Package history is the recorded history of a shardmatch run and the checkers that
-// decide whether the run kept invariants I1–I7 (DESIGN §6).
+// decide whether the run kept invariants I1–I7 (docs/chaos.md, "The invariants").
 //
 // The in-process cluster tests, the chaos runner and offline analysis of JSON files
 // all use it, so it is pure: it imports only the standard library, never NATS, Raft

@@ -7,7 +7,7 @@ import (
 	"strings"
 )
 
-// Invariant ids (DESIGN §6), plus LOG for replicated-log consistency.
+// Invariant ids (docs/chaos.md, "The invariants"), plus LOG for replicated-log consistency.
 const (
 	I1  = "I1" // atomicity
 	I2  = "I2" // no double booking

@@ -1,6 +1,6 @@
 // Package inject is the client of the fault-injection endpoints that `coordinator
-// serve` and `shardsvc` serve when started with --enable-fault-injection (DESIGN §4,
-// §7): it steps and skews a process's clock and sets the share of messages its
+// serve` and `shardsvc` serve when started with --enable-fault-injection (docs/chaos.md):
+// it steps and skews a process's clock and sets the share of messages its
 // transport duplicates and reorders.
 //
 // Clock faults reach a Go process only this way: every component of a shardmatch

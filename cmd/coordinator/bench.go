@@ -45,7 +45,7 @@ func parseBenchFlags(args []string, stderr io.Writer) (benchOptions, int, bool) 
 	fs := flag.NewFlagSet("coordinator bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: coordinator bench [flags]\n\nMeasures, in this process and on this machine, the floors of DESIGN §9 (core NATS\n"+
+		fmt.Fprintln(stderr, "usage: coordinator bench [flags]\n\nMeasures, in this process and on this machine, its floors (core NATS\n"+
 			"request-reply, JetStream publish, 3-node Raft apply on the coordinator's bbolt store) and then\n"+
 			"matches through the dev topology over real NATS (3 coordinators, shards that accept every\n"+
 			"player, fresh players per proposal: no contention, no denials), at 1 and at --inflight\n"+
@@ -111,8 +111,8 @@ const (
 	rowJSAsync    = "jetstream publish async (file)"
 	rowRaft       = "raft apply (bbolt, inmem transport)"
 	rowMatch      = "match over NATS (2 shards)"
-	natsFanout    = 64 // in-flight level of the NATS request-reply floor, as in DESIGN §9
-	msgsPerMatch  = 12 // messages of a 2-shard match (DESIGN §9)
+	natsFanout    = 64 // in-flight level of the NATS request-reply floor
+	msgsPerMatch  = 12 // NATS messages of one 2-shard match, end to end
 	asyncInFlight = 4096
 )
 

@@ -10,7 +10,7 @@ import (
 	"github.com/shardmatch/shardmatch/internal/clock"
 )
 
-// Fault-injection endpoints (DESIGN §4, §7). They exist only when the process was
+// Fault-injection endpoints (docs/chaos.md). They exist only when the process was
 // started with --enable-fault-injection (Config.Faults set, or NewFaultHandler
 // mounted); otherwise they answer 404 like any unknown path.
 //

@@ -19,7 +19,7 @@ import (
 
 // HeaderReply carries a proposer's reply inbox on a proposal published to the intake
 // stream: JetStream answers a publish's own reply subject with its PubAck, so the
-// proposer's inbox travels in this header instead (DESIGN §3).
+// proposer's inbox travels in this header instead (docs/protocol.md).
 const HeaderReply = "Sm-Reply"
 
 // DefaultConsumer is the durable intake consumer every coordinator binds to while it

@@ -1,5 +1,5 @@
 // Package natsapi is a coordinator node's NATS face: the server side of the client API
-// that proposers, match hosts and shards speak (DESIGN §3). One Server runs per
+// that proposers, match hosts and shards speak (docs/protocol.md). One Server runs per
 // coordinator node; it serves only while its node leads, so followers never answer.
 //
 //	<p>.v1.req.propose       stream SM_REQ   Proposal, reply inbox in header Sm-Reply

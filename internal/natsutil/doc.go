@@ -1,5 +1,5 @@
 // Package natsutil is shardmatch's NATS plumbing: the subject names every component
-// agrees on (DESIGN §3), the JetStream streams behind them, W3C trace context on
+// agrees on (docs/protocol.md), the JetStream streams behind them, W3C trace context on
 // message headers (HeaderCarrier, InjectTrace, ExtractTrace: OpenTelemetry's
 // TraceContext propagator over nats.Header), and an embedded nats-server for tests,
 // `coordinator dev` and `coordinator nats`, alone or one of a cluster (ClusterConfig:
@@ -24,5 +24,5 @@
 //     would let one shard speak for another, so every builder validates and fails with
 //     an *InvalidTokenError;
 //   - make correctness depend on a stream keeping a message: streams are delivery
-//     buffers, the coordinator's Raft log is the truth (DESIGN §3 failure rules).
+//     buffers, the coordinator's Raft log is the truth (docs/protocol.md, "Failure rules the coordinator follows").
 package natsutil

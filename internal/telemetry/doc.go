@@ -1,4 +1,4 @@
-// Package telemetry turns on OpenTelemetry tracing for a shardmatch binary (DESIGN §8):
+// Package telemetry turns on OpenTelemetry tracing for a shardmatch binary (docs/operations.md, "Tracing"):
 // Setup builds the SDK TracerProvider from the standard OTEL_* environment, exporting
 // over OTLP/HTTP when an endpoint is configured, and installs it as the global
 // provider with the W3C TraceContext propagator; LogHandler makes log/slog records

@@ -26,7 +26,7 @@ const (
 // JetStream stores it as a second message instead of deduplicating it.
 const DuplicateIDSuffix = "/dup"
 
-// Faults is the transport fault hook of chaos runs (DESIGN §7): it duplicates and
+// Faults is the transport fault hook of chaos runs (docs/chaos.md): it duplicates and
 // reorders the messages a Coordinator (commands) and a Server (votes and acks)
 // publish, so that the protocol's idempotency and ordering rules are exercised by real
 // processes. It is consulted on every outbound publish of the transports it is given
