@@ -141,34 +141,34 @@ func TestConverged(t *testing.T) {
 		return f
 	}
 	// All at one index: settled at once.
-	if m, ok := converged(final(7, 7, 7), 0); !ok || m != 7 {
+	if m, ok := history.Converged(final(7, 7, 7), 0); !ok || m != 7 {
 		t.Errorf("one index: %d %v", m, ok)
 	}
 	// A moving log: not at one index, not settled on the first poll ...
-	m, ok := converged(final(10, 12, 11), 0)
+	m, ok := history.Converged(final(10, 12, 11), 0)
 	if ok || m != 12 {
 		t.Errorf("first poll of a moving log: %d %v", m, ok)
 	}
 	// ... a follower still behind the previous poll's highest index: not settled ...
-	if _, ok := converged(final(11, 14, 13), m); ok {
+	if _, ok := history.Converged(final(11, 14, 13), m); ok {
 		t.Error("a node behind the previous poll's highest index must not settle")
 	}
 	// ... every node at or past it: settled.
-	if _, ok := converged(final(12, 14, 13), m); !ok {
+	if _, ok := history.Converged(final(12, 14, 13), m); !ok {
 		t.Error("every node caught up with the previous poll must settle")
 	}
 	// Anything not DONE, or a shard holding a prepared txn, never settles.
 	f := final(5, 5, 5)
 	f.Nodes["a"] = history.NodeFinal{Txns: []history.TxnFinal{{TxID: "t2", State: "COMMITTED"}}, AppliedIndex: 5}
-	if _, ok := converged(f, 5); ok {
+	if _, ok := history.Converged(f, 5); ok {
 		t.Error("a txn not DONE must not settle")
 	}
 	f = final(5, 5, 5)
 	f.Shards["s1"] = history.ShardFinal{Prepared: []string{"t3"}}
-	if _, ok := converged(f, 5); ok {
+	if _, ok := history.Converged(f, 5); ok {
 		t.Error("a prepared txn at a shard must not settle")
 	}
-	if _, ok := converged(history.Final{}, 0); ok {
+	if _, ok := history.Converged(history.Final{}, 0); ok {
 		t.Error("no nodes must not settle")
 	}
 }

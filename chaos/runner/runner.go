@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"math"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -251,7 +250,7 @@ func (d *deployment) settle(ctx context.Context) (history.Final, bool) {
 		}
 		if complete {
 			var ok bool
-			if prevMax, ok = converged(f, prevMax); ok {
+			if prevMax, ok = history.Converged(f, prevMax); ok {
 				return f, true
 			}
 		}
@@ -265,34 +264,6 @@ func (d *deployment) settle(ctx context.Context) (history.Final, bool) {
 		case <-time.After(pollEvery):
 		}
 	}
-}
-
-// converged says whether a complete poll shows a settled run: every txn DONE on
-// every node, no shard holding a txn prepared, and the replicas caught up:
-// either all at one applied index, or every node at or past the highest index
-// of the previous poll (prevMax). The second form is for a log that keeps
-// moving after the workload stops: the leader forgets finished txns as they
-// age past the retention, one command per scan, and a poll of a large state
-// takes longer than that, so the nodes are rarely read at one index. It
-// returns the highest applied index of this poll, for the next.
-func converged(f history.Final, prevMax uint64) (maxIndex uint64, ok bool) {
-	minIndex := uint64(math.MaxUint64)
-	ok = true
-	for _, nf := range f.Nodes {
-		minIndex, maxIndex = min(minIndex, nf.AppliedIndex), max(maxIndex, nf.AppliedIndex)
-		for _, t := range nf.Txns {
-			if t.State != history.StateDone {
-				ok = false
-			}
-		}
-	}
-	for _, sf := range f.Shards {
-		if len(sf.Prepared) > 0 {
-			ok = false
-		}
-	}
-	caughtUp := minIndex == maxIndex || (prevMax > 0 && minIndex >= prevMax)
-	return maxIndex, ok && len(f.Nodes) > 0 && caughtUp
 }
 
 // poll reads every coordinator's and every shard's final state, all at once

@@ -293,19 +293,10 @@ func TestMultiProcessNATSCluster(t *testing.T) {
 	driver := newTestDriver(t, rec, func(dc *shardsvc.DriverConfig) {
 		dc.Seed, dc.Rate, dc.MaxInFlight, dc.ProposeTimeout = 11, 40, 16, 25*time.Second
 	})
-	ctx, stopLoad := context.WithCancel(context.Background())
-	driverDone := make(chan error, 1)
-	go func() { driverDone <- driver.Run(ctx) }()
-	t.Cleanup(func() { stopLoad(); <-driverDone })
+	stopLoad := runDriver(t, driver)
 	progress := func(what string, more int) {
 		t.Helper()
-		target := rec.decided() + more
-		testutil.WaitFor(t, 30*time.Second, what, func() error {
-			if n := rec.decided(); n < target {
-				return fmt.Errorf("%d decisions, want %d", n, target)
-			}
-			return nil
-		})
+		waitDecided(t, rec.recordingProposer, 30*time.Second, what, more)
 	}
 	progress("decisions on the cluster", 20)
 
@@ -359,11 +350,9 @@ func TestMultiProcessNATSCluster(t *testing.T) {
 	})
 	rejoinedIn := time.Since(restarted)
 	progress("decisions after the rejoin", 20)
-	stopLoad()
-	if err := <-driverDone; err != nil {
+	if err := stopLoad(); err != nil {
 		t.Errorf("driver: %v", err)
 	}
-	driverDone <- nil // for the cleanup
 	loadEnd := time.Now()
 
 	calls := rec.snapshot()

@@ -111,21 +111,8 @@ func TestMultiProcessNATSRestart(t *testing.T) {
 	t.Cleanup(func() { _ = cl.Close() })
 	rec := &recordingProposer{c: cl}
 	driver := newTestDriver(t, rec, nil)
-	ctx, stopLoad := context.WithCancel(context.Background())
-	driverDone := make(chan error, 1)
-	go func() { driverDone <- driver.Run(ctx) }()
-	t.Cleanup(func() { stopLoad(); <-driverDone })
-
-	progress := func(what string, more int) {
-		t.Helper()
-		target := rec.decided() + more
-		testutil.WaitFor(t, 25*time.Second, what, func() error {
-			if n := rec.decided(); n < target {
-				return fmt.Errorf("%d decisions, want %d", n, target)
-			}
-			return nil
-		})
-	}
+	stopLoad := runDriver(t, driver)
+	progress := func(what string, more int) { t.Helper(); waitDecided(t, rec, 25*time.Second, what, more) }
 	// outage stops NATS with stop, keeps it down until the test's connection failed
 	// to reconnect 6 times (about 1.5s: longer than a client attempt, so proposers
 	// fall back to status queries and some calls time out), and starts it again on the
@@ -155,11 +142,9 @@ func TestMultiProcessNATSRestart(t *testing.T) {
 	// Healed: from now on every call gets its decision within the driver's timeout.
 	healed := time.Now()
 	progress("decisions once healed", 15)
-	stopLoad()
-	if err := <-driverDone; err != nil {
+	if err := stopLoad(); err != nil {
 		t.Errorf("driver: %v", err)
 	}
-	driverDone <- nil // for the cleanup
 
 	calls := rec.snapshot()
 	for _, c := range calls {
@@ -207,6 +192,36 @@ func newTestDriver(t *testing.T, p shardsvc.Proposer, tune func(*shardsvc.Driver
 		t.Fatal(err)
 	}
 	return drv
+}
+
+// runDriver runs driver in the background until stop (or the test's end); stop
+// returns Run's error and may be called more than once.
+func runDriver(t *testing.T, driver *shardsvc.Driver) (stop func() error) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- driver.Run(ctx) }()
+	var once sync.Once
+	var err error
+	stop = func() error {
+		once.Do(func() { cancel(); err = <-done })
+		return err
+	}
+	t.Cleanup(func() { _ = stop() })
+	return stop
+}
+
+// waitDecided waits until rec holds more decided calls than it holds now, failing t
+// with what after timeout.
+func waitDecided(t *testing.T, rec *recordingProposer, timeout time.Duration, what string, more int) {
+	t.Helper()
+	target := rec.decided() + more
+	testutil.WaitFor(t, timeout, what, func() error {
+		if n := rec.decided(); n < target {
+			return fmt.Errorf("%d decisions, want %d", n, target)
+		}
+		return nil
+	})
 }
 
 // checkProposeCalls retries every call that ended without a decision with the same

@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"context"
-	"math"
 	"sync"
 	"time"
 
@@ -55,7 +54,7 @@ func settleFinal(ctx context.Context, t AuditTargets) (history.Final, bool) {
 		}
 		if complete {
 			var ok bool
-			if prevMax, ok = converged(f, prevMax); ok {
+			if prevMax, ok = history.Converged(f, prevMax); ok {
 				return f, true
 			}
 		}
@@ -65,28 +64,6 @@ func settleFinal(ctx context.Context, t AuditTargets) (history.Final, bool) {
 		case <-time.After(250 * time.Millisecond):
 		}
 	}
-}
-
-// converged: every txn DONE everywhere, nothing prepared at a shard, and the nodes
-// at one applied index or all past the previous poll's highest (the log may keep
-// moving as finished txns are forgotten).
-func converged(f history.Final, prevMax uint64) (uint64, bool) {
-	minIndex, maxIndex := uint64(math.MaxUint64), uint64(0)
-	ok := len(f.Nodes) > 0
-	for _, nf := range f.Nodes {
-		minIndex, maxIndex = min(minIndex, nf.AppliedIndex), max(maxIndex, nf.AppliedIndex)
-		for _, tx := range nf.Txns {
-			if tx.State != history.StateDone {
-				ok = false
-			}
-		}
-	}
-	for _, sf := range f.Shards {
-		if len(sf.Prepared) > 0 {
-			ok = false
-		}
-	}
-	return maxIndex, ok && (minIndex == maxIndex || (prevMax > 0 && minIndex >= prevMax))
 }
 
 func pollFinal(ctx context.Context, t AuditTargets) (history.Final, bool) {
