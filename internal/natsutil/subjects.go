@@ -177,11 +177,105 @@ func (s Subjects) CoordAckAll() string { return s.p + ".coord.ack.*" }
 // Propose is the intake subject, captured by stream SM_REQ: <p>.v1.req.propose.
 func (s Subjects) Propose() string { return s.p + ".req.propose" }
 
+// ProposeFrom is the intake subject of one proposer identity: <p>.v1.req.propose.<id>.
+// With NATS permissions that let a proposer's credentials publish only there, the
+// token proves who proposed: the intake's per-proposer rate limit keys on it.
+func (s Subjects) ProposeFrom(proposer string) (string, error) {
+	if why := checkToken(proposer); why != "" {
+		return "", &InvalidTokenError{Kind: "proposer id", Value: proposer, Reason: why}
+	}
+	return s.p + ".req.propose." + proposer, nil
+}
+
+// ProposeAny matches every proposer's intake subject: <p>.v1.req.propose.* (stream SM_REQ
+// captures it and Propose).
+func (s Subjects) ProposeAny() string { return s.p + ".req.propose.*" }
+
+// ParsePropose returns the proposer identity of an intake subject: "" for Propose (no
+// identity), the last token for ProposeFrom.
+func (s Subjects) ParsePropose(subject string) (string, error) {
+	if subject == s.Propose() {
+		return "", nil
+	}
+	id, ok := strings.CutPrefix(subject, s.p+".req.propose.")
+	if !ok {
+		return "", &InvalidTokenError{Kind: "subject", Value: subject, Reason: "not a proposal subject"}
+	}
+	if why := checkToken(id); why != "" {
+		return "", &InvalidTokenError{Kind: "proposer id", Value: id, Reason: why}
+	}
+	return id, nil
+}
+
 // Status is the leader's linearizable status query (core request): <p>.v1.status.
 func (s Subjects) Status() string { return s.p + ".status" }
 
-// Register is where shards announce themselves: <p>.v1.shard.register.
+// Register is where shards announce themselves: <p>.v1.shard.register. It cannot
+// prove which shard sent a ShardInfo; deployments with NATS permissions use
+// ShardRegister instead and grant no one this subject.
 func (s Subjects) Register() string { return s.p + ".shard.register" }
+
+// ShardRegister is one shard's own registration subject: <p>.v1.shard.<shard>.register.
+// The coordinator accepts a ShardInfo there only if its shard_id is that token, so
+// permissions on it decide who can register (or drain) a shard.
+func (s Subjects) ShardRegister(shard string) (string, error) {
+	if err := ValidateShardID(shard); err != nil {
+		return "", err
+	}
+	return s.p + ".shard." + shard + ".register", nil
+}
+
+// ShardRegisterAll matches every shard's registration subject: <p>.v1.shard.*.register.
+func (s Subjects) ShardRegisterAll() string { return s.p + ".shard.*.register" }
+
+// ParseShardRegister returns the shard of <p>.v1.shard.<shard>.register.
+func (s Subjects) ParseShardRegister(subject string) (string, error) {
+	rest, ok := strings.CutPrefix(subject, s.p+".shard.")
+	if ok {
+		rest, ok = strings.CutSuffix(rest, ".register")
+	}
+	if !ok {
+		return "", &InvalidTokenError{Kind: "subject", Value: subject, Reason: "not a shard register subject"}
+	}
+	if err := ValidateShardID(rest); err != nil {
+		return "", err
+	}
+	return rest, nil
+}
+
+// EventsAudit is where operator actions are published (stream SM_EVENTS captures it):
+// <p>.v1.events.audit.
+func (s Subjects) EventsAudit() string { return s.p + ".events.audit" }
+
+// InboxRoot is the root of every client inbox: replies and JetStream acknowledgements
+// are sent to subjects under it.
+const InboxRoot = "_INBOX"
+
+// InboxPrefix is the inbox prefix of one NATS user: _INBOX.<user>. Permissions let a
+// user subscribe only under its own prefix, so nobody reads another's replies; a
+// client given credentials connects with nats.CustomInboxPrefix(InboxPrefix(name)).
+func InboxPrefix(user string) (string, error) {
+	if why := checkToken(user); why != "" {
+		return "", &InvalidTokenError{Kind: "user name", Value: user, Reason: why}
+	}
+	return InboxRoot + "." + user, nil
+}
+
+// IsInbox reports whether subject is a client inbox (under InboxRoot): the only
+// place a coordinator sends a reply named by a request's Sm-Reply header, so a
+// forged header cannot make it publish on a command or vote subject.
+func IsInbox(subject string) bool {
+	rest, ok := strings.CutPrefix(subject, InboxRoot+".")
+	if !ok || rest == "" {
+		return false
+	}
+	for tok := range strings.SplitSeq(rest, ".") {
+		if checkToken(tok) != "" {
+			return false
+		}
+	}
+	return true
+}
 
 // EventsMatch is where decided matches are published, captured by stream SM_EVENTS:
 // <p>.v1.events.match.<outcome>, outcome being e.g. "committed" or "aborted".

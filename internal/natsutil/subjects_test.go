@@ -115,3 +115,44 @@ func TestParseSubjects(t *testing.T) {
 		}
 	}
 }
+
+func TestIdentitySubjects(t *testing.T) {
+	s := natsutil.MustSubjects("acme.sm")
+	p, err := s.ProposeFrom("mm-eu")
+	if err != nil || p != "acme.sm.v1.req.propose.mm-eu" {
+		t.Fatalf("ProposeFrom = %q, %v", p, err)
+	}
+	if id, err := s.ParsePropose(p); err != nil || id != "mm-eu" {
+		t.Fatalf("ParsePropose(%q) = %q, %v", p, id, err)
+	}
+	if id, err := s.ParsePropose(s.Propose()); err != nil || id != "" {
+		t.Fatalf("ParsePropose(anonymous) = %q, %v", id, err)
+	}
+	for _, bad := range []string{"acme.sm.v1.req.propose.a.b", "acme.sm.v1.req.proposeX", "sm.v1.req.propose.x"} {
+		if _, err := s.ParsePropose(bad); !errors.Is(err, natsutil.ErrInvalidToken) {
+			t.Errorf("ParsePropose(%q) err = %v, want natsutil.ErrInvalidToken", bad, err)
+		}
+	}
+	if _, err := s.ProposeFrom("a.b"); !errors.Is(err, natsutil.ErrInvalidToken) {
+		t.Errorf("ProposeFrom(a.b) err = %v", err)
+	}
+	r, err := s.ShardRegister("s1")
+	if err != nil || r != "acme.sm.v1.shard.s1.register" {
+		t.Fatalf("ShardRegister = %q, %v", r, err)
+	}
+	if sh, err := s.ParseShardRegister(r); err != nil || sh != "s1" {
+		t.Fatalf("ParseShardRegister = %q, %v", sh, err)
+	}
+	if _, err := s.ParseShardRegister("acme.sm.v1.shard.s1.cmd"); !errors.Is(err, natsutil.ErrInvalidToken) {
+		t.Errorf("ParseShardRegister(cmd) err = %v", err)
+	}
+	if in, err := natsutil.InboxPrefix("s1"); err != nil || in != "_INBOX.s1" {
+		t.Fatalf("natsutil.InboxPrefix = %q, %v", in, err)
+	}
+	for subj, want := range map[string]bool{"_INBOX.abc": true, "_INBOX.s1.xyz": true, "_INBOX": false, "_INBOX.": false,
+		"_INBOX.a..b": false, "acme.sm.v1.shard.s1.cmd": false, "_INBOX.*": false, "_INBOXx.a": false} {
+		if got := natsutil.IsInbox(subj); got != want {
+			t.Errorf("natsutil.IsInbox(%q) = %v, want %v", subj, got, want)
+		}
+	}
+}

@@ -380,6 +380,9 @@ const (
 	ErrorCode_ERROR_CODE_CONFLICT ErrorCode = 5
 	// UNAVAILABLE: the coordinator is shutting down or overloaded; retry later.
 	ErrorCode_ERROR_CODE_UNAVAILABLE ErrorCode = 6
+	// RATE_LIMITED: this proposer identity is over its proposal rate; nothing was
+	// logged. Retry after a delay, with the same proposal id.
+	ErrorCode_ERROR_CODE_RATE_LIMITED ErrorCode = 7
 )
 
 // Enum value maps for ErrorCode.
@@ -392,6 +395,7 @@ var (
 		4: "ERROR_CODE_NOT_FOUND",
 		5: "ERROR_CODE_CONFLICT",
 		6: "ERROR_CODE_UNAVAILABLE",
+		7: "ERROR_CODE_RATE_LIMITED",
 	}
 	ErrorCode_value = map[string]int32{
 		"ERROR_CODE_UNSPECIFIED":     0,
@@ -401,6 +405,7 @@ var (
 		"ERROR_CODE_NOT_FOUND":       4,
 		"ERROR_CODE_CONFLICT":        5,
 		"ERROR_CODE_UNAVAILABLE":     6,
+		"ERROR_CODE_RATE_LIMITED":    7,
 	}
 )
 
@@ -3583,7 +3588,7 @@ const file_shardmatch_proto_rawDesc = "" +
 	"LeaseState\x12\x1b\n" +
 	"\x17LEASE_STATE_UNSPECIFIED\x10\x00\x12\x18\n" +
 	"\x14LEASE_STATE_RESERVED\x10\x01\x12\x16\n" +
-	"\x12LEASE_STATE_ACTIVE\x10\x02*\xc9\x01\n" +
+	"\x12LEASE_STATE_ACTIVE\x10\x02*\xe6\x01\n" +
 	"\tErrorCode\x12\x1a\n" +
 	"\x16ERROR_CODE_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12ERROR_CODE_INVALID\x10\x01\x12\x19\n" +
@@ -3591,7 +3596,8 @@ const file_shardmatch_proto_rawDesc = "" +
 	"\x1aERROR_CODE_OUTCOME_UNKNOWN\x10\x03\x12\x18\n" +
 	"\x14ERROR_CODE_NOT_FOUND\x10\x04\x12\x17\n" +
 	"\x13ERROR_CODE_CONFLICT\x10\x05\x12\x1a\n" +
-	"\x16ERROR_CODE_UNAVAILABLE\x10\x06*M\n" +
+	"\x16ERROR_CODE_UNAVAILABLE\x10\x06\x12\x1b\n" +
+	"\x17ERROR_CODE_RATE_LIMITED\x10\a*M\n" +
 	"\aLeaseOp\x12\x18\n" +
 	"\x14LEASE_OP_UNSPECIFIED\x10\x00\x12\x12\n" +
 	"\x0eLEASE_OP_RENEW\x10\x01\x12\x14\n" +
