@@ -19,6 +19,7 @@ import (
 	"github.com/shardmatch/shardmatch/internal/telemetry/spans"
 	smv1 "github.com/shardmatch/shardmatch/proto/shardmatch/v1"
 	"github.com/shardmatch/shardmatch/twophase"
+	"github.com/shardmatch/shardmatch/twophase/cmdsig"
 )
 
 // Coordinator defaults.
@@ -68,6 +69,10 @@ type CoordinatorConfig struct {
 	// Faults, if set, duplicates and reorders published commands (chaos runs only;
 	// see Faults).
 	Faults *Faults
+	// Signer, if set, signs every command (headers Sm-Signer and Sm-Sig, see package
+	// cmdsig), so that shards configured with a Verifier trusting its key accept them.
+	// Nil sends commands unsigned. SetSigner changes it while running.
+	Signer *cmdsig.Signer
 }
 
 // DefaultResendEpoch is CoordinatorConfig.ResendEpoch's default.
@@ -112,7 +117,8 @@ type Coordinator struct {
 	closed   bool
 	inflight sync.WaitGroup
 
-	stats coordCounters
+	stats  coordCounters
+	signer atomic.Pointer[cmdsig.Signer]
 }
 
 var _ twophase.Transport = (*Coordinator)(nil)
@@ -155,6 +161,7 @@ func NewCoordinator(ctx context.Context, cfg CoordinatorConfig) (*Coordinator, e
 	}
 	c := &Coordinator{cfg: cfg, log: lg.With("component", "natstransport.coordinator"), subj: subj, cmd: subj.Streams().Cmd,
 		clk: cfg.Clock, epoch: cfg.ResendEpoch}
+	c.signer.Store(cfg.Signer)
 
 	if !cfg.SkipEnsureStreams {
 		js := cfg.JetStream
@@ -194,13 +201,18 @@ func NewCoordinator(ctx context.Context, cfg CoordinatorConfig) (*Coordinator, e
 	return c, nil
 }
 
+// SetSigner replaces the key that signs commands from the next Send on (nil: send
+// unsigned). Shards must trust the new key before it is used: see cmdsig's rotation.
+func (c *Coordinator) SetSigner(s *cmdsig.Signer) { c.signer.Store(s) }
+
 // Subjects returns the subjects this transport uses.
 func (c *Coordinator) Subjects() natsutil.Subjects { return c.subj }
 
 // Send publishes cmd to shardID's command subject on the command stream and returns
 // without waiting for JetStream's confirmation, which is counted in Stats when it
 // comes. The message carries Nats-Msg-Id <txid>/<phase>/<shard>/<epoch> (so resends
-// within one ResendEpoch are stored once), Sm-Term, and the traceparent of its producer
+// within one ResendEpoch are stored once), Sm-Term, Sm-Signer and Sm-Sig if a Signer
+// is set, and the traceparent of its producer
 // span, shardmatch.<phase> <shard>, a child of ctx's span if any. It fails for an invalid command or shard id, after
 // Close, or when MaxPending publishes stay unconfirmed; a nil error means the command
 // was handed to the connection, not that it reached the stream.
@@ -241,6 +253,11 @@ func (c *Coordinator) send(ctx context.Context, shardID string, cmd *smv1.ShardC
 		HeaderTerm:                     {strconv.FormatUint(info.term, 10)},
 	}
 	natsutil.InjectTrace(ctx, h)
+	if sg := c.signer.Load(); sg != nil {
+		// Signed per send, over subject and payload only: Nats-Msg-Id and traceparent
+		// differ between resends (and the fault hook's duplicates) and are not signed.
+		sg.SignHeader(h, subject, data)
+	}
 	// Held shared across the publish so that Close cannot release the publisher under
 	// it (a publish after CleanupPublisher would quietly re-create it).
 	c.mu.RLock()

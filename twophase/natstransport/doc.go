@@ -5,6 +5,7 @@
 //
 //	leader ── Prepare/Commit/Abort ──▶ stream SM_CMD, subject <p>.v1.shard.<shard>.cmd
 //	                                   Nats-Msg-Id = <txid>/<phase>/<shard>/<epoch>, traceparent, Sm-Term
+//	                                   [Sm-Signer, Sm-Sig: with CoordinatorConfig.Signer]
 //	          durable pull consumer shard-<shard> (explicit ack, MaxAckPending > 1)
 //	shard  ── Vote ──▶ core <p>.v1.coord.vote.<shard>
 //	       ── Ack  ──▶ core <p>.v1.coord.ack.<shard>
@@ -29,13 +30,19 @@
 // 16) and the commands of one txid one at a time in stream order: a txid always hashes
 // to the same worker. The consumer never needs MaxAckPending = 1.
 //
+// Signatures. With CoordinatorConfig.Signer every command is signed (package cmdsig:
+// Ed25519 over a domain prefix, the subject and the payload); with
+// ParticipantConfig.Verifier a shard refuses, before decoding, every command not
+// signed by a key it trusts. Without them nothing changes.
+//
 // What this package must never do:
 //   - decide anything: it moves commands and replies, the driver and the Participant
 //     decide;
 //   - hand the coordinator a reply whose shard_id differs from the shard named by the
 //     subject it came on: NATS permissions on that subject are what prove who voted;
 //   - apply, or pass to a handler, a command it cannot decode or that names another
-//     shard: such messages are logged, counted and terminated, never retried forever;
+//     shard, or, with a Verifier, one whose signature does not verify: such messages
+//     are logged, counted and terminated, never retried forever;
 //   - ack a command before its handler returned and its reply was published;
 //   - crash on anything that arrives on the wire.
 package natstransport

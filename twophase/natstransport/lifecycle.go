@@ -21,16 +21,22 @@ type ServerStats struct {
 	// by the handler for good (malformed, wrong shard, conflicting decision). All
 	// three are logged and terminated: never applied, never redelivered.
 	Malformed, WrongShard, Rejected uint64
-	HandlerErrors                   uint64 // transient handler errors, nak'd for redelivery with backoff
-	PublishErrors                   uint64 // replies that could not be published (nak'd)
-	AckErrors                       uint64 // acks, naks and terms that could not be sent
-	Returned                        uint64 // queued commands nak'd back at Close
-	ConsumeErrors                   uint64 // errors from the consumer (missed heartbeats, status)
+	// Unsigned, UnknownSigner and BadSignature commands were refused by
+	// ParticipantConfig.Verifier: no signature, a key it does not trust, or a signature
+	// that does not match this shard's subject and the payload. Terminated, never
+	// decoded nor handled. Always zero without a Verifier.
+	Unsigned, UnknownSigner, BadSignature uint64
+	HandlerErrors                         uint64 // transient handler errors, nak'd for redelivery with backoff
+	PublishErrors                         uint64 // replies that could not be published (nak'd)
+	AckErrors                             uint64 // acks, naks and terms that could not be sent
+	Returned                              uint64 // queued commands nak'd back at Close
+	ConsumeErrors                         uint64 // errors from the consumer (missed heartbeats, status)
 }
 
 type serverCounters struct {
 	received, redelivered, handled, votes, acks, malformed, wrongShard, rejected atomic.Uint64
 	handlerErrors, publishErrors, ackErrors, returned, consumeErrors             atomic.Uint64
+	unsigned, unknownSigner, badSignature                                        atomic.Uint64
 }
 
 // Stats returns a snapshot of the counters.
@@ -41,8 +47,12 @@ func (s *Server) Stats() ServerStats {
 		Votes: c.votes.Load(), Acks: c.acks.Load(), Malformed: c.malformed.Load(), WrongShard: c.wrongShard.Load(),
 		Rejected: c.rejected.Load(), HandlerErrors: c.handlerErrors.Load(), PublishErrors: c.publishErrors.Load(),
 		AckErrors: c.ackErrors.Load(), Returned: c.returned.Load(), ConsumeErrors: c.consumeErrors.Load(),
+		Unsigned: c.unsigned.Load(), UnknownSigner: c.unknownSigner.Load(), BadSignature: c.badSignature.Load(),
 	}
 }
+
+// SignatureRejected is the sum of the commands refused for their signature.
+func (s ServerStats) SignatureRejected() uint64 { return s.Unsigned + s.UnknownSigner + s.BadSignature }
 
 // ShardID returns the shard this server answers for.
 func (s *Server) ShardID() string { return s.cfg.ShardID }

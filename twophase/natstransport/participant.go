@@ -7,6 +7,7 @@ import (
 	"hash/fnv"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -17,6 +18,7 @@ import (
 	"github.com/shardmatch/shardmatch/internal/natsutil"
 	smv1 "github.com/shardmatch/shardmatch/proto/shardmatch/v1"
 	"github.com/shardmatch/shardmatch/twophase"
+	"github.com/shardmatch/shardmatch/twophase/cmdsig"
 )
 
 // Participant-side defaults, used where ParticipantConfig leaves a field zero.
@@ -76,6 +78,13 @@ type ParticipantConfig struct {
 	// Faults, if set, duplicates and reorders published votes and acks (chaos runs
 	// only; see Faults).
 	Faults *Faults
+	// Verifier, if set, makes signatures mandatory: a command that is unsigned, signed
+	// by a key Verifier does not trust, or whose signature does not match this shard's
+	// command subject and the payload is never decoded nor handed to Handler. It is
+	// terminated (not redelivered), counted in ServerStats (Unsigned, UnknownSigner,
+	// BadSignature) and logged, at most once a second per reason. Nil accepts every
+	// command, signed or not. SetVerifier changes it while running.
+	Verifier *cmdsig.Verifier
 }
 
 func (c *ParticipantConfig) setDefaults() error {
@@ -146,6 +155,8 @@ type Server struct {
 	stopOnce  sync.Once
 	stopCh    chan struct{} // closed by the first Drain or Close
 	stats     serverCounters
+	verifier  atomic.Pointer[cmdsig.Verifier]
+	sigLog    [3]logLimiter // by reason: unsigned, unknown signer, bad signature
 }
 
 type job struct {
@@ -172,6 +183,10 @@ func Serve(ctx context.Context, cfg ParticipantConfig) (*Server, error) {
 	}
 	s := &Server{cfg: cfg, log: lg.With("component", "natstransport.server", "shard", cfg.ShardID),
 		recovered: make(chan struct{}), done: make(chan struct{}), stopCh: make(chan struct{})}
+	s.verifier.Store(cfg.Verifier)
+	if cfg.Verifier != nil {
+		s.log.Info("command signatures required", "trusted_keys", cfg.Verifier.Keys())
+	}
 	s.cmdSubj, _ = subj.ShardCmd(cfg.ShardID) // the id is validated
 	s.voteSubj, _ = subj.CoordVote(cfg.ShardID)
 	s.ackSubj, _ = subj.CoordAck(cfg.ShardID)
@@ -257,6 +272,13 @@ func (s *Server) route(m jetstream.Msg) {
 	s.stats.received.Add(1)
 	if md, err := m.Metadata(); err == nil && md.NumDelivered > 1 {
 		s.stats.redelivered.Add(1)
+	}
+	// Authenticate before decoding: what a forger sends never reaches the decoder.
+	if v := s.verifier.Load(); v != nil {
+		if err := v.VerifyHeader(s.cmdSubj, m.Data(), m.Headers()); err != nil {
+			s.refuseSignature(m, err)
+			return
+		}
 	}
 	cmd := new(smv1.ShardCommand)
 	if err := proto.Unmarshal(m.Data(), cmd); err != nil {
@@ -385,4 +407,62 @@ func (s *Server) terminate(m jetstream.Msg, counter interface{ Add(uint64) uint6
 	if terr := m.TermWithReason(why); terr != nil {
 		s.stats.ackErrors.Add(1)
 	}
+}
+
+// SetVerifier replaces the keys commands must be signed with, from the next command
+// on (nil: accept unsigned commands). It lets a shard trust a new key without a
+// restart; see ParticipantConfig.Verifier.
+func (s *Server) SetVerifier(v *cmdsig.Verifier) { s.verifier.Store(v) }
+
+// refuseSignature terminates a command whose signature did not verify (err is a
+// *cmdsig.Error) and counts it; the log is rate-limited, as a forger can send many.
+func (s *Server) refuseSignature(m jetstream.Msg, err error) {
+	i, counter := 2, &s.stats.badSignature
+	switch {
+	case errors.Is(err, cmdsig.ErrUnsigned):
+		i, counter = 0, &s.stats.unsigned
+	case errors.Is(err, cmdsig.ErrUnknownSigner):
+		i, counter = 1, &s.stats.unknownSigner
+	}
+	counter.Add(1)
+	if ok, suppressed := s.sigLog[i].allow(s.cfg.Clock.Mono()); ok {
+		var seq uint64
+		if md, _ := m.Metadata(); md != nil {
+			seq = md.Sequence.Stream
+		}
+		s.log.Error("dropping command: signature refused; it is not applied", "subject", m.Subject(), "stream_seq", seq,
+			"bytes", len(m.Data()), "err", err, "suppressed_since_last", suppressed)
+	}
+	reason := "signature refused"
+	var e *cmdsig.Error
+	if errors.As(err, &e) {
+		reason = e.Reason.Error()
+	}
+	if terr := m.TermWithReason(reason); terr != nil {
+		s.stats.ackErrors.Add(1)
+	}
+}
+
+// logLimiter lets one log line through per logInterval and counts the others.
+type logLimiter struct {
+	mu         sync.Mutex
+	next       time.Duration // monotonic time of the next line allowed
+	started    bool
+	suppressed uint64
+}
+
+const logInterval = time.Second
+
+// allow reports whether a line may be logged at now, and how many were suppressed
+// since the last one.
+func (l *logLimiter) allow(now time.Duration) (bool, uint64) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.started && now < l.next {
+		l.suppressed++
+		return false, 0
+	}
+	n := l.suppressed
+	l.started, l.next, l.suppressed = true, now+logInterval, 0
+	return true, n
 }
