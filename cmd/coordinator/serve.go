@@ -112,6 +112,10 @@ func startServe(ctx context.Context, o serveOptions, log *slog.Logger, stderr io
 		}
 		log.Info("recording the FSM's lease changes for a chaos history", "file", s.history.Path())
 	}
+	signer, err := loadCommandSigner(o.commandSigningKey, log) // before connecting: a bad key fails fast
+	if err != nil {
+		return s, err
+	}
 	adminLn, err := net.Listen("tcp", o.adminAddr)
 	if err != nil {
 		return s, fmt.Errorf("admin listener: %w", err)
@@ -139,7 +143,7 @@ func startServe(ctx context.Context, o serveOptions, log *slog.Logger, stderr io
 	// coordinator.New); the node hands it its reply handler when it starts.
 	var replies atomic.Pointer[twophase.ReplyHandler]
 	s.ptrans, err = natstransport.NewCoordinator(cctx, natstransport.CoordinatorConfig{Conn: s.nc, JetStream: js,
-		Prefix: o.prefix, Logger: log, SkipEnsureStreams: true, Clock: s.clk, Faults: s.faults,
+		Prefix: o.prefix, Logger: log, SkipEnsureStreams: true, Clock: s.clk, Faults: s.faults, Signer: signer,
 		Replies: func(r *smv1.ShardReply) {
 			if h := replies.Load(); h != nil {
 				(*h)(r)

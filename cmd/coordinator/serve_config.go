@@ -48,6 +48,7 @@ type serveOptions struct {
 	historyDir              string
 	historyEpoch            int64
 	unsafe                  string
+	commandSigningKey       string
 	parsedPeers             []raft.Server
 	joinURLs                []string
 	// advertiseAddr is the Raft address other nodes dial, exactly as given: an IP or
@@ -104,6 +105,8 @@ func serveFlags(o *serveOptions, stderr io.Writer) (*flag.FlagSet, config.Loader
 	fs.Int64Var(&o.historyEpoch, "history-epoch", 0, "chaos testing only: the run's start in Unix nanoseconds, zero of the history's times (with --history-dir)")
 	fs.StringVar(&o.unsafe, "unsafe", "", "chaos testing only, needs --enable-fault-injection: break the protocol on purpose to prove the checkers catch it, `mode` "+
 		strings.Join(unsafeModes, " or "))
+	fs.StringVar(&o.commandSigningKey, "command-signing-key", "", "nkey seed `file` (coordinator signing-key) signing every shard command; "+
+		"shards given its public key with --command-verify-keys refuse commands without a valid signature (default: unsigned)")
 	return fs, ld
 }
 

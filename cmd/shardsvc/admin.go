@@ -83,6 +83,23 @@ func (s *shard) adminHandler() (http.Handler, error) {
 			st := s.srv.Stats()
 			return st.Malformed + st.WrongShard
 		})
+	for _, r := range []struct {
+		reason string
+		n      func(natstransport.ServerStats) uint64
+	}{
+		{"unsigned", func(st natstransport.ServerStats) uint64 { return st.Unsigned }},
+		{"unknown_signer", func(st natstransport.ServerStats) uint64 { return st.UnknownSigner }},
+		{"bad_signature", func(st natstransport.ServerStats) uint64 { return st.BadSignature }},
+	} {
+		reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: "shardmatch_shard", Name: "commands_signature_rejected_total",
+			Help:        "Commands refused by --command-verify-keys (unsigned, signed by an untrusted key, or a signature not matching); never applied.",
+			ConstLabels: prometheus.Labels{"shard": s.o.id, "reason": r.reason}}, func() float64 {
+			if s.srv == nil {
+				return 0
+			}
+			return float64(r.n(s.srv.Stats()))
+		}))
+	}
 	gauge("in_doubt", "Transactions voted YES on with no outcome yet.", func() float64 { return float64(len(s.part.InDoubt())) })
 	if s.driver != nil {
 		counter("driver_proposed_total", "Proposals sent by this shard's load driver.", func() uint64 { return s.driver.Stats().Proposed })

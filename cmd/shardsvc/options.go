@@ -10,6 +10,7 @@ import (
 
 	"github.com/shardmatch/shardmatch/internal/config"
 	"github.com/shardmatch/shardmatch/internal/natsutil"
+	"github.com/shardmatch/shardmatch/twophase/cmdsig"
 )
 
 // envPrefix starts the environment variable of every shardsvc flag.
@@ -39,7 +40,10 @@ type options struct {
 	historyDir      string
 	historyEpoch    int64
 	alwaysAvailable bool
+	verifyKeys      string
 	peers           []peer
+	// verifier is --command-verify-keys parsed; nil without it (unsigned accepted).
+	verifier *cmdsig.Verifier
 }
 
 // peer is another shard whose players the load driver may name: "<id>" or
@@ -82,6 +86,8 @@ func flags(o *options, stderr io.Writer) (*flag.FlagSet, config.Loader) {
 	fs.StringVar(&o.historyDir, "history-dir", "", "chaos testing only: append every effect the shard applies to a history file in this `directory` (with --history-epoch)")
 	fs.Int64Var(&o.historyEpoch, "history-epoch", 0, "chaos testing only: the run's start in Unix nanoseconds, zero of the history's times (with --history-dir)")
 	fs.BoolVar(&o.alwaysAvailable, "always-available", false, "simulated players never refuse, log out or get busy (to measure commit ratios under network faults)")
+	fs.StringVar(&o.verifyKeys, "command-verify-keys", "", "coordinator public `keys` \"N...\" (coordinator signing-key), comma-separated; "+
+		"if set, commands not signed by one of them are refused, never applied (default: unsigned commands accepted)")
 	return fs, ld
 }
 
@@ -138,6 +144,13 @@ func (o *options) validate() error {
 	}
 	if o.journal == "" {
 		o.journal = o.id + ".journal"
+	}
+	if strings.TrimSpace(o.verifyKeys) != "" {
+		v, err := cmdsig.ParseKeys(o.verifyKeys)
+		if err != nil {
+			return bad("--command-verify-keys: %v", err)
+		}
+		o.verifier = v
 	}
 	seen := map[string]bool{o.id: true}
 	for _, s := range strings.Split(o.peerShards, ",") {

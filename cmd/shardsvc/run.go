@@ -148,7 +148,7 @@ func start(ctx context.Context, o options, log *slog.Logger) (_ *shard, err erro
 	}
 	if s.srv, err = natstransport.Serve(cctx, natstransport.ParticipantConfig{Conn: s.nc, Prefix: o.prefix, ShardID: o.id,
 		Handler: s.part, Logger: log, Querier: client.StatusQuerier{Client: s.cli, Timeout: 5 * time.Second}, Clock: s.clk,
-		Faults: s.faults}); err != nil {
+		Faults: s.faults, Verifier: o.verifier}); err != nil {
 		return s, fmt.Errorf("serve commands: %w", err)
 	}
 	if adminLn != nil {
