@@ -38,6 +38,7 @@ type benchOptions struct {
 	jsonOut, log    string
 	policy, floors  bool
 	tracing         bool
+	signing         bool
 }
 
 func parseBenchFlags(args []string, stderr io.Writer) (benchOptions, int, bool) {
@@ -61,6 +62,7 @@ func parseBenchFlags(args []string, stderr io.Writer) (benchOptions, int, bool) 
 	fs.BoolVar(&o.policy, "policy", false, "evaluate the default policy bundle on every proposal")
 	fs.BoolVar(&o.floors, "floors", true, "measure the NATS and Raft floors too")
 	fs.BoolVar(&o.tracing, "tracing", true, "record spans as serve does (the OTEL_* environment applies; no exporter unless it names one)")
+	fs.BoolVar(&o.signing, "command-signing", false, "also measure matches with signed commands (shards verifying), each level right after its unsigned row")
 	fs.StringVar(&o.log, "log-level", "error", "log level on stderr: debug, info, warn, error or off")
 	if code, done := parseFlags(fs, args); done {
 		return o, code, true
@@ -111,6 +113,7 @@ const (
 	rowJSAsync    = "jetstream publish async (file)"
 	rowRaft       = "raft apply (bbolt, inmem transport)"
 	rowMatch      = "match over NATS (2 shards)"
+	rowMatchSig   = "match over NATS (2 shards), signed"
 	natsFanout    = 64 // in-flight level of the NATS request-reply floor
 	msgsPerMatch  = 12 // NATS messages of one 2-shard match, end to end
 	asyncInFlight = 4096
@@ -178,12 +181,25 @@ func bench(ctx context.Context, o benchOptions, progress io.Writer) (*benchRepor
 		rf.close()
 	}
 	for _, k := range []int{1, o.inflight} {
-		st, err := startBenchStack(ctx, o)
-		if err != nil {
-			return nil, err
+		for _, signed := range []bool{false, true} {
+			if signed && !o.signing {
+				continue
+			}
+			st, err := startBenchStack(ctx, o)
+			if err != nil {
+				return nil, err
+			}
+			name := rowMatch
+			if signed {
+				if err := signBenchStack(st); err != nil {
+					st.close()
+					return nil, err
+				}
+				name = rowMatchSig
+			}
+			add(measure(ctx, name, k, o.duration, o.count, st.proposeFresh))
+			st.close()
 		}
-		add(measure(ctx, rowMatch, k, o.duration, o.count, st.proposeFresh))
-		st.close()
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -273,6 +289,10 @@ func (r *benchReport) ratios(sat int) {
 	add(okN && oknN, "throughput vs nats",
 		fmt.Sprintf("nats msgs/s @%d / (%d × match/s @%d)", natsFanout, msgsPerMatch, sat), natsN.OpsPerSec, msgsPerMatch*mN.OpsPerSec)
 	add(ok1 && okN, "pipelining gain", fmt.Sprintf("match/s @%d / match/s @1", sat), mN.OpsPerSec, m1.OpsPerSec)
+	s1, oks1 := r.row(rowMatchSig, 1)
+	sN, oksN := r.row(rowMatchSig, sat)
+	add(ok1 && oks1, "signing latency", "signed match p50 @1 / match p50 @1", s1.P50Us, m1.P50Us)
+	add(okN && oksN, "signing throughput", fmt.Sprintf("signed match/s @%d / match/s @%d", sat, sat), sN.OpsPerSec, mN.OpsPerSec)
 }
 
 // writeTable prints the rows and ratios for people.
