@@ -3,7 +3,9 @@ package cmdsig_test
 import (
 	"bytes"
 	"crypto/ed25519"
+	"encoding/base32"
 	"encoding/base64"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"io/fs"
@@ -87,9 +89,30 @@ func TestKnownAnswer(t *testing.T) {
 	// Independently of this package: plain Ed25519 over the documented layout.
 	raw, _ := base64.RawURLEncoding.DecodeString(sig)
 	msg := append([]byte("shardmatch-cmdsig\x00\x01\x00\x12"+subjS1), payload...)
-	if !ed25519.Verify(ed25519.NewKeyFromSeed(bytes.Repeat([]byte{7}, 32)).Public().(ed25519.PublicKey), msg, raw) {
+	// The public key decoded as docs/protocol.md tells a shard in another language to.
+	key, err := base32.StdEncoding.WithPadding(base32.NoPadding).DecodeString(wantPub)
+	if err != nil || len(key) != 35 || key[0] != 0x68 || binary.LittleEndian.Uint16(key[33:]) != crc16XModem(key[:33]) {
+		t.Fatalf("public key does not decode as documented: %x, %v", key, err)
+	}
+	if !ed25519.Verify(ed25519.PublicKey(key[1:33]), msg, raw) {
 		t.Fatal("the signature is not plain Ed25519 over the documented bytes")
 	}
+}
+
+// crc16XModem is CRC-16/XMODEM (polynomial 0x1021, initial 0), bit by bit.
+func crc16XModem(b []byte) uint16 {
+	var crc uint16
+	for _, x := range b {
+		crc ^= uint16(x) << 8
+		for range 8 {
+			if crc&0x8000 != 0 {
+				crc = crc<<1 ^ 0x1021
+			} else {
+				crc <<= 1
+			}
+		}
+	}
+	return crc
 }
 
 func TestSignVerify(t *testing.T) {
