@@ -73,6 +73,9 @@ func TestRenderEveryCase(t *testing.T) {
 			checkShards(t, m, e)
 			checkMonitoring(t, m, e)
 			checkChaos(t, m, e)
+			for _, p := range securityProblems(m, e) {
+				t.Error(p)
+			}
 			if !strings.Contains(m.Files["shardmatch/templates/NOTES.txt"], "kubectl") {
 				t.Errorf("NOTES.txt does not tell how to check the install")
 			}
@@ -94,9 +97,10 @@ func TestTestdataCovers(t *testing.T) {
 		seen["embedded NATS cluster of 3"] = seen["embedded NATS cluster of 3"] || e.natsReplicas == 3
 		seen["5 coordinators"] = seen["5 coordinators"] || e.replicas == 5
 		seen["monitoring on"] = seen["monitoring on"] || m.Object("ServiceMonitor", e.fullname+"-coordinator") != nil
+		seen["security on"] = seen["security on"] || (c["admin-tls-cert"] != "" && c["raft-tls-cert"] != "" && c["command-signing-key"] != "")
 		seen["chaos on"] = seen["chaos on"] || slices.ContainsFunc(m.Unstructured, func(u *unstructured.Unstructured) bool { return u.GroupVersionKind().Group == "chaos-mesh.org" })
 	}
-	for _, what := range []string{"external NATS with TLS", "embedded NATS cluster of 3", "5 coordinators", "monitoring on", "chaos on"} {
+	for _, what := range []string{"external NATS with TLS", "embedded NATS cluster of 3", "5 coordinators", "monitoring on", "chaos on", "security on"} {
 		if !seen[what] {
 			t.Errorf("no values file in deploy/helm/testdata renders %s", what)
 		}

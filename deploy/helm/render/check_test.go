@@ -107,6 +107,7 @@ type expectation struct {
 	natsURL                       string // "" : embedded
 	natsReplicas                  int    // embedded servers
 	streamReplicas                int
+	adminScheme                   string // http, or https with coordinator.adminTLS
 }
 
 func expect(m *Manifests, o Options) expectation {
@@ -132,6 +133,10 @@ func expect(m *Manifests, o Options) expectation {
 	e := expectation{release: o.ReleaseName, ns: o.Namespace, domain: get("clusterDomain").(string),
 		replicas: num("coordinator.replicas"), bootstrap: num("coordinator.bootstrapReplicas"),
 		natsURL: get("nats.url").(string)}
+	e.adminScheme = "http"
+	if get("coordinator.adminTLS.enabled").(bool) {
+		e.adminScheme = "https"
+	}
 	if e.release == "" {
 		e.release = DefaultReleaseName
 	}
@@ -201,7 +206,7 @@ func checkCoordinator(t *testing.T, m *Manifests, e expectation) {
 	var peers, join []string
 	for i := range e.bootstrap {
 		peers = append(peers, fmt.Sprintf("%s-%d=%s:%d", name, i, dns(i), raftPort))
-		join = append(join, fmt.Sprintf("http://%s:%d", dns(i), adminPort))
+		join = append(join, fmt.Sprintf("%s://%s:%d", e.adminScheme, dns(i), adminPort))
 	}
 	if a["peers"] != strings.Join(peers, ",") {
 		t.Errorf("--peers\n got %s\nwant %s", a["peers"], strings.Join(peers, ","))

@@ -65,6 +65,12 @@ var SuppliedValues = []string{
 	"nats.auth.creds.existingSecret",
 	"nats.tls.existingSecret",
 	"policy.existingConfigMap",
+	"coordinator.adminReadToken.existingSecret",
+	"coordinator.adminTLS.existingSecret",
+	"coordinator.raftTLS.existingSecret",
+	"coordinator.commandSigning.existingSecret",
+	"nats.embedded.auth.existingSecret",
+	"shards.auth.existingSecret",
 }
 
 // Options say what to render.

@@ -64,6 +64,20 @@ app.kubernetes.io/component: {{ .component }}
 {{- define "shardmatch.natsCredsSecret.name" -}}
 {{- if .Values.nats.auth.creds.existingSecret -}}{{ .Values.nats.auth.creds.existingSecret }}{{- else -}}{{ include "shardmatch.natsAuthSecret.name" . }}{{- end -}}
 {{- end -}}
+{{- define "shardmatch.adminReadSecret.name" -}}
+{{- if .Values.coordinator.adminReadToken.existingSecret -}}{{ .Values.coordinator.adminReadToken.existingSecret }}{{- else -}}{{ include "shardmatch.fullname" . }}-admin-read{{- end -}}
+{{- end -}}
+{{- define "shardmatch.adminTLSSecret.name" -}}
+{{- if .Values.coordinator.adminTLS.existingSecret -}}{{ .Values.coordinator.adminTLS.existingSecret }}{{- else -}}{{ include "shardmatch.fullname" . }}-admin-tls{{- end -}}
+{{- end -}}
+{{- define "shardmatch.raftTLSSecret.name" -}}
+{{- if .Values.coordinator.raftTLS.existingSecret -}}{{ .Values.coordinator.raftTLS.existingSecret }}{{- else -}}{{ include "shardmatch.fullname" . }}-raft-tls{{- end -}}
+{{- end -}}
+{{- define "shardmatch.commandSigningSecret.name" -}}
+{{- if .Values.coordinator.commandSigning.existingSecret -}}{{ .Values.coordinator.commandSigning.existingSecret }}{{- else -}}{{ include "shardmatch.fullname" . }}-command-signing{{- end -}}
+{{- end -}}
+{{/* The admin API's URL scheme: https with coordinator.adminTLS. */}}
+{{- define "shardmatch.adminScheme" -}}{{ if .Values.coordinator.adminTLS.enabled }}https{{ else }}http{{ end }}{{- end -}}
 {{- define "shardmatch.natsTLSSecret.name" -}}
 {{- if .Values.nats.tls.existingSecret -}}{{ .Values.nats.tls.existingSecret }}{{- else -}}{{ include "shardmatch.fullname" . }}-nats-tls{{- end -}}
 {{- end -}}
@@ -92,7 +106,7 @@ app.kubernetes.io/component: {{ .component }}
 {{- $ := . -}}
 {{- $out := list -}}
 {{- range $i := until (int .Values.coordinator.bootstrapReplicas) -}}
-{{- $out = append $out (printf "http://%s:%d" (include "shardmatch.coordinator.podDNS" (list $ $i)) (int $.Values.coordinator.ports.admin)) -}}
+{{- $out = append $out (printf "%s://%s:%d" (include "shardmatch.adminScheme" $) (include "shardmatch.coordinator.podDNS" (list $ $i)) (int $.Values.coordinator.ports.admin)) -}}
 {{- end -}}
 {{- join "," $out -}}
 {{- end -}}
@@ -192,25 +206,152 @@ affinity:
 {{ $k }} = {{ $v | toString | quote }}
 {{- end }}
 {{- end }}
+{{- $l := .Values.coordinator.limits }}
+{{- $ints := dict
+  "max-proposal-bytes" $l.maxProposalBytes
+  "max-players" $l.maxPlayers
+  "proposer-burst" $l.proposerBurst
+  "admin-max-body-bytes" $l.adminMaxBodyBytes
+  "admin-max-conns-per-client" $l.adminMaxConnsPerClient
+}}
+{{- range $k := keys $ints | sortAlpha }}
+{{- /* int64: Helm reads numbers as float64, which print as 1e+06. */}}
+{{- $v := get $ints $k | int64 }}
+{{- if gt $v 0 }}
+{{ $k }} = {{ $v | toString | quote }}
+{{- end }}
+{{- end }}
+{{- if gt (float64 $l.proposerRate) 0.0 }}
+proposer-rate = {{ $l.proposerRate | toString | quote }}
+{{- end }}
 {{- range $k := keys $c.extra | sortAlpha }}
 {{ $k }} = {{ get $c.extra $k | toString | quote }}
 {{- end }}
 {{- end -}}
 
-{{/* NATS client flags shared by coordinator serve and shardsvc. */}}
+{{/*
+The coordinator's security settings: admin TLS, Raft mTLS, command signing, the audit
+log. Every credential is a Secret mounted whole as a directory (never subPath: the
+kubelet updates a Secret volume in place when the Secret changes, so a renewed
+certificate reaches the running pods; a subPath mount never changes).
+*/}}
+{{- define "shardmatch.coordinator.securityArgs" -}}
+{{- $c := .Values.coordinator -}}
+{{- if $c.adminTLS.enabled }}
+- --admin-tls-cert=/etc/shardmatch/admin-tls/{{ $c.adminTLS.certKey }}
+- --admin-tls-key=/etc/shardmatch/admin-tls/{{ $c.adminTLS.keyKey }}
+- --admin-ca=/etc/shardmatch/admin-tls/{{ $c.adminTLS.caKey }}
+{{- if $c.adminTLS.clientAuth }}
+- --admin-tls-client-ca=/etc/shardmatch/admin-tls/{{ $c.adminTLS.caKey }}
+{{- end }}
+{{- end }}
+{{- if $c.raftTLS.enabled }}
+- --raft-tls-cert=/etc/shardmatch/raft-tls/{{ $c.raftTLS.certKey }}
+- --raft-tls-key=/etc/shardmatch/raft-tls/{{ $c.raftTLS.keyKey }}
+- --raft-tls-ca=/etc/shardmatch/raft-tls/{{ $c.raftTLS.caKey }}
+{{- end }}
+{{- if $c.commandSigning.enabled }}
+- --command-signing-key=/etc/shardmatch/command-signing/{{ $c.commandSigning.key }}
+{{- end }}
+{{- if $c.auditLog.enabled }}
+- --audit-log={{ $c.auditLog.path }}
+{{- end }}
+{{- end -}}
+
+{{- define "shardmatch.coordinator.securityEnv" -}}
+{{- $c := .Values.coordinator -}}
+{{- if $c.adminReadToken.enabled }}
+- name: SHARDMATCH_ADMIN_READ_TOKEN
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "shardmatch.adminReadSecret.name" . }}
+      key: {{ $c.adminReadToken.key }}
+{{- end }}
+{{- end -}}
+
+{{- define "shardmatch.coordinator.securityMounts" -}}
+{{- $c := .Values.coordinator -}}
+{{- if $c.adminTLS.enabled }}
+- name: admin-tls
+  mountPath: /etc/shardmatch/admin-tls
+  readOnly: true
+{{- end }}
+{{- if $c.raftTLS.enabled }}
+- name: raft-tls
+  mountPath: /etc/shardmatch/raft-tls
+  readOnly: true
+{{- end }}
+{{- if $c.commandSigning.enabled }}
+- name: command-signing
+  mountPath: /etc/shardmatch/command-signing
+  readOnly: true
+{{- end }}
+{{- end -}}
+
+{{/* defaultMode 0440 (288): private keys readable by the pod's user and fsGroup only;
+the signing key file is refused when others can read it. */}}
+{{- define "shardmatch.coordinator.securityVolumes" -}}
+{{- $c := .Values.coordinator -}}
+{{- if $c.adminTLS.enabled }}
+- name: admin-tls
+  secret:
+    secretName: {{ include "shardmatch.adminTLSSecret.name" . }}
+    defaultMode: 288
+{{- end }}
+{{- if $c.raftTLS.enabled }}
+- name: raft-tls
+  secret:
+    secretName: {{ include "shardmatch.raftTLSSecret.name" . }}
+    defaultMode: 288
+{{- end }}
+{{- if $c.commandSigning.enabled }}
+{{- if not (or $c.commandSigning.existingSecret $c.commandSigning.value) }}
+{{- fail "values: coordinator.commandSigning.enabled needs coordinator.commandSigning.existingSecret (or value): Helm cannot generate an ed25519 key; make one with `coordinator signing-key --out cmd.nk` and `kubectl create secret generic <name> --from-file=command-signing.nk=cmd.nk`" }}
+{{- end }}
+- name: command-signing
+  secret:
+    secretName: {{ include "shardmatch.commandSigningSecret.name" . }}
+    defaultMode: 288
+{{- end }}
+{{- end -}}
+
+{{/* A Secret of inline PEM values; pass (dict "ctx" $ "name" "..." "tls" .Values.x.tls "path" "x.tls"). */}}
+{{- define "shardmatch.tlsSecret" -}}
+{{- $t := .tls }}
+apiVersion: v1
+kind: Secret
+metadata:
+  name: {{ .name }}
+  labels:
+    {{- include "shardmatch.labels" (dict "ctx" .ctx "component" "coordinator") | nindent 4 }}
+type: Opaque
+data:
+  {{ $t.caKey }}: {{ required (printf "values: %s.ca is required with %s.enabled and no %s.existingSecret" .path .path .path) $t.ca | b64enc | quote }}
+  {{ $t.certKey }}: {{ required (printf "values: %s.cert is required with %s.enabled and no %s.existingSecret" .path .path .path) $t.cert | b64enc | quote }}
+  {{ $t.keyKey }}: {{ required (printf "values: %s.key is required with %s.enabled and no %s.existingSecret" .path .path .path) $t.key | b64enc | quote }}
+{{- end -}}
+
+{{/*
+NATS client flags, mounts and volumes shared by coordinator serve and shardsvc; pass
+(dict "ctx" $ "shard" true) for a demo shard, which then uses its own credentials
+from shards.auth.existingSecret when set.
+*/}}
 {{- define "shardmatch.natsClient.args" -}}
-- --nats-url={{ include "shardmatch.nats.url" . }}
-{{- if .Values.nats.auth.user }}
-- --nats-user={{ .Values.nats.auth.user }}
+{{- $ := .ctx -}}
+- --nats-url={{ include "shardmatch.nats.url" $ }}
+{{- if $.Values.nats.auth.user }}
+- --nats-user={{ $.Values.nats.auth.user }}
 {{- end }}
-{{- if or .Values.nats.auth.creds.value .Values.nats.auth.creds.existingSecret }}
-- --nats-creds=/etc/shardmatch/nats-creds/{{ .Values.nats.auth.creds.key }}
+{{- if and .shard $.Values.shards.auth.existingSecret }}
+- --nats-creds=/etc/shardmatch/shard-creds/{{ printf $.Values.shards.auth.keyPattern "$(POD_NAME)" }}
+{{- else if or $.Values.nats.auth.creds.value $.Values.nats.auth.creds.existingSecret }}
+- --nats-creds=/etc/shardmatch/nats-creds/{{ $.Values.nats.auth.creds.key }}
 {{- end }}
-{{- if .Values.nats.tls.enabled }}
-- --nats-tls-ca=/etc/shardmatch/nats-tls/{{ .Values.nats.tls.caKey }}
-{{- if .Values.nats.tls.clientCert }}
-- --nats-tls-cert=/etc/shardmatch/nats-tls/{{ .Values.nats.tls.certKey }}
-- --nats-tls-key=/etc/shardmatch/nats-tls/{{ .Values.nats.tls.keyKey }}
+{{- if $.Values.nats.tls.enabled }}
+- --nats-tls-ca=/etc/shardmatch/nats-tls/{{ $.Values.nats.tls.caKey }}
+{{- if $.Values.nats.tls.clientCert }}
+- --nats-tls-cert=/etc/shardmatch/nats-tls/{{ $.Values.nats.tls.certKey }}
+- --nats-tls-key=/etc/shardmatch/nats-tls/{{ $.Values.nats.tls.keyKey }}
 {{- end }}
 {{- end }}
 {{- end -}}
@@ -228,12 +369,17 @@ affinity:
 {{- end -}}
 
 {{- define "shardmatch.natsClient.mounts" -}}
-{{- if or .Values.nats.auth.creds.value .Values.nats.auth.creds.existingSecret }}
+{{- $ := .ctx -}}
+{{- if and .shard $.Values.shards.auth.existingSecret }}
+- name: shard-creds
+  mountPath: /etc/shardmatch/shard-creds
+  readOnly: true
+{{- else if or $.Values.nats.auth.creds.value $.Values.nats.auth.creds.existingSecret }}
 - name: nats-creds
   mountPath: /etc/shardmatch/nats-creds
   readOnly: true
 {{- end }}
-{{- if .Values.nats.tls.enabled }}
+{{- if $.Values.nats.tls.enabled }}
 - name: nats-tls
   mountPath: /etc/shardmatch/nats-tls
   readOnly: true
@@ -241,17 +387,23 @@ affinity:
 {{- end -}}
 
 {{- define "shardmatch.natsClient.volumes" -}}
-{{- if or .Values.nats.auth.creds.value .Values.nats.auth.creds.existingSecret }}
+{{- $ := .ctx -}}
+{{- if and .shard $.Values.shards.auth.existingSecret }}
+- name: shard-creds
+  secret:
+    secretName: {{ $.Values.shards.auth.existingSecret }}
+    defaultMode: 288
+{{- else if or $.Values.nats.auth.creds.value $.Values.nats.auth.creds.existingSecret }}
 - name: nats-creds
   secret:
-    secretName: {{ include "shardmatch.natsCredsSecret.name" . }}
+    secretName: {{ include "shardmatch.natsCredsSecret.name" $ }}
     items:
-      - key: {{ .Values.nats.auth.creds.key }}
-        path: {{ .Values.nats.auth.creds.key }}
+      - key: {{ $.Values.nats.auth.creds.key }}
+        path: {{ $.Values.nats.auth.creds.key }}
 {{- end }}
-{{- if .Values.nats.tls.enabled }}
+{{- if $.Values.nats.tls.enabled }}
 - name: nats-tls
   secret:
-    secretName: {{ include "shardmatch.natsTLSSecret.name" . }}
+    secretName: {{ include "shardmatch.natsTLSSecret.name" $ }}
 {{- end }}
 {{- end -}}
