@@ -11,8 +11,6 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/shardmatch/shardmatch/internal/telemetry/spans"
-	"google.golang.org/protobuf/proto"
-
 	smv1 "github.com/shardmatch/shardmatch/proto/shardmatch/v1"
 	"github.com/shardmatch/shardmatch/twophase"
 )
@@ -134,8 +132,7 @@ func (n *Node) notLeader() error {
 
 // Propose runs a proposal to its decision. It returns the Decision (COMMITTED, or
 // ABORTED with a reason) once it is in the log; an *InvalidError for a malformed
-// proposal (nothing changes); ErrConflict when proposal_id names a transaction of
-// another proposal (nothing changes); a *NotLeaderError; or an *UnknownOutcomeError when ctx
+// proposal (nothing changes); a *NotLeaderError; or an *UnknownOutcomeError when ctx
 // ends or leadership is lost first — then ask Status with the proposal id.
 func (n *Node) Propose(ctx context.Context, p *smv1.Proposal) (*smv1.Decision, error) {
 	if err := ValidateProposal(p, n.cfg.Limits); err != nil {
@@ -146,11 +143,6 @@ func (n *Node) Propose(ctx context.Context, p *smv1.Proposal) (*smv1.Decision, e
 		return nil, n.notLeader()
 	}
 	if rec, ok := n.fsm.TxnByProposal(p.GetProposalId()); ok {
-		// A retry sends the same proposal; another proposal under a known id is a
-		// mistake or a replay by someone else, and gets no other proposal's decision.
-		if !proto.Equal(rec.GetProposal(), p) {
-			return nil, fmt.Errorf("%w: proposal_id %q names txn %s, whose proposal differs from this one", ErrConflict, p.GetProposalId(), rec.GetTxid())
-		}
 		return n.awaitDecision(ctx, rec)
 	}
 	var shards []*smv1.ShardInfo

@@ -103,6 +103,8 @@ func TestBadInputTable(t *testing.T) {
 		replyTo        string // Sm-Reply for proposals ("" = the test's inbox)
 		code           smv1.ErrorCode
 		field          string
+		// decision: the answer is this proposal's existing decision (a replay).
+		decision string
 		// silent: no answer may be sent; counter must rise instead.
 		silent  bool
 		counter func(natsapi.Stats) uint64
@@ -115,7 +117,8 @@ func TestBadInputTable(t *testing.T) {
 		{name: "proposal: a Vote's bytes", proposal: pm(&smv1.ShardReply{Reply: &smv1.ShardReply_Vote{Vote: &smv1.Vote{Txid: "tx-1-0", ShardId: "s1"}}}), code: smv1.ErrorCode_ERROR_CODE_INVALID},
 		{name: "proposal: too many players", proposal: pm(tooMany), code: smv1.ErrorCode_ERROR_CODE_INVALID, field: "teams"},
 		{name: "proposal: unknown shard", proposal: pm(match("nowhere", "e@s9")), code: smv1.ErrorCode_ERROR_CODE_INVALID, field: "shard_id"},
-		{name: "proposal: a known id with other content", proposal: pm(reused), code: smv1.ErrorCode_ERROR_CODE_CONFLICT},
+		// Proposals are idempotent by id: the first transaction's decision, nothing new.
+		{name: "proposal: a known id with other content", proposal: pm(reused), decision: "seed"},
 		{name: "proposal: over its proposer's rate", proposal: pm(match("late", "e@s1")), subject: subj.Propose(), code: smv1.ErrorCode_ERROR_CODE_RATE_LIMITED, field: "proposer"},
 		{name: "proposal: Sm-Reply names a command subject", proposal: pm(match("deputy", "e@s1")), replyTo: "sm.v1.shard.s1.cmd", silent: true,
 			counter: func(s natsapi.Stats) uint64 { return s.ForgedReply }},
@@ -162,7 +165,7 @@ func TestBadInputTable(t *testing.T) {
 				if !r.silent {
 					resp, _ := nextResponse(t, sub)
 					e = resp.GetError()
-					if resp.GetDecision() != nil {
+					if d := resp.GetDecision(); d != nil && (r.decision == "" || d.GetProposalId() != r.decision || d.GetTxid() == goneTxid) {
 						t.Fatalf("decided: %v", resp)
 					}
 				}
@@ -199,6 +202,10 @@ func TestBadInputTable(t *testing.T) {
 					}
 					return nil
 				})
+			} else if r.decision != "" {
+				if e != nil {
+					t.Fatalf("answer %v, want %s's decision", e, r.decision)
+				}
 			} else if e.GetCode() != r.code || (r.field != "" && e.GetField() != r.field) {
 				t.Fatalf("answer %v (field %q), want %s field %q", e, e.GetField(), r.code, r.field)
 			}

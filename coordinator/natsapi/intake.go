@@ -204,8 +204,7 @@ func (s *Server) handleProposal(t *term, m jetstream.Msg) {
 		}
 		s.answer(ctx, reply, &smv1.ProposeResponse{Result: &smv1.ProposeResponse_Decision{Decision: d}})
 		s.ack(m)
-	case errors.Is(err, coordinator.ErrInvalid), errors.Is(err, coordinator.ErrConflict):
-		// INVALID, or CONFLICT: the proposal_id names another proposal's transaction.
+	case errors.Is(err, coordinator.ErrInvalid):
 		s.stats.invalid.Add(1)
 		s.answer(ctx, reply, &smv1.ProposeResponse{Result: &smv1.ProposeResponse_Error{Error: s.apiError(err)}})
 		s.ack(m) // nothing changed and retrying cannot help

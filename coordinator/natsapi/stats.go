@@ -17,7 +17,7 @@ type Stats struct {
 	Redelivered uint64 // of which delivered before
 	Committed   uint64 // answered with a COMMITTED decision
 	Aborted     uint64 // answered with an ABORTED decision (policy, leased, shards, failover)
-	Invalid     uint64 // answered INVALID (validation, unknown shard) or CONFLICT (proposal_id reused) by the node, and acked
+	Invalid     uint64 // answered INVALID by the node (validation, unknown shard) and acked
 	Unknown     uint64 // outcome unknown (leadership lost, timeout): answered so, nak'd
 	Nakd        uint64 // handed back for redelivery without a definite answer
 	Returned    uint64 // handed back untouched because the term had ended
