@@ -288,8 +288,12 @@ func (n *Node) Release(ctx context.Context, txid string) error {
 	return n.leaderApply(ctx, &smv1.Command{Op: &smv1.Command_Release{Release: &smv1.Release{Txid: txid}}})
 }
 
-// RegisterShard adds or updates a shard in the registry.
+// RegisterShard adds or updates a shard in the registry; a registration
+// ValidateShardInfo refuses (an unknown protocol version, ...) is an *InvalidError.
 func (n *Node) RegisterShard(ctx context.Context, s *smv1.ShardInfo) error {
+	if err := ValidateShardInfo(s); err != nil {
+		return err
+	}
 	return n.leaderApply(ctx, &smv1.Command{Op: &smv1.Command_RegisterShard{RegisterShard: &smv1.RegisterShard{Shard: s}}})
 }
 

@@ -66,3 +66,30 @@ func prepareTimeout(p *smv1.Proposal, lim Limits) time.Duration {
 	}
 	return lim.DefaultPrepareTimeout
 }
+
+// MaxShardProtocolVersion is the newest shard protocol this coordinator speaks.
+// ShardInfo.protocol_version 0 (a shard that does not say) is taken as version 1.
+const MaxShardProtocolVersion = 1
+
+// ValidateShardInfo checks a shard's registration without looking at any state: a
+// protocol version this coordinator speaks, a known state and a non-negative
+// capacity. It returns an *InvalidError naming the first problem.
+func ValidateShardInfo(s *smv1.ShardInfo) error {
+	bad := func(field, format string, args ...any) error {
+		return &InvalidError{Field: field, Reason: fmt.Sprintf(format, args...)}
+	}
+	switch {
+	case s == nil:
+		return bad("shard", "missing")
+	case s.GetShardId() == "":
+		return bad("shard_id", "empty")
+	case s.GetProtocolVersion() > MaxShardProtocolVersion:
+		return bad("protocol_version", "%d; this coordinator speaks versions up to %d", s.GetProtocolVersion(), MaxShardProtocolVersion)
+	case s.GetCapacity() < 0:
+		return bad("capacity", "%d must be >= 0", s.GetCapacity())
+	}
+	if _, ok := smv1.ShardState_name[int32(s.GetState())]; !ok {
+		return bad("state", "unknown state %d", s.GetState())
+	}
+	return nil
+}

@@ -20,6 +20,7 @@ import (
 	"github.com/hashicorp/raft"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/shardmatch/shardmatch/chaos/collect"
 	"github.com/shardmatch/shardmatch/coordinator"
@@ -165,7 +166,8 @@ func startServe(ctx context.Context, o serveOptions, log *slog.Logger, stderr io
 	ref := &nodeRef{}
 	if s.api, err = natsapi.New(natsapi.Config{Node: ref, NodeID: o.id, Conn: s.nc, Prefix: o.prefix, Logger: log, Clock: s.clk,
 		SkipEnsureStreams: true, ReplyPrefixes: []string{"_INBOX."}, OnProposal: metrics.ObserveProposal,
-		StepDown: ref.transferLeadership, CommitIndex: ref.commitIndex}); err != nil {
+		StepDown: ref.transferLeadership, CommitIndex: ref.commitIndex,
+		MaxProposalBytes: o.maxProposalBytes, ProposerRate: o.proposerRate, ProposerBurst: o.proposerBurst}); err != nil {
 		return s, fmt.Errorf("nats api: %w", err)
 	}
 	leaderIndex, err := natsapi.NewLeaderIndexClient(natsapi.LeaderIndexClientConfig{Conn: s.nc, Prefix: o.prefix, Clock: s.clk})
@@ -219,6 +221,7 @@ func startServe(ctx context.Context, o serveOptions, log *slog.Logger, stderr io
 		cfg.RaftLogOutput = stderr
 	}
 	cfg.Limits.DefaultPrepareTimeout = o.prepareTimeout
+	cfg.Limits.MaxProposalBytes, cfg.Limits.MaxPlayers = o.maxProposalBytes, o.maxPlayers
 	cfg.Retention = o.retention
 	cfg.HeartbeatTimeout, cfg.ElectionTimeout = o.heartbeat, o.election
 	cfg.LeaderLeaseTimeout = min(cfg.LeaderLeaseTimeout, o.heartbeat)
@@ -278,14 +281,38 @@ func startServe(ctx context.Context, o serveOptions, log *slog.Logger, stderr io
 func addMalformedSources(m *admin.Metrics, api *natsapi.Server, ptrans *natstransport.Coordinator) error {
 	if err := m.AddMalformedSource("api", func() uint64 {
 		st := api.Stats()
-		return st.Malformed + st.InvalidRequests + st.BadReply + st.NoReply
+		return st.Malformed + st.InvalidRequests + st.BadReply + st.NoReply + st.Oversized + st.ForgedReply
 	}); err != nil {
+		return err
+	}
+	if err := addIntakeRefusals(m, api); err != nil {
 		return err
 	}
 	return m.AddMalformedSource("shard_replies", func() uint64 {
 		st := ptrans.Stats()
 		return st.Malformed + st.ShardMismatch
 	})
+}
+
+// addIntakeRefusals exports shardmatch_intake_refused_total{reason}: proposals and
+// requests the NATS API refused before the node saw them, by reason: rate_limited
+// (over --proposer-rate), oversized (over --max-proposal-bytes, or a request over
+// natsapi.DefaultMaxRequestBytes) and reply_not_inbox (an Sm-Reply or reply subject
+// that is not a client inbox).
+func addIntakeRefusals(m *admin.Metrics, api *natsapi.Server) error {
+	for reason, read := range map[string]func(natsapi.Stats) uint64{
+		"rate_limited":    func(st natsapi.Stats) uint64 { return st.RateLimited },
+		"oversized":       func(st natsapi.Stats) uint64 { return st.Oversized },
+		"reply_not_inbox": func(st natsapi.Stats) uint64 { return st.ForgedReply },
+	} {
+		c := prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: admin.Namespace, Name: "intake_refused_total",
+			Help:        "Proposals and requests refused at the NATS API before the node saw them, by reason.",
+			ConstLabels: prometheus.Labels{"reason": reason}}, func() float64 { return float64(read(api.Stats())) })
+		if err := m.Registry().Register(c); err != nil {
+			return fmt.Errorf("metrics: intake refusals: %w", err)
+		}
+	}
+	return nil
 }
 
 // shutdown hands leadership over if this node leads, then stops the admin HTTP API,

@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"slices"
 	"strconv"
@@ -14,9 +15,14 @@ import (
 	"github.com/hashicorp/raft"
 
 	"github.com/shardmatch/shardmatch/coordinator"
+	"github.com/shardmatch/shardmatch/coordinator/natsapi"
 	"github.com/shardmatch/shardmatch/internal/config"
 	"github.com/shardmatch/shardmatch/internal/natsutil"
 )
+
+// maxMaxPlayers bounds --max-players: a proposal's players each become a lease, a
+// shard command entry and a policy input row.
+const maxMaxPlayers = 10000
 
 // envPrefix starts the environment variable of every `coordinator serve` flag.
 const envPrefix = "SHARDMATCH"
@@ -49,8 +55,13 @@ type serveOptions struct {
 	historyEpoch            int64
 	unsafe                  string
 	commandSigningKey       string
-	parsedPeers             []raft.Server
-	joinURLs                []string
+	// Limits at the NATS intake (see natsapi.Config).
+	maxProposalBytes int
+	maxPlayers       int
+	proposerRate     float64
+	proposerBurst    int
+	parsedPeers      []raft.Server
+	joinURLs         []string
 	// advertiseAddr is the Raft address other nodes dial, exactly as given: an IP or
 	// a DNS name, never resolved here.
 	advertiseAddr string
@@ -95,6 +106,11 @@ func serveFlags(o *serveOptions, stderr io.Writer) (*flag.FlagSet, config.Loader
 	fs.StringVar(&o.logLevel, "log-level", "info", "log `level`: debug, info, warn, error or off")
 	fs.StringVar(&o.logFormat, "log-format", "json", "log `format`: json or text")
 	fs.DurationVar(&o.prepareTimeout, "prepare-timeout", def.Limits.DefaultPrepareTimeout, "prepare timeout of proposals that give none")
+	fs.IntVar(&o.maxProposalBytes, "max-proposal-bytes", natsapi.DefaultMaxProposalBytes, "largest proposal taken, encoded; a larger one is answered INVALID unread")
+	fs.IntVar(&o.maxPlayers, "max-players", def.Limits.MaxPlayers, "most players in one proposal; more is answered INVALID")
+	fs.Float64Var(&o.proposerRate, "proposer-rate", 0, "proposals a second each proposer identity may make on average (0: unlimited); "+
+		"over it a proposal is answered RATE_LIMITED unread")
+	fs.IntVar(&o.proposerBurst, "proposer-burst", 0, "proposals each proposer identity may make at once (default: --proposer-rate rounded up)")
 	fs.DurationVar(&o.retention, "retention", def.Retention, "how long a finished transaction stays queryable")
 	fs.DurationVar(&o.heartbeat, "raft-heartbeat-timeout", def.HeartbeatTimeout, "Raft heartbeat timeout")
 	fs.DurationVar(&o.election, "raft-election-timeout", def.ElectionTimeout, "Raft election timeout")
@@ -147,6 +163,14 @@ func (o *serveOptions) validate() error {
 		return bad("--stream-replicas (%d) must be in [1, 5]", o.streamReplicas)
 	case o.prepareTimeout <= 0 || o.prepareTimeout > coordinator.DefaultLimits().MaxPrepareTimeout:
 		return bad("--prepare-timeout (%s) must be in (0, %s]", o.prepareTimeout, coordinator.DefaultLimits().MaxPrepareTimeout)
+	case o.maxProposalBytes < 1024 || o.maxProposalBytes > natsutil.DefaultMaxMsgSize:
+		return bad("--max-proposal-bytes (%d) must be in [1024, %d] (the request stream's largest message)", o.maxProposalBytes, natsutil.DefaultMaxMsgSize)
+	case o.maxPlayers < 2 || o.maxPlayers > maxMaxPlayers:
+		return bad("--max-players (%d) must be in [2, %d]", o.maxPlayers, maxMaxPlayers)
+	case o.proposerRate < 0 || math.IsNaN(o.proposerRate) || o.proposerRate > 1e6:
+		return bad("--proposer-rate (%g) must be in [0, 1e6] (0: unlimited)", o.proposerRate)
+	case o.proposerBurst < 0 || (o.proposerBurst > 0 && o.proposerRate == 0):
+		return bad("--proposer-burst (%d) must be >= 0 and needs --proposer-rate", o.proposerBurst)
 	case o.retention <= 0:
 		return bad("--retention (%s) must be > 0", o.retention)
 	case o.heartbeat <= 0 || o.election < o.heartbeat:

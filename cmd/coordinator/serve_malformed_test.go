@@ -162,7 +162,7 @@ func TestMultiProcessMalformedInput(t *testing.T) {
 		jsPublish(subj.Propose(), p, nil)
 	}
 	jsPublish(subj.Propose(), undecodable, nats.Header{natsapi.HeaderReply: {"not a subject"}})
-	apiBad += 2*g.bad + 2 // the bad Sm-Reply counts, and so does its undecodable proposal
+	apiBad += 2*g.bad + 1 // the Sm-Reply that is not an inbox counts; its proposal is not read
 
 	// Requests; an empty one lacks its id. A ShardInfo on the lease subject is a
 	// LeaseRequest with no op; a StatusRequest on the register subject names an

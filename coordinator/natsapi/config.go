@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"strings"
 	"time"
 
@@ -70,6 +71,14 @@ const (
 	DefaultPubAckTimeout = 5 * time.Second
 	// DefaultSetupTimeout bounds New's stream set-up.
 	DefaultSetupTimeout = 10 * time.Second
+	// DefaultMaxProposalBytes bounds one proposal as published (before decoding): a
+	// 200-player match with attributes fits in a few KiB.
+	DefaultMaxProposalBytes = 64 << 10
+	// DefaultMaxRequestBytes bounds one status, lease or register request: each holds
+	// an id or a shard's description (a few labels), well under 1 KiB in practice.
+	DefaultMaxRequestBytes = 16 << 10
+	// DefaultMaxProposers caps the proposer identities the rate limiter tracks.
+	DefaultMaxProposers = 10000
 )
 
 // Node is what the server needs of a coordinator node; *coordinator.Node implements
@@ -139,11 +148,31 @@ type Config struct {
 	// NakDelay, doubled per delivery up to NakDelayMax, delays the redelivery of a
 	// proposal that got no definite answer (DefaultNakDelay, DefaultNakDelayMax).
 	NakDelay, NakDelayMax time.Duration
-	// ReplyPrefixes, if set, restricts the Sm-Reply inboxes answered to subjects with
-	// one of these prefixes (e.g. "_INBOX."), so that a proposer cannot make the
-	// leader publish elsewhere. NATS permissions on the node's user are the stronger
-	// guard.
+	// ReplyPrefixes, if set, further restricts the Sm-Reply inboxes answered to
+	// subjects with one of these prefixes: a proposal whose inbox has none of them is
+	// decided but answered nowhere. Whatever this says, an Sm-Reply that is not a
+	// client inbox (natsutil.IsInbox) makes the proposal terminated unread, so that a
+	// forged header cannot make the leader publish on a command or vote subject. NATS
+	// permissions on the node's user are the stronger guard.
 	ReplyPrefixes []string
+
+	// MaxProposalBytes bounds a proposal's encoded size (DefaultMaxProposalBytes): a
+	// larger one is answered INVALID (field "proposal") and terminated, never decoded.
+	MaxProposalBytes int
+	// MaxRequestBytes bounds a status, lease or register request
+	// (DefaultMaxRequestBytes): a larger one is answered INVALID (field "request").
+	MaxRequestBytes int
+	// ProposerRate, if > 0, is how many proposals a second each proposer identity (the
+	// last token of its intake subject, natsutil.Subjects.ParsePropose; "" for the plain
+	// Propose subject) may make on average; ProposerBurst (default: ProposerRate
+	// rounded up) how many at once. A proposal over it is answered RATE_LIMITED and
+	// acked, and never reaches the node. Redeliveries are not charged. The buckets are
+	// the leader's memory: a new leader starts them full.
+	ProposerRate  float64
+	ProposerBurst int
+	// MaxProposers caps the identities the rate limiter remembers
+	// (DefaultMaxProposers); past it the least recently seen is forgotten.
+	MaxProposers int
 
 	// ReplayWindow is how far back a new leader republishes decisions
 	// (DefaultReplayWindow); keep it below the events stream's dedupe window.
@@ -180,6 +209,11 @@ func (c *Config) setDefaults() error {
 		return errors.New("natsapi: Config.Conn is nil")
 	case c.CommitIndex != nil && c.NodeID == "":
 		return errors.New("natsapi: Config.CommitIndex needs Config.NodeID (followers check who answered)")
+	case c.MaxProposalBytes < 0, c.MaxRequestBytes < 0, c.ProposerRate < 0, c.ProposerBurst < 0, c.MaxProposers < 0:
+		return fmt.Errorf("natsapi: Config limits must be >= 0: MaxProposalBytes=%d MaxRequestBytes=%d ProposerRate=%g ProposerBurst=%d MaxProposers=%d",
+			c.MaxProposalBytes, c.MaxRequestBytes, c.ProposerRate, c.ProposerBurst, c.MaxProposers)
+	case c.ProposerBurst > 0 && c.ProposerRate == 0:
+		return errors.New("natsapi: Config.ProposerBurst needs Config.ProposerRate")
 	case c.IntakeWorkers < 0, c.RequestWorkers < 0, c.MaxAckPending < 0, c.MaxReplay < 0, c.MaxEventQueue < 0:
 		return fmt.Errorf("natsapi: Config counts must be >= 0: IntakeWorkers=%d RequestWorkers=%d MaxAckPending=%d MaxReplay=%d MaxEventQueue=%d",
 			c.IntakeWorkers, c.RequestWorkers, c.MaxAckPending, c.MaxReplay, c.MaxEventQueue)
@@ -202,6 +236,12 @@ func (c *Config) setDefaults() error {
 	defInt(&c.MaxAckPending, 2*c.IntakeWorkers)
 	defInt(&c.MaxReplay, DefaultMaxReplay)
 	defInt(&c.MaxEventQueue, DefaultMaxEventQueue)
+	defInt(&c.MaxProposalBytes, DefaultMaxProposalBytes)
+	defInt(&c.MaxRequestBytes, DefaultMaxRequestBytes)
+	defInt(&c.MaxProposers, DefaultMaxProposers)
+	if c.ProposerRate > 0 && c.ProposerBurst == 0 {
+		c.ProposerBurst = int(math.Ceil(c.ProposerRate))
+	}
 	def(&c.AckWait, DefaultAckWait)
 	def(&c.PullExpiry, DefaultPullExpiry)
 	def(&c.StepDownAfter, DefaultStepDownAfter)

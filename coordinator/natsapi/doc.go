@@ -3,6 +3,7 @@
 // coordinator node; it serves only while its node leads, so followers never answer.
 //
 //	<p>.v1.req.propose       stream SM_REQ   Proposal, reply inbox in header Sm-Reply
+//	<p>.v1.req.propose.<id>  stream SM_REQ   the same from proposer <id> (rate limited per id)
 //	                         durable pull consumer coordinator-intake (explicit ack)
 //	                         → ProposeResponse to the Sm-Reply inbox
 //	<p>.v1.status            core request    StatusRequest → StatusResponse
@@ -19,6 +20,14 @@
 // definite answer (not leader, leadership lost, unknown outcome, shutdown) is nak'd
 // and redelivered, to this node or the next leader; Propose is idempotent by
 // proposal_id, so a redelivery never makes a second match.
+//
+// Limits. Before a proposal is read: an Sm-Reply that is not a client inbox
+// (natsutil.IsInbox) gets it terminated unread (no publish where a forged header
+// points); one over MaxProposalBytes is answered INVALID and terminated; one over its
+// proposer's token bucket (ProposerRate, ProposerBurst; in the leader's memory only)
+// is answered RATE_LIMITED and acked. Core requests over MaxRequestBytes are answered
+// INVALID, and those whose reply subject is not an inbox are dropped. Each is counted
+// (Stats.ForgedReply, Oversized, RateLimited).
 //
 // Events. Every replica sees every decision (Decided, wired to
 // coordinator.Config.OnDecided); only the leader publishes them, asynchronously, with

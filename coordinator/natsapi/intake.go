@@ -3,6 +3,7 @@ package natsapi
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -25,14 +26,16 @@ import (
 // proposer once the leader says NOT_FOUND (see package client).
 func (s *Server) consumerConfig() jetstream.ConsumerConfig {
 	return jetstream.ConsumerConfig{
-		Durable:       s.cfg.Consumer,
-		Description:   "shardmatch proposals, taken by the coordinator leader",
-		FilterSubject: s.subj.Propose(),
-		DeliverPolicy: jetstream.DeliverNewPolicy,
-		AckPolicy:     jetstream.AckExplicitPolicy,
-		AckWait:       s.cfg.AckWait,
-		MaxDeliver:    -1, // the proposer's deadline bounds a proposal, not a count
-		MaxAckPending: s.cfg.MaxAckPending,
+		Durable:     s.cfg.Consumer,
+		Description: "shardmatch proposals, taken by the coordinator leader",
+		// Both the anonymous subject and every proposer's own: the rate limiter keys
+		// on the latter's last token.
+		FilterSubjects: []string{s.subj.Propose(), s.subj.ProposeAny()},
+		DeliverPolicy:  jetstream.DeliverNewPolicy,
+		AckPolicy:      jetstream.AckExplicitPolicy,
+		AckWait:        s.cfg.AckWait,
+		MaxDeliver:     -1, // the proposer's deadline bounds a proposal, not a count
+		MaxAckPending:  s.cfg.MaxAckPending,
 	}
 }
 
@@ -144,11 +147,9 @@ func (s *Server) handleProposal(t *term, m jetstream.Msg) {
 	if md != nil && md.NumDelivered > 1 {
 		s.stats.redelivered.Add(1)
 	}
-	reply := m.Headers().Get(HeaderReply)
-	if reply != "" && !validReply(reply, s.cfg.ReplyPrefixes) {
-		s.stats.badReply.Add(1)
-		s.log.Warn("ignoring an unusable Sm-Reply", "reply", reply)
-		reply = ""
+	reply, ok := s.admit(m, md)
+	if !ok {
+		return
 	}
 	ctx, cancel := context.WithTimeout(t.ctx, s.cfg.ProposeTimeout)
 	defer cancel()
@@ -163,9 +164,7 @@ func (s *Server) handleProposal(t *term, m jetstream.Msg) {
 		s.log.WarnContext(ctx, "malformed proposal terminated", "bytes", len(m.Data()), "err", err)
 		s.answer(ctx, reply, &smv1.ProposeResponse{Result: &smv1.ProposeResponse_Error{
 			Error: invalid("proposal", "undecodable Proposal: "+err.Error())}})
-		if err := m.TermWithReason("malformed proposal"); err != nil {
-			s.stats.ackErrors.Add(1)
-		}
+		s.term(m, "malformed proposal")
 		return
 	}
 	if s.cfg.OnProposal != nil && (md == nil || md.NumDelivered <= 1) {
@@ -218,6 +217,71 @@ func (s *Server) handleProposal(t *term, m jetstream.Msg) {
 			s.answer(ctx, reply, &smv1.ProposeResponse{Result: &smv1.ProposeResponse_Error{Error: s.apiError(err)}})
 		}
 		s.nak(t, m, md, pid, err)
+	}
+}
+
+// admit applies the intake's limits before a proposal is decoded, in this order, and
+// reports whether to go on; if not, m is settled and counted, and the node never sees
+// it:
+//   - an Sm-Reply that is not a client inbox (natsutil.IsInbox): terminated unread and
+//     answered nowhere, so that a forged header naming a command or vote subject
+//     cannot make the leader publish there (a confused deputy);
+//   - over MaxProposalBytes: answered INVALID (field "proposal") and terminated;
+//   - over its proposer's rate (first deliveries only: a redelivery may be a proposal
+//     the node has begun, which only the node may answer): answered RATE_LIMITED and
+//     acked.
+//
+// reply is the inbox to answer, "" for none (no Sm-Reply, or one ReplyPrefixes
+// refuses: the proposal is decided and answered nowhere).
+func (s *Server) admit(m jetstream.Msg, md *jetstream.MsgMetadata) (reply string, ok bool) {
+	reply = m.Headers().Get(HeaderReply)
+	if reply != "" && !natsutil.IsInbox(reply) {
+		s.stats.forgedReply.Add(1)
+		s.log.Warn("proposal with an Sm-Reply that is not an inbox terminated unread", "subject", m.Subject(), "reply", reply)
+		s.term(m, "Sm-Reply is not an inbox")
+		return "", false
+	}
+	if reply != "" && !validReply(reply, s.cfg.ReplyPrefixes) {
+		s.stats.badReply.Add(1)
+		s.log.Warn("ignoring an unusable Sm-Reply", "reply", reply)
+		reply = ""
+	}
+	if n := len(m.Data()); n > s.cfg.MaxProposalBytes {
+		s.stats.oversized.Add(1)
+		s.stats.countCode(smv1.ErrorCode_ERROR_CODE_INVALID)
+		s.log.Warn("oversized proposal terminated", "subject", m.Subject(), "bytes", n, "limit", s.cfg.MaxProposalBytes)
+		s.answer(s.life, reply, &smv1.ProposeResponse{Result: &smv1.ProposeResponse_Error{Error: invalid("proposal",
+			fmt.Sprintf("%d bytes, over the limit of %d", n, s.cfg.MaxProposalBytes))}})
+		s.term(m, "oversized proposal")
+		return "", false
+	}
+	if md != nil && md.NumDelivered > 1 {
+		return reply, true
+	}
+	id, err := s.subj.ParsePropose(m.Subject())
+	if err != nil { // the consumer's filter lets no such subject through
+		s.stats.malformed.Add(1)
+		s.log.Warn("proposal on an unexpected subject terminated", "subject", m.Subject(), "err", err)
+		s.term(m, "not a proposal subject")
+		return "", false
+	}
+	if !s.limiter.allow(id) {
+		s.stats.rateLimited.Add(1)
+		s.stats.countCode(smv1.ErrorCode_ERROR_CODE_RATE_LIMITED)
+		s.log.Debug("proposal over its proposer's rate", "proposer", id)
+		s.answer(s.life, reply, &smv1.ProposeResponse{Result: &smv1.ProposeResponse_Error{Error: &smv1.ApiError{
+			Code: smv1.ErrorCode_ERROR_CODE_RATE_LIMITED, Field: "proposer",
+			Message: fmt.Sprintf("proposer %q is over %g proposals/s (burst %d); not read, retry later", id, s.cfg.ProposerRate, s.cfg.ProposerBurst)}}})
+		s.ack(m)
+		return "", false
+	}
+	return reply, true
+}
+
+// term terminates m: it is never redelivered.
+func (s *Server) term(m jetstream.Msg, reason string) {
+	if err := m.TermWithReason(reason); err != nil {
+		s.stats.ackErrors.Add(1)
 	}
 }
 

@@ -147,7 +147,7 @@ func TestMalformedProposals(t *testing.T) {
 	reply, sub := inbox(t, nc)
 	publishProposal(t, nc, "bad-1", garbage, reply)
 	publishProposal(t, nc, "bad-2", garbage, "")
-	publishProposal(t, nc, "bad-3", mustMarshal(t, &smv1.Proposal{ProposalId: "ok"}), "_INBOX.*") // no wildcard replies
+	publishProposal(t, nc, "bad-3", mustMarshal(t, &smv1.Proposal{ProposalId: "ok"}), "_INBOX.*") // not an inbox: terminated unread
 	resp, _ := nextResponse(t, sub)
 	if e := resp.GetError(); e.GetCode() != smv1.ErrorCode_ERROR_CODE_INVALID || e.GetField() != "proposal" {
 		t.Fatalf("response = %v", resp)
@@ -160,7 +160,7 @@ func TestMalformedProposals(t *testing.T) {
 		return nil
 	})
 	st := srv.Stats()
-	if st.Malformed != 2 || st.BadReply != 1 || node.Calls("Propose") != 1 {
+	if st.Malformed != 2 || st.BadReply != 0 || st.ForgedReply != 1 || node.Calls("Propose") != 0 {
 		t.Fatalf("stats %+v, propose calls %d", st, node.Calls("Propose"))
 	}
 }

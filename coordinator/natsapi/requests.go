@@ -2,6 +2,8 @@ package natsapi
 
 import (
 	"context"
+	"errors"
+	"fmt"
 
 	"github.com/nats-io/nats.go"
 	"go.opentelemetry.io/otel/trace"
@@ -22,7 +24,7 @@ func (s *Server) handleStatus(ctx context.Context, m *nats.Msg) {
 	s.stats.statusRequests.Add(1)
 	req := new(smv1.StatusRequest)
 	var resp *smv1.StatusResponse
-	switch err := proto.Unmarshal(m.Data, req); {
+	switch err := s.decode(m, req); {
 	case err != nil:
 		s.malformed("status request", m, err)
 		resp = &smv1.StatusResponse{Result: &smv1.StatusResponse_Error{Error: invalid("request", "undecodable StatusRequest: "+err.Error())}}
@@ -45,7 +47,7 @@ func (s *Server) handleLease(ctx context.Context, m *nats.Msg) {
 	s.stats.leaseRequests.Add(1)
 	req := new(smv1.LeaseRequest)
 	resp := new(smv1.LeaseResponse)
-	switch err := proto.Unmarshal(m.Data, req); {
+	switch err := s.decode(m, req); {
 	case err != nil:
 		s.malformed("lease request", m, err)
 		resp.Error = invalid("request", "undecodable LeaseRequest: "+err.Error())
@@ -68,7 +70,7 @@ func (s *Server) handleRegister(ctx context.Context, m *nats.Msg) {
 	s.stats.registerRequests.Add(1)
 	info := new(smv1.ShardInfo)
 	resp := new(smv1.RegisterShardResponse)
-	switch err := proto.Unmarshal(m.Data, info); {
+	switch err := s.decode(m, info); {
 	case err != nil:
 		s.malformed("shard registration", m, err)
 		resp.Error = invalid("request", "undecodable ShardInfo: "+err.Error())
@@ -94,7 +96,28 @@ func (s *Server) apiError(err error) *smv1.ApiError {
 	return e
 }
 
+// tooBigError is decode's error for a request over MaxRequestBytes.
+type tooBigError struct{ n, limit int }
+
+func (e *tooBigError) Error() string {
+	return fmt.Sprintf("not read: %d bytes, over the limit of %d", e.n, e.limit)
+}
+
+// decode unmarshals a core request into msg, refusing one over MaxRequestBytes
+// without reading it.
+func (s *Server) decode(m *nats.Msg, msg proto.Message) error {
+	if n := len(m.Data); n > s.cfg.MaxRequestBytes {
+		return &tooBigError{n: n, limit: s.cfg.MaxRequestBytes}
+	}
+	return proto.Unmarshal(m.Data, msg)
+}
+
 func (s *Server) malformed(what string, m *nats.Msg, err error) {
+	if tb := (*tooBigError)(nil); errors.As(err, &tb) {
+		s.stats.oversized.Add(1)
+		s.log.Warn("oversized "+what, "subject", m.Subject, "bytes", len(m.Data), "limit", tb.limit)
+		return
+	}
 	s.stats.malformed.Add(1)
 	s.log.Warn("malformed "+what, "subject", m.Subject, "bytes", len(m.Data), "err", err)
 }

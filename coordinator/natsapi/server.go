@@ -35,6 +35,7 @@ type Server struct {
 
 	intakeSem chan struct{} // bounds proposals in progress, across terms
 	reqSem    chan struct{} // bounds status/lease/register requests in progress
+	limiter   *rateLimiter  // per proposer identity; nil: unlimited
 
 	mu     sync.Mutex
 	cur    *term // nil while not leading
@@ -83,7 +84,8 @@ func New(cfg Config) (*Server, error) {
 	s := &Server{cfg: cfg, log: lg, subj: subj, leaseSubj: LeaseSubject(subj),
 		reqStream: subj.Streams().Req, evStream: subj.Streams().Events,
 		intakeSem: make(chan struct{}, cfg.IntakeWorkers), reqSem: make(chan struct{}, cfg.RequestWorkers),
-		traces: make(map[string]string)}
+		traces:  make(map[string]string),
+		limiter: newRateLimiter(cfg.ProposerRate, cfg.ProposerBurst, cfg.MaxProposers, cfg.Clock)}
 	s.life, s.end = context.WithCancel(context.Background())
 	s.events.init(cfg)
 	s.js = cfg.JetStream
@@ -285,6 +287,13 @@ func (s *Server) request(t *term, m *nats.Msg, spanName string, fn func(context.
 	if m.Reply == "" {
 		s.stats.noReply.Add(1)
 		s.log.Warn("request without a reply subject dropped", "subject", m.Subject, "bytes", len(m.Data))
+		return
+	}
+	if !natsutil.IsInbox(m.Reply) {
+		// Never publish an answer where the requester's reply subject says unless it
+		// is a client inbox: not on a command, vote or intake subject (confused deputy).
+		s.stats.forgedReply.Add(1)
+		s.log.Warn("request whose reply subject is not an inbox dropped", "subject", m.Subject, "reply", m.Reply)
 		return
 	}
 	select {

@@ -36,7 +36,19 @@ type Stats struct {
 	// a reply address was given, never passed to the node.
 	Malformed uint64
 	NoReply   uint64 // core requests without a reply subject, dropped
-	BadReply  uint64 // proposals whose Sm-Reply was unusable (answered nowhere)
+	BadReply  uint64 // proposals whose Sm-Reply inbox ReplyPrefixes refused (decided, answered nowhere)
+	// ForgedReply counts proposals whose Sm-Reply, and core requests whose reply
+	// subject, was not a client inbox (natsutil.IsInbox): dropped unread (a proposal
+	// terminated), answered nowhere.
+	ForgedReply uint64
+	// Oversized counts proposals over MaxProposalBytes and requests over
+	// MaxRequestBytes: answered INVALID, never decoded.
+	Oversized uint64
+	// RateLimited counts proposals over their proposer's rate: answered RATE_LIMITED,
+	// acked, never passed to the node.
+	RateLimited uint64
+	// ProposersTracked is how many proposer identities the rate limiter remembers now.
+	ProposersTracked int
 
 	Replies       uint64 // answers published
 	ReplyErrors   uint64 // answers that could not be published
@@ -58,6 +70,7 @@ type counters struct {
 	proposals, redelivered, committed, aborted, invalid, unknown, nakd, returned, acked atomic.Uint64
 	statusRequests, leaseRequests, registerRequests, invalidRequests                    atomic.Uint64
 	malformed, noReply, badReply, replies, replyErrors, ackErrors, consumeErrors        atomic.Uint64
+	forgedReply, oversized, rateLimited                                                 atomic.Uint64
 	decisions, eventsPublished, eventsDeduplicated, eventErrors                         atomic.Uint64
 	codes                                                                               [8]atomic.Uint64
 }
@@ -82,7 +95,9 @@ func (s *Server) Stats() Stats {
 		Malformed:  c.malformed.Load(), NoReply: c.noReply.Load(), BadReply: c.badReply.Load(),
 		Replies: c.replies.Load(), ReplyErrors: c.replyErrors.Load(), AckErrors: c.ackErrors.Load(),
 		ConsumeErrors: c.consumeErrors.Load(),
-		Decisions:     c.decisions.Load(), EventsPublished: c.eventsPublished.Load(),
+		ForgedReply:   c.forgedReply.Load(), Oversized: c.oversized.Load(), RateLimited: c.rateLimited.Load(),
+		ProposersTracked: s.limiter.tracked(),
+		Decisions:        c.decisions.Load(), EventsPublished: c.eventsPublished.Load(),
 		EventsDeduplicated: c.eventsDeduplicated.Load(), EventErrors: c.eventErrors.Load(),
 	}
 	for i := range c.codes {

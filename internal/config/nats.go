@@ -59,6 +59,29 @@ func (n *NATS) Validate() error {
 	case n.Password != "" && n.User == "":
 		return fmt.Errorf("%w: --nats-password needs --nats-user", ErrConfig)
 	}
+	return checkNATSURLs(n.URL)
+}
+
+// checkNATSURLs refuses a --nats-url that can never connect (one that does not parse,
+// or names no host) at start, rather than retrying it forever. Like nats.go, a URL
+// without a scheme is taken as nats://.
+// The message never quotes an entry that does not parse: it may hold a password.
+func checkNATSURLs(urls string) error {
+	all := strings.Split(urls, ",")
+	for i, raw := range all {
+		raw = strings.TrimSpace(raw)
+		s := raw
+		if !strings.Contains(s, "://") {
+			s = "nats://" + s
+		}
+		u, err := url.Parse(s)
+		if err != nil {
+			return fmt.Errorf("%w: --nats-url: URL %d of %d does not parse as [nats://][user:password@]host[:port]", ErrConfig, i+1, len(all))
+		}
+		if u.Hostname() == "" {
+			return fmt.Errorf("%w: --nats-url %q names no host", ErrConfig, redactURLs(raw))
+		}
+	}
 	return nil
 }
 

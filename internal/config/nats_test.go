@@ -172,3 +172,21 @@ func TestNATSOptions(t *testing.T) {
 		t.Errorf("no TLS or credentials asked for, got secure %v user %q", plain.Secure, plain.User)
 	}
 }
+
+// A --nats-url that can never connect is refused at start (instead of retried
+// forever), without quoting a password.
+func TestNATSValidateURLs(t *testing.T) {
+	for _, ok := range []string{"nats://127.0.0.1:4222", "127.0.0.1:4222", "nats://a:4222, nats://b:4222", "tls://u:p@host:4222", "localhost"} {
+		n := NATS{URL: ok}
+		if err := n.Validate(); err != nil {
+			t.Errorf("%q: %v", ok, err)
+		}
+	}
+	for _, bad := range []string{"::bad", "nats://u:secret@::bad", "nats://", "nats://a:4222,", "nats://:4222"} {
+		n := NATS{URL: bad}
+		err := n.Validate()
+		if !errors.Is(err, ErrConfig) || strings.Contains(err.Error(), "secret") {
+			t.Errorf("%q: %v", bad, err)
+		}
+	}
+}

@@ -22,14 +22,14 @@ func TestEnsureStreamsIdempotentAndUpdatable(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	want := map[string]string{"SM_REQ": "sm.v1.req.propose", "SM_CMD": "sm.v1.shard.*.cmd", "SM_EVENTS": "sm.v1.events.>"}
+	want := map[string][]string{"SM_REQ": {"sm.v1.req.propose", "sm.v1.req.propose.*"}, "SM_CMD": {"sm.v1.shard.*.cmd"}, "SM_EVENTS": {"sm.v1.events.>"}}
 	for name, subj := range want {
 		st, err := js.Stream(ctx, name)
 		if err != nil {
 			t.Fatal(err)
 		}
 		c := st.CachedInfo().Config
-		if !slices.Equal(c.Subjects, []string{subj}) || c.Storage != jetstream.FileStorage || c.Duplicates != natsutil.DefaultDedupeWindow ||
+		if !slices.Equal(c.Subjects, subj) || c.Storage != jetstream.FileStorage || c.Duplicates != natsutil.DefaultDedupeWindow ||
 			c.MaxAge != natsutil.DefaultMaxAge || c.MaxMsgSize != natsutil.DefaultMaxMsgSize || c.Discard != jetstream.DiscardOld || c.Replicas != 1 {
 			t.Errorf("%s config = %+v", name, c)
 		}
@@ -84,5 +84,34 @@ func TestStreamConfigsValidate(t *testing.T) {
 	if len(cfgs) != 3 || cfgs[1].Name != "ACME_CMD" || cfgs[1].Subjects[0] != "acme.v1.shard.*.cmd" || cfgs[1].Replicas != 3 ||
 		cfgs[1].MaxBytes != 1<<30 || cfgs[1].MaxMsgs != -1 {
 		t.Fatalf("configs = %+v", cfgs)
+	}
+}
+
+// A request stream made before proposers had subjects of their own (only
+// <p>.v1.req.propose) is updated in place to take theirs too, keeping its messages.
+func TestEnsureStreamsAddsProposerSubjects(t *testing.T) {
+	_, js := connect(t, natstest.Start(t))
+	ctx := context.Background()
+	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "SM_REQ", Subjects: []string{"sm.v1.req.propose"}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := js.Publish(ctx, "sm.v1.req.propose", []byte("old")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := js.Publish(ctx, "sm.v1.req.propose.proposer-mm1", nil); err == nil {
+		t.Fatal("the old stream took a proposer subject: the check below proves nothing")
+	}
+	if err := natsutil.EnsureStreams(ctx, js, natsutil.StreamConfig{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := js.Publish(ctx, "sm.v1.req.propose.proposer-mm1", []byte("new")); err != nil {
+		t.Fatalf("after EnsureStreams: %v", err)
+	}
+	st, err := js.Stream(ctx, "SM_REQ")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info, err := st.Info(ctx); err != nil || info.State.Msgs != 2 {
+		t.Fatalf("SM_REQ holds %v messages (%v), want the old one and the new one", info, err)
 	}
 }
