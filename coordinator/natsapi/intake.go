@@ -25,14 +25,16 @@ import (
 // proposer once the leader says NOT_FOUND (see package client).
 func (s *Server) consumerConfig() jetstream.ConsumerConfig {
 	return jetstream.ConsumerConfig{
-		Durable:       s.cfg.Consumer,
-		Description:   "shardmatch proposals, taken by the coordinator leader",
-		FilterSubject: s.subj.Propose(),
-		DeliverPolicy: jetstream.DeliverNewPolicy,
-		AckPolicy:     jetstream.AckExplicitPolicy,
-		AckWait:       s.cfg.AckWait,
-		MaxDeliver:    -1, // the proposer's deadline bounds a proposal, not a count
-		MaxAckPending: s.cfg.MaxAckPending,
+		Durable:     s.cfg.Consumer,
+		Description: "shardmatch proposals, taken by the coordinator leader",
+		// Both the anonymous subject and every proposer's own: the rate limiter keys
+		// on the latter's last token.
+		FilterSubjects: []string{s.subj.Propose(), s.subj.ProposeAny()},
+		DeliverPolicy:  jetstream.DeliverNewPolicy,
+		AckPolicy:      jetstream.AckExplicitPolicy,
+		AckWait:        s.cfg.AckWait,
+		MaxDeliver:     -1, // the proposer's deadline bounds a proposal, not a count
+		MaxAckPending:  s.cfg.MaxAckPending,
 	}
 }
 

@@ -45,7 +45,8 @@ type StreamConfig struct {
 }
 
 // StreamConfigs returns the three stream configurations EnsureStreams applies: SM_REQ
-// on <p>.v1.req.propose, SM_CMD on <p>.v1.shard.*.cmd and SM_EVENTS on <p>.v1.events.>.
+// on <p>.v1.req.propose and <p>.v1.req.propose.* (each proposer's own), SM_CMD on
+// <p>.v1.shard.*.cmd and SM_EVENTS on <p>.v1.events.>.
 func StreamConfigs(c StreamConfig) ([]jetstream.StreamConfig, error) {
 	subj, err := NewSubjects(c.Prefix)
 	if err != nil {
@@ -103,7 +104,7 @@ func StreamConfigs(c StreamConfig) ([]jetstream.StreamConfig, error) {
 		}
 	}
 	return []jetstream.StreamConfig{
-		mk(names.Req, "shardmatch proposals awaiting the leader", subj.Propose()),
+		mk(names.Req, "shardmatch proposals awaiting the leader", subj.Propose(), subj.ProposeAny()),
 		mk(names.Cmd, "shardmatch prepare/commit/abort commands per shard", subj.ShardCmdAll()),
 		mk(names.Events, "shardmatch decided matches for downstream consumers", subj.EventsAll()),
 	}, nil

@@ -22,14 +22,14 @@ func TestEnsureStreamsIdempotentAndUpdatable(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	want := map[string]string{"SM_REQ": "sm.v1.req.propose", "SM_CMD": "sm.v1.shard.*.cmd", "SM_EVENTS": "sm.v1.events.>"}
+	want := map[string][]string{"SM_REQ": {"sm.v1.req.propose", "sm.v1.req.propose.*"}, "SM_CMD": {"sm.v1.shard.*.cmd"}, "SM_EVENTS": {"sm.v1.events.>"}}
 	for name, subj := range want {
 		st, err := js.Stream(ctx, name)
 		if err != nil {
 			t.Fatal(err)
 		}
 		c := st.CachedInfo().Config
-		if !slices.Equal(c.Subjects, []string{subj}) || c.Storage != jetstream.FileStorage || c.Duplicates != natsutil.DefaultDedupeWindow ||
+		if !slices.Equal(c.Subjects, subj) || c.Storage != jetstream.FileStorage || c.Duplicates != natsutil.DefaultDedupeWindow ||
 			c.MaxAge != natsutil.DefaultMaxAge || c.MaxMsgSize != natsutil.DefaultMaxMsgSize || c.Discard != jetstream.DiscardOld || c.Replicas != 1 {
 			t.Errorf("%s config = %+v", name, c)
 		}
