@@ -18,29 +18,32 @@ import (
 	"github.com/shardmatch/shardmatch/internal/natsutil"
 )
 
-// Account limits Init uses where Limits leaves a field zero.
+// Account limits Init uses where Limits leaves a field zero. Storage is unlimited by
+// default: bounded by the server's own JetStream limits (max_file_store,
+// max_memory_store). A byte limit on the account is a reservation: a server whose store
+// is smaller than it refuses JetStream to the whole account.
 const (
 	DefaultMaxConnections = 1024
 	DefaultMaxStreams     = 16
 	DefaultMaxConsumers   = 4096
-	DefaultDiskStorage    = 64 << 30 // bytes of file-backed stream data, all streams together
-	DefaultMemoryStorage  = 1 << 30  // bytes of memory-backed stream data
+	DefaultDiskStorage    = -1
+	DefaultMemoryStorage  = -1
 )
 
 // Names of the files a Deployment is saved as, in its directory.
 const (
-	FileMeta          = "deployment.json"   // prefix and public keys
-	FileOperatorJWT   = "operator.jwt"      // self-signed operator
-	FileOperatorSeed  = "operator.nk"       // 0600
-	FileSystemJWT     = "system.jwt"        // the system account, signed by the operator
-	FileSystemSeed    = "system.nk"         // 0600
-	FileSystemCreds   = "system-user.creds" // a system account user (pushes account updates), 0600
-	FileAccountJWT    = "account.jwt"       // the deployment account, signed by the operator
-	FileAccountSeed   = "account.nk"        // 0600; signs account updates (revocations) with the operator
+	FileMeta          = "deployment.json"    // prefix and public keys
+	FileOperatorJWT   = "operator.jwt"       // self-signed operator
+	FileOperatorSeed  = "operator.nk"        // 0600
+	FileSystemJWT     = "system.jwt"         // the system account, signed by the operator
+	FileSystemSeed    = "system.nk"          // 0600
+	FileSystemCreds   = "system-user.creds"  // a system account user (pushes account updates), 0600
+	FileAccountJWT    = "account.jwt"        // the deployment account, signed by the operator
+	FileAccountSeed   = "account.nk"         // 0600; signs account updates (revocations) with the operator
 	FileSigningSeed   = "account-signing.nk" // 0600; signs every user
-	FileServerConf    = "nats-server.conf"  // include for a stock nats-server
-	FileCoordinator   = "coordinator.creds" // the coordinator's credentials, 0600
-	DefaultCoordID    = "main"              // identity of the coordinator credentials Init writes
+	FileServerConf    = "nats-server.conf"   // include for a stock nats-server
+	FileCoordinator   = "coordinator.creds"  // the coordinator's credentials, 0600
+	DefaultCoordID    = "main"               // identity of the coordinator credentials Init writes
 	accountName       = "shardmatch"
 	systemAccountName = "SYS"
 )
@@ -176,7 +179,7 @@ func (d *Deployment) Subjects() natsutil.Subjects { return d.subj }
 
 // OperatorJWT, SystemAccountJWT and AccountJWT are the signed JWTs a server trusts and
 // preloads.
-func (d *Deployment) OperatorJWT() string       { return d.opJWT }
+func (d *Deployment) OperatorJWT() string      { return d.opJWT }
 func (d *Deployment) SystemAccountJWT() string { return d.sysJWT }
 func (d *Deployment) AccountJWT() string       { return d.accJWT }
 
