@@ -1,6 +1,7 @@
 package natsauth
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nkeys"
 
 	"github.com/shardmatch/shardmatch/internal/natsutil"
@@ -491,5 +493,43 @@ func WriteFileAtomic(path string, data []byte, perm fs.FileMode) error {
 		return err
 	}
 	ok = true
+	return nil
+}
+
+// PushAccount sends the deployment's current account JWT to the running servers at
+// urls as the system user ($SYS.REQ.ACCOUNT.<account>.CLAIMS.UPDATE) and waits for one
+// to confirm it. Servers of a cluster pass it on to each other. A server restarted
+// from an older nats-server.conf goes back to the older JWT: rewrite its config too.
+func PushAccount(ctx context.Context, urls string, d *Deployment) error {
+	tok, err := jwt.ParseDecoratedJWT(d.sysCreds)
+	if err != nil {
+		return err
+	}
+	seed, err := jwt.ParseDecoratedNKey(d.sysCreds)
+	if err != nil {
+		return err
+	}
+	seedBytes, _ := seed.Seed()
+	nc, err := nats.Connect(urls, nats.UserJWTAndSeed(tok, string(seedBytes)), nats.Name("shardmatch-nats-auth"))
+	if err != nil {
+		return fmt.Errorf("natsauth: connect as the system user: %w", err)
+	}
+	defer nc.Close()
+	m, err := nc.RequestWithContext(ctx, "$SYS.REQ.ACCOUNT."+d.Account()+".CLAIMS.UPDATE", []byte(d.accJWT))
+	if err != nil {
+		return fmt.Errorf("natsauth: push account: %w", err)
+	}
+	var resp struct {
+		Error *struct {
+			Code        int    `json:"code"`
+			Description string `json:"description"`
+		} `json:"error"`
+	}
+	if err := json.Unmarshal(m.Data, &resp); err != nil {
+		return fmt.Errorf("natsauth: push account: undecodable answer %q", m.Data)
+	}
+	if resp.Error != nil {
+		return fmt.Errorf("natsauth: push account: server refused it: %s", resp.Error.Description)
+	}
 	return nil
 }
