@@ -113,6 +113,9 @@ func natsAuthInit(args []string, stdout, stderr io.Writer) int {
 			return fail(2, fmt.Errorf("%s %d: want > 0, or -1 for unlimited", name, v))
 		}
 	}
+	if _, err := os.Stat(filepath.Join(*out, natsauth.FileMeta)); err == nil {
+		return fail(2, fmt.Errorf("%w in %s (refusing to overwrite its keys)", natsauth.ErrExists, *out))
+	}
 	d, err := natsauth.Init(*prefix, lim)
 	if err != nil {
 		return fail(2, fmt.Errorf("--prefix: %w", err))
