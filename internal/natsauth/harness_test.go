@@ -71,15 +71,16 @@ func (e *authEnv) creds(role natsauth.Role, id string) string {
 // so the inbox prefix comes from the creds), recording its async errors.
 type authConn struct {
 	*nats.Conn
-	name string
-	mu   sync.Mutex
-	errs []error
+	name      string
+	credsPath string
+	mu        sync.Mutex
+	errs      []error
 }
 
 func (e *authEnv) connect(role natsauth.Role, id string) *authConn {
 	e.t.Helper()
 	n := config.NATS{URL: e.srv.ClientURL(), Creds: e.creds(role, id)}
-	c := &authConn{name: string(role) + "-" + id}
+	c := &authConn{name: string(role) + "-" + id, credsPath: n.Creds}
 	opts := append(n.Options(c.name, slog.New(slog.DiscardHandler)),
 		nats.ReconnectWait(20*time.Millisecond),
 		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
