@@ -51,6 +51,14 @@ type Config struct {
 	// RetryBackoff, doubled up to RetryBackoffMax, spaces attempts while no leader
 	// answers (DefaultRetryBackoff, DefaultRetryBackoffMax).
 	RetryBackoff, RetryBackoffMax time.Duration
+	// Identity is the proposer identity: the NATS user name of the connection's
+	// credentials, e.g. "proposer-mm1". With one, proposals are published on that
+	// proposer's own intake subject, <p>.v1.req.propose.<Identity>, which NATS
+	// permissions let only that user publish to (and the coordinator rate-limits by);
+	// without, on the anonymous <p>.v1.req.propose. Empty: taken from the connection's
+	// inbox prefix when it is _INBOX.<name> (what internal/config sets for a
+	// connection made with credentials), else none. "-" forces none.
+	Identity string
 }
 
 // Client talks to the coordinator leader over NATS. It is safe for concurrent use.
@@ -59,6 +67,7 @@ type Client struct {
 	cfg       Config
 	log       *slog.Logger
 	subj      natsutil.Subjects
+	intake    string // the intake subject
 	leaseSubj string
 	reqStream string
 	js        jetstream.JetStream
@@ -93,6 +102,9 @@ func New(cfg Config) (*Client, error) {
 	}
 	c := &Client{cfg: cfg, log: lg.With("component", "shardmatch.client"), subj: subj,
 		leaseSubj: subj.Prefix() + ".v1.lease", reqStream: subj.Streams().Req, js: cfg.JetStream}
+	if c.cfg.Identity, c.intake, err = proposeSubject(subj, cfg.Identity, cfg.Conn.Opts.InboxPrefix); err != nil {
+		return nil, err
+	}
 	if c.js == nil {
 		if c.js, err = jetstream.New(cfg.Conn); err != nil {
 			return nil, fmt.Errorf("client: jetstream: %w", err)
@@ -103,6 +115,33 @@ func New(cfg Config) (*Client, error) {
 	}
 	return c, nil
 }
+
+// proposeSubject resolves Config.Identity (see there) into the identity and the
+// intake subject.
+func proposeSubject(subj natsutil.Subjects, identity, inboxPrefix string) (string, string, error) {
+	switch identity {
+	case "-":
+		return "", subj.Propose(), nil
+	case "":
+		name, ok := strings.CutPrefix(inboxPrefix, natsutil.InboxRoot+".")
+		if !ok || name == "" {
+			return "", subj.Propose(), nil
+		}
+		if s, err := subj.ProposeFrom(name); err == nil {
+			return name, s, nil
+		}
+		return "", subj.Propose(), nil // a custom prefix of more than one token: no identity
+	}
+	s, err := subj.ProposeFrom(identity)
+	if err != nil {
+		return "", "", fmt.Errorf("client: Config.Identity: %w", err)
+	}
+	return identity, s, nil
+}
+
+// Identity returns the proposer identity the client proposes as ("" for none); see
+// Config.Identity.
+func (c *Client) Identity() string { return c.cfg.Identity }
 
 // Close unsubscribes the reply inbox; calls in progress end with ErrOutcomeUnknown
 // (Propose) or fail. The connection stays open.

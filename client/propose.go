@@ -172,7 +172,7 @@ func (r *proposeRun) publish(ctx context.Context, fresh bool) error {
 	for k, v := range r.hdr {
 		h[k] = v
 	}
-	msg := &nats.Msg{Subject: r.c.subj.Propose(), Data: r.data, Header: h}
+	msg := &nats.Msg{Subject: r.c.intake, Data: r.data, Header: h}
 	pctx, cancel := context.WithTimeout(ctx, r.c.cfg.AttemptTimeout)
 	defer cancel()
 	ack, err := r.c.js.PublishMsg(pctx, msg, jetstream.WithMsgID(r.msgID()), jetstream.WithExpectStream(r.c.reqStream))

@@ -129,6 +129,11 @@ func (c *Client) lease(ctx context.Context, txid string, op smv1.LeaseOp) error 
 // RegisterShard announces a shard (or updates its metadata; an operator's drain or
 // disable is kept). It is idempotent and retried until ctx ends. It is traced as a
 // client span, shardmatch.register_shard.
+//
+// It is sent on the shard's own subject, <p>.v1.shard.<shard>.register, which NATS
+// permissions let only that shard's credentials publish to and where the coordinator
+// takes only that shard's ShardInfo (a mismatch is ErrInvalid). Coordinators older
+// than that subject do not answer it: upgrade them before the shards.
 func (c *Client) RegisterShard(ctx context.Context, s *smv1.ShardInfo) (err error) {
 	ctx, span := startSpan(ctx, spans.RegisterShard)
 	if span.IsRecording() {
@@ -138,8 +143,12 @@ func (c *Client) RegisterShard(ctx context.Context, s *smv1.ShardInfo) (err erro
 	if s == nil || s.GetShardId() == "" {
 		return &InvalidError{Field: "shard_id", Message: "empty"}
 	}
+	subject, err := c.subj.ShardRegister(s.GetShardId())
+	if err != nil {
+		return &InvalidError{Field: "shard_id", Message: err.Error()}
+	}
 	resp := new(smv1.RegisterShardResponse)
-	_, err = c.call(ctx, "register shard "+s.GetShardId(), c.subj.Register(), s, resp, resp.GetError)
+	_, err = c.call(ctx, "register shard "+s.GetShardId(), subject, s, resp, resp.GetError)
 	return err
 }
 

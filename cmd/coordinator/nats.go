@@ -11,13 +11,14 @@ import (
 	"syscall"
 
 	"github.com/shardmatch/shardmatch/internal/config"
+	"github.com/shardmatch/shardmatch/internal/natsauth"
 	"github.com/shardmatch/shardmatch/internal/natsutil"
 )
 
 // natsUsage heads `coordinator nats --help`.
 const natsUsage = `usage: coordinator nats --store DIR [--addr host:port] [--name NAME]
                         [--cluster-addr host:port --routes nats://host:port,...]
-                        [--monitor-addr host:port]
+                        [--monitor-addr host:port] [--auth-dir DIR]
 
 Run an embedded NATS server with JetStream until SIGINT or SIGTERM; print its client URL.
 
@@ -29,6 +30,12 @@ one server of a NATS cluster and JetStream runs clustered: start three, each wit
 once JetStream is on (the probes' path); /healthz once this server is also current with
 the cluster, which a lone server of a cluster never is (start a cluster's servers together).
 
+With --auth-dir (a directory made by 'coordinator nats-auth init') the server runs in
+operator (JWT) mode: clients need credentials from 'coordinator nats-auth user', and each
+may use only its role's subjects. Users are not part of the server's configuration, so
+credentials made later (a new shard) work without a restart. Routes between the servers
+of a cluster are not authenticated by it: keep the cluster port on a private network.
+
 flags:`
 
 // natsFlags are `coordinator nats`'s settings as given.
@@ -36,6 +43,7 @@ type natsFlags struct {
 	addr, store, name, logLevel      string
 	clusterAddr, routes, clusterName string
 	monitorAddr                      string
+	authDir                          string
 	syncAlways                       bool
 	nameSet                          bool // --name was given (a clustered server must be named)
 }
@@ -48,6 +56,7 @@ func (f *natsFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.routes, "routes", "", "seed routes to the cluster's servers, comma-separated `nats://host:port` (may list this server); turns on clustering")
 	fs.StringVar(&f.clusterName, "cluster-name", natsutil.DefaultClusterName, "cluster `name`, the same on every server")
 	fs.StringVar(&f.monitorAddr, "monitor-addr", "", "HTTP monitoring `host:port` (/healthz, /varz, /jsz...; an empty host is --addr's); empty: off")
+	fs.StringVar(&f.authDir, "auth-dir", "", "operator mode: the `directory` made by 'coordinator nats-auth init' (empty: no auth)")
 	fs.BoolVar(&f.syncAlways, "sync-always", false, "fsync every JetStream write (slower; survives OS crashes)")
 	fs.StringVar(&f.logLevel, "log-level", "warn", "log `level`: debug, info, warn, error or off")
 }
@@ -140,6 +149,14 @@ func runNats(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		fmt.Fprintf(stderr, "coordinator nats: %v\n", err)
 		return 2
+	}
+	if f.authDir != "" {
+		d, err := natsauth.Load(f.authDir)
+		if err != nil {
+			fmt.Fprintf(stderr, "coordinator nats: --auth-dir: %v\n", err)
+			return 2
+		}
+		cfg.Configure = d.ConfigureServer
 	}
 	log, err := config.NewLogger(stderr, f.logLevel, "text")
 	if err != nil {

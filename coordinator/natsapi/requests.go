@@ -65,7 +65,11 @@ func (s *Server) handleLease(ctx context.Context, m *nats.Msg) {
 	s.respond(ctx, m.Reply, resp)
 }
 
-// handleRegister adds or updates a shard in the registry.
+// handleRegister adds or updates a shard in the registry. On a shard's own subject,
+// <p>.v1.shard.<shard>.register, the ShardInfo must name that shard: NATS permissions
+// decide who may publish there, so a mismatch is someone registering (or draining)
+// another shard, refused as INVALID before it reaches the log. The generic
+// <p>.v1.shard.register takes any shard id (deployments without NATS permissions).
 func (s *Server) handleRegister(ctx context.Context, m *nats.Msg) {
 	s.stats.registerRequests.Add(1)
 	info := new(smv1.ShardInfo)
@@ -81,6 +85,15 @@ func (s *Server) handleRegister(ctx context.Context, m *nats.Msg) {
 			s.stats.invalidRequests.Add(1)
 			resp.Error = invalid("shard_id", err.Error())
 			break
+		}
+		if m.Subject != s.subj.Register() {
+			own, err := s.subj.ParseShardRegister(m.Subject)
+			if err != nil || own != info.GetShardId() {
+				s.stats.invalidRequests.Add(1)
+				s.log.Warn("shard registration for another shard's subject refused", "subject", m.Subject, "shard_id", info.GetShardId())
+				resp.Error = invalid("shard_id", fmt.Sprintf("%q does not match the subject %s: a shard registers only itself", info.GetShardId(), m.Subject))
+				break
+			}
 		}
 		resp.Error = s.apiError(s.cfg.Node.RegisterShard(ctx, info))
 	}

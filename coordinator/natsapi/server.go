@@ -167,6 +167,7 @@ func (s *Server) startTerm(n uint64) *term {
 		{s.subj.Status(), spans.APIPrefix + "status", s.handleStatus},
 		{s.leaseSubj, spans.APIPrefix + "lease", s.handleLease},
 		{s.subj.Register(), spans.APIPrefix + "register", s.handleRegister},
+		{s.subj.ShardRegisterAll(), spans.APIPrefix + "register", s.handleRegister},
 	} {
 		fn, span := h.fn, h.span
 		sub, err := s.cfg.Conn.Subscribe(h.subject, func(m *nats.Msg) { s.request(t, m, span, fn) })

@@ -11,10 +11,14 @@ import (
 	"log/slog"
 	"net"
 	"net/url"
+	"os"
 	"strings"
 	"time"
 
+	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nats.go"
+
+	"github.com/shardmatch/shardmatch/internal/natsutil"
 )
 
 // Errors Connect returns at once, without retrying: no number of retries fixes them.
@@ -122,6 +126,15 @@ func (n *NATS) Options(name string, log *slog.Logger) []nats.Option {
 	}
 	if n.Creds != "" {
 		opts = append(opts, nats.UserCredentials(n.Creds))
+		// Replies come to the user's own inbox, _INBOX.<user name>: NATS permissions
+		// made by 'coordinator nats-auth' let a user subscribe nowhere else.
+		if name, err := CredsUserName(n.Creds); err != nil {
+			log.Warn("cannot read the user name from the credentials; using the default inbox prefix", "creds", n.Creds, "err", err)
+		} else if prefix, err := natsutil.InboxPrefix(name); err != nil {
+			log.Warn("the credentials' user name cannot be an inbox token; using the default inbox prefix", "user", name, "err", err)
+		} else {
+			opts = append(opts, nats.CustomInboxPrefix(prefix))
+		}
 	}
 	if n.User != "" {
 		opts = append(opts, nats.UserInfo(n.User, n.Password))
@@ -133,6 +146,24 @@ func (n *NATS) Options(name string, log *slog.Logger) []nats.Option {
 		opts = append(opts, nats.ClientCert(n.TLSCert, n.TLSKey))
 	}
 	return opts
+}
+
+// CredsUserName returns the name in the user JWT of a credentials file (what
+// 'coordinator nats-auth' sets to "<role>-<id>"), "" if the JWT has none.
+func CredsUserName(path string) (string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", err
+	}
+	tok, err := jwt.ParseDecoratedJWT(b)
+	if err != nil {
+		return "", fmt.Errorf("config: %s: %w", path, err)
+	}
+	uc, err := jwt.DecodeUserClaims(tok)
+	if err != nil {
+		return "", fmt.Errorf("config: %s: not a user JWT: %w", path, err)
+	}
+	return uc.Name, nil
 }
 
 // Connect dials NATS, retrying the first connection with backoff until ctx ends (a

@@ -56,6 +56,9 @@ type EmbeddedConfig struct {
 	// Logger receives the server's logs (notices at info, debug and trace at debug).
 	// Nil keeps the server silent.
 	Logger *slog.Logger
+	// Configure, if set, adjusts the server's options last, before it starts: e.g.
+	// natsauth's Deployment.ConfigureServer puts it in operator (JWT) mode.
+	Configure func(*server.Options) error
 }
 
 // StartEmbedded starts a nats-server with JetStream on cfg and waits until it accepts
@@ -108,6 +111,11 @@ func StartEmbedded(cfg EmbeddedConfig) (*server.Server, error) {
 		for i, u := range c.Routes {
 			cp := *u
 			opts.Routes[i] = &cp
+		}
+	}
+	if cfg.Configure != nil {
+		if err := cfg.Configure(opts); err != nil {
+			return nil, fmt.Errorf("natsutil: configure server: %w", err)
 		}
 	}
 	s, err := server.NewServer(opts)
