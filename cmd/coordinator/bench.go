@@ -38,7 +38,7 @@ type benchOptions struct {
 	jsonOut, log    string
 	policy, floors  bool
 	tracing         bool
-	signing         bool
+	secure          bool
 }
 
 func parseBenchFlags(args []string, stderr io.Writer) (benchOptions, int, bool) {
@@ -62,7 +62,7 @@ func parseBenchFlags(args []string, stderr io.Writer) (benchOptions, int, bool) 
 	fs.BoolVar(&o.policy, "policy", false, "evaluate the default policy bundle on every proposal")
 	fs.BoolVar(&o.floors, "floors", true, "measure the NATS and Raft floors too")
 	fs.BoolVar(&o.tracing, "tracing", true, "record spans as serve does (the OTEL_* environment applies; no exporter unless it names one)")
-	fs.BoolVar(&o.signing, "command-signing", false, "also measure matches with signed commands (shards verifying), each level right after its unsigned row")
+	fs.BoolVar(&o.secure, "secure", false, "also measure matches on the secured stack (dev --secure: NATS JWT auth with per-role credentials, signed and verified commands), each level right after its plain row")
 	fs.StringVar(&o.log, "log-level", "error", "log level on stderr: debug, info, warn, error or off")
 	if code, done := parseFlags(fs, args); done {
 		return o, code, true
@@ -108,15 +108,15 @@ type benchReport struct {
 
 // Row names: the ratios find their inputs by them.
 const (
-	rowNATSReq    = "nats request-reply"
-	rowJSSync     = "jetstream publish sync (file)"
-	rowJSAsync    = "jetstream publish async (file)"
-	rowRaft       = "raft apply (bbolt, inmem transport)"
-	rowMatch      = "match over NATS (2 shards)"
-	rowMatchSig   = "match over NATS (2 shards), signed"
-	natsFanout    = 64 // in-flight level of the NATS request-reply floor
-	msgsPerMatch  = 12 // NATS messages of one 2-shard match, end to end
-	asyncInFlight = 4096
+	rowNATSReq     = "nats request-reply"
+	rowJSSync      = "jetstream publish sync (file)"
+	rowJSAsync     = "jetstream publish async (file)"
+	rowRaft        = "raft apply (bbolt, inmem transport)"
+	rowMatch       = "match over NATS (2 shards)"
+	rowMatchSecure = "match over NATS (2 shards), secure"
+	natsFanout     = 64 // in-flight level of the NATS request-reply floor
+	msgsPerMatch   = 12 // NATS messages of one 2-shard match, end to end
+	asyncInFlight  = 4096
 )
 
 // runBench implements `coordinator bench`.
@@ -181,21 +181,17 @@ func bench(ctx context.Context, o benchOptions, progress io.Writer) (*benchRepor
 		rf.close()
 	}
 	for _, k := range []int{1, o.inflight} {
-		for _, signed := range []bool{false, true} {
-			if signed && !o.signing {
+		for _, secure := range []bool{false, true} {
+			if secure && !o.secure {
 				continue
 			}
-			st, err := startBenchStack(ctx, o)
+			st, err := startBenchStack(ctx, o, secure)
 			if err != nil {
 				return nil, err
 			}
 			name := rowMatch
-			if signed {
-				if err := signBenchStack(st); err != nil {
-					st.close()
-					return nil, err
-				}
-				name = rowMatchSig
+			if secure {
+				name = rowMatchSecure
 			}
 			add(measure(ctx, name, k, o.duration, o.count, st.proposeFresh))
 			st.close()
@@ -289,10 +285,10 @@ func (r *benchReport) ratios(sat int) {
 	add(okN && oknN, "throughput vs nats",
 		fmt.Sprintf("nats msgs/s @%d / (%d × match/s @%d)", natsFanout, msgsPerMatch, sat), natsN.OpsPerSec, msgsPerMatch*mN.OpsPerSec)
 	add(ok1 && okN, "pipelining gain", fmt.Sprintf("match/s @%d / match/s @1", sat), mN.OpsPerSec, m1.OpsPerSec)
-	s1, oks1 := r.row(rowMatchSig, 1)
-	sN, oksN := r.row(rowMatchSig, sat)
-	add(ok1 && oks1, "signing latency", "signed match p50 @1 / match p50 @1", s1.P50Us, m1.P50Us)
-	add(okN && oksN, "signing throughput", fmt.Sprintf("signed match/s @%d / match/s @%d", sat, sat), sN.OpsPerSec, mN.OpsPerSec)
+	s1, oks1 := r.row(rowMatchSecure, 1)
+	sN, oksN := r.row(rowMatchSecure, sat)
+	add(ok1 && oks1, "security latency", "secure match p50 @1 / match p50 @1", s1.P50Us, m1.P50Us)
+	add(okN && oksN, "security throughput", fmt.Sprintf("secure match/s @%d / match/s @%d", sat, sat), sN.OpsPerSec, mN.OpsPerSec)
 }
 
 // writeTable prints the rows and ratios for people.
@@ -328,13 +324,13 @@ type benchStack struct {
 	seq atomic.Uint64
 }
 
-func startBenchStack(ctx context.Context, o benchOptions) (*benchStack, error) {
+func startBenchStack(ctx context.Context, o benchOptions, secure bool) (*benchStack, error) {
 	log, err := newLogger(os.Stderr, o.log)
 	if err != nil {
 		return nil, err
 	}
 	st, err := startDevStack(ctx, devOptions{transport: transportNATS, nodes: o.nodes, shards: o.shards, players: 1000,
-		noPolicy: !o.policy, acceptAll: true, policyTimeout: time.Second, matchTTL: time.Hour, seed: 1}, log)
+		noPolicy: !o.policy, acceptAll: true, secure: secure, policyTimeout: time.Second, matchTTL: time.Hour, seed: 1}, log)
 	if err != nil {
 		return nil, err
 	}

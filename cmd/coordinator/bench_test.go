@@ -76,7 +76,7 @@ func TestBenchSmoke(t *testing.T) {
 func BenchmarkMatch(b *testing.B) {
 	for _, k := range []int{1, 64} {
 		b.Run("inflight="+strconv.Itoa(k), func(b *testing.B) {
-			st, err := startBenchStack(context.Background(), benchOptions{nodes: 3, shards: 3, log: "off"})
+			st, err := startBenchStack(context.Background(), benchOptions{nodes: 3, shards: 3, log: "off"}, false)
 			if err != nil {
 				b.Fatal(err)
 			}

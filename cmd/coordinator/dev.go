@@ -13,6 +13,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/shardmatch/shardmatch/internal/natsauth"
 	"github.com/shardmatch/shardmatch/shardsvc"
 )
 
@@ -24,6 +25,9 @@ type devOptions struct {
 	seed                                                        int64
 	data, policyBundle, summaryJSON, logLevel, transport        string
 	noPolicy                                                    bool
+	// secure runs NATS in operator (JWT) mode with per-role credentials and signs
+	// commands (devSecurity).
+	secure bool
 	// acceptAll gives the shards a handler that accepts every player instead of a
 	// World of simulated players (bench: the protocol alone, no shard rejections).
 	acceptAll bool
@@ -57,6 +61,7 @@ func parseDevFlags(args []string, stderr io.Writer) (devOptions, int, bool) {
 	fs.DurationVar(&o.settleTimeout, "settle-timeout", 30*time.Second, "how long to wait for in-flight transactions to finish before the audit")
 	fs.DurationVar(&o.killEvery, "chaos-kill-leader-every", 0, "kill the leader this often and restart it (0: never)")
 	fs.StringVar(&o.logLevel, "log-level", "warn", "log level on stderr: debug, info, warn, error or off")
+	fs.BoolVar(&o.secure, "secure", false, "run as production does: NATS in JWT operator mode with per-role credentials and subject permissions, commands signed by coordinators and verified by shards (NATS transport only)")
 	fs.StringVar(&o.transport, "transport", transportNATS, "how coordinators, shards and the load driver talk: nats (embedded NATS JetStream) or inmem")
 	if code, done := parseFlags(fs, args); done {
 		return o, code, true
@@ -67,6 +72,10 @@ func parseDevFlags(args []string, stderr io.Writer) (devOptions, int, bool) {
 	}
 	if o.transport != transportNATS && o.transport != transportInmem {
 		fmt.Fprintf(stderr, "coordinator dev: --transport %q: want nats or inmem\n", o.transport)
+		return o, 2, true
+	}
+	if o.secure && o.transport != transportNATS {
+		fmt.Fprintln(stderr, "coordinator dev: --secure needs --transport nats (it secures NATS)")
 		return o, 2, true
 	}
 	return o, 0, false
@@ -104,7 +113,15 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintf(stderr, "coordinator dev: %d coordinators, %d shards × %d players, data in %s; %g proposals/s, %d in flight. Ctrl-C stops.\n",
 		o.nodes, o.shards, o.players, st.dir, o.rate, o.inflight)
-	if st.nats != nil {
+	if st.sec != nil {
+		fmt.Fprintf(stderr, "coordinator dev: secure: NATS JWT auth with per-role credentials in %s, commands signed by %s\n",
+			st.sec.dir, st.sec.signer.PublicKey())
+		fmt.Fprintf(stderr, "coordinator dev: NATS JetStream at %s; read the events stream as an observer with --creds %s and inbox prefix _INBOX.observer-you\n",
+			st.nats.URL(), st.sec.credsPath(natsauth.RoleObserver, "you"))
+		if _, err := st.sec.dialOptions(natsauth.RoleObserver, "you"); err != nil { // writes the observer's creds
+			log.Warn("cannot write observer credentials", "err", err)
+		}
+	} else if st.nats != nil {
 		fmt.Fprintf(stderr, "coordinator dev: NATS JetStream at %s (try: nats --server %s sub 'sm.v1.events.>')\n", st.nats.URL(), st.nats.URL())
 	} else {
 		fmt.Fprintln(stderr, "coordinator dev: in-memory participant network (--transport inmem)")
@@ -138,7 +155,15 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	sum := shardsvc.NewSummary(drv.Stats(), o.rate, shardsvc.Audit(in), st.leader(), leaderKills, settled)
 	sum.WriteText(stdout)
 	fmt.Fprintf(stdout, "transport: %s\n", o.transport)
-	ds := devSummary{Summary: sum, Transport: o.transport}
+	ds := devSummary{Summary: sum, Transport: o.transport, Secure: st.sec != nil}
+	if st.sec != nil {
+		var refused uint64
+		for _, sh := range st.shards {
+			refused += sh.srv.Stats().SignatureRejected()
+		}
+		ds.SignatureRejected = refused
+		fmt.Fprintf(stdout, "security: NATS JWT auth with per-role permissions, signed commands (%d refused by the shards)\n", refused)
+	}
 	if st.pol != nil {
 		ps := st.pol.Stats()
 		ds.PolicyEvaluations = ps.Evaluations
@@ -165,6 +190,10 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 type devSummary struct {
 	shardsvc.Summary
 	Transport string `json:"transport"`
+	// Secure is --secure; SignatureRejected counts commands the shards refused for
+	// their signature (0 in a healthy run).
+	Secure            bool   `json:"secure"`
+	SignatureRejected uint64 `json:"signature_rejected,omitempty"`
 	// PolicyEvaluations counts the policy evaluations of the run; PolicyP50Us and
 	// PolicyP99Us are upper bounds of their latency quantiles (histogram buckets).
 	PolicyEvaluations uint64  `json:"policy_evaluations,omitempty"`

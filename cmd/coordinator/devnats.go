@@ -15,6 +15,7 @@ import (
 	"github.com/shardmatch/shardmatch/client"
 	"github.com/shardmatch/shardmatch/coordinator"
 	"github.com/shardmatch/shardmatch/coordinator/natsapi"
+	"github.com/shardmatch/shardmatch/internal/natsauth"
 	"github.com/shardmatch/shardmatch/internal/natsutil"
 	smv1 "github.com/shardmatch/shardmatch/proto/shardmatch/v1"
 	"github.com/shardmatch/shardmatch/twophase"
@@ -28,6 +29,7 @@ import (
 type devNATS struct {
 	srv   *server.Server
 	log   *slog.Logger
+	sec   *devSecurity                             // nil unless --secure
 	lc    atomic.Pointer[coordinator.LocalCluster] // set once the cluster exists
 	slots []*natsSlot
 }
@@ -46,13 +48,19 @@ type natsSlot struct {
 
 // startDevNATS starts the embedded server on a random loopback port with its file
 // store in storeDir, and creates the streams.
-func startDevNATS(storeDir string, nodes int, log *slog.Logger) (*devNATS, error) {
-	srv, err := natsutil.StartEmbedded(natsutil.EmbeddedConfig{StoreDir: storeDir, ServerName: "shardmatch-dev"})
+// With sec the server runs in operator mode and every connection on its own role's
+// credentials.
+func startDevNATS(storeDir string, nodes int, sec *devSecurity, log *slog.Logger) (*devNATS, error) {
+	ec := natsutil.EmbeddedConfig{StoreDir: storeDir, ServerName: "shardmatch-dev"}
+	if sec != nil {
+		ec.Configure = sec.configureServer
+	}
+	srv, err := natsutil.StartEmbedded(ec)
 	if err != nil {
 		return nil, err
 	}
-	d := &devNATS{srv: srv, log: log}
-	nc, err := d.dial("shardmatch-dev-setup")
+	d := &devNATS{srv: srv, log: log, sec: sec}
+	nc, err := d.dial("shardmatch-dev-setup", natsauth.RoleCoordinator, "setup")
 	if err != nil {
 		natsutil.Shutdown(srv)
 		return nil, err
@@ -77,14 +85,23 @@ func startDevNATS(storeDir string, nodes int, log *slog.Logger) (*devNATS, error
 // URL is where clients connect.
 func (d *devNATS) URL() string { return d.srv.ClientURL() }
 
-// dial opens a connection that reconnects forever.
-func (d *devNATS) dial(name string) (*nats.Conn, error) {
-	return nats.Connect(d.URL(), nats.Name(name), nats.MaxReconnects(-1), nats.ReconnectWait(20*time.Millisecond))
+// dial opens a connection that reconnects forever; with --secure it connects as
+// identity id in role.
+func (d *devNATS) dial(name string, role natsauth.Role, id string) (*nats.Conn, error) {
+	opts := []nats.Option{nats.Name(name), nats.MaxReconnects(-1), nats.ReconnectWait(20 * time.Millisecond)}
+	if d.sec != nil {
+		auth, err := d.sec.dialOptions(role, id)
+		if err != nil {
+			return nil, err
+		}
+		opts = append(opts, auth...)
+	}
+	return nats.Connect(d.URL(), opts...)
 }
 
-// newClient opens a connection and a client SDK on it.
-func (d *devNATS) newClient(name string) (*nats.Conn, *client.Client, error) {
-	nc, err := d.dial(name)
+// newClient opens a connection (as id in role with --secure) and a client SDK on it.
+func (d *devNATS) newClient(name string, role natsauth.Role, id string) (*nats.Conn, *client.Client, error) {
+	nc, err := d.dial(name, role, id)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -108,18 +125,22 @@ func (d *devNATS) slot(id string) *natsSlot {
 // startSlot gives slot i a fresh connection, participant transport and API server.
 func (d *devNATS) startSlot(i int) error {
 	sl := d.slots[i]
-	nc, err := d.dial("shardmatch-dev-" + sl.name)
+	nc, err := d.dial("shardmatch-dev-"+sl.name, natsauth.RoleCoordinator, sl.name)
 	if err != nil {
 		return err
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	tr, err := natstransport.NewCoordinator(ctx, natstransport.CoordinatorConfig{Conn: nc, Logger: d.log,
+	cc := natstransport.CoordinatorConfig{Conn: nc, Logger: d.log,
 		SkipEnsureStreams: true, Replies: func(r *smv1.ShardReply) {
 			if h := sl.replies.Load(); h != nil {
 				(*h)(r)
 			}
-		}})
+		}}
+	if d.sec != nil {
+		cc.Signer = d.sec.signer
+	}
+	tr, err := natstransport.NewCoordinator(ctx, cc)
 	if err != nil {
 		nc.Close()
 		return err
@@ -200,12 +221,16 @@ func (d *devNATS) serving() bool {
 // itself and recover in-doubt transactions), and a server on its durable consumer.
 func (d *devNATS) serveShard(ctx context.Context, sh *devShard) error {
 	var err error
-	if sh.nc, sh.cli, err = d.newClient("shardmatch-dev-shard-" + sh.id); err != nil {
+	if sh.nc, sh.cli, err = d.newClient("shardmatch-dev-shard-"+sh.id, natsauth.RoleShard, sh.id); err != nil {
 		return err
 	}
-	sh.srv, err = natstransport.Serve(ctx, natstransport.ParticipantConfig{Conn: sh.nc, ShardID: sh.id, Handler: sh.part,
+	pc := natstransport.ParticipantConfig{Conn: sh.nc, ShardID: sh.id, Handler: sh.part,
 		Logger: d.log, Querier: client.StatusQuerier{Client: sh.cli, Timeout: 5 * time.Second},
-		RecoverInterval: 250 * time.Millisecond, RecoverIntervalMax: 2 * time.Second})
+		RecoverInterval: 250 * time.Millisecond, RecoverIntervalMax: 2 * time.Second}
+	if d.sec != nil {
+		pc.Verifier = d.sec.verifier
+	}
+	sh.srv, err = natstransport.Serve(ctx, pc)
 	return err
 }
 

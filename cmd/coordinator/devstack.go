@@ -14,6 +14,7 @@ import (
 	"github.com/shardmatch/shardmatch/client"
 	"github.com/shardmatch/shardmatch/coordinator"
 	"github.com/shardmatch/shardmatch/internal/clock"
+	"github.com/shardmatch/shardmatch/internal/natsauth"
 	"github.com/shardmatch/shardmatch/policy"
 	smv1 "github.com/shardmatch/shardmatch/proto/shardmatch/v1"
 	"github.com/shardmatch/shardmatch/shardsvc"
@@ -32,6 +33,7 @@ type devStack struct {
 	clk          clock.Clock
 	net          *twophase.InmemNetwork // --transport inmem
 	nats         *devNATS               // --transport nats
+	sec          *devSecurity           // --secure (NATS only)
 	cliConn      *nats.Conn             // the load driver's connection and client (nats)
 	cli          *client.Client
 	lc           *coordinator.LocalCluster
@@ -87,11 +89,16 @@ func startDevStack(ctx context.Context, o devOptions, log *slog.Logger) (_ *devS
 		return func(h twophase.ReplyHandler) twophase.Transport { return s.net.Coordinator(id, h) }
 	}
 	if o.transport == transportNATS {
-		if s.nats, err = startDevNATS(filepath.Join(s.dir, "nats"), o.nodes, log); err != nil {
+		if o.secure {
+			if s.sec, err = newDevSecurity(s.dir); err != nil {
+				return s, fmt.Errorf("--secure: %w", err)
+			}
+		}
+		if s.nats, err = startDevNATS(filepath.Join(s.dir, "nats"), o.nodes, s.sec, log); err != nil {
 			return s, fmt.Errorf("nats: %w", err)
 		}
 		participants = s.nats.participants
-		if s.cliConn, s.cli, err = s.nats.newClient("shardmatch-dev-driver"); err != nil {
+		if s.cliConn, s.cli, err = s.nats.newClient("shardmatch-dev-driver", natsauth.RoleProposer, "dev-driver"); err != nil {
 			return s, err
 		}
 	} else {

@@ -56,34 +56,3 @@ func loadCommandSigner(path string, log *slog.Logger) (*cmdsig.Signer, error) {
 	log.Info("signing shard commands", "public_key", s.PublicKey())
 	return s, nil
 }
-
-// signBenchStack makes a running NATS dev stack sign its commands with a fresh key and
-// its shards require it (`coordinator bench --command-signing`), before any proposal.
-func signBenchStack(st *benchStack) error {
-	if st.nats == nil {
-		return fmt.Errorf("command signing needs the NATS transport")
-	}
-	seed, _, err := cmdsig.GenerateSeed()
-	if err != nil {
-		return err
-	}
-	signer, err := cmdsig.NewSigner(seed)
-	if err != nil {
-		return err
-	}
-	v, err := cmdsig.NewVerifier(signer.PublicKey())
-	if err != nil {
-		return err
-	}
-	for _, sh := range st.shards {
-		sh.srv.SetVerifier(v)
-	}
-	for _, sl := range st.nats.slots {
-		sl.mu.Lock()
-		if sl.tr != nil {
-			sl.tr.SetSigner(signer)
-		}
-		sl.mu.Unlock()
-	}
-	return nil
-}

@@ -1,0 +1,90 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+
+	"github.com/shardmatch/shardmatch/internal/natsauth"
+	"github.com/shardmatch/shardmatch/internal/natsutil"
+	"github.com/shardmatch/shardmatch/twophase/cmdsig"
+)
+
+// devSecurity is what `coordinator dev --secure` and `coordinator bench --secure` turn on
+// in the one-process stack, the same defences a production deployment runs:
+//   - the embedded NATS server in operator (JWT) mode with a fresh operator and
+//     account, and every connection on its own role's credentials (natsauth): each
+//     coordinator node, each shard, and the load driver as a proposer, so a shard can
+//     vote only for itself and only coordinators can publish commands;
+//   - commands signed by the coordinators and verified by every shard (cmdsig).
+//
+// Raft runs in memory in this process, so its mutual TLS has nothing to protect here;
+// the admin API is not served by dev.
+type devSecurity struct {
+	auth     *natsauth.Deployment
+	dir      string // the deployment and every user's .creds, for inspection with the nats CLI
+	signer   *cmdsig.Signer
+	verifier *cmdsig.Verifier
+}
+
+// newDevSecurity makes fresh keys and writes them under dir/secure.
+func newDevSecurity(dir string) (*devSecurity, error) {
+	auth, err := natsauth.Init("", natsauth.Limits{})
+	if err != nil {
+		return nil, err
+	}
+	s := &devSecurity{auth: auth, dir: filepath.Join(dir, "secure")}
+	if err := os.MkdirAll(s.dir, 0o700); err != nil {
+		return nil, err
+	}
+	if err := auth.Save(filepath.Join(s.dir, "nats-auth")); err != nil {
+		return nil, err
+	}
+	seed, _, err := cmdsig.GenerateSeed()
+	if err != nil {
+		return nil, err
+	}
+	if s.signer, err = cmdsig.NewSigner(seed); err != nil {
+		return nil, err
+	}
+	if s.verifier, err = cmdsig.NewVerifier(s.signer.PublicKey()); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// configureServer is natsutil.EmbeddedConfig.Configure: operator mode.
+func (s *devSecurity) configureServer(opts *server.Options) error {
+	return s.auth.ConfigureServer(opts)
+}
+
+// dialOptions are the connection options of identity id in role: its own credentials
+// (written to dir/secure/<role>-<id>.creds) and its own inbox prefix, the only one its
+// permissions let it subscribe to.
+func (s *devSecurity) dialOptions(role natsauth.Role, id string) ([]nats.Option, error) {
+	u, err := s.auth.NewUser(role, id, 0)
+	if err != nil {
+		return nil, err
+	}
+	path := filepath.Join(s.dir, u.Name+".creds")
+	if err := natsauth.WriteFileAtomic(path, u.Creds, 0o600); err != nil {
+		return nil, err
+	}
+	inbox, err := natsutil.InboxPrefix(u.Name)
+	if err != nil {
+		return nil, err
+	}
+	return []nats.Option{nats.UserCredentials(path), nats.CustomInboxPrefix(inbox)}, nil
+}
+
+// credsPath is where dialOptions wrote the credentials of role-id.
+func (s *devSecurity) credsPath(role natsauth.Role, id string) string {
+	name, err := natsauth.UserName(role, id)
+	if err != nil {
+		return fmt.Sprintf("(invalid identity %s/%s)", role, id)
+	}
+	return filepath.Join(s.dir, name+".creds")
+}
