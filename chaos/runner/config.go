@@ -42,6 +42,10 @@ type Config struct {
 	Progress io.Writer
 	// Logger receives the runner's own log (nil: discarded).
 	Logger *slog.Logger
+	// Secure runs every process as a secured production deployment does: NATS in
+	// JWT operator mode with each process on its own role's credentials, commands
+	// signed by the coordinators and verified by the shards.
+	Secure bool
 	// Prefix tags every namespace, link and nftables table of the run (<= 6 chars;
 	// default derived from the process id).
 	Prefix string

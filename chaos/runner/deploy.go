@@ -47,6 +47,7 @@ type deployment struct {
 	histDir string
 	epoch   time.Time // the reference clock's zero, on the machine's wall clock
 	http    *http.Client
+	sec     *security // nil unless Config.Secure
 
 	nats   *node
 	coords []*node
@@ -178,8 +179,17 @@ func (d *deployment) start(ctx context.Context) error {
 	if err := d.startProxies(); err != nil {
 		return err
 	}
-	if err := d.launch(ctx, d.nats, d.cfg.CoordinatorBin, []string{"nats",
-		"--addr", netipPort(d.nats.host.IP.String(), natsPort), "--store", filepath.Join(d.work, "nats")}); err != nil {
+	if d.cfg.Secure {
+		var err error
+		if d.sec, err = newSecurity(filepath.Join(d.work, "secure")); err != nil {
+			return fmt.Errorf("%w: credentials: %v", ErrSetup, err)
+		}
+	}
+	natsArgs := []string{"nats", "--addr", netipPort(d.nats.host.IP.String(), natsPort), "--store", filepath.Join(d.work, "nats")}
+	if d.sec != nil {
+		natsArgs = append(natsArgs, d.sec.natsArgs()...)
+	}
+	if err := d.launch(ctx, d.nats, d.cfg.CoordinatorBin, natsArgs); err != nil {
 		return err
 	}
 	var peers []string
@@ -198,6 +208,13 @@ func (d *deployment) start(ctx context.Context) error {
 		if d.sc.Unsafe != "" {
 			args = append(args, "--unsafe", d.sc.Unsafe)
 		}
+		if d.sec != nil {
+			extra, err := d.sec.coordinatorArgs(c.name)
+			if err != nil {
+				return fmt.Errorf("%w: credentials of %s: %v", ErrSetup, c.name, err)
+			}
+			args = append(args, extra...)
+		}
 		if err := d.launch(ctx, c, d.cfg.CoordinatorBin, args); err != nil {
 			return err
 		}
@@ -211,6 +228,13 @@ func (d *deployment) start(ctx context.Context) error {
 			"--history-dir", d.histDir, "--history-epoch", strconv.FormatInt(d.epoch.UnixNano(), 10)}
 		if d.sc.Checks.MinCommitRatio > 0 {
 			args = append(args, "--always-available")
+		}
+		if d.sec != nil {
+			extra, err := d.sec.shardArgs(s.name)
+			if err != nil {
+				return fmt.Errorf("%w: credentials of %s: %v", ErrSetup, s.name, err)
+			}
+			args = append(args, extra...)
 		}
 		if err := d.launch(ctx, s, d.cfg.ShardsvcBin, args); err != nil {
 			return err

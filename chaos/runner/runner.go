@@ -78,8 +78,15 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		return nil, err
 	}
 	rec := history.NewRecorder(now, sc.Topology.Rho)
-	nc, err := nats.Connect(d.natsURL(), nats.Name("chaos-workload"), nats.MaxReconnects(-1),
-		nats.ReconnectWait(100*time.Millisecond))
+	nopts := []nats.Option{nats.Name("chaos-workload"), nats.MaxReconnects(-1), nats.ReconnectWait(100 * time.Millisecond)}
+	if d.sec != nil {
+		auth, err := d.sec.workloadOptions()
+		if err != nil {
+			return nil, fmt.Errorf("%w: workload credentials: %v", ErrSetup, err)
+		}
+		nopts = append(nopts, auth...)
+	}
+	nc, err := nats.Connect(d.natsURL(), nopts...)
 	if err != nil {
 		return nil, fmt.Errorf("%w: workload NATS connection: %v", ErrSetup, err)
 	}

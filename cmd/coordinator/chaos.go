@@ -77,6 +77,7 @@ func chaosRun(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	keep := fs.Bool("keep-work", false, "keep each run's process logs and data even when it passes")
 	shardsvcBin := fs.String("shardsvc-bin", "", "shardsvc `binary` (default: beside this one, else built with go build)")
 	quiet := fs.Bool("quiet", false, "no progress lines")
+	secure := fs.Bool("secure", false, "run every process secured: NATS JWT auth with per-role credentials, signed commands (as `coordinator dev --secure`)")
 	verbose := fs.Bool("v", false, "log the runner's own steps to stderr")
 	fs.Usage = func() {
 		fmt.Fprint(stderr, "usage: coordinator chaos run [flags] SCENARIO...\n\n"+
@@ -126,7 +127,7 @@ func chaosRun(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 			dir := filepath.Join(*reportDir, fmt.Sprintf("%s-%d", s.Name, sd))
 			fmt.Fprintf(stdout, "=== %s seed %d -> %s\n", s.Name, sd, dir)
 			res, err := runner.Run(ctx, runner.Config{Scenario: s, Seed: sd, ReportDir: dir, KeepWork: *keep,
-				ShardsvcBin: *shardsvcBin, Progress: progress, Logger: log})
+				ShardsvcBin: *shardsvcBin, Progress: progress, Logger: log, Secure: *secure})
 			if err != nil {
 				fmt.Fprintf(stderr, "coordinator chaos run: %s seed %d: %v\n", s.Name, sd, err)
 				if ctx.Err() != nil {
