@@ -58,7 +58,9 @@ func (s *security) creds(role natsauth.Role, id string) (string, error) {
 
 // natsArgs, coordinatorArgs and shardArgs are what each process adds to its command
 // line in a secure run.
-func (s *security) natsArgs() []string { return []string{"--auth-dir", s.authDir} }
+func (s *security) natsArgs() []string {
+	return []string{"--auth-dir", filepath.Join(s.authDir, natsauth.ServerDir)}
+}
 
 func (s *security) coordinatorArgs(id string) ([]string, error) {
 	c, err := s.creds(natsauth.RoleCoordinator, id)

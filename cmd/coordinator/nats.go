@@ -30,8 +30,8 @@ one server of a NATS cluster and JetStream runs clustered: start three, each wit
 once JetStream is on (the probes' path); /healthz once this server is also current with
 the cluster, which a lone server of a cluster never is (start a cluster's servers together).
 
-With --auth-dir (a directory made by 'coordinator nats-auth init') the server runs in
-operator (JWT) mode: clients need credentials from 'coordinator nats-auth user', and each
+With --auth-dir (the server/ subdirectory of what 'coordinator nats-auth init' made: public
+JWTs only, no seed; the whole directory works too) the server runs in operator (JWT) mode: clients need credentials from 'coordinator nats-auth user', and each
 may use only its role's subjects. Users are not part of the server's configuration, so
 credentials made later (a new shard) work without a restart. Routes between the servers
 of a cluster are not authenticated by it: keep the cluster port on a private network.
@@ -56,7 +56,7 @@ func (f *natsFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.routes, "routes", "", "seed routes to the cluster's servers, comma-separated `nats://host:port` (may list this server); turns on clustering")
 	fs.StringVar(&f.clusterName, "cluster-name", natsutil.DefaultClusterName, "cluster `name`, the same on every server")
 	fs.StringVar(&f.monitorAddr, "monitor-addr", "", "HTTP monitoring `host:port` (/healthz, /varz, /jsz...; an empty host is --addr's); empty: off")
-	fs.StringVar(&f.authDir, "auth-dir", "", "operator mode: the `directory` made by 'coordinator nats-auth init' (empty: no auth)")
+	fs.StringVar(&f.authDir, "auth-dir", "", "operator mode: the `directory` DIR/server made by 'coordinator nats-auth init --out DIR' (public JWTs only; empty: no auth)")
 	fs.BoolVar(&f.syncAlways, "sync-always", false, "fsync every JetStream write (slower; survives OS crashes)")
 	fs.StringVar(&f.logLevel, "log-level", "warn", "log `level`: debug, info, warn, error or off")
 }
@@ -151,7 +151,7 @@ func runNats(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	if f.authDir != "" {
-		d, err := natsauth.Load(f.authDir)
+		d, err := natsauth.LoadServerTrust(f.authDir)
 		if err != nil {
 			fmt.Fprintf(stderr, "coordinator nats: --auth-dir: %v\n", err)
 			return 2

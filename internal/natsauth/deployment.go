@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -289,20 +290,94 @@ func CredsPublicKey(creds []byte) (string, error) {
 // memory resolver preloaded with the system and deployment accounts, the system
 // account set. It touches nothing else (listeners, JetStream, cluster routes).
 func (d *Deployment) ConfigureServer(opts *server.Options) error {
-	oc, err := jwt.DecodeOperatorClaims(d.opJWT)
+	return d.ServerTrust().ConfigureServer(opts)
+}
+
+// ServerTrust is the public half of a deployment, all a NATS server needs: the
+// operator, system account and deployment account JWTs. It holds no seed, so a NATS
+// server (a pod, a host) given only these files cannot mint credentials.
+type ServerTrust struct {
+	OperatorJWT, SystemJWT, AccountJWT string
+	System, Account                    string // public keys of the two accounts
+}
+
+// ServerTrust returns the deployment's public half.
+func (d *Deployment) ServerTrust() *ServerTrust {
+	return &ServerTrust{OperatorJWT: d.opJWT, SystemJWT: d.sysJWT, AccountJWT: d.accJWT,
+		System: d.SystemAccount(), Account: d.Account()}
+}
+
+// ServerFiles are the files LoadServerTrust reads: public JWTs and deployment.json.
+// Save also writes them, alone, to the subdirectory ServerDir, which is what to hand to
+// NATS servers (e.g. as a Kubernetes Secret made with --from-file=DIR/server).
+var ServerFiles = []string{FileMeta, FileOperatorJWT, FileSystemJWT, FileAccountJWT}
+
+// ServerDir is the subdirectory of a saved deployment holding only ServerFiles.
+const ServerDir = "server"
+
+// LoadServerTrust reads the public half of a deployment from dir: a deployment's
+// directory or its ServerDir (the files are looked up by name, so a Kubernetes Secret
+// volume's ..data entries do not matter, and nothing is written).
+func LoadServerTrust(dir string) (*ServerTrust, error) {
+	read := func(name string) (string, error) {
+		b, err := os.ReadFile(filepath.Join(dir, name))
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) && name == FileMeta {
+				return "", fmt.Errorf("%w in %s (run 'coordinator nats-auth init --out DIR' and give DIR or DIR/%s)", ErrNoDeployment, dir, ServerDir)
+			}
+			return "", fmt.Errorf("natsauth: %w", err)
+		}
+		return strings.TrimSpace(string(b)), nil
+	}
+	mb, err := read(FileMeta)
+	if err != nil {
+		return nil, err
+	}
+	var m meta
+	if err := json.Unmarshal([]byte(mb), &m); err != nil {
+		return nil, fmt.Errorf("%w in %s: %s: %w", ErrNoDeployment, dir, FileMeta, err)
+	}
+	t := &ServerTrust{System: m.System, Account: m.Account}
+	for _, j := range []struct {
+		file string
+		dst  *string
+	}{{FileOperatorJWT, &t.OperatorJWT}, {FileSystemJWT, &t.SystemJWT}, {FileAccountJWT, &t.AccountJWT}} {
+		if *j.dst, err = read(j.file); err != nil {
+			return nil, err
+		}
+	}
+	oc, err := jwt.DecodeOperatorClaims(t.OperatorJWT)
+	if err != nil || oc.Subject != m.Operator {
+		return nil, fmt.Errorf("natsauth: %s is not operator %s's JWT (%v)", FileOperatorJWT, m.Operator, err)
+	}
+	for _, a := range []struct{ file, tok, want string }{{FileSystemJWT, t.SystemJWT, m.System}, {FileAccountJWT, t.AccountJWT, m.Account}} {
+		ac, err := jwt.DecodeAccountClaims(a.tok)
+		if err != nil || ac.Subject != a.want {
+			return nil, fmt.Errorf("natsauth: %s is not account %s's JWT (%v)", a.file, a.want, err)
+		}
+		if ac.Issuer != m.Operator && !oc.SigningKeys.Contains(ac.Issuer) {
+			return nil, fmt.Errorf("natsauth: %s is not signed by operator %s", a.file, m.Operator)
+		}
+	}
+	return t, nil
+}
+
+// ConfigureServer puts opts in operator mode, as Deployment.ConfigureServer does.
+func (t *ServerTrust) ConfigureServer(opts *server.Options) error {
+	oc, err := jwt.DecodeOperatorClaims(t.OperatorJWT)
 	if err != nil {
 		return err
 	}
 	res := &server.MemAccResolver{}
-	if err := res.Store(d.SystemAccount(), d.sysJWT); err != nil {
+	if err := res.Store(t.System, t.SystemJWT); err != nil {
 		return err
 	}
-	if err := res.Store(d.Account(), d.accJWT); err != nil {
+	if err := res.Store(t.Account, t.AccountJWT); err != nil {
 		return err
 	}
 	opts.TrustedOperators = []*jwt.OperatorClaims{oc}
 	opts.AccountResolver = res
-	opts.SystemAccount = d.SystemAccount()
+	opts.SystemAccount = t.System
 	return nil
 }
 
@@ -375,6 +450,16 @@ func (d *Deployment) write(dir string, all bool) error {
 			{FileSigningSeed, seed(d.signing), 0o600},
 			{FileMeta, append(mb, '\n'), 0o644}, // last: its presence marks a complete deployment
 		}...)
+	}
+	// The server's public half, alone in ServerDir.
+	if err := os.MkdirAll(filepath.Join(dir, ServerDir), 0o755); err != nil {
+		return err
+	}
+	for _, f := range slices.Clone(files) {
+		if slices.Contains(ServerFiles, f.name) {
+			f.name = filepath.Join(ServerDir, f.name)
+			files = append(files[:len(files):len(files)], f)
+		}
 	}
 	var written []string
 	for _, f := range files {
