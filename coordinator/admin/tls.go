@@ -162,8 +162,9 @@ func BaseURL(addr string, secure bool) string {
 	return u
 }
 
-// explainTLS adds what to check to a TLS or scheme error of an admin API call.
-func explainTLS(err error) error {
+// ExplainTLS adds what to check (--admin-ca, the URL's scheme, the certificate's names)
+// to a TLS or scheme error of an admin API call; other errors are returned as they are.
+func ExplainTLS(err error) error {
 	if err == nil {
 		return nil
 	}
