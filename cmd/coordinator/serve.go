@@ -268,7 +268,7 @@ func startServe(ctx context.Context, o serveOptions, log *slog.Logger, stderr io
 	if s.adm, err = admin.New(admCfg); err != nil {
 		return s, fmt.Errorf("admin: %w", err)
 	}
-	s.http = adminHTTPServer(s.adm.Handler())
+	s.http = adminHTTPServer(s.adm.Handler(), log)
 	go func() {
 		if err := s.http.Serve(adminLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			select {

@@ -91,12 +91,14 @@ func (a *adminSecurity) auditor(data, prefix string, pub admin.AuditPublisher, l
 	return admin.NewAuditor(admin.AuditConfig{File: file, Publisher: pub, Subject: subj.EventsAudit(), Logger: log})
 }
 
-// httpServer is the admin API's http.Server, with every timeout set: a slow client
-// cannot hold a connection (and its per-client slot) open forever. The snapshot
-// endpoints lift the read/write deadlines for their streams themselves.
-func adminHTTPServer(h http.Handler) *http.Server {
+// adminHTTPServer is the admin API's http.Server, with every timeout set: a slow
+// client cannot hold a connection (and its per-client slot) open forever. The snapshot
+// endpoints lift the read/write deadlines for their streams themselves. TLS handshake
+// failures (scanners, clients without the CA) are logged at debug level.
+func adminHTTPServer(h http.Handler, log *slog.Logger) *http.Server {
 	return &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 30 * time.Second,
-		WriteTimeout: 60 * time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10}
+		WriteTimeout: 60 * time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10,
+		ErrorLog: slog.NewLogLogger(log.With("component", "admin-http").Handler(), slog.LevelDebug)}
 }
 
 // addConnRefusals exports shardmatch_admin_conns_refused_total.
