@@ -121,3 +121,32 @@ func TestMultiProcessSecureAdmin(t *testing.T) {
 		}
 	}
 }
+
+// TestServeAdminFlags: the admin security settings parse from flags, env and config
+// keys, and each bad combination is a usage error naming the flag.
+func TestServeAdminFlags(t *testing.T) {
+	dir := t.TempDir()
+	base := []string{"--id", "c1", "--data", dir}
+	var stderr bytes.Buffer
+	o, code, done := parseServeOptions(append(base, "--admin-max-body-bytes", "4096"), &stderr,
+		env(map[string]string{"SHARDMATCH_ADMIN_READ_TOKEN": "rt", "SHARDMATCH_ADMIN_MAX_CONNS_PER_CLIENT": "5"}))
+	if done || o.admin.readToken != "rt" || o.admin.maxBodyBytes != 4096 || o.admin.maxConnsPerClient != 5 {
+		t.Fatalf("code %d %+v: %s", code, o.admin, stderr.String())
+	}
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--admin-tls-cert", "x.pem"}, "--admin-tls-cert and --admin-tls-key go together"},
+		{[]string{"--admin-tls-client-ca", "ca.pem"}, "--admin-tls-client-ca needs"},
+		{[]string{"--admin-max-body-bytes", "10"}, "--admin-max-body-bytes"},
+		{[]string{"--admin-max-conns-per-client", "0"}, "--admin-max-conns-per-client"},
+		{[]string{"--admin-ca", filepath.Join(dir, "missing.pem")}, "--admin-ca"},
+	} {
+		stderr.Reset()
+		if _, code, done := parseServeOptions(append(append([]string{}, base...), c.args...), &stderr, env(nil)); !done || code != 2 ||
+			!strings.Contains(stderr.String(), c.want) {
+			t.Errorf("%v: code %d, stderr %q, want %q", c.args, code, stderr.String(), c.want)
+		}
+	}
+}
