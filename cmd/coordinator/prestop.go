@@ -25,8 +25,10 @@ func runPrestop(args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	addr := fs.String("admin-addr", "http://127.0.0.1:8080", "the local node's admin API `URL`")
 	timeout := fs.Duration("timeout", 20*time.Second, "bound on the whole hand-over (keep it below the pod's termination grace period)")
+	ca := fs.String("admin-ca", os.Getenv(envAdminCA), "CA `file` to trust when --admin-addr is https:// (default $"+envAdminCA+"); "+
+		"with it a bare host:port means https")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: coordinator prestop [--admin-addr http://127.0.0.1:8080] [--timeout 20s]\n\n"+
+		fmt.Fprintln(stderr, "usage: coordinator prestop [--admin-addr http://127.0.0.1:8080] [--admin-ca FILE] [--timeout 20s]\n\n"+
 			"A pod's preStop hook: if the local node leads, transfer leadership (POST /v1/leader/transfer\n"+
 			"with the token in SHARDMATCH_ADMIN_TOKEN) and wait until another node leads. Exits 0 when\n"+
 			"this node does not lead or has handed over, 1 on failure.\n\nflags:")
@@ -41,8 +43,13 @@ func runPrestop(args []string, stdout, stderr io.Writer) int {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
 	defer cancel()
-	p := prestop{base: baseURL(*addr), token: os.Getenv(envPrefix + "_ADMIN_TOKEN"), hc: &http.Client{Timeout: 15 * time.Second}}
-	defer p.hc.CloseIdleConnections()
+	hc, err := admin.NewHTTPClient(*ca, 15*time.Second)
+	if err != nil {
+		fmt.Fprintf(stderr, "coordinator prestop: %v\n", err)
+		return 2
+	}
+	defer hc.CloseIdleConnections()
+	p := prestop{base: admin.BaseURL(*addr, *ca != ""), token: os.Getenv(envAdminToken), hc: hc}
 	msg, err := p.run(ctx)
 	if err != nil {
 		fmt.Fprintf(stderr, "coordinator prestop: %v\n", err)
@@ -52,14 +59,9 @@ func runPrestop(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
-// baseURL adds http:// to a bare host:port.
-func baseURL(addr string) string {
-	u := strings.TrimRight(strings.TrimSpace(addr), "/")
-	if !strings.Contains(u, "://") {
-		u = "http://" + u
-	}
-	return u
-}
+// envAdminCA is where the admin clients (status, snapshot, prestop) find --admin-ca by
+// default; serve's --admin-ca reads it too (the flag's own variable).
+const envAdminCA = envPrefix + "_ADMIN_CA"
 
 // prestop is one hand-over through the local admin API.
 type prestop struct {
@@ -69,7 +71,7 @@ type prestop struct {
 
 // run hands leadership over if the node leads and returns what happened.
 func (p prestop) run(ctx context.Context) (string, error) {
-	sc := &admin.StatusClient{HTTP: p.hc}
+	sc := &admin.StatusClient{HTTP: p.hc, Token: p.token} // the operate token reads too
 	st, err := sc.Fetch(ctx, p.base)
 	if err != nil {
 		return "", fmt.Errorf("cannot read the local node's status: %v", err)
@@ -116,7 +118,7 @@ func (p prestop) transfer(ctx context.Context) error {
 	req.Header.Set("Authorization", "Bearer "+p.token)
 	resp, err := p.hc.Do(req)
 	if err != nil {
-		return fmt.Errorf("leadership transfer: %v", err)
+		return fmt.Errorf("leadership transfer: %v", admin.ExplainTLS(err))
 	}
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))

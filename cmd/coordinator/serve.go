@@ -79,6 +79,7 @@ type served struct {
 	api      *natsapi.Server
 	node     *coordinator.Node
 	adm      *admin.Server
+	audit    *admin.Auditor
 	http     *http.Server
 	stopPol  context.CancelFunc
 	stopJoin context.CancelFunc
@@ -117,9 +118,14 @@ func startServe(ctx context.Context, o serveOptions, log *slog.Logger, stderr io
 	if err != nil {
 		return s, err
 	}
-	adminLn, err := net.Listen("tcp", o.adminAddr)
+	rawAdminLn, err := net.Listen("tcp", o.adminAddr)
 	if err != nil {
 		return s, fmt.Errorf("admin listener: %w", err)
+	}
+	adminLn, adminLimit, err := o.admin.secureListener(rawAdminLn, log)
+	if err != nil {
+		_ = rawAdminLn.Close()
+		return s, err
 	}
 	defer func() {
 		if s.http == nil {
@@ -201,6 +207,9 @@ func startServe(ctx context.Context, o serveOptions, log *slog.Logger, stderr io
 	if err := os.MkdirAll(o.data, 0o755); err != nil {
 		return s, err
 	}
+	if s.audit, err = o.admin.auditor(o.data, o.prefix, s.nc, log); err != nil {
+		return s, err
+	}
 	hasState, err := coordinator.HasExistingState(o.data)
 	if err != nil {
 		return s, err
@@ -244,7 +253,11 @@ func startServe(ctx context.Context, o serveOptions, log *slog.Logger, stderr io
 	}
 	ref.n.Store(s.node)
 
+	if err := addConnRefusals(metrics.Registry(), adminLimit); err != nil {
+		return s, err
+	}
 	admCfg := admin.Config{Node: s.node, Metrics: metrics, AuthToken: o.adminToken, Logger: log, Clock: s.clk,
+		ReadToken: o.admin.readToken, Audit: s.audit, MaxBodyBytes: o.admin.maxBodyBytes,
 		LeaderIndex: admin.LeaderIndexFunc(func(ctx context.Context) (admin.LeaderIndex, error) {
 			li, err := leaderIndex.LeaderIndex(ctx)
 			return admin.LeaderIndex{NodeID: li.NodeID, Term: li.Term, CommitIndex: li.CommitIndex}, err
@@ -255,7 +268,7 @@ func startServe(ctx context.Context, o serveOptions, log *slog.Logger, stderr io
 	if s.adm, err = admin.New(admCfg); err != nil {
 		return s, fmt.Errorf("admin: %w", err)
 	}
-	s.http = &http.Server{Handler: s.adm.Handler(), ReadHeaderTimeout: 5 * time.Second}
+	s.http = adminHTTPServer(s.adm.Handler(), log)
 	go func() {
 		if err := s.http.Serve(adminLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			select {
@@ -344,6 +357,9 @@ func (s *served) shutdown() {
 	if s.adm != nil {
 		s.adm.Close()
 	}
+	if s.audit != nil {
+		_ = s.audit.Close()
+	}
 	if s.node != nil {
 		if err := s.node.Shutdown(); err != nil {
 			s.log.Warn("node shutdown", "err", err)
@@ -388,7 +404,12 @@ func drainConn(ctx context.Context, nc *nats.Conn) {
 // one agrees or this node already is in the configuration.
 func (s *served) join(ctx context.Context) {
 	body, _ := json.Marshal(map[string]string{"id": s.o.id, "addr": s.o.advertiseAddr})
-	hc := &http.Client{Timeout: 15 * time.Second}
+	hc, err := admin.NewHTTPClient(s.o.admin.ca, 15*time.Second)
+	if err != nil { // validated at start: cannot happen unless the file went away
+		s.log.Error("join: cannot trust the admin CA", "err", err)
+		return
+	}
+	defer hc.CloseIdleConnections()
 	wait := 250 * time.Millisecond
 	for {
 		if f := s.node.Raft().GetConfiguration(); f.Error() == nil {
@@ -400,7 +421,7 @@ func (s *served) join(ctx context.Context) {
 			}
 		}
 		for _, u := range s.o.joinURLs {
-			err := postVoter(ctx, hc, u, s.o.adminToken, body)
+			err := postVoter(ctx, hc, admin.BaseURL(u, s.o.admin.ca != ""), s.o.adminToken, body)
 			if err == nil {
 				s.log.Info("join accepted", "via", u)
 				return
@@ -430,7 +451,7 @@ func postVoter(ctx context.Context, hc *http.Client, base, token string, body []
 	req.Header.Set("Authorization", "Bearer "+token)
 	resp, err := hc.Do(req)
 	if err != nil {
-		return err
+		return admin.ExplainTLS(err)
 	}
 	defer resp.Body.Close()
 	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))

@@ -55,6 +55,7 @@ type serveOptions struct {
 	historyEpoch            int64
 	unsafe                  string
 	commandSigningKey       string
+	admin                   adminSecurity
 	// Limits at the NATS intake (see natsapi.Config).
 	maxProposalBytes int
 	maxPlayers       int
@@ -121,6 +122,7 @@ func serveFlags(o *serveOptions, stderr io.Writer) (*flag.FlagSet, config.Loader
 	fs.Int64Var(&o.historyEpoch, "history-epoch", 0, "chaos testing only: the run's start in Unix nanoseconds, zero of the history's times (with --history-dir)")
 	fs.StringVar(&o.unsafe, "unsafe", "", "chaos testing only, needs --enable-fault-injection: break the protocol on purpose to prove the checkers catch it, `mode` "+
 		strings.Join(unsafeModes, " or "))
+	o.admin.register(fs)
 	fs.StringVar(&o.commandSigningKey, "command-signing-key", "", "nkey seed `file` (coordinator signing-key) signing every shard command; "+
 		"shards given its public key with --command-verify-keys refuse commands without a valid signature (default: unsigned)")
 	return fs, ld
@@ -157,6 +159,8 @@ func (o *serveOptions) validate() error {
 		return bad("--data is required")
 	case o.bootstrap && o.peers == "":
 		return bad("--bootstrap needs --peers")
+	case o.admin.validate() != nil:
+		return bad("%v", o.admin.validate())
 	case o.join != "" && o.adminToken == "":
 		return bad("--join needs --admin-token (the leader's admin API refuses unauthenticated changes)")
 	case o.streamReplicas < 1 || o.streamReplicas > 5:

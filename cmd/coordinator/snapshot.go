@@ -16,8 +16,12 @@ import (
 	"github.com/shardmatch/shardmatch/coordinator/admin"
 )
 
-// envAdminToken is where the snapshot commands find the admin token by default.
-const envAdminToken = "SHARDMATCH_ADMIN_TOKEN"
+// envAdminToken is where the admin clients (snapshot, prestop, status) find the
+// operate token by default; envAdminReadToken is the read token status falls back on.
+const (
+	envAdminToken     = "SHARDMATCH_ADMIN_TOKEN"
+	envAdminReadToken = "SHARDMATCH_ADMIN_READ_TOKEN"
+)
 
 // runSnapshot is `coordinator snapshot save|restore|inspect`: back up the whole
 // replicated state through the leader's admin API, restore it, or verify a file. It
@@ -54,14 +58,16 @@ func runSnapshot(ctx context.Context, args []string, stdout, stderr io.Writer) i
 
 // clientFlags are the flags save and restore share.
 type clientFlags struct {
-	addrs, token *string
-	timeout      *time.Duration
+	addrs, token, ca *string
+	timeout          *time.Duration
 }
 
 func addClientFlags(fs *flag.FlagSet) clientFlags {
 	return clientFlags{
-		addrs:   fs.String("addr", "http://127.0.0.1:8080", "admin API `URLs` of the nodes, comma-separated; the leader is found among them"),
-		token:   fs.String("admin-token", "", "admin bearer `token` (default $"+envAdminToken+")"),
+		addrs: fs.String("addr", "http://127.0.0.1:8080", "admin API `URLs` of the nodes, comma-separated; the leader is found among them"),
+		token: fs.String("admin-token", "", "admin bearer `token` (default $"+envAdminToken+")"),
+		ca: fs.String("admin-ca", os.Getenv(envAdminCA), "CA `file` to trust for https:// URLs (default $"+envAdminCA+
+			"); with it a bare host:port means https"),
 		timeout: fs.Duration("timeout", 10*time.Minute, "bound on the whole operation"),
 	}
 }
@@ -80,7 +86,14 @@ func (f clientFlags) resolve(fs *flag.FlagSet) ([]string, *admin.SnapshotClient,
 	if tok == "" {
 		tok = os.Getenv(envAdminToken)
 	}
-	return urls, &admin.SnapshotClient{Token: tok}, nil
+	hc, err := admin.NewHTTPClient(*f.ca, 0) // ctx bounds each call: a snapshot may be large
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s: %w", fs.Name(), err)
+	}
+	for i := range urls {
+		urls[i] = admin.BaseURL(urls[i], *f.ca != "")
+	}
+	return urls, &admin.SnapshotClient{Token: tok, HTTP: hc}, nil
 }
 
 // parseWithFile parses flags given before or after one positional FILE.

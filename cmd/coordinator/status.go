@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 	"time"
 
@@ -20,8 +21,11 @@ func runStatus(args []string, stdout, stderr io.Writer) int {
 	addrs := fs.String("addr", "http://127.0.0.1:8080", "admin API `URLs` of the nodes, comma-separated")
 	asJSON := fs.Bool("json", false, "print the raw statuses as JSON")
 	timeout := fs.Duration("timeout", 5*time.Second, "bound on the whole query")
+	ca := fs.String("admin-ca", os.Getenv(envAdminCA), "CA `file` to trust for https:// URLs (default $"+envAdminCA+"); with it a bare host:port means https")
+	token := fs.String("admin-read-token", "", "bearer `token` for nodes that require the read role (default $"+envAdminReadToken+
+		", else $"+envAdminToken+")")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: coordinator status --addr http://h:p[,http://h2:p2,...] [--json]\n\n"+
+		fmt.Fprintln(stderr, "usage: coordinator status --addr http://h:p[,http://h2:p2,...] [--admin-ca FILE] [--json]\n\n"+
 			"Show the cluster at a glance: every node's role, term, indexes and counts. Exits 0 if a\n"+
 			"leader is known, 1 if not.\n\nflags:")
 		fs.PrintDefaults()
@@ -41,7 +45,22 @@ func runStatus(args []string, stdout, stderr io.Writer) int {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
 	defer cancel()
-	sts := (&admin.StatusClient{}).FetchAll(ctx, urls)
+	hc, err := admin.NewHTTPClient(*ca, *timeout)
+	if err != nil {
+		fmt.Fprintf(stderr, "coordinator status: %v\n", err)
+		return 2
+	}
+	defer hc.CloseIdleConnections()
+	for i := range urls {
+		urls[i] = admin.BaseURL(urls[i], *ca != "")
+	}
+	tok := *token
+	for _, env := range []string{envAdminReadToken, envAdminToken} {
+		if tok == "" {
+			tok = os.Getenv(env)
+		}
+	}
+	sts := (&admin.StatusClient{HTTP: hc, Token: tok}).FetchAll(ctx, urls)
 	if *asJSON {
 		type entry struct {
 			Endpoint string        `json:"endpoint"`

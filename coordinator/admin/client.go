@@ -14,8 +14,12 @@ import (
 // StatusClient fetches /v1/status from nodes' admin APIs, for `coordinator status`.
 type StatusClient struct {
 	// HTTP makes the requests (nil: a client with a 5s timeout on the default
-	// transport). Close its idle connections when done if it is yours.
+	// transport; NewHTTPClient makes one that trusts the admin CA). Close its idle
+	// connections when done if it is yours.
 	HTTP *http.Client
+	// Token is sent as `Authorization: Bearer <token>`: the read or the operate token,
+	// needed when the nodes have a read token configured.
+	Token string
 }
 
 var defaultHTTP = &http.Client{Timeout: 5 * time.Second}
@@ -27,18 +31,18 @@ func (c *StatusClient) Fetch(ctx context.Context, baseURL string) (*Status, erro
 	if hc == nil {
 		hc = defaultHTTP
 	}
-	u := strings.TrimRight(baseURL, "/")
-	if !strings.Contains(u, "://") {
-		u = "http://" + u
-	}
+	u := BaseURL(baseURL, false)
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u+"/v1/status", nil)
 	if err != nil {
 		return nil, fmt.Errorf("admin: status of %s: %w", baseURL, err)
 	}
 	req.Header.Set("Accept", "application/json")
+	if c.Token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.Token)
+	}
 	resp, err := hc.Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("admin: status of %s: %w", baseURL, err)
+		return nil, fmt.Errorf("admin: status of %s: %w", baseURL, ExplainTLS(err))
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
@@ -85,6 +89,9 @@ func decodeError(status int, body []byte) *Error {
 		}
 		if msg == "" {
 			msg = http.StatusText(status)
+		}
+		if strings.Contains(msg, "HTTP request to an HTTPS server") {
+			msg += " (this admin API serves HTTPS: use an https:// URL and --admin-ca)"
 		}
 		return &Error{Code: CodeUnavailable, Message: msg, HTTPStatus: status}
 	}

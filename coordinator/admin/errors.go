@@ -25,6 +25,7 @@ const (
 	CodeUnauthenticated  = "UNAUTHENTICATED"
 	CodeForbidden        = "FORBIDDEN"
 	CodeMethodNotAllowed = "METHOD_NOT_ALLOWED"
+	CodeTooLarge         = "TOO_LARGE"
 	CodeNotImplemented   = "NOT_IMPLEMENTED"
 	CodeInternal         = "INTERNAL"
 )
@@ -82,6 +83,8 @@ func httpStatus(e *Error) int {
 		return http.StatusForbidden
 	case CodeMethodNotAllowed:
 		return http.StatusMethodNotAllowed
+	case CodeTooLarge:
+		return http.StatusRequestEntityTooLarge
 	case CodeNotImplemented:
 		return http.StatusNotImplemented
 	}

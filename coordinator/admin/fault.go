@@ -116,7 +116,11 @@ func NewFaultHandler(cfg FaultConfig, token string, log *slog.Logger) (http.Hand
 	}}
 	mux := http.NewServeMux()
 	api.register(mux)
-	return jsonFallbacks(mux), nil
+	fallbacks := jsonFallbacks(mux)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		r.Body = http.MaxBytesReader(w, r.Body, DefaultMaxBodyBytes)
+		fallbacks.ServeHTTP(w, r)
+	}), nil
 }
 
 func (f *faultAPI) register(mux *http.ServeMux) {

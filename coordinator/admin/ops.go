@@ -7,7 +7,7 @@ import (
 	"github.com/hashicorp/raft"
 )
 
-// Operator actions. Each runs behind Server.mutating (bearer token) and answers
+// Operator actions. Each runs behind Server.operate (the operate role, audited) and answers
 // {"ok": true, ...} or an error.
 
 // transferRequest is POST /v1/leader/transfer's optional body: the server to hand

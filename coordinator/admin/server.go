@@ -26,8 +26,11 @@ const (
 	DefaultChangeTimeout = 10 * time.Second
 	DefaultMaxApplyLag   = 64
 	DefaultListLimit     = 1000
-	maxBodyBytes         = 64 << 10
 )
+
+// PathSnapshotRestore is the snapshot upload, the one body the body limit exempts (the
+// node bounds a snapshot's size itself).
+const PathSnapshotRestore = "/v1/snapshot/restore"
 
 // Config configures a Server.
 type Config struct {
@@ -35,12 +38,27 @@ type Config struct {
 	Node Node
 	// Logger receives operator actions and server-side failures (default: discarded).
 	Logger *slog.Logger
-	// AuthToken is the bearer token mutating calls must present. Empty refuses every
-	// mutating call with 403 unless AllowUnauthenticated is set.
+	// AuthToken is the operate role's bearer token: operator actions (and reads) must
+	// present it. A comma-separated list accepts each, so a token can be rotated without
+	// downtime. Empty refuses every operator action with 403 unless
+	// AllowUnauthenticated is set or the client presents a certificate verified against
+	// the admin client CA (ServerTLSConfig.ClientCAFile).
 	AuthToken string
-	// AllowUnauthenticated lets mutating calls through without a token when AuthToken is
-	// empty. Development only (`coordinator dev`).
+	// ReadToken is the read role's bearer token (comma-separated list too): every GET
+	// under /v1/ except the snapshot download needs it or an operate credential. Empty:
+	// those GETs are open, as before roles existed. /healthz, /readyz and /metrics are
+	// always open.
+	ReadToken string
+	// AllowUnauthenticated lets operator actions through without a token when AuthToken
+	// is empty. Development only (`coordinator dev`).
 	AllowUnauthenticated bool
+	// Audit receives a record of every call to an operate endpoint, allowed or refused
+	// (nil: New makes one that only logs and keeps the latest records in memory). The
+	// caller owns it and closes it after the Server.
+	Audit *Auditor
+	// MaxBodyBytes bounds a request body (default DefaultMaxBodyBytes); a bigger one is
+	// answered 413 TOO_LARGE and changes nothing. The snapshot upload is exempt.
+	MaxBodyBytes int64
 	// Metrics is the node's metrics, made by NewMetrics before the node so that
 	// coordinator.Config.OnDecided can feed it. Nil: New makes one on Registry.
 	Metrics *Metrics
@@ -78,10 +96,14 @@ type Server struct {
 	state     stateAPI
 	metrics   *Metrics
 	collector *nodeCollector
-	tokenSum  [sha256.Size]byte
-	started   time.Time
-	startMono time.Duration
-	handler   http.Handler
+	// operateTokens and readTokens are the digests of the accepted tokens per role.
+	operateTokens, readTokens tokenSet
+	audit                     *Auditor
+	ownAudit                  bool
+	auditFailures             prometheus.Collector
+	started                   time.Time
+	startMono                 time.Duration
+	handler                   http.Handler
 }
 
 // New returns a Server for cfg.Node and registers the node's scrape-time gauges.
@@ -119,6 +141,9 @@ func newServer(cfg Config, r raftAPI, st stateAPI) (*Server, error) {
 	if cfg.ListLimit <= 0 {
 		cfg.ListLimit = DefaultListLimit
 	}
+	if cfg.MaxBodyBytes <= 0 {
+		cfg.MaxBodyBytes = DefaultMaxBodyBytes
+	}
 	m := cfg.Metrics
 	if m == nil {
 		var err error
@@ -127,11 +152,20 @@ func newServer(cfg Config, r raftAPI, st stateAPI) (*Server, error) {
 		}
 	}
 	s := &Server{cfg: cfg, log: cfg.Logger.With("component", "admin", "node", cfg.Node.ID()), node: cfg.Node,
-		raft: r, state: st, metrics: m, tokenSum: sha256.Sum256([]byte(cfg.AuthToken)),
-		started: cfg.Clock.Now(), startMono: cfg.Clock.Mono()}
+		raft: r, state: st, metrics: m, operateTokens: parseTokens(cfg.AuthToken), readTokens: parseTokens(cfg.ReadToken),
+		audit: cfg.Audit, started: cfg.Clock.Now(), startMono: cfg.Clock.Mono()}
+	if s.audit == nil {
+		s.audit, _ = NewAuditor(AuditConfig{Logger: cfg.Logger}) // no file, no publisher: cannot fail
+		s.ownAudit = true
+	}
 	s.collector = newNodeCollector(s, m.nodeLabel)
 	if err := m.reg.Register(s.collector); err != nil {
 		return nil, fmt.Errorf("admin: register node collector: %w", err)
+	}
+	s.auditFailures = newAuditCollector(s.audit, m.nodeLabel)
+	if err := m.reg.Register(s.auditFailures); err != nil {
+		m.reg.Unregister(s.collector)
+		return nil, fmt.Errorf("admin: register audit counters: %w", err)
 	}
 	if cfg.Faults != nil {
 		if err := cfg.Faults.validate(); err != nil {
@@ -150,7 +184,13 @@ func (s *Server) Metrics() *Metrics { return s.metrics }
 
 // Close unregisters the node's scrape-time gauges, so a restarted node's new Server can
 // register on the same registry. The handler keeps answering from the old node.
-func (s *Server) Close() { s.metrics.reg.Unregister(s.collector) }
+func (s *Server) Close() {
+	s.metrics.reg.Unregister(s.collector)
+	s.metrics.reg.Unregister(s.auditFailures)
+	if s.ownAudit {
+		_ = s.audit.Close()
+	}
+}
 
 func (s *Server) routes() http.Handler {
 	mux := http.NewServeMux()
@@ -158,21 +198,29 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("GET /readyz", s.readyz)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{
 		ErrorLog: promLogger{s.log}, ErrorHandling: promhttp.ContinueOnError}))
-	mux.HandleFunc("GET /v1/status", s.getStatus)
-	mux.HandleFunc("GET /v1/txns", s.listTxns)
-	mux.HandleFunc("GET /v1/txns/{id}", s.getTxn)
-	mux.HandleFunc("GET /v1/leases/{player}", s.getLease)
-	mux.HandleFunc("GET /v1/shards", s.listShards)
-	mux.HandleFunc("POST /v1/txns/{id}/abort", s.mutating(s.forceAbort))
-	mux.HandleFunc("POST /v1/leader/transfer", s.mutating(s.transferLeader))
-	mux.HandleFunc("POST /v1/voters", s.mutating(s.addVoter))
-	mux.HandleFunc("DELETE /v1/voters/{id}", s.mutating(s.removeVoter))
-	mux.HandleFunc("GET "+PathDebugState, s.debugState)
+	// Reads: the read role (open when no read token is configured).
+	mux.HandleFunc("GET /v1/status", s.read(s.getStatus))
+	mux.HandleFunc("GET /v1/txns", s.read(s.listTxns))
+	mux.HandleFunc("GET /v1/txns/{id}", s.read(s.getTxn))
+	mux.HandleFunc("GET /v1/leases/{player}", s.read(s.getLease))
+	mux.HandleFunc("GET /v1/shards", s.read(s.listShards))
+	mux.HandleFunc("GET "+PathDebugState, s.read(s.debugState))
+	mux.HandleFunc("GET /v1/audit", s.read(s.getAudit))
+	// Operator actions: the operate role, audited.
+	mux.HandleFunc("POST /v1/txns/{id}/abort", s.operate(s.forceAbort, false))
+	mux.HandleFunc("POST /v1/leader/transfer", s.operate(s.transferLeader, false))
+	mux.HandleFunc("POST /v1/voters", s.operate(s.addVoter, false))
+	mux.HandleFunc("DELETE /v1/voters/{id}", s.operate(s.removeVoter, false))
 	s.registerSnapshot(mux)
 	if s.cfg.Faults != nil {
-		(&faultAPI{cfg: *s.cfg.Faults, log: s.log, auth: s.faultAuth}).register(mux)
+		// Without an operate token the fault endpoints are open: the operator who
+		// enabled fault injection asked for them.
+		f := &faultAPI{cfg: *s.cfg.Faults, log: s.log, auth: func(*http.Request) *Error { return nil }}
+		mux.HandleFunc("GET "+PathFault, s.read(f.get))
+		mux.HandleFunc("POST "+PathFaultClock, s.operate(f.setClock, true))
+		mux.HandleFunc("POST "+PathFaultTransport, s.operate(f.setTransport, true))
 	}
-	return s.recoverPanics(jsonFallbacks(mux))
+	return s.recoverPanics(s.limitBody(jsonFallbacks(mux)))
 }
 
 // jsonFallbacks answers what the mux cannot route (404, 405) in the API's JSON form.
@@ -235,39 +283,6 @@ func (s *Server) recoverPanics(next http.Handler) http.Handler {
 	})
 }
 
-// mutating guards an operator action with the bearer token.
-func (s *Server) mutating(h http.HandlerFunc) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		if e := s.authorize(r); e != nil {
-			s.log.Warn("admin call refused", "method", r.Method, "path", r.URL.Path, "remote", r.RemoteAddr, "code", e.Code)
-			writeError(w, e)
-			return
-		}
-		s.log.Info("admin call", "method", r.Method, "path", r.URL.Path, "remote", r.RemoteAddr)
-		h(w, r)
-	}
-}
-
-func (s *Server) authorize(r *http.Request) *Error {
-	if s.cfg.AuthToken == "" {
-		if s.cfg.AllowUnauthenticated {
-			return nil
-		}
-		return &Error{Code: CodeForbidden, Message: "mutating admin calls are disabled on this node: " +
-			"no admin token is configured (set one to enable them)"}
-	}
-	return checkBearer(r, s.tokenSum)
-}
-
-// faultAuth guards the fault-injection endpoints: the admin token when one is
-// configured, else nothing (fault injection was enabled on purpose).
-func (s *Server) faultAuth(r *http.Request) *Error {
-	if s.cfg.AuthToken == "" {
-		return nil
-	}
-	return checkBearer(r, s.tokenSum)
-}
-
 // checkBearer checks r's bearer token against the digest of the configured one.
 func checkBearer(r *http.Request, want [sha256.Size]byte) *Error {
 	scheme, token, ok := strings.Cut(r.Header.Get("Authorization"), " ")
@@ -282,16 +297,13 @@ func checkBearer(r *http.Request, want [sha256.Size]byte) *Error {
 	return nil
 }
 
-// decodeBody reads one JSON object into v. An empty body is an error unless
+// decodeBody reads one JSON object into v (the body is bounded by the caller:
+// Server.limitBody, NewFaultHandler). An empty body is an error unless
 // allowEmpty. Unknown fields and trailing data are errors.
 func decodeBody(w http.ResponseWriter, r *http.Request, v any, allowEmpty bool) *Error {
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBodyBytes))
+	body, err := io.ReadAll(r.Body) // bounded by limitBody (413 over it)
 	if err != nil {
-		var tooBig *http.MaxBytesError
-		if errors.As(err, &tooBig) {
-			return invalid("body", "request body exceeds %d bytes", tooBig.Limit)
-		}
-		return invalid("body", "cannot read the request body: %v", err)
+		return bodyError(err)
 	}
 	if len(bytes.TrimSpace(body)) == 0 {
 		if allowEmpty {

@@ -337,7 +337,7 @@ func TestBadInput(t *testing.T) {
 		{"POST", "/v1/voters", `[]`, 400, CodeInvalid, "malformed JSON"},
 		{"POST", "/v1/voters", `{"id":"c4"}`, 400, CodeInvalid, "addr"},
 		{"POST", "/v1/voters", `{"addr":"x"}`, 400, CodeInvalid, "id"},
-		{"POST", "/v1/voters", `{"id":"` + strings.Repeat("x", maxBodyBytes) + `"}`, 400, CodeInvalid, "exceeds"},
+		{"POST", "/v1/voters", `{"id":"` + strings.Repeat("x", DefaultMaxBodyBytes) + `"}`, 413, CodeTooLarge, "exceeds"},
 		{"POST", "/v1/leader/transfer", `{"id":"c2"}`, 400, CodeInvalid, "both"},
 		{"POST", "/v1/leader/transfer", `nul`, 400, CodeInvalid, "malformed"},
 		{"POST", "/v1/leader/transfer", `{"id":"c1","addr":"c1:7000"}`, 400, CodeInvalid, "this node"},

@@ -13,7 +13,7 @@ import (
 )
 
 // Snapshot backup and restore: GET /v1/snapshot and POST /v1/snapshot/restore, both
-// behind the bearer token (a snapshot is the whole state, so reading it is as
+// behind the operate role (a snapshot is the whole state, so reading it is as
 // privileged as changing it).
 
 // Headers of GET /v1/snapshot, so a client can report the snapshot without parsing it.
@@ -69,8 +69,9 @@ type RestoreResponse struct {
 
 // registerSnapshot adds the snapshot endpoints to mux.
 func (s *Server) registerSnapshot(mux *http.ServeMux) {
-	mux.HandleFunc("GET /v1/snapshot", s.mutating(s.saveSnapshot))
-	mux.HandleFunc("POST /v1/snapshot/restore", s.mutating(s.restoreSnapshot))
+	// The download is the whole state (every lease and transaction): operate, not read.
+	mux.HandleFunc("GET /v1/snapshot", s.operate(s.saveSnapshot, false))
+	mux.HandleFunc("POST "+PathSnapshotRestore, s.operate(s.restoreSnapshot, false))
 }
 
 func (s *Server) snapshotter(w http.ResponseWriter) (Snapshotter, bool) {

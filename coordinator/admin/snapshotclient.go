@@ -20,7 +20,8 @@ type SnapshotClient struct {
 	// HTTP makes the requests (nil: the default transport, no overall timeout: ctx
 	// bounds each call, since a snapshot may be large).
 	HTTP *http.Client
-	// Token is the admin bearer token.
+	// Token is the admin bearer token (operate role; also sent on the status reads
+	// that find the leader).
 	Token string
 }
 
@@ -50,7 +51,7 @@ func (c *SnapshotClient) http() *http.Client {
 func (c *SnapshotClient) Leader(ctx context.Context, urls []string) (string, error) {
 	sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	sts := (&StatusClient{HTTP: c.HTTP}).FetchAll(sctx, urls)
+	sts := (&StatusClient{HTTP: c.HTTP, Token: c.Token}).FetchAll(sctx, urls)
 	var errs []string
 	for _, st := range sts {
 		if st.Err != nil {
@@ -90,11 +91,7 @@ func (c *SnapshotClient) onLeader(ctx context.Context, urls []string, call func(
 }
 
 func (c *SnapshotClient) request(ctx context.Context, method, base, path string, body io.Reader) (*http.Request, error) {
-	u := strings.TrimRight(base, "/")
-	if !strings.Contains(u, "://") {
-		u = "http://" + u
-	}
-	req, err := http.NewRequestWithContext(ctx, method, u+path, body)
+	req, err := http.NewRequestWithContext(ctx, method, BaseURL(base, false)+path, body)
 	if err != nil {
 		return nil, err
 	}
@@ -115,7 +112,7 @@ func (c *SnapshotClient) Save(ctx context.Context, urls []string, w io.Writer) (
 		}
 		resp, err := c.http().Do(req)
 		if err != nil {
-			return fmt.Errorf("admin: snapshot from %s: %w", base, err)
+			return fmt.Errorf("admin: snapshot from %s: %w", base, ExplainTLS(err))
 		}
 		defer resp.Body.Close()
 		if resp.StatusCode != http.StatusOK {
@@ -164,7 +161,7 @@ func (c *SnapshotClient) Restore(ctx context.Context, urls []string, f io.ReadSe
 		req.Header.Set("Content-Type", "application/octet-stream")
 		resp, err := c.http().Do(req)
 		if err != nil {
-			return fmt.Errorf("admin: restore on %s: %w", base, err)
+			return fmt.Errorf("admin: restore on %s: %w", base, ExplainTLS(err))
 		}
 		defer resp.Body.Close()
 		b, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
