@@ -25,11 +25,13 @@ func (f raftTLSFiles) enabled() bool { return f.cert != "" }
 // dialled, so a silent or slow peer holds nothing for long.
 const raftHandshakeTimeout = 10 * time.Second
 
-// fileStamp is what tells a file changed: its modification time and size (os.Stat
-// follows symlinks, so a Kubernetes secret volume's ..data swap shows too).
+// fileStamp is what tells a file changed: its modification time, size and identity
+// (a file renamed into place is another file even within one mtime tick). os.Stat
+// follows symlinks, so a Kubernetes secret volume's ..data swap shows too.
 type fileStamp struct {
 	mod  time.Time
 	size int64
+	info os.FileInfo
 }
 
 func stampOf(path string) (fileStamp, error) {
@@ -37,7 +39,15 @@ func stampOf(path string) (fileStamp, error) {
 	if err != nil {
 		return fileStamp{}, err
 	}
-	return fileStamp{st.ModTime(), st.Size()}, nil
+	return fileStamp{st.ModTime(), st.Size(), st}, nil
+}
+
+func (s fileStamp) same(o fileStamp) bool {
+	return s.info != nil && o.info != nil && s.mod.Equal(o.mod) && s.size == o.size && os.SameFile(s.info, o.info)
+}
+
+func sameStamps(a, b [3]fileStamp) bool {
+	return a[0].same(b[0]) && a[1].same(b[1]) && a[2].same(b[2])
 }
 
 // tlsReloader holds this node's certificate and the trusted CAs, re-read from the
@@ -102,7 +112,7 @@ func (r *tlsReloader) reload() error {
 func (r *tlsReloader) current() (*tls.Certificate, *x509.CertPool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if s, err := r.stampsNow(); err != nil || s != r.stamps {
+	if s, err := r.stampsNow(); err != nil || !sameStamps(s, r.stamps) {
 		if err == nil {
 			err = r.reload()
 		}
