@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -28,6 +29,29 @@ type nameStreamLayer struct {
 	advertise advertised
 	tls       *tlsReloader // nil: plain TCP
 	opts      raftStreamOptions
+
+	mu       sync.Mutex
+	accepted map[*acceptedConn]struct{} // open accepted connections, closed with the layer
+	closed   bool
+}
+
+// acceptedConn is an accepted connection the layer closes when it closes itself:
+// hashicorp/raft's NetworkTransport.Close stops the listener but leaves the
+// goroutines serving accepted connections blocked reading them.
+type acceptedConn struct {
+	net.Conn
+	l    *nameStreamLayer
+	once sync.Once
+}
+
+// Close closes the connection and forgets it.
+func (c *acceptedConn) Close() error {
+	c.once.Do(func() {
+		c.l.mu.Lock()
+		delete(c.l.accepted, c)
+		c.l.mu.Unlock()
+	})
+	return c.Conn.Close()
 }
 
 // raftStreamOptions are the stream layer's settings besides its addresses.
@@ -47,7 +71,7 @@ var _ raft.StreamLayer = (*nameStreamLayer)(nil)
 
 // listenRaft listens on bind and advertises advertise.
 func listenRaft(bind, advertise string, o raftStreamOptions) (*nameStreamLayer, error) {
-	l := &nameStreamLayer{advertise: advertised(advertise), opts: o}
+	l := &nameStreamLayer{advertise: advertised(advertise), opts: o, accepted: map[*acceptedConn]struct{}{}}
 	if o.tls.enabled() {
 		var err error
 		if l.tls, err = newTLSReloader(o.tls); err != nil {
@@ -67,22 +91,46 @@ func listenRaft(bind, advertise string, o raftStreamOptions) (*nameStreamLayer, 
 // connection's first Read or Write (see lazyServerConn), so it never blocks here.
 func (l *nameStreamLayer) Accept() (net.Conn, error) {
 	c, err := l.ln.Accept()
-	if err != nil || l.tls == nil {
-		return c, err
+	if err != nil {
+		return nil, err
 	}
-	auth := tls.RequireAndVerifyClientCert
-	if l.opts.insecureNoClientAuth {
-		auth = tls.NoClientCert
+	if l.tls != nil {
+		auth := tls.RequireAndVerifyClientCert
+		if l.opts.insecureNoClientAuth {
+			auth = tls.NoClientCert
+		}
+		lc := &lazyServerConn{Conn: tls.Server(c, l.tls.serverConfig(auth))}
+		if l.opts.refused != nil {
+			lc.refused = func(a net.Addr, err error) { l.opts.refused(a.String(), err) }
+		}
+		c = lc
 	}
-	lc := &lazyServerConn{Conn: tls.Server(c, l.tls.serverConfig(auth))}
-	if l.opts.refused != nil {
-		lc.refused = func(a net.Addr, err error) { l.opts.refused(a.String(), err) }
+	ac := &acceptedConn{Conn: c, l: l}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed {
+		c.Close()
+		return nil, net.ErrClosed
 	}
-	return lc, nil
+	l.accepted[ac] = struct{}{}
+	return ac, nil
 }
 
-// Close stops listening.
-func (l *nameStreamLayer) Close() error { return l.ln.Close() }
+// Close stops listening and closes the connections it accepted.
+func (l *nameStreamLayer) Close() error {
+	err := l.ln.Close()
+	l.mu.Lock()
+	l.closed = true
+	conns := make([]*acceptedConn, 0, len(l.accepted))
+	for c := range l.accepted {
+		conns = append(conns, c)
+	}
+	l.mu.Unlock()
+	for _, c := range conns {
+		c.Close()
+	}
+	return err
+}
 
 // Addr is the advertised address: what the transport reports as this node's own
 // and sends to peers.
