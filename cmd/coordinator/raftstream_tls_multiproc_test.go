@@ -2,7 +2,10 @@ package main
 
 import (
 	"crypto/tls"
+	"crypto/x509"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -87,6 +90,50 @@ func TestMultiProcessRaftTLS(t *testing.T) {
 	for _, n := range d.nodes {
 		if got := strings.Count(n.proc.out.String(), "raft peer refused"); (n == d.nodes[0]) != (got > 0) || got > 1 {
 			t.Errorf("%s logged %d refusals:\n%s", n.id, got, n.proc.out.String())
+		}
+	}
+}
+
+// TestTLSCertsCommand: tls-certs writes a CA and per-name certificates a node loads
+// as its --raft-tls-* files, keys 0600, and refuses to overwrite a directory's CA.
+func TestTLSCertsCommand(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "pki")
+	code, stdout, stderr := runCmd(t, "tls-certs", "--out", dir, "--hosts", "127.0.0.1,*.coord.ns.svc", "--names", "c1,c2")
+	if code != 0 || strings.Count(stdout, "\n") != 6 {
+		t.Fatalf("exit %d, stdout %q, stderr %s", code, stdout, stderr)
+	}
+	for _, k := range []string{"ca-key.pem", "c1-key.pem", "c2-key.pem"} {
+		if st, err := os.Stat(filepath.Join(dir, k)); err != nil || st.Mode().Perm() != 0o600 {
+			t.Errorf("%s: %v %v", k, st, err)
+		}
+	}
+	r, err := newTLSReloader(raftTLSFiles{filepath.Join(dir, "c1.pem"), filepath.Join(dir, "c1-key.pem"), filepath.Join(dir, "ca.pem")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, pool := r.current()
+	leaf, err := x509.ParseCertificate(cert.Certificate[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, h := range []string{"127.0.0.1", "c2.coord.ns.svc"} {
+		if _, err := leaf.Verify(x509.VerifyOptions{DNSName: h, Roots: pool}); err != nil {
+			t.Errorf("%s: %v", h, err)
+		}
+	}
+	for _, c := range []struct {
+		args []string
+		code int
+		in   string
+	}{
+		{[]string{"tls-certs", "--out", dir, "--hosts", "x"}, 1, "refusing to overwrite"},
+		{[]string{"tls-certs", "--out", dir}, 2, "--hosts"},
+		{[]string{"tls-certs", "--help"}, 0, "--raft-tls-ca"},
+		{[]string{"help"}, 0, "tls-certs"},
+	} {
+		code, stdout, stderr := runCmd(t, c.args...)
+		if code != c.code || !strings.Contains(stdout+stderr, c.in) {
+			t.Errorf("%v: exit %d, want %d with %q in:\n%s%s", c.args, code, c.code, c.in, stdout, stderr)
 		}
 	}
 }
