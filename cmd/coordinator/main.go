@@ -25,6 +25,7 @@ var commands = []command{
 	{"nats", "[flags]", "run the embedded NATS server with JetStream alone, for multi-process use", withoutCtx(runNats)},
 	{"signing-key", "--out FILE", "generate a command signing key; prints the public key shards trust", runSigningKey},
 	{"nats-auth", "init|user|revoke", "generate NATS JWT auth: per-role credentials with subject permissions", runNatsAuth},
+	{"tls-certs", "--out DIR --hosts H,...", "generate a CA and node certificates for Raft mutual TLS (--raft-tls-*)", runTLSCerts},
 	{"bench", "[flags]", "measure matches/s and latency over NATS against the NATS and Raft floors", runBench},
 	{"policy", "test|eval [flags]", "run the policy bundle's tests, or explain its verdict on a proposal", runPolicy},
 	{"chaos", "list|run|clean", "run chaos scenarios against real processes and report", runChaos},

@@ -215,7 +215,7 @@ func startServe(ctx context.Context, o serveOptions, log *slog.Logger, stderr io
 		return s, err
 	}
 	plan := o.plan(hasState)
-	if s.rtrans, err = newRaftTransport(o.raftAddr, o.advertiseAddr, raftLog); err != nil {
+	if s.rtrans, err = newRaftTransport(o.raftAddr, o.advertiseAddr, raftTLSFiles{o.raftTLSCert, o.raftTLSKey, o.raftTLSCA}, log, raftLog); err != nil {
 		return s, fmt.Errorf("raft transport on %s: %w", o.raftAddr, err)
 	}
 	cfg := coordinator.DefaultConfig()

@@ -56,6 +56,8 @@ type serveOptions struct {
 	unsafe                  string
 	commandSigningKey       string
 	admin                   adminSecurity
+	// Raft mutual TLS (--raft-tls-*): all three or none.
+	raftTLSCert, raftTLSKey, raftTLSCA string
 	// Limits at the NATS intake (see natsapi.Config).
 	maxProposalBytes int
 	maxPlayers       int
@@ -125,6 +127,10 @@ func serveFlags(o *serveOptions, stderr io.Writer) (*flag.FlagSet, config.Loader
 	o.admin.register(fs)
 	fs.StringVar(&o.commandSigningKey, "command-signing-key", "", "nkey seed `file` (coordinator signing-key) signing every shard command; "+
 		"shards given its public key with --command-verify-keys refuse commands without a valid signature (default: unsigned)")
+	fs.StringVar(&o.raftTLSCert, "raft-tls-cert", "", "PEM certificate `file` this node presents to Raft peers, as server and client "+
+		"(SANs: the host of --raft-advertise); re-read when it changes (with --raft-tls-key and --raft-tls-ca; default: plain TCP)")
+	fs.StringVar(&o.raftTLSKey, "raft-tls-key", "", "PEM private key `file` of --raft-tls-cert")
+	fs.StringVar(&o.raftTLSCA, "raft-tls-ca", "", "PEM CA certificate(s) `file` Raft peers' certificates must chain to; a peer without one is refused")
 	return fs, ld
 }
 
@@ -181,6 +187,8 @@ func (o *serveOptions) validate() error {
 		return bad("--raft-election-timeout (%s) must be >= --raft-heartbeat-timeout (%s) > 0", o.election, o.heartbeat)
 	case o.adminAddr == "":
 		return bad("--admin-addr is required")
+	case (o.raftTLSCert == "") != (o.raftTLSKey == "") || (o.raftTLSCert == "") != (o.raftTLSCA == ""):
+		return bad("%v", errRaftTLSFlags)
 	case (o.historyDir == "") != (o.historyEpoch == 0):
 		return bad("--history-dir and --history-epoch go together (both or neither)")
 	case o.historyEpoch < 0:

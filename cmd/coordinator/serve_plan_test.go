@@ -75,7 +75,7 @@ func TestServeAdvertiseIsNotResolved(t *testing.T) {
 	if o.advertiseAddr != adv {
 		t.Fatalf("advertise %q, want %q", o.advertiseAddr, adv)
 	}
-	tr, err := newRaftTransport("127.0.0.1:0", adv, nil)
+	tr, err := newRaftTransport("127.0.0.1:0", adv, raftTLSFiles{}, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -87,6 +87,8 @@ func TestServeBadSettings(t *testing.T) {
 		{append(base, "--log-format", "xml"), "log format"},
 		{append(base, "--nats-tls-cert", "c.pem"), "--nats-tls-key"},
 		{append(base, "--prefix", "a b"), "--prefix"},
+		{append(base, "--raft-tls-cert", "c.pem", "--raft-tls-key", "k.pem"), "all three or none"},
+		{append(base, "--raft-tls-ca", "ca.pem"), "all three or none"},
 		{[]string{"--config", badFile}, `unknown key "not-a-flag"`},
 		{append(base, "extra"), "unexpected argument"},
 	} {
