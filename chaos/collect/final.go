@@ -125,10 +125,28 @@ func NodeFinal(st *smv1.FSMState) history.NodeFinal {
 // fetchHTTP makes the Fetch requests; ctx bounds each one further.
 var fetchHTTP = &http.Client{Timeout: 10 * time.Second}
 
-// FetchNodeFinal reads the FSM state of the coordinator node whose admin API is at
-// adminURL ("http://host:port", or "host:port") and maps it with NodeFinal.
+// Fetcher reads the final states over HTTP with its client: nil HTTP is a plain client
+// with a 10 s timeout; a secured deployment needs one that trusts the admin API's CA
+// and presents a token (e.g. admin.NewHTTPClient and a token-adding transport).
+type Fetcher struct {
+	HTTP *http.Client
+}
+
+// FetchNodeFinal is Fetcher{}.NodeFinal.
 func FetchNodeFinal(ctx context.Context, adminURL string) (history.NodeFinal, error) {
-	body, err := get(ctx, adminURL, NodeStatePath)
+	return Fetcher{}.NodeFinal(ctx, adminURL)
+}
+
+// FetchShardFinal is Fetcher{}.ShardFinal.
+func FetchShardFinal(ctx context.Context, adminURL string) (history.ShardFinal, error) {
+	return Fetcher{}.ShardFinal(ctx, adminURL)
+}
+
+// NodeFinal reads the FSM state of the coordinator node whose admin API is at adminURL
+// ("http://host:port", "https://host:port", or "host:port" for http) and maps it with
+// NodeFinal.
+func (f Fetcher) NodeFinal(ctx context.Context, adminURL string) (history.NodeFinal, error) {
+	body, err := f.get(ctx, adminURL, NodeStatePath)
 	if err != nil {
 		return history.NodeFinal{}, err
 	}
@@ -139,10 +157,10 @@ func FetchNodeFinal(ctx context.Context, adminURL string) (history.NodeFinal, er
 	return NodeFinal(&st), nil
 }
 
-// FetchShardFinal reads the journal of the shard server whose admin API is at
-// adminURL and maps it as ShardFinal does.
-func FetchShardFinal(ctx context.Context, adminURL string) (history.ShardFinal, error) {
-	body, err := get(ctx, adminURL, JournalPath)
+// ShardFinal reads the journal of the shard server whose admin API is at adminURL and
+// maps it as the package's ShardFinal does.
+func (f Fetcher) ShardFinal(ctx context.Context, adminURL string) (history.ShardFinal, error) {
+	body, err := f.get(ctx, adminURL, JournalPath)
 	if err != nil {
 		return history.ShardFinal{}, err
 	}
@@ -154,7 +172,7 @@ func FetchShardFinal(ctx context.Context, adminURL string) (history.ShardFinal, 
 }
 
 // get fetches base+path and returns the body of a 200 answer.
-func get(ctx context.Context, base, path string) ([]byte, error) {
+func (f Fetcher) get(ctx context.Context, base, path string) ([]byte, error) {
 	u := strings.TrimRight(base, "/")
 	if !strings.Contains(u, "://") {
 		u = "http://" + u
@@ -164,7 +182,11 @@ func get(ctx context.Context, base, path string) ([]byte, error) {
 		return nil, fmt.Errorf("collect: %w", err)
 	}
 	req.Header.Set("Accept", "application/json")
-	resp, err := fetchHTTP.Do(req)
+	hc := f.HTTP
+	if hc == nil {
+		hc = fetchHTTP
+	}
+	resp, err := hc.Do(req)
 	if err != nil {
 		return nil, fmt.Errorf("collect: GET %s%s: %w", base, path, err)
 	}

@@ -14,6 +14,9 @@ var ErrNoHistory = errors.New("report: run has no history")
 type Run struct {
 	Scenario string
 	Seed     int64
+	// Secure: every process ran secured (NATS JWT auth, signed commands, Raft and
+	// admin TLS with tokens).
+	Secure   bool
 	Started  time.Time     // wall clock, for display only
 	Duration time.Duration // the whole run: setup, workload, settle, check
 	// Faults are the fault windows as applied, on the history's reference clock.

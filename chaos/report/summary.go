@@ -23,6 +23,7 @@ const (
 type Summary struct {
 	Scenario string        `json:"scenario"`
 	Seed     int64         `json:"seed"`
+	Secure   bool          `json:"secure,omitempty"`
 	Started  time.Time     `json:"started"`
 	Duration time.Duration `json:"duration_ns"`
 
@@ -71,7 +72,7 @@ type Summary struct {
 
 // Summarize computes the verdict and the headline numbers of r.
 func Summarize(r *Run) Summary {
-	s := Summary{Scenario: r.Scenario, Seed: r.Seed, Started: r.Started, Duration: r.Duration,
+	s := Summary{Scenario: r.Scenario, Seed: r.Seed, Secure: r.Secure, Started: r.Started, Duration: r.Duration,
 		Violations: slices.Clone(r.Check.Violations), Expected: slices.Clone(r.Expect),
 		Liveness: slices.Clone(r.Liveness), Faults: slices.Clone(r.Faults),
 		Notes: slices.Clone(r.Check.Notes), Extra: jsonSafe(r.Extra)}
@@ -241,6 +242,9 @@ func (s Summary) Line() string {
 	if !s.Pass {
 		b.WriteString(" | ")
 		b.WriteString(strings.Join(s.Reasons, "; "))
+	}
+	if s.Secure {
+		b.WriteString(" | secure")
 	}
 	return b.String()
 }

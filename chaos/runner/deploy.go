@@ -180,10 +180,18 @@ func (d *deployment) start(ctx context.Context) error {
 		return err
 	}
 	if d.cfg.Secure {
+		hosts := map[string]string{}
+		for _, c := range d.coords {
+			hosts[c.name] = c.host.IP.String()
+		}
 		var err error
-		if d.sec, err = newSecurity(filepath.Join(d.work, "secure")); err != nil {
+		if d.sec, err = newSecurity(filepath.Join(d.work, "secure"), hosts); err != nil {
 			return fmt.Errorf("%w: credentials: %v", ErrSetup, err)
 		}
+		for _, c := range d.coords {
+			c.admin = "https://" + netipPort(c.host.IP.String(), coordAdminPort)
+		}
+		d.http = d.sec.adminClient
 	}
 	natsArgs := []string{"nats", "--addr", netipPort(d.nats.host.IP.String(), natsPort), "--store", filepath.Join(d.work, "nats")}
 	if d.sec != nil {
@@ -208,14 +216,15 @@ func (d *deployment) start(ctx context.Context) error {
 		if d.sc.Unsafe != "" {
 			args = append(args, "--unsafe", d.sc.Unsafe)
 		}
+		var env []string
 		if d.sec != nil {
 			extra, err := d.sec.coordinatorArgs(c.name)
 			if err != nil {
 				return fmt.Errorf("%w: credentials of %s: %v", ErrSetup, c.name, err)
 			}
-			args = append(args, extra...)
+			args, env = append(args, extra...), d.sec.coordinatorEnv()
 		}
-		if err := d.launch(ctx, c, d.cfg.CoordinatorBin, args); err != nil {
+		if err := d.launchEnv(ctx, c, d.cfg.CoordinatorBin, args, env); err != nil {
 			return err
 		}
 	}
@@ -240,11 +249,22 @@ func (d *deployment) start(ctx context.Context) error {
 			return err
 		}
 	}
-	return d.waitReady(ctx)
+	if err := d.waitReady(ctx); err != nil {
+		return err
+	}
+	if d.sec != nil {
+		return d.sec.verifyInEffect(ctx, d)
+	}
+	return nil
 }
 
 func (d *deployment) launch(ctx context.Context, n *node, bin string, args []string) error {
-	p, err := netns.StartProc(ctx, netns.ProcSpec{Name: n.name, Host: n.host, Path: bin, Args: args,
+	return d.launchEnv(ctx, n, bin, args, nil)
+}
+
+// launchEnv is launch with extra environment variables.
+func (d *deployment) launchEnv(ctx context.Context, n *node, bin string, args, env []string) error {
+	p, err := netns.StartProc(ctx, netns.ProcSpec{Name: n.name, Host: n.host, Path: bin, Args: args, Env: env,
 		LogPath: filepath.Join(d.work, "logs", n.name+".log")})
 	if err != nil {
 		return fmt.Errorf("%w: start %s: %v", ErrSetup, n.name, err)

@@ -166,7 +166,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	for _, e := range errs {
 		live = append(live, report.LivenessResult{Name: "fault injection", Pass: false, Detail: e.Error()})
 	}
-	run := &report.Run{Scenario: sc.Name, Seed: cfg.Seed, Started: started, Duration: time.Since(started),
+	run := &report.Run{Scenario: sc.Name, Seed: cfg.Seed, Secure: cfg.Secure, Started: started, Duration: time.Since(started),
 		Faults: windows, History: h, Check: checked, Liveness: live, Extra: extra, Expect: sc.Expect.Violations}
 	sum, err := report.Write(cfg.ReportDir, run)
 	if err != nil {
@@ -284,7 +284,7 @@ func (d *deployment) poll(ctx context.Context) (f history.Final, complete bool) 
 	)
 	for _, c := range d.coords {
 		wg.Go(func() {
-			if nf, err := collect.FetchNodeFinal(ctx, c.admin); err == nil {
+			if nf, err := (collect.Fetcher{HTTP: d.http}).NodeFinal(ctx, c.admin); err == nil {
 				mu.Lock()
 				f.Nodes[c.name] = nf
 				mu.Unlock()
@@ -293,7 +293,7 @@ func (d *deployment) poll(ctx context.Context) (f history.Final, complete bool) 
 	}
 	for _, s := range d.shards {
 		wg.Go(func() {
-			if sf, err := collect.FetchShardFinal(ctx, s.admin); err == nil {
+			if sf, err := (collect.Fetcher{HTTP: d.http}).ShardFinal(ctx, s.admin); err == nil {
 				mu.Lock()
 				f.Shards[s.name] = sf
 				mu.Unlock()
