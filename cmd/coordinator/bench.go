@@ -62,7 +62,7 @@ func parseBenchFlags(args []string, stderr io.Writer) (benchOptions, int, bool) 
 	fs.BoolVar(&o.policy, "policy", false, "evaluate the default policy bundle on every proposal")
 	fs.BoolVar(&o.floors, "floors", true, "measure the NATS and Raft floors too")
 	fs.BoolVar(&o.tracing, "tracing", true, "record spans as serve does (the OTEL_* environment applies; no exporter unless it names one)")
-	fs.BoolVar(&o.secure, "secure", false, "also measure matches on the secured stack (dev --secure: NATS JWT auth with per-role credentials, signed and verified commands), each level right after its plain row")
+	fs.BoolVar(&o.secure, "secure", false, "also measure matches on the secured stack (dev --secure: NATS over mutual TLS with JWT auth and per-role credentials, signed and verified commands), each level right after its plain row")
 	fs.StringVar(&o.log, "log-level", "error", "log level on stderr: debug, info, warn, error or off")
 	if code, done := parseFlags(fs, args); done {
 		return o, code, true

@@ -61,7 +61,7 @@ func parseDevFlags(args []string, stderr io.Writer) (devOptions, int, bool) {
 	fs.DurationVar(&o.settleTimeout, "settle-timeout", 30*time.Second, "how long to wait for in-flight transactions to finish before the audit")
 	fs.DurationVar(&o.killEvery, "chaos-kill-leader-every", 0, "kill the leader this often and restart it (0: never)")
 	fs.StringVar(&o.logLevel, "log-level", "warn", "log level on stderr: debug, info, warn, error or off")
-	fs.BoolVar(&o.secure, "secure", false, "run as production does: NATS in JWT operator mode with per-role credentials and subject permissions, commands signed by coordinators and verified by shards (NATS transport only)")
+	fs.BoolVar(&o.secure, "secure", false, "run as production does: NATS over mutual TLS in JWT operator mode with per-role credentials and subject permissions, commands signed by coordinators and verified by shards (NATS transport only)")
 	fs.StringVar(&o.transport, "transport", transportNATS, "how coordinators, shards and the load driver talk: nats (embedded NATS JetStream) or inmem")
 	if code, done := parseFlags(fs, args); done {
 		return o, code, true
@@ -162,7 +162,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			refused += sh.srv.Stats().SignatureRejected()
 		}
 		ds.SignatureRejected = refused
-		fmt.Fprintf(stdout, "security: NATS JWT auth with per-role permissions, signed commands (%d refused by the shards)\n", refused)
+		fmt.Fprintf(stdout, "security: NATS mutual TLS and JWT auth with per-role permissions, signed commands (%d refused by the shards)\n", refused)
 	}
 	if st.pol != nil {
 		ps := st.pol.Stats()

@@ -10,6 +10,7 @@ import (
 
 	"github.com/shardmatch/shardmatch/internal/natsauth"
 	"github.com/shardmatch/shardmatch/internal/natsutil"
+	"github.com/shardmatch/shardmatch/internal/pki"
 	"github.com/shardmatch/shardmatch/twophase/cmdsig"
 )
 
@@ -19,7 +20,9 @@ import (
 //     account, and every connection on its own role's credentials (natsauth): each
 //     coordinator node, each shard, and the load driver as a proposer, so a shard can
 //     vote only for itself and only coordinators can publish commands;
-//   - commands signed by the coordinators and verified by every shard (cmdsig).
+//   - commands signed by the coordinators and verified by every shard (cmdsig);
+//   - NATS over mutual TLS: a throwaway CA, a server certificate for 127.0.0.1 and a
+//     client certificate every connection presents.
 //
 // Raft runs in memory in this process, so its mutual TLS has nothing to protect here;
 // the admin API is not served by dev.
@@ -28,6 +31,7 @@ type devSecurity struct {
 	dir      string // the deployment and every user's .creds, for inspection with the nats CLI
 	signer   *cmdsig.Signer
 	verifier *cmdsig.Verifier
+	tls      *pki.Set // ca, "nats" (server) and "client"
 }
 
 // newDevSecurity makes fresh keys and writes them under dir/secure.
@@ -53,11 +57,21 @@ func newDevSecurity(dir string) (*devSecurity, error) {
 	if s.verifier, err = cmdsig.NewVerifier(s.signer.PublicKey()); err != nil {
 		return nil, err
 	}
+	if s.tls, err = pki.WriteSet(filepath.Join(s.dir, "tls"), nil, "nats", "client"); err != nil {
+		return nil, err
+	}
 	return s, nil
 }
 
-// configureServer is natsutil.EmbeddedConfig.Configure: operator mode.
+// configureServer is natsutil.EmbeddedConfig.Configure: operator mode, and mutual TLS
+// required of every client.
 func (s *devSecurity) configureServer(opts *server.Options) error {
+	srv := s.tls.Certs["nats"]
+	tc, err := server.GenTLSConfig(&server.TLSConfigOpts{CertFile: srv.CertFile, KeyFile: srv.KeyFile, CaFile: s.tls.CAFile, Verify: true})
+	if err != nil {
+		return err
+	}
+	opts.TLSConfig, opts.TLS, opts.TLSVerify, opts.TLSTimeout = tc, true, true, 2
 	return s.auth.ConfigureServer(opts)
 }
 
@@ -77,7 +91,9 @@ func (s *devSecurity) dialOptions(role natsauth.Role, id string) ([]nats.Option,
 	if err != nil {
 		return nil, err
 	}
-	return []nats.Option{nats.UserCredentials(path), nats.CustomInboxPrefix(inbox)}, nil
+	cl := s.tls.Certs["client"]
+	return []nats.Option{nats.UserCredentials(path), nats.CustomInboxPrefix(inbox),
+		nats.RootCAs(s.tls.CAFile), nats.ClientCert(cl.CertFile, cl.KeyFile)}, nil
 }
 
 // credsPath is where dialOptions wrote the credentials of role-id.

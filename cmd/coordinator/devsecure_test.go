@@ -14,8 +14,8 @@ import (
 )
 
 // TestDevStackSecure runs the secured one-process stack (dev --secure, bench --secure):
-// matches commit with every connection on its own role's credentials and signed
-// commands; then two controls show the defences are live, not decorative: a shard's
+// matches commit with every connection on its own role's credentials over mutual TLS
+// and signed commands; a connection without them is refused; then two controls show the defences are live, not decorative: a shard's
 // credentials cannot publish a command (NATS refuses it), and once the coordinators
 // stop signing, the shards refuse their commands.
 func TestDevStackSecure(t *testing.T) {
@@ -37,6 +37,12 @@ func TestDevStackSecure(t *testing.T) {
 		if s := sh.srv.Stats(); s.Handled == 0 || s.SignatureRejected() != 0 {
 			t.Errorf("%s: %+v", sh.id, s)
 		}
+	}
+
+	// Without credentials and a client certificate, no connection.
+	if nc, err := nats.Connect(st.nats.URL(), nats.MaxReconnects(0)); err == nil {
+		nc.Close()
+		t.Fatal("NATS took a connection without credentials or TLS")
 	}
 
 	// A shard's credentials cannot publish on a command subject.
