@@ -121,12 +121,13 @@ func (c *snapCluster) commit(t *testing.T, tag string, n int) {
 	}
 }
 
-// settledState waits until every node has applied the same state and returns it,
-// without its applied index.
+// settledState waits until every node has applied the same state, every transaction
+// is finished (a COMMITTED one still collecting acks would change after it is read),
+// and returns it without its applied index.
 func (c *snapCluster) settledState(t *testing.T) *smv1.FSMState {
 	t.Helper()
 	var st *smv1.FSMState
-	testutil.WaitFor(t, 15*time.Second, "every node at the same state, a leader leading", func() error {
+	testutil.WaitFor(t, 15*time.Second, "every node at the same state, every txn done, a leader leading", func() error {
 		st = nil
 		for i := range c.lc.Size() {
 			s := c.lc.Node(i).FSM().State()
@@ -135,6 +136,11 @@ func (c *snapCluster) settledState(t *testing.T) *smv1.FSMState {
 				return fmt.Errorf("%s differs", c.lc.NodeID(i))
 			}
 			st = s
+		}
+		for _, tx := range st.GetTxns() {
+			if tx.GetState() != smv1.TxnState_TXN_STATE_DONE {
+				return fmt.Errorf("txn %s is %s", tx.GetTxid(), tx.GetState())
+			}
 		}
 		if _, _, err := c.lc.Leader(context.Background()); err != nil {
 			return err
