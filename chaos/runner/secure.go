@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/shardmatch/shardmatch/coordinator/admin"
+	"github.com/shardmatch/shardmatch/internal/fsutil"
 	"github.com/shardmatch/shardmatch/internal/natsauth"
 	"github.com/shardmatch/shardmatch/internal/natsutil"
 	"github.com/shardmatch/shardmatch/internal/pki"
@@ -101,7 +102,7 @@ func (s *security) creds(role natsauth.Role, id string) (string, error) {
 		return "", err
 	}
 	path := filepath.Join(s.dir, u.Name+".creds")
-	return path, natsauth.WriteFileAtomic(path, u.Creds, 0o600)
+	return path, fsutil.WriteFileAtomic(path, u.Creds, 0o600)
 }
 
 // natsArgs, coordinatorArgs and shardArgs are what each process adds to its command

@@ -145,7 +145,7 @@ func (d *devNATS) startSlot(i int) error {
 		nc.Close()
 		return err
 	}
-	api, err := natsapi.New(natsapi.Config{Node: devNodeRef{d: d, i: i}, NodeID: sl.name, Conn: nc, Logger: d.log,
+	api, err := natsapi.New(natsapi.Config{Node: d.nodeAt(i), NodeID: sl.name, Conn: nc, Logger: d.log,
 		SkipEnsureStreams: true})
 	if err != nil {
 		_ = tr.Close()
@@ -242,60 +242,15 @@ func (d *devNATS) close() {
 	natsutil.Shutdown(d.srv)
 }
 
-// devNodeRef is natsapi.Node for whatever node runs in position i: a slot's server is
-// made before its node (re)starts.
-type devNodeRef struct {
-	d *devNATS
-	i int
-}
-
-var _ natsapi.Node = devNodeRef{}
-
-func (r devNodeRef) node() (*coordinator.Node, error) {
-	if lc := r.d.lc.Load(); lc != nil {
-		if n := lc.Node(r.i); n != nil {
-			return n, nil
+// nodeAt is natsapi.Node for whatever node runs in position i: a slot's server is made
+// before its node (re)starts.
+func (d *devNATS) nodeAt(i int) natsapi.Node {
+	return natsapi.NodeLookup(func() (*coordinator.Node, error) {
+		if lc := d.lc.Load(); lc != nil {
+			if n := lc.Node(i); n != nil {
+				return n, nil
+			}
 		}
-	}
-	return nil, &coordinator.NotLeaderError{}
-}
-
-func (r devNodeRef) Propose(ctx context.Context, p *smv1.Proposal) (*smv1.Decision, error) {
-	n, err := r.node()
-	if err != nil {
-		return nil, err
-	}
-	return n.Propose(ctx, p)
-}
-
-func (r devNodeRef) Status(ctx context.Context, id string) (*smv1.TxnRecord, error) {
-	n, err := r.node()
-	if err != nil {
-		return nil, err
-	}
-	return n.Status(ctx, id)
-}
-
-func (r devNodeRef) Renew(ctx context.Context, txid string) error {
-	n, err := r.node()
-	if err != nil {
-		return err
-	}
-	return n.Renew(ctx, txid)
-}
-
-func (r devNodeRef) Release(ctx context.Context, txid string) error {
-	n, err := r.node()
-	if err != nil {
-		return err
-	}
-	return n.Release(ctx, txid)
-}
-
-func (r devNodeRef) RegisterShard(ctx context.Context, s *smv1.ShardInfo) error {
-	n, err := r.node()
-	if err != nil {
-		return err
-	}
-	return n.RegisterShard(ctx, s)
+		return nil, &coordinator.NotLeaderError{}
+	})
 }

@@ -8,6 +8,7 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 
+	"github.com/shardmatch/shardmatch/internal/fsutil"
 	"github.com/shardmatch/shardmatch/internal/natsauth"
 	"github.com/shardmatch/shardmatch/internal/natsutil"
 	"github.com/shardmatch/shardmatch/internal/pki"
@@ -84,7 +85,7 @@ func (s *devSecurity) dialOptions(role natsauth.Role, id string) ([]nats.Option,
 		return nil, err
 	}
 	path := filepath.Join(s.dir, u.Name+".creds")
-	if err := natsauth.WriteFileAtomic(path, u.Creds, 0o600); err != nil {
+	if err := fsutil.WriteFileAtomic(path, u.Creds, 0o600); err != nil {
 		return nil, err
 	}
 	inbox, err := natsutil.InboxPrefix(u.Name)

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/shardmatch/shardmatch/internal/fsutil"
 	"github.com/shardmatch/shardmatch/internal/natsauth"
 )
 
@@ -128,7 +129,7 @@ func natsAuthInit(args []string, stdout, stderr io.Writer) int {
 		return fail(1, err)
 	}
 	credsPath := filepath.Join(*out, natsauth.FileCoordinator)
-	if err := natsauth.WriteFileAtomic(credsPath, u.Creds, 0o600); err != nil {
+	if err := fsutil.WriteFileAtomic(credsPath, u.Creds, 0o600); err != nil {
 		return fail(1, err)
 	}
 	fmt.Fprintf(stdout, "deployment %s (prefix %q, account %s)\n", *out, d.Prefix(), d.Account())
@@ -182,7 +183,7 @@ func natsAuthUser(args []string, stdout, stderr io.Writer) int {
 	if path == "" {
 		path = filepath.Join(*dir, u.Name+".creds")
 	}
-	if err := natsauth.WriteFileAtomic(path, u.Creds, 0o600); err != nil {
+	if err := fsutil.WriteFileAtomic(path, u.Creds, 0o600); err != nil {
 		return fail(1, err)
 	}
 	fmt.Fprintf(stdout, "%s\t%s\t%s\n", path, u.Name, u.PublicKey)

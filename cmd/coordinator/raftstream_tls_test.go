@@ -16,6 +16,7 @@ import (
 
 	"github.com/hashicorp/raft"
 
+	"github.com/shardmatch/shardmatch/internal/fsutil"
 	"github.com/shardmatch/shardmatch/internal/pki"
 	"github.com/shardmatch/shardmatch/internal/testutil"
 )
@@ -113,7 +114,7 @@ func (p *testPKI) files(t testing.TB, name string, ca *pki.CA, o pki.LeafOptions
 	f := raftTLSFiles{cert: filepath.Join(p.dir, name+"-cert.pem"), key: filepath.Join(p.dir, name+"-key.pem"),
 		ca: filepath.Join(p.dir, name+"-ca.pem")}
 	writeLeaf(t, ca, o, f)
-	if err := pki.WriteFile(f.ca, caPEM, 0o644); err != nil {
+	if err := fsutil.WriteFileAtomic(f.ca, caPEM, 0o644); err != nil {
 		t.Fatal(err)
 	}
 	return f
@@ -595,7 +596,7 @@ func TestRaftTLSRotation(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, n := range nodes {
-		if err := pki.WriteFile(n.files.ca, pki.Bundle(p.ca, newCA), 0o644); err != nil {
+		if err := fsutil.WriteFileAtomic(n.files.ca, pki.Bundle(p.ca, newCA), 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -611,7 +612,7 @@ func TestRaftTLSRotation(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := pki.WriteFile(n1.files.cert, bad.CertPEM(), 0o644); err != nil {
+	if err := fsutil.WriteFileAtomic(n1.files.cert, bad.CertPEM(), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	if s := served(); s != want {

@@ -18,6 +18,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nkeys"
 
+	"github.com/shardmatch/shardmatch/internal/fsutil"
 	"github.com/shardmatch/shardmatch/internal/natsutil"
 )
 
@@ -319,30 +320,16 @@ const ServerDir = "server"
 // directory or its ServerDir (the files are looked up by name, so a Kubernetes Secret
 // volume's ..data entries do not matter, and nothing is written).
 func LoadServerTrust(dir string) (*ServerTrust, error) {
-	read := func(name string) (string, error) {
-		b, err := os.ReadFile(filepath.Join(dir, name))
-		if err != nil {
-			if errors.Is(err, fs.ErrNotExist) && name == FileMeta {
-				return "", fmt.Errorf("%w in %s (run 'coordinator nats-auth init --out DIR' and give DIR or DIR/%s)", ErrNoDeployment, dir, ServerDir)
-			}
-			return "", fmt.Errorf("natsauth: %w", err)
-		}
-		return strings.TrimSpace(string(b)), nil
-	}
-	mb, err := read(FileMeta)
+	m, err := readMeta(dir)
 	if err != nil {
 		return nil, err
-	}
-	var m meta
-	if err := json.Unmarshal([]byte(mb), &m); err != nil {
-		return nil, fmt.Errorf("%w in %s: %s: %w", ErrNoDeployment, dir, FileMeta, err)
 	}
 	t := &ServerTrust{System: m.System, Account: m.Account}
 	for _, j := range []struct {
 		file string
 		dst  *string
 	}{{FileOperatorJWT, &t.OperatorJWT}, {FileSystemJWT, &t.SystemJWT}, {FileAccountJWT, &t.AccountJWT}} {
-		if *j.dst, err = read(j.file); err != nil {
+		if *j.dst, err = readTrimmed(dir, j.file); err != nil {
 			return nil, err
 		}
 	}
@@ -463,7 +450,7 @@ func (d *Deployment) write(dir string, all bool) error {
 	}
 	var written []string
 	for _, f := range files {
-		if err := WriteFileAtomic(filepath.Join(dir, f.name), f.data, f.mode); err != nil {
+		if err := fsutil.WriteFileAtomic(filepath.Join(dir, f.name), f.data, f.mode); err != nil {
 			if all {
 				for _, w := range written {
 					_ = os.Remove(w)
@@ -480,29 +467,19 @@ func pub(kp nkeys.KeyPair) string { p, _ := kp.PublicKey(); return p }
 
 // Load reads a deployment saved in dir. ErrNoDeployment if dir holds none.
 func Load(dir string) (*Deployment, error) {
-	read := func(name string) (string, error) {
-		b, err := os.ReadFile(filepath.Join(dir, name))
-		if err != nil {
-			if errors.Is(err, fs.ErrNotExist) && name == FileMeta {
-				return "", fmt.Errorf("%w in %s (run 'coordinator nats-auth init --out %s' first)", ErrNoDeployment, dir, dir)
-			}
-			return "", fmt.Errorf("natsauth: %w", err)
-		}
-		return strings.TrimSpace(string(b)), nil
-	}
-	mb, err := read(FileMeta)
+	m, err := readMeta(dir)
 	if err != nil {
 		return nil, err
 	}
-	var m meta
-	if err := json.Unmarshal([]byte(mb), &m); err != nil {
-		return nil, fmt.Errorf("%w in %s: %s: %w", ErrNoDeployment, dir, FileMeta, err)
+	t, err := LoadServerTrust(dir)
+	if err != nil {
+		return nil, err
 	}
 	subj, err := natsutil.NewSubjects(m.Prefix)
 	if err != nil {
 		return nil, err
 	}
-	d := &Deployment{prefix: subj.Prefix(), subj: subj}
+	d := &Deployment{prefix: subj.Prefix(), subj: subj, opJWT: t.OperatorJWT, sysJWT: t.SystemJWT, accJWT: t.AccountJWT}
 	keys := []struct {
 		file string
 		dst  *nkeys.KeyPair
@@ -514,7 +491,7 @@ func Load(dir string) (*Deployment, error) {
 		{FileSigningSeed, &d.signing, m.SigningKey},
 	}
 	for _, k := range keys {
-		s, err := read(k.file)
+		s, err := readTrimmed(dir, k.file)
 		if err != nil {
 			return nil, err
 		}
@@ -527,58 +504,35 @@ func Load(dir string) (*Deployment, error) {
 		}
 		*k.dst = kp
 	}
-	for _, j := range []struct {
-		file string
-		dst  *string
-	}{{FileOperatorJWT, &d.opJWT}, {FileSystemJWT, &d.sysJWT}, {FileAccountJWT, &d.accJWT}} {
-		if *j.dst, err = read(j.file); err != nil {
-			return nil, err
-		}
-	}
-	if ac, err := jwt.DecodeAccountClaims(d.accJWT); err != nil || ac.Subject != m.Account {
-		return nil, fmt.Errorf("natsauth: %s is not account %s's JWT (%v)", FileAccountJWT, m.Account, err)
-	}
 	if d.sysCreds, err = os.ReadFile(filepath.Join(dir, FileSystemCreds)); err != nil {
 		return nil, fmt.Errorf("natsauth: %w", err)
 	}
 	return d, nil
 }
 
-// WriteFileAtomic writes data to path through a temporary file in the same directory
-// renamed over it, with mode perm: a reader sees the old file or the new one, and a
-// failed write leaves nothing behind.
-func WriteFileAtomic(path string, data []byte, perm fs.FileMode) error {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
+// readTrimmed reads dir/name without surrounding white space.
+func readTrimmed(dir, name string) (string, error) {
+	b, err := os.ReadFile(filepath.Join(dir, name))
 	if err != nil {
-		return err
+		return "", fmt.Errorf("natsauth: %w", err)
 	}
-	tmp := f.Name()
-	ok := false
-	defer func() {
-		if !ok {
-			_ = os.Remove(tmp)
-		}
-	}()
-	if err := f.Chmod(perm); err != nil {
-		f.Close()
-		return err
+	return strings.TrimSpace(string(b)), nil
+}
+
+// readMeta reads dir's deployment.json; ErrNoDeployment if it is missing or unreadable.
+func readMeta(dir string) (meta, error) {
+	var m meta
+	b, err := os.ReadFile(filepath.Join(dir, FileMeta))
+	if errors.Is(err, fs.ErrNotExist) {
+		return m, fmt.Errorf("%w in %s (run 'coordinator nats-auth init --out DIR' and give DIR, or DIR/%s to a NATS server)", ErrNoDeployment, dir, ServerDir)
 	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
+	if err != nil {
+		return m, fmt.Errorf("natsauth: %w", err)
 	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
+	if err := json.Unmarshal(b, &m); err != nil {
+		return m, fmt.Errorf("%w in %s: %s: %w", ErrNoDeployment, dir, FileMeta, err)
 	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return err
-	}
-	ok = true
-	return nil
+	return m, nil
 }
 
 // PushAccount sends the deployment's current account JWT to the running servers at

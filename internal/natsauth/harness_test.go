@@ -185,7 +185,7 @@ func startStack(t *testing.T, shards ...string) *stack {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = s.tr.Close() })
-	s.api, err = natsapi.New(natsapi.Config{Node: nodeRef{s}, NodeID: "c1", Conn: s.coord.Conn, SkipEnsureStreams: true})
+	s.api, err = natsapi.New(natsapi.Config{Node: s.apiNode(), NodeID: "c1", Conn: s.coord.Conn, SkipEnsureStreams: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -266,52 +266,12 @@ func duel(pid string, shards ...string) *smv1.Proposal {
 	return p
 }
 
-// nodeRef is natsapi.Node for the stack's one node, made after the API server.
-type nodeRef struct{ s *stack }
-
-func (r nodeRef) n() (*coordinator.Node, error) {
-	if lc := r.s.lc.Load(); lc != nil {
-		return lc.Node(0), nil
-	}
-	return nil, &coordinator.NotLeaderError{}
-}
-
-func (r nodeRef) Propose(ctx context.Context, p *smv1.Proposal) (*smv1.Decision, error) {
-	n, err := r.n()
-	if err != nil {
-		return nil, err
-	}
-	return n.Propose(ctx, p)
-}
-
-func (r nodeRef) Status(ctx context.Context, id string) (*smv1.TxnRecord, error) {
-	n, err := r.n()
-	if err != nil {
-		return nil, err
-	}
-	return n.Status(ctx, id)
-}
-
-func (r nodeRef) Renew(ctx context.Context, txid string) error {
-	n, err := r.n()
-	if err != nil {
-		return err
-	}
-	return n.Renew(ctx, txid)
-}
-
-func (r nodeRef) Release(ctx context.Context, txid string) error {
-	n, err := r.n()
-	if err != nil {
-		return err
-	}
-	return n.Release(ctx, txid)
-}
-
-func (r nodeRef) RegisterShard(ctx context.Context, sh *smv1.ShardInfo) error {
-	n, err := r.n()
-	if err != nil {
-		return err
-	}
-	return n.RegisterShard(ctx, sh)
+// apiNode is natsapi.Node for the stack's one node, made after the API server.
+func (s *stack) apiNode() natsapi.Node {
+	return natsapi.NodeLookup(func() (*coordinator.Node, error) {
+		if lc := s.lc.Load(); lc != nil {
+			return lc.Node(0), nil
+		}
+		return nil, &coordinator.NotLeaderError{}
+	})
 }

@@ -16,6 +16,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/shardmatch/shardmatch/internal/fsutil"
 )
 
 // DefaultValidity is how long a certificate is valid when no validity is given.
@@ -107,7 +109,7 @@ func (ca *CA) CertPEM() []byte {
 // WriteFiles writes the CA certificate (0644) and, when keyFile is not empty, its
 // key (0600).
 func (ca *CA) WriteFiles(certFile, keyFile string) error {
-	if err := WriteFile(certFile, ca.CertPEM(), 0o644); err != nil {
+	if err := fsutil.WriteFileAtomic(certFile, ca.CertPEM(), 0o644); err != nil {
 		return err
 	}
 	if keyFile == "" {
@@ -117,7 +119,7 @@ func (ca *CA) WriteFiles(certFile, keyFile string) error {
 	if err != nil {
 		return err
 	}
-	return WriteFile(keyFile, keyPEM, 0o600)
+	return fsutil.WriteFileAtomic(keyFile, keyPEM, 0o600)
 }
 
 // LeafOptions describe a certificate to issue.
@@ -221,10 +223,10 @@ func (l *Leaf) WriteFiles(certFile, keyFile string) error {
 		return err
 	}
 	// The key first: a reader that sees the new certificate then finds its key.
-	if err := WriteFile(keyFile, keyPEM, 0o600); err != nil {
+	if err := fsutil.WriteFileAtomic(keyFile, keyPEM, 0o600); err != nil {
 		return err
 	}
-	return WriteFile(certFile, l.CertPEM(), 0o644)
+	return fsutil.WriteFileAtomic(certFile, l.CertPEM(), 0o644)
 }
 
 // Bundle is the PEM concatenation of CA certificates: the content of a CA file
@@ -298,33 +300,6 @@ func WriteSet(dir string, hosts []string, names ...string) (*Set, error) {
 		s.Certs[n] = p
 	}
 	return s, nil
-}
-
-// WriteFile writes data to path atomically with mode perm: a temporary file in the
-// same directory, synced, then renamed over path.
-func WriteFile(path string, data []byte, perm os.FileMode) error {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	defer os.Remove(tmp) // after a successful rename there is nothing left to remove
-	if err := f.Chmod(perm); err != nil {
-		f.Close()
-		return err
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
 }
 
 func keyToPEM(k crypto.Signer) ([]byte, error) {

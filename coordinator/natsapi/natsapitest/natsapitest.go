@@ -159,7 +159,7 @@ func (c *Cluster) startAPI(i int) {
 	c.tb.Helper()
 	sl := c.slots[i]
 	nc := c.dial()
-	cfg := natsapi.Config{Node: nodeRef{c: c, i: i}, NodeID: sl.id, Conn: nc, Prefix: c.opts.Prefix, Logger: c.opts.Logger}
+	cfg := natsapi.Config{Node: c.nodeAt(i), NodeID: sl.id, Conn: nc, Prefix: c.opts.Prefix, Logger: c.opts.Logger}
 	if c.opts.API != nil {
 		c.opts.API(sl.id, &cfg)
 	}
@@ -307,60 +307,17 @@ func (c *Cluster) shutdown() {
 	natsutil.Shutdown(c.NATS)
 }
 
-// nodeRef is natsapi.Node for whatever node runs in position i: the harness restarts
+// nodeAt is natsapi.Node for whatever node runs in position i: the harness restarts
 // nodes under a server it made before them.
-type nodeRef struct {
-	c *Cluster
-	i int
-}
-
-func (r nodeRef) node() (*coordinator.Node, error) {
-	if lc := r.c.LC(); lc != nil {
-		if n := lc.Node(r.i); n != nil {
-			return n, nil
+func (c *Cluster) nodeAt(i int) natsapi.Node {
+	return natsapi.NodeLookup(func() (*coordinator.Node, error) {
+		if lc := c.LC(); lc != nil {
+			if n := lc.Node(i); n != nil {
+				return n, nil
+			}
 		}
-	}
-	return nil, &coordinator.NotLeaderError{}
-}
-
-func (r nodeRef) Propose(ctx context.Context, p *smv1.Proposal) (*smv1.Decision, error) {
-	n, err := r.node()
-	if err != nil {
-		return nil, err
-	}
-	return n.Propose(ctx, p)
-}
-
-func (r nodeRef) Status(ctx context.Context, id string) (*smv1.TxnRecord, error) {
-	n, err := r.node()
-	if err != nil {
-		return nil, err
-	}
-	return n.Status(ctx, id)
-}
-
-func (r nodeRef) Renew(ctx context.Context, txid string) error {
-	n, err := r.node()
-	if err != nil {
-		return err
-	}
-	return n.Renew(ctx, txid)
-}
-
-func (r nodeRef) Release(ctx context.Context, txid string) error {
-	n, err := r.node()
-	if err != nil {
-		return err
-	}
-	return n.Release(ctx, txid)
-}
-
-func (r nodeRef) RegisterShard(ctx context.Context, s *smv1.ShardInfo) error {
-	n, err := r.node()
-	if err != nil {
-		return err
-	}
-	return n.RegisterShard(ctx, s)
+		return nil, &coordinator.NotLeaderError{}
+	})
 }
 
 // Shard is a simulated shard server: it votes YES for every player and counts what it
