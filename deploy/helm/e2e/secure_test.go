@@ -261,7 +261,7 @@ func TestHelmSecureInstall(t *testing.T) {
 	time.Sleep(2 * time.Second) //nolint:forbidigo // the load ramps up
 	phase("steady", func() error {
 		until := time.Now().Add(5 * time.Second)
-		e.negativeControls(ctx, sc) // on the live install, under load
+		e.negativeControls(ctx, sc)   // on the live install, under load
 		time.Sleep(time.Until(until)) //nolint:forbidigo // the load runs on
 		return nil
 	})
