@@ -9,12 +9,15 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -239,6 +242,7 @@ func TestHelmSecureInstall(t *testing.T) {
 	}
 	t.Logf("installed secured: NATS, 3 coordinators and 2 shards Ready (readiness over HTTPS) and formed in %v",
 		time.Since(start).Round(time.Millisecond))
+	e.checkSecretFileModes()
 	for _, p := range e.c.Pods(coordSTS) {
 		if r := p.Plan.Main.Readiness; r == nil || r.Scheme != "HTTPS" {
 			t.Errorf("%s: readiness probe %+v, want HTTPS", p.Name(), r)
@@ -346,6 +350,50 @@ func (e *env) negativeControls(ctx context.Context, sc *secureCreds) {
 		nc.Close()
 	}
 
+	// Commands must be signed: one published with the coordinators' own NATS
+	// credentials (which may publish commands) but unsigned is refused by the shard.
+	shard := e.c.Pods(shardSTS)[0]
+	rejected := func() (float64, error) { return shardUnsignedRejected(ctx, shard) }
+	before, err := rejected()
+	if err != nil {
+		t.Errorf("shard metrics: %v", err)
+	}
+	if nc, err := nats.Connect(natsURL, nats.NoReconnect(), nats.Timeout(3*time.Second), nats.Name("e2e-unsigned"),
+		nats.UserCredentials(sc.coordinatorCredsFile), nats.CustomInboxPrefix(natsutil.InboxRoot+".coordinator-"+release)); err != nil {
+		t.Errorf("NATS with the coordinators' credentials: %v", err)
+	} else {
+		subj, _ := natsutil.NewSubjects("")
+		cmd, _ := subj.ShardCmd(shard.Name())
+		if err := nc.Publish(cmd, []byte("unsigned forged command")); err != nil {
+			t.Errorf("publish %s: %v", cmd, err)
+		}
+		if err := nc.FlushTimeout(3 * time.Second); err != nil {
+			t.Errorf("flush: %v", err)
+		}
+		nc.Close()
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			n, err := rejected()
+			if err == nil && n > before {
+				t.Logf("negative control: an unsigned command on %s was refused by %s (unsigned rejections %.0f -> %.0f)", cmd, shard.Name(), before, n)
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Errorf("an unsigned command on %s: %s's unsigned rejections stayed at %.0f (%v)", cmd, shard.Name(), n, err)
+				break
+			}
+			time.Sleep(100 * time.Millisecond) //nolint:forbidigo // polling the shard's metrics
+		}
+	}
+
+	// Raft: a peer with a certificate of another CA (the admin API's) is refused.
+	coord := e.c.Pods(coordSTS)[0]
+	if err := raftDialWithCert(coord, sc); err == nil {
+		t.Errorf("%s's Raft port took a client certificate of another CA", coord.Name())
+	} else {
+		t.Logf("negative control: Raft TLS refused a certificate of another CA: %v", err)
+	}
+
 	// Plain HTTP on the admin port.
 	pod := e.c.Pods(coordSTS)[0]
 	plain := &http.Client{Timeout: 3 * time.Second}
@@ -441,4 +489,98 @@ func (e *env) checkAuditLog() {
 		t.Errorf("the refused unauthenticated leader transfer is not in the audit logs")
 	}
 	t.Logf("audit logs: %d preStop leader transfers, %d refused transfers", transfers, refused)
+}
+
+// shardUnsignedRejected reads the unsigned commands a demo shard refused from its
+// metrics.
+func shardUnsignedRejected(ctx context.Context, p *Pod) (float64, error) {
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+p.IP()+":9090/metrics", nil)
+	resp, err := (&http.Client{Timeout: 3 * time.Second}).Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(nil, 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		if strings.HasPrefix(line, "shardmatch_shard_commands_signature_rejected_total{") && strings.Contains(line, `reason="unsigned"`) {
+			var v float64
+			_, err := fmt.Sscan(line[strings.LastIndexByte(line, ' ')+1:], &v)
+			return v, err
+		}
+	}
+	return 0, fmt.Errorf("%s: no unsigned commands_signature_rejected_total in /metrics", p.Name())
+}
+
+// raftDialWithCert opens a TLS connection to p's Raft port presenting the admin
+// certificate (signed by the admin CA, not the Raft CA) and reads: nil means the
+// peer kept the connection open (accepted it).
+func raftDialWithCert(p *Pod, sc *secureCreds) error {
+	cert, err := tls.LoadX509KeyPair(filepath.Join(sc.dir, "admin/admin.pem"), filepath.Join(sc.dir, "admin/admin-key.pem"))
+	if err != nil {
+		return fmt.Errorf("setup: %w", err)
+	}
+	pool := x509.NewCertPool()
+	ca, err := os.ReadFile(filepath.Join(sc.dir, "raft/ca.pem"))
+	if err != nil || !pool.AppendCertsFromPEM(ca) {
+		return fmt.Errorf("setup: raft CA: %v", err)
+	}
+	d := &net.Dialer{Timeout: 3 * time.Second}
+	conn, err := tls.DialWithDialer(d, "tcp", p.IP()+":7000", &tls.Config{RootCAs: pool, Certificates: []tls.Certificate{cert},
+		ServerName: p.Plan.FQDN("cluster.local"), MinVersion: tls.VersionTLS12})
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(2 * time.Second))
+	var b [1]byte
+	if _, err := conn.Read(b[:]); err != nil && !errors.Is(err, os.ErrDeadlineExceeded) {
+		return err
+	}
+	return nil
+}
+
+// checkSecretFileModes checks the files of every Secret volume of every live pod as
+// the kubelet left them: owned by the pod's fsGroup and readable by no one else.
+func (e *env) checkSecretFileModes() {
+	t := e.t
+	t.Helper()
+	n := 0
+	for _, sts := range []string{natsSTS, coordSTS, shardSTS} {
+		for _, p := range e.c.Pods(sts) {
+			for _, v := range p.Plan.Volumes {
+				if v.Secret == nil {
+					continue
+				}
+				dir := filepath.Join(p.volumeDir(v.Name), dataDirName)
+				err := filepath.WalkDir(dir+"/", func(path string, d fs.DirEntry, err error) error {
+					if err != nil || d.IsDir() {
+						return err
+					}
+					fi, err := d.Info()
+					if err != nil {
+						return err
+					}
+					n++
+					gid := int64(-1)
+					if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+						gid = int64(st.Gid)
+					}
+					if fi.Mode().Perm()&0o007 != 0 || p.Plan.FSGroup == nil || gid != *p.Plan.FSGroup {
+						t.Errorf("%s: Secret volume %s: %s has mode %v gid %d: want readable by the pod's user and fsGroup only",
+							p.Name(), v.Name, filepath.Base(path), fi.Mode().Perm(), gid)
+					}
+					return nil
+				})
+				if err != nil {
+					t.Errorf("%s: Secret volume %s: %v", p.Name(), v.Name, err)
+				}
+			}
+		}
+	}
+	if n == 0 {
+		t.Errorf("no Secret volume files found")
+	}
+	t.Logf("%d files of Secret volumes: none readable by others", n)
 }
