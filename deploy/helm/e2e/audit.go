@@ -2,11 +2,17 @@ package e2e
 
 import (
 	"context"
+	"fmt"
+	"io"
+	"net/http"
 	"sync"
 	"time"
 
+	"google.golang.org/protobuf/encoding/protojson"
+
 	"github.com/shardmatch/shardmatch/chaos/collect"
 	"github.com/shardmatch/shardmatch/chaos/history"
+	smv1 "github.com/shardmatch/shardmatch/proto/shardmatch/v1"
 )
 
 // AuditTargets are where the final state is read: every coordinator's and every
@@ -16,6 +22,10 @@ type AuditTargets struct {
 	Coordinators map[string]string // node id -> http://ip:port
 	Shards       map[string]string // shard id -> http://ip:port
 	HistoryDir   string
+	// HTTP and Token, if set, read the coordinators' admin APIs (an https client
+	// trusting the admin CA; the read token): a secured install.
+	HTTP  *http.Client
+	Token string
 }
 
 // Audit waits (up to settle) until the run has settled (every txn DONE on every
@@ -72,7 +82,7 @@ func pollFinal(ctx context.Context, t AuditTargets) (history.Final, bool) {
 	var wg sync.WaitGroup
 	for id, url := range t.Coordinators {
 		wg.Go(func() {
-			if nf, err := collect.FetchNodeFinal(ctx, url); err == nil {
+			if nf, err := fetchNodeFinal(ctx, t, url); err == nil {
 				mu.Lock()
 				f.Nodes[id] = nf
 				mu.Unlock()
@@ -90,4 +100,40 @@ func pollFinal(ctx context.Context, t AuditTargets) (history.Final, bool) {
 	}
 	wg.Wait()
 	return f, len(f.Nodes) == len(t.Coordinators) && len(f.Shards) == len(t.Shards)
+}
+
+// fetchNodeFinal is collect.FetchNodeFinal through t's client and token.
+func fetchNodeFinal(ctx context.Context, t AuditTargets, url string) (history.NodeFinal, error) {
+	if t.HTTP == nil && t.Token == "" {
+		return collect.FetchNodeFinal(ctx, url)
+	}
+	hc := t.HTTP
+	if hc == nil {
+		hc = http.DefaultClient
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url+collect.NodeStatePath, nil)
+	if err != nil {
+		return history.NodeFinal{}, err
+	}
+	req.Header.Set("Accept", "application/json")
+	if t.Token != "" {
+		req.Header.Set("Authorization", "Bearer "+t.Token)
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return history.NodeFinal{}, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 256<<20))
+	if err != nil {
+		return history.NodeFinal{}, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return history.NodeFinal{}, fmt.Errorf("GET %s%s: %s", url, collect.NodeStatePath, resp.Status)
+	}
+	var st smv1.FSMState
+	if err := (protojson.UnmarshalOptions{DiscardUnknown: true}).Unmarshal(body, &st); err != nil {
+		return history.NodeFinal{}, fmt.Errorf("decode %s%s: %w", url, collect.NodeStatePath, err)
+	}
+	return collect.NodeFinal(&st), nil
 }

@@ -1,6 +1,7 @@
 // Package e2e runs the Helm chart's rendered pods as real processes, the way a
 // Kubernetes node would, and holds the end-to-end test of a rolling update and of
-// scaling under load (rollout_test.go).
+// scaling under load (rollout_test.go) and that of an install with every security
+// setting on (secure_test.go).
 //
 // No cluster is reachable from the machines this runs on, so the package plays the
 // parts of Kubernetes that the chart relies on, each as faithfully as a test can:
@@ -17,7 +18,8 @@
 //     labels, annotations, resources), secretKeyRef and configMapKeyRef; ConfigMap,
 //     Secret and projected volumes written as the kubelet's atomic writer does
 //     (a timestamped directory, a ..data symlink swapped by rename, one symlink per
-//     key), emptyDir and PVCs as directories, fsGroup ownership; subPath mounts of a
+//     key; with an fsGroup, group-owned and group-readable), emptyDir and PVCs as
+//     directories, fsGroup ownership; subPath mounts of a
 //     single file; the container's user and group, a read-only root filesystem;
 //     startup, readiness and liveness probes (httpGet, tcpSocket, exec) from the
 //     node with the kubelet's periods, timeouts and thresholds; restartPolicy Always

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -219,21 +220,29 @@ func (p *Pod) makeWritable(dir string, gid int) error {
 	if gid < 0 {
 		return nil
 	}
+	// The volume may be in use (syncVolumes runs on live pods too): a file the pod
+	// removes or renames while this walks, e.g. NATS's *.tmp files, is skipped.
+	gone := func(err error) error {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil
+		}
+		return err
+	}
 	return filepath.Walk(dir, func(path string, fi os.FileInfo, err error) error {
 		if err != nil {
-			return err
+			return gone(err)
 		}
 		if err := os.Lchown(path, -1, gid); err != nil {
-			return err
+			return gone(err)
 		}
 		if fi.Mode()&os.ModeSymlink != 0 {
 			return nil
 		}
 		mode := fi.Mode().Perm() | 0o060
 		if fi.IsDir() {
-			return os.Chmod(path, mode|0o010|os.ModeSetgid)
+			return gone(os.Chmod(path, mode|0o010|os.ModeSetgid))
 		}
-		return os.Chmod(path, mode)
+		return gone(os.Chmod(path, mode))
 	})
 }
 

@@ -15,6 +15,8 @@ import (
 	"github.com/shardmatch/shardmatch/chaos/workload"
 	"github.com/shardmatch/shardmatch/client"
 	"github.com/shardmatch/shardmatch/internal/clock"
+	"github.com/shardmatch/shardmatch/internal/config"
+	"github.com/shardmatch/shardmatch/internal/natsutil"
 	"github.com/shardmatch/shardmatch/shardsvc"
 )
 
@@ -37,7 +39,11 @@ type LoadConfig struct {
 	Epoch time.Time
 	// MatchLength is how long a committed match is hosted before it is released.
 	MatchLength time.Duration
-	Logger      *slog.Logger
+	// Creds, if set, is a NATS credentials file (`coordinator nats-auth user --role
+	// proposer`): the load connects as that user, with replies in its own inbox
+	// _INBOX.<user name>, from which the client takes its proposer identity.
+	Creds  string
+	Logger *slog.Logger
 }
 
 // Load drives proposals until Stop and records every call in a history.
@@ -55,6 +61,9 @@ type Load struct {
 // Now is the history's time now.
 func (l *Load) Now() time.Duration { return time.Since(l.Epoch) }
 
+// Identity is the proposer identity the load proposes as ("" for none).
+func (l *Load) Identity() string { return l.cli.Identity() }
+
 // Stats are the driver's counters.
 func (l *Load) Stats() shardsvc.Stats { return l.drv.Stats() }
 
@@ -64,8 +73,19 @@ func StartLoad(cfg LoadConfig) (*Load, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	nc, err := nats.Connect(strings.Join(cfg.NATSURLs, ","), nats.Name("e2e-load"), nats.MaxReconnects(-1),
-		nats.ReconnectWait(100*time.Millisecond))
+	opts := []nats.Option{nats.Name("e2e-load"), nats.MaxReconnects(-1), nats.ReconnectWait(100 * time.Millisecond)}
+	if cfg.Creds != "" {
+		name, err := config.CredsUserName(cfg.Creds)
+		if err != nil {
+			return nil, fmt.Errorf("e2e: load: %w", err)
+		}
+		prefix, err := natsutil.InboxPrefix(name)
+		if err != nil {
+			return nil, fmt.Errorf("e2e: load: %w", err)
+		}
+		opts = append(opts, nats.UserCredentials(cfg.Creds), nats.CustomInboxPrefix(prefix))
+	}
+	nc, err := nats.Connect(strings.Join(cfg.NATSURLs, ","), opts...)
 	if err != nil {
 		return nil, fmt.Errorf("e2e: load: nats: %w", err)
 	}

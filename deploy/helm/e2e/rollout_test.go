@@ -116,9 +116,19 @@ type env struct {
 	http          *http.Client
 	work, histDir string
 	epoch         time.Time
+	image         map[string]string
+	// A secured install: the admin API's scheme ("" is http), the read token the
+	// read calls send, and the NATS credentials the load connects with.
+	scheme, readToken, loadCreds string
 }
 
-func (e *env) adminURL(p *Pod) string { return "http://" + p.IP() + ":8080" }
+func (e *env) adminURL(p *Pod) string {
+	scheme := e.scheme
+	if scheme == "" {
+		scheme = "http"
+	}
+	return scheme + "://" + p.IP() + ":8080"
+}
 
 // status fetches every live coordinator's /v1/status.
 func (e *env) statuses(ctx context.Context) []*admin.Status {
@@ -126,7 +136,7 @@ func (e *env) statuses(ctx context.Context) []*admin.Status {
 	for _, p := range e.c.Pods(coordSTS) {
 		urls = append(urls, e.adminURL(p))
 	}
-	return (&admin.StatusClient{HTTP: e.http}).FetchAll(ctx, urls)
+	return (&admin.StatusClient{HTTP: e.http, Token: e.readToken}).FetchAll(ctx, urls)
 }
 
 // leader returns the admin URL of the coordinator that leads, with its status.
@@ -196,6 +206,9 @@ func (e *env) getJSON(ctx context.Context, url string, v any) error {
 	if err != nil {
 		return err
 	}
+	if e.readToken != "" {
+		req.Header.Set("Authorization", "Bearer "+e.readToken)
+	}
 	resp, err := e.http.Do(req)
 	if err != nil {
 		return err
@@ -252,6 +265,23 @@ func (e *env) tryRemoveVoter(ctx context.Context, id string) error {
 // every pod and waits until the cluster has formed and every shard is registered.
 func install(ctx context.Context, t *testing.T) *env {
 	t.Helper()
+	e := newEnv(ctx, t)
+	start := time.Now()
+	if err := e.c.Apply(ctx, renderChart(t, 3, "info")); err != nil {
+		t.Fatalf("install: %v", err)
+	}
+	if err := e.waitFormed(ctx, 3); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("installed: NATS, 3 coordinators and 2 shards Ready and formed in %v", time.Since(start).Round(time.Millisecond))
+	e.token, _ = e.c.Pods(coordSTS)[0].Plan.Main.Lookup("SHARDMATCH_ADMIN_TOKEN")
+	return e
+}
+
+// newEnv builds the image and makes an empty cluster whose pods record their
+// history (instrument), removed at cleanup; nothing is installed yet.
+func newEnv(ctx context.Context, t *testing.T) *env {
+	t.Helper()
 	image := buildImage(t)
 	work := t.TempDir()
 	if keep := os.Getenv("SHARDMATCH_E2E_KEEP"); keep != "" { // pods' logs, PVCs, history
@@ -290,17 +320,7 @@ func install(ctx context.Context, t *testing.T) *env {
 		}
 		SweepEtcNetns(prefix)
 	})
-	e := &env{t: t, c: c, http: &http.Client{Timeout: 3 * time.Second}, work: work, histDir: histDir, epoch: epoch}
-	start := time.Now()
-	if err := c.Apply(ctx, renderChart(t, 3, "info")); err != nil {
-		t.Fatalf("install: %v", err)
-	}
-	if err := e.waitFormed(ctx, 3); err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("installed: NATS, 3 coordinators and 2 shards Ready and formed in %v", time.Since(start).Round(time.Millisecond))
-	e.token, _ = c.Pods(coordSTS)[0].Plan.Main.Lookup("SHARDMATCH_ADMIN_TOKEN")
-	return e
+	return &env{t: t, c: c, http: &http.Client{Timeout: 3 * time.Second}, work: work, histDir: histDir, epoch: epoch, image: image}
 }
 
 // rampUp is how long each load takes to reach its rate.
@@ -319,7 +339,7 @@ func (e *env) startLoad(t *testing.T, rate float64, ramp time.Duration) (*Load, 
 		shardPlans = append(shardPlans, p.Plan)
 	}
 	load, err := StartLoad(LoadConfig{NATSURLs: natsURLs, Shards: shardPlans, Rate: rate, MaxInFlight: 2000,
-		RampUp: ramp, Seed: 1, Epoch: e.epoch, MatchLength: 200 * time.Millisecond})
+		RampUp: ramp, Seed: 1, Epoch: e.epoch, MatchLength: 200 * time.Millisecond, Creds: e.loadCreds})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -388,7 +408,7 @@ func TestHelmRollingUpdateAndScaling(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 	e := install(ctx, t)
-	c, histDir, work := e.c, e.histDir, e.work
+	c := e.c
 	load, stopLoad := e.startLoad(t, rate, rampUp)
 
 	var windows []Window
@@ -427,9 +447,21 @@ func TestHelmRollingUpdateAndScaling(t *testing.T) {
 	})
 	phase("steady after", steady(3*time.Second))
 	stopLoad()
-	stats := load.Stats()
+	e.verifyRun(ctx, load, rate, windows)
+}
 
-	targets := AuditTargets{Coordinators: map[string]string{}, Shards: map[string]string{}, HistoryDir: histDir}
+// verifyRun checks a finished run (the load stopped): the I1–I7 audit over the
+// history, per window no failed, unknown or unanswered proposal, no commit gap over
+// maxCommitGap and some commit; no pod restarted, killed after its grace period or
+// with a failed preStop hook.
+func (e *env) verifyRun(ctx context.Context, load *Load, rate float64, windows []Window) {
+	t, c := e.t, e.c
+	t.Helper()
+	stats := load.Stats()
+	targets := AuditTargets{Coordinators: map[string]string{}, Shards: map[string]string{}, HistoryDir: e.histDir}
+	if e.scheme != "" || e.readToken != "" {
+		targets.HTTP, targets.Token = e.http, e.readToken
+	}
 	for _, p := range c.Pods(coordSTS) {
 		targets.Coordinators[p.Name()] = e.adminURL(p)
 	}
@@ -440,7 +472,7 @@ func TestHelmRollingUpdateAndScaling(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if f, err := os.Create(filepath.Join(work, "history.json")); err == nil {
+	if f, err := os.Create(filepath.Join(e.work, "history.json")); err == nil {
 		_ = h.WriteJSON(f)
 		_ = f.Close()
 	}

@@ -33,7 +33,8 @@ const dataDirName = "..data"
 //
 // Called again on the same dir it publishes the new payload with one rename, then
 // removes the user-visible links that no longer name a file and the old payload, as
-// the kubelet does when a ConfigMap changes. gid, if >= 0, owns the payload (fsGroup).
+// the kubelet does when a ConfigMap changes. gid, if >= 0, owns the payload (fsGroup)
+// and can read every file.
 func WriteAtomic(dir string, files map[string]File, gid int) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
@@ -51,14 +52,20 @@ func WriteAtomic(dir string, files map[string]File, gid int) error {
 			return fmt.Errorf("e2e: volume file %q: must be a relative path not starting with ..", rel)
 		}
 		f := files[rel]
+		mode := f.Mode
+		if gid >= 0 {
+			// The kubelet's SetVolumeOwnership gives fsGroup read access to every file of
+			// a read-only volume (Secret, ConfigMap, projected): mode | 0440.
+			mode |= 0o440
+		}
 		p := filepath.Join(payload, filepath.FromSlash(clean))
 		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
 			return err
 		}
-		if err := os.WriteFile(p, f.Data, f.Mode); err != nil {
+		if err := os.WriteFile(p, f.Data, mode); err != nil {
 			return err
 		}
-		if err := os.Chmod(p, f.Mode); err != nil { // past the umask, as the kubelet sets it
+		if err := os.Chmod(p, mode); err != nil { // past the umask, as the kubelet sets it
 			return err
 		}
 		if gid >= 0 {

@@ -71,6 +71,13 @@ func secretFile(sts *appsv1.StatefulSet, c corev1.Container, file string) (secre
 	return "", "", fmt.Errorf("%s is on no mounted volume", file)
 }
 
+func modeString(m *int32) string {
+	if m == nil {
+		return "unset (0644)"
+	}
+	return fmt.Sprintf("%#o", *m)
+}
+
 // securityProblems lists what is wrong with the security settings of a rendering,
 // given the values it was rendered with. Every case of TestRenderEveryCase runs it;
 // TestSecurityChecksFail shows each check can fail.
@@ -200,6 +207,16 @@ func securityProblems(m *Manifests, e expectation) []string {
 			// The seed file is refused when others can read it (mode & 0o027).
 			if vol.Secret != nil && vol.Secret.SecretName == sigSecret && (vol.Secret.DefaultMode == nil || *vol.Secret.DefaultMode&0o027 != 0) {
 				bad("the signing key volume's defaultMode %v lets others read the seed", vol.Secret.DefaultMode)
+			}
+		}
+	}
+	// Every Secret volume holds a credential (a key, a seed, a creds file, a token) or
+	// sits next to one: none may be readable by others (docs/kubernetes.md, "Security":
+	// mode 0440, the pod's user and its fsGroup only).
+	for _, s := range m.StatefulSets {
+		for _, vol := range s.Spec.Template.Spec.Volumes {
+			if vol.Secret != nil && (vol.Secret.DefaultMode == nil || *vol.Secret.DefaultMode&0o007 != 0) {
+				bad("%s: Secret volume %s (%s) has defaultMode %v: others can read it", s.Name, vol.Name, vol.Secret.SecretName, modeString(vol.Secret.DefaultMode))
 			}
 		}
 	}
@@ -418,6 +435,13 @@ func TestSecurityChecksFail(t *testing.T) {
 				}
 			}
 		}, "lets others read the seed"},
+		{"creds readable", func(m *Manifests) {
+			for _, v := range m.StatefulSet("sm-shardmatch-coordinator").Spec.Template.Spec.Volumes {
+				if v.Name == "nats-creds" {
+					v.Secret.DefaultMode = nil
+				}
+			}
+		}, "Secret volume nats-creds"},
 		{"wrong Secret", func(m *Manifests) {
 			for _, v := range m.StatefulSet("sm-shardmatch-coordinator").Spec.Template.Spec.Volumes {
 				if v.Name == "admin-tls" {

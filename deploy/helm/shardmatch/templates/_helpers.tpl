@@ -397,6 +397,8 @@ from shards.auth.existingSecret when set.
 - name: nats-creds
   secret:
     secretName: {{ include "shardmatch.natsCredsSecret.name" $ }}
+    # 0440: the credentials hold the user's nkey seed.
+    defaultMode: 288
     items:
       - key: {{ $.Values.nats.auth.creds.key }}
         path: {{ $.Values.nats.auth.creds.key }}
@@ -405,5 +407,6 @@ from shards.auth.existingSecret when set.
 - name: nats-tls
   secret:
     secretName: {{ include "shardmatch.natsTLSSecret.name" $ }}
+    defaultMode: 288
 {{- end }}
 {{- end -}}
