@@ -26,14 +26,106 @@ const boltJournalFormatV1 = 1
 // process opening the same journal fails instead of hanging forever.
 const boltJournalLockTimeout = 2 * time.Second
 
-// BoltJournal is a Journal in a bbolt file. Every write is one bbolt transaction,
-// fsynced before it returns, so a vote is never sent before its record is on disk.
+// BoltJournal is a Journal in a bbolt file. Every write is in a bbolt transaction
+// fsynced before the write returns, so a vote is never sent before its record is on
+// disk.
+//
+// Writes are group-committed. A write that finds no transaction in progress commits
+// at once in its own goroutine, so writes that come one at a time pay nothing extra.
+// Writes that arrive while a transaction commits queue, and the next transaction
+// carries all of them with one fsync. A shard serving many txids at once thus pays
+// one fsync per batch, not one per record, and no write waits for a batch it is not
+// in.
 type BoltJournal struct {
 	db   *bolt.DB
 	path string
 
 	mu     sync.RWMutex // guards closed against use after Close
 	closed bool
+
+	gmu     sync.Mutex    // guards queue and writing
+	queue   []*journalReq // writes waiting for the next transaction
+	writing bool          // a transaction is being committed
+}
+
+// journalReq is one queued write: a record (rec nil for a tokens-only write) and
+// tokens to raise; done receives its result once its transaction has committed.
+type journalReq struct {
+	txid   []byte
+	rec    []byte
+	tokens map[string]uint64
+	done   chan error
+}
+
+// write commits r and returns once the transaction holding it has committed: at once
+// if no transaction is in progress, else in the next batch. Callers hold j.mu for
+// reading (use), so Close never closes the file under a pending write.
+func (j *BoltJournal) write(r *journalReq) error {
+	r.done = make(chan error, 1)
+	j.gmu.Lock()
+	if j.writing {
+		j.queue = append(j.queue, r)
+		j.gmu.Unlock()
+		return <-r.done
+	}
+	j.writing = true
+	j.gmu.Unlock()
+	j.commit([]*journalReq{r})
+	j.gmu.Lock()
+	if len(j.queue) == 0 {
+		j.writing = false
+		j.gmu.Unlock()
+	} else {
+		j.gmu.Unlock()
+		go j.drain() // the queued writes; this one's answer need not wait for them
+	}
+	return <-r.done
+}
+
+// drain commits the queue, batch after batch, until it is empty.
+func (j *BoltJournal) drain() {
+	for {
+		j.gmu.Lock()
+		batch := j.queue
+		j.queue = nil
+		if len(batch) == 0 {
+			j.writing = false
+			j.gmu.Unlock()
+			return
+		}
+		j.gmu.Unlock()
+		j.commit(batch)
+	}
+}
+
+// commit writes batch in one transaction. If that fails with more than one write in
+// it, each is retried in a transaction of its own, so one bad write fails alone.
+func (j *BoltJournal) commit(batch []*journalReq) {
+	apply := func(tx *bolt.Tx, r *journalReq) error {
+		if r.rec != nil {
+			if err := tx.Bucket(boltJournalTxns).Put(r.txid, r.rec); err != nil {
+				return err
+			}
+		}
+		return boltRaiseTokens(tx, r.tokens)
+	}
+	err := j.db.Update(func(tx *bolt.Tx) error {
+		for _, r := range batch {
+			if err := apply(tx, r); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err == nil || len(batch) == 1 {
+		for _, r := range batch {
+			r.done <- err
+		}
+		return
+	}
+	for _, r := range batch {
+		r.done <- j.db.Update(func(tx *bolt.Tx) error { return apply(tx, r) })
+	}
 }
 
 var _ Journal = (*BoltJournal)(nil)
@@ -104,7 +196,8 @@ func (j *BoltJournal) Get(txid string) (JournalEntry, bool, error) {
 	return e, found, err
 }
 
-// Put writes e and raises tokens in one fsynced transaction.
+// Put writes e and raises tokens in one fsynced transaction (shared with concurrent
+// writes: see BoltJournal).
 func (j *BoltJournal) Put(e JournalEntry, tokens map[string]uint64) error {
 	if !e.State.valid() {
 		return fmt.Errorf("twophase: journal put %q: invalid state %v", e.TxID, e.State)
@@ -114,12 +207,7 @@ func (j *BoltJournal) Put(e JournalEntry, tokens map[string]uint64) error {
 	}
 	rec := encodeJournalEntry(e)
 	return j.use(func() error {
-		return j.db.Update(func(tx *bolt.Tx) error {
-			if err := tx.Bucket(boltJournalTxns).Put([]byte(e.TxID), rec); err != nil {
-				return err
-			}
-			return boltRaiseTokens(tx, tokens)
-		})
+		return j.write(&journalReq{txid: []byte(e.TxID), rec: rec, tokens: tokens})
 	})
 }
 
@@ -129,7 +217,7 @@ func (j *BoltJournal) RaiseTokens(tokens map[string]uint64) error {
 		if len(tokens) == 0 {
 			return nil
 		}
-		return j.db.Update(func(tx *bolt.Tx) error { return boltRaiseTokens(tx, tokens) })
+		return j.write(&journalReq{tokens: tokens})
 	})
 }
 
