@@ -13,9 +13,8 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/shardmatch/shardmatch/coordinator/admin"
-	"github.com/shardmatch/shardmatch/internal/fsutil"
+	"github.com/shardmatch/shardmatch/internal/config"
 	"github.com/shardmatch/shardmatch/internal/natsauth"
-	"github.com/shardmatch/shardmatch/internal/natsutil"
 	"github.com/shardmatch/shardmatch/internal/pki"
 	"github.com/shardmatch/shardmatch/twophase/cmdsig"
 )
@@ -97,12 +96,7 @@ func newSecurity(dir string, coordHosts map[string]string) (*security, error) {
 
 // creds writes the credentials of id in role and returns the file.
 func (s *security) creds(role natsauth.Role, id string) (string, error) {
-	u, err := s.auth.NewUser(role, id, 0)
-	if err != nil {
-		return "", err
-	}
-	path := filepath.Join(s.dir, u.Name+".creds")
-	return path, fsutil.WriteFileAtomic(path, u.Creds, 0o600)
+	return s.auth.WriteUser(s.dir, role, id)
 }
 
 // natsArgs, coordinatorArgs and shardArgs are what each process adds to its command
@@ -167,12 +161,7 @@ func (s *security) workloadOptions() ([]nats.Option, error) {
 	if err != nil {
 		return nil, err
 	}
-	name, _ := natsauth.UserName(natsauth.RoleProposer, workloadIdentity)
-	inbox, err := natsutil.InboxPrefix(name)
-	if err != nil {
-		return nil, fmt.Errorf("runner: %w", err)
-	}
-	return []nats.Option{nats.UserCredentials(c), nats.CustomInboxPrefix(inbox)}, nil
+	return config.CredsOptions(c)
 }
 
 // verifyInEffect checks, on the running deployment, that the defences are on and not

@@ -116,10 +116,11 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if st.sec != nil {
 		fmt.Fprintf(stderr, "coordinator dev: secure: NATS JWT auth with per-role credentials in %s, commands signed by %s\n",
 			st.sec.dir, st.sec.signer.PublicKey())
-		fmt.Fprintf(stderr, "coordinator dev: NATS JetStream at %s; read the events stream as an observer with --creds %s and inbox prefix _INBOX.observer-you\n",
-			st.nats.URL(), st.sec.credsPath(natsauth.RoleObserver, "you"))
-		if _, err := st.sec.dialOptions(natsauth.RoleObserver, "you"); err != nil { // writes the observer's creds
+		if creds, err := st.sec.auth.WriteUser(st.sec.dir, natsauth.RoleObserver, "you"); err != nil {
 			log.Warn("cannot write observer credentials", "err", err)
+		} else {
+			fmt.Fprintf(stderr, "coordinator dev: NATS JetStream at %s; read the events stream as an observer with --creds %s and inbox prefix _INBOX.observer-you\n",
+				st.nats.URL(), creds)
 		}
 	} else if st.nats != nil {
 		fmt.Fprintf(stderr, "coordinator dev: NATS JetStream at %s (try: nats --server %s sub 'sm.v1.events.>')\n", st.nats.URL(), st.nats.URL())

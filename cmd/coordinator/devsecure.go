@@ -1,16 +1,14 @@
 package main
 
 import (
-	"fmt"
 	"os"
 	"path/filepath"
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 
-	"github.com/shardmatch/shardmatch/internal/fsutil"
+	"github.com/shardmatch/shardmatch/internal/config"
 	"github.com/shardmatch/shardmatch/internal/natsauth"
-	"github.com/shardmatch/shardmatch/internal/natsutil"
 	"github.com/shardmatch/shardmatch/internal/pki"
 	"github.com/shardmatch/shardmatch/twophase/cmdsig"
 )
@@ -80,28 +78,14 @@ func (s *devSecurity) configureServer(opts *server.Options) error {
 // (written to dir/secure/<role>-<id>.creds) and its own inbox prefix, the only one its
 // permissions let it subscribe to.
 func (s *devSecurity) dialOptions(role natsauth.Role, id string) ([]nats.Option, error) {
-	u, err := s.auth.NewUser(role, id, 0)
+	path, err := s.auth.WriteUser(s.dir, role, id)
 	if err != nil {
 		return nil, err
 	}
-	path := filepath.Join(s.dir, u.Name+".creds")
-	if err := fsutil.WriteFileAtomic(path, u.Creds, 0o600); err != nil {
-		return nil, err
-	}
-	inbox, err := natsutil.InboxPrefix(u.Name)
+	opts, err := config.CredsOptions(path)
 	if err != nil {
 		return nil, err
 	}
 	cl := s.tls.Certs["client"]
-	return []nats.Option{nats.UserCredentials(path), nats.CustomInboxPrefix(inbox),
-		nats.RootCAs(s.tls.CAFile), nats.ClientCert(cl.CertFile, cl.KeyFile)}, nil
-}
-
-// credsPath is where dialOptions wrote the credentials of role-id.
-func (s *devSecurity) credsPath(role natsauth.Role, id string) string {
-	name, err := natsauth.UserName(role, id)
-	if err != nil {
-		return fmt.Sprintf("(invalid identity %s/%s)", role, id)
-	}
-	return filepath.Join(s.dir, name+".creds")
+	return append(opts, nats.RootCAs(s.tls.CAFile), nats.ClientCert(cl.CertFile, cl.KeyFile)), nil
 }

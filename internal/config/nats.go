@@ -125,16 +125,12 @@ func (n *NATS) Options(name string, log *slog.Logger) []nats.Option {
 		}),
 	}
 	if n.Creds != "" {
-		opts = append(opts, nats.UserCredentials(n.Creds))
-		// Replies come to the user's own inbox, _INBOX.<user name>: NATS permissions
-		// made by 'coordinator nats-auth' let a user subscribe nowhere else.
-		if name, err := CredsUserName(n.Creds); err != nil {
-			log.Warn("cannot read the user name from the credentials; using the default inbox prefix", "creds", n.Creds, "err", err)
-		} else if prefix, err := natsutil.InboxPrefix(name); err != nil {
-			log.Warn("the credentials' user name cannot be an inbox token; using the default inbox prefix", "user", name, "err", err)
-		} else {
-			opts = append(opts, nats.CustomInboxPrefix(prefix))
+		co, err := CredsOptions(n.Creds)
+		if err != nil {
+			log.Warn("cannot take the inbox prefix from the credentials; using the default one", "creds", n.Creds, "err", err)
+			co = []nats.Option{nats.UserCredentials(n.Creds)}
 		}
+		opts = append(opts, co...)
 	}
 	if n.User != "" {
 		opts = append(opts, nats.UserInfo(n.User, n.Password))
@@ -146,6 +142,21 @@ func (n *NATS) Options(name string, log *slog.Logger) []nats.Option {
 		opts = append(opts, nats.ClientCert(n.TLSCert, n.TLSKey))
 	}
 	return opts
+}
+
+// CredsOptions are the options of a connection on the credentials file path: the
+// credentials, and the inbox prefix _INBOX.<user name> that NATS permissions made by
+// 'coordinator nats-auth' let the user subscribe to (replies come nowhere else).
+func CredsOptions(path string) ([]nats.Option, error) {
+	name, err := CredsUserName(path)
+	if err != nil {
+		return nil, err
+	}
+	prefix, err := natsutil.InboxPrefix(name)
+	if err != nil {
+		return nil, fmt.Errorf("config: the credentials' user name cannot be an inbox token: %w", err)
+	}
+	return []nats.Option{nats.UserCredentials(path), nats.CustomInboxPrefix(prefix)}, nil
 }
 
 // CredsUserName returns the name in the user JWT of a credentials file (what

@@ -203,6 +203,17 @@ type User struct {
 	Perms     Perms
 }
 
+// WriteUser signs credentials for role's identity id (never expiring) and writes them
+// to dir/<role>-<id>.creds (0600), returning the path.
+func (d *Deployment) WriteUser(dir string, role Role, id string) (string, error) {
+	u, err := d.NewUser(role, id, 0)
+	if err != nil {
+		return "", err
+	}
+	path := filepath.Join(dir, u.Name+".creds")
+	return path, fsutil.WriteFileAtomic(path, u.Creds, 0o600)
+}
+
 // NewUser signs credentials for role's identity id with the account signing key,
 // carrying Permissions(role, id). expires 0 never expires. The server needs no change:
 // it trusts whatever the account's signing key signs.

@@ -16,7 +16,6 @@ import (
 	"github.com/shardmatch/shardmatch/client"
 	"github.com/shardmatch/shardmatch/internal/clock"
 	"github.com/shardmatch/shardmatch/internal/config"
-	"github.com/shardmatch/shardmatch/internal/natsutil"
 	"github.com/shardmatch/shardmatch/shardsvc"
 )
 
@@ -75,15 +74,11 @@ func StartLoad(cfg LoadConfig) (*Load, error) {
 	}
 	opts := []nats.Option{nats.Name("e2e-load"), nats.MaxReconnects(-1), nats.ReconnectWait(100 * time.Millisecond)}
 	if cfg.Creds != "" {
-		name, err := config.CredsUserName(cfg.Creds)
+		co, err := config.CredsOptions(cfg.Creds)
 		if err != nil {
 			return nil, fmt.Errorf("e2e: load: %w", err)
 		}
-		prefix, err := natsutil.InboxPrefix(name)
-		if err != nil {
-			return nil, fmt.Errorf("e2e: load: %w", err)
-		}
-		opts = append(opts, nats.UserCredentials(cfg.Creds), nats.CustomInboxPrefix(prefix))
+		opts = append(opts, co...)
 	}
 	nc, err := nats.Connect(strings.Join(cfg.NATSURLs, ","), opts...)
 	if err != nil {
