@@ -286,6 +286,11 @@ func (s Subjects) EventsMatch(outcome string) (string, error) {
 	return s.p + ".events.match." + outcome, nil
 }
 
+// EventsMatchAll matches every decided-match event, <p>.v1.events.match.>: what a
+// consumer of decisions filters SM_EVENTS on (the stream also carries operator audit
+// records, JSON, on EventsAudit).
+func (s Subjects) EventsMatchAll() string { return s.p + ".events.match.>" }
+
 // EventsAll matches every event subject: <p>.v1.events.>.
 func (s Subjects) EventsAll() string { return s.p + ".events.>" }
 
