@@ -215,6 +215,12 @@ func TestNewVerifierRefusesBadKeys(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// A one-character typo in the last position: pick a character other than
+	// the one there, or the "typo" is the key itself (1 in 32 runs).
+	typo := pub[:len(pub)-1] + "A"
+	if pub[len(pub)-1] == 'A' {
+		typo = pub[:len(pub)-1] + "B"
+	}
 	user, _ := nkeys.CreateUser()
 	upub, _ := user.PublicKey()
 	for name, keys := range map[string][]string{
@@ -222,7 +228,7 @@ func TestNewVerifierRefusesBadKeys(t *testing.T) {
 		"blank":        {" "},
 		"seed":         {string(seed)},
 		"user key":     {upub},
-		"typo":         {pub[:len(pub)-1] + "A"},
+		"typo":         {typo},
 		"garbage":      {"hello"},
 		"one bad of 2": {pub, "Nxyz"},
 	} {
@@ -261,6 +267,10 @@ func TestNewSigner(t *testing.T) {
 			t.Errorf("%s: public key %s, want %s", name, s.PublicKey(), pub)
 		}
 	}
+	corrupt := string(seed[:len(seed)-2]) + "AA"
+	if corrupt == string(seed) {
+		corrupt = string(seed[:len(seed)-2]) + "BB"
+	}
 	user, _ := nkeys.CreateUser()
 	useed, _ := user.Seed()
 	for name, contents := range map[string]string{
@@ -268,7 +278,7 @@ func TestNewSigner(t *testing.T) {
 		"public key": pub,
 		"user seed":  string(useed),
 		"two seeds":  string(seed) + "\n" + string(seed),
-		"corrupt":    string(seed[:len(seed)-2]) + "AA",
+		"corrupt":    corrupt,
 	} {
 		if _, err := cmdsig.NewSigner([]byte(contents)); err == nil {
 			t.Errorf("%s: accepted", name)
