@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"slices"
 	"sort"
 	"sync"
@@ -82,13 +81,21 @@ type Observer interface{ Observe(Event) }
 // FSM is the coordinator's replicated state machine: transactions, the lease table and
 // the shard registry. It implements raft.FSM and raft.BatchingFSM.
 type FSM struct {
-	mu         sync.RWMutex
-	txns       map[string]*smv1.TxnRecord
-	byProposal map[string]string
+	mu   sync.RWMutex
+	txns map[string]*txn
+	// byProposal maps a proposal id to the txn created for it (resolve it by id: see
+	// byPID). Its keys are substrings of the txns' proposals.
+	byProposal map[string]*txn
 	leases     *lease.Table
 	shards     map[string]*smv1.ShardInfo
+	intern     interner
 	applied    uint64
 	appliedCh  chan struct{} // closed and replaced whenever applied moves
+	// gen counts snapshots taken; frozen counts those not yet released. While frozen >
+	// 0, a txn of an older generation is copied before it changes (writable), so the
+	// snapshots can read theirs while the FSM goes on applying.
+	gen    uint32
+	frozen int
 
 	obs      Observer
 	onDecide func(*smv1.Decision)
@@ -103,7 +110,7 @@ func NewFSM(obs Observer, onDecide func(*smv1.Decision)) *FSM {
 		obs.Observe(Event{Kind: EventRestored})
 	}
 	return &FSM{
-		txns: make(map[string]*smv1.TxnRecord), byProposal: make(map[string]string),
+		txns: make(map[string]*txn), byProposal: make(map[string]*txn),
 		leases: lease.NewTable(), shards: make(map[string]*smv1.ShardInfo),
 		appliedCh: make(chan struct{}), obs: obs, onDecide: onDecide,
 	}
@@ -195,8 +202,36 @@ func (f *FSM) emit(index uint64, kind EventKind, txid string, leases []lease.Lea
 	}
 }
 
-func (f *FSM) result(rec *smv1.TxnRecord) CommandResult {
-	return CommandResult{Txn: proto.Clone(rec).(*smv1.TxnRecord)}
+// result reports t in a new record.
+func (f *FSM) result(t *txn) CommandResult { return CommandResult{Txn: t.record(nil)} }
+
+// writable returns t ready to change: t itself, or while a snapshot may hold t, a copy
+// that replaces it.
+func (f *FSM) writable(t *txn) *txn {
+	if f.frozen == 0 || t.gen == f.gen {
+		return t
+	}
+	c := *t
+	c.gen = f.gen
+	if t.x != nil {
+		c.x = t.x.clone()
+	}
+	f.txns[c.id] = &c
+	if pid := c.pid(); f.byProposal[pid] == t {
+		f.byProposal[pid] = &c
+	}
+	return &c
+}
+
+// byPID returns the txn of proposal id pid. Like the txid the map held before txns
+// were compact, the entry names a txn by its id.
+func (f *FSM) byPID(pid string) (*txn, bool) {
+	b, ok := f.byProposal[pid]
+	if !ok {
+		return nil, false
+	}
+	t, ok := f.txns[b.id]
+	return t, ok
 }
 
 func (f *FSM) begin(index uint64, pos int, b *smv1.Begin) CommandResult {
@@ -207,46 +242,59 @@ func (f *FSM) begin(index uint64, pos int, b *smv1.Begin) CommandResult {
 	if pos >= MaxBatch {
 		return CommandResult{Err: &InvalidError{Field: "batch", Reason: "too many commands in one entry"}}
 	}
-	if txid, ok := f.byProposal[p.GetProposalId()]; ok {
-		return f.result(f.txns[txid])
+	if t, ok := f.byPID(p.GetProposalId()); ok {
+		return f.result(t)
+	}
+	raw, err := proto.MarshalOptions{Deterministic: true}.Marshal(p)
+	if err != nil {
+		return CommandResult{Err: &InvalidError{Field: "proposal", Reason: err.Error()}}
 	}
 	txid, token := TxID(index, pos), Token(index, pos)
-	rec := &smv1.TxnRecord{
-		Txid: txid, Proposal: p, BeginIndex: index, Token: token, Shards: proposalShards(p), Traceparent: b.GetTraceparent(),
-		Decision: &smv1.Decision{Txid: txid, ProposalId: p.GetProposalId(),
-			PolicyRevision: b.GetVerdict().GetRevision(), CreatedUnixMs: b.GetWallUnixMs()},
+	t := &txn{id: txid, prop: string(raw), token: token, trace: b.GetTraceparent(), gen: f.gen,
+		revision: f.intern.str(b.GetVerdict().GetRevision()), created: b.GetWallUnixMs()}
+	if t.token>>16 != index {
+		x := t.rare()
+		x.hasBeginIndex, x.beginIndex = true, index
 	}
-	f.txns[txid] = rec
-	f.byProposal[p.GetProposalId()] = txid
+	t.shards = f.intern.set(proposalShards(p))
+	if len(t.shards) > 64 {
+		t.rare().ackList = true
+	}
+	f.txns[txid] = t
+	f.byProposal[t.pid()] = t
 	abort := func(reason smv1.Reason, msg string, details []*smv1.PlayerDetail) CommandResult {
 		// Nothing was prepared anywhere, so there is nothing to deliver: straight to DONE.
-		rec.State = smv1.TxnState_TXN_STATE_DONE
-		d := rec.Decision
-		d.Outcome, d.Reason, d.Message, d.Players = smv1.Outcome_OUTCOME_ABORTED, reason, msg, details
-		d.Denials, d.DecidedUnixMs = b.GetVerdict().GetDenials(), b.GetWallUnixMs()
-		f.decided(index, rec)
-		return CommandResult{Txn: proto.Clone(rec).(*smv1.TxnRecord), Created: true}
+		if denials := b.GetVerdict().GetDenials(); len(details) > 0 || len(denials) > 0 {
+			t.rare().dec = &smv1.Decision{Txid: txid, ProposalId: p.GetProposalId(), Outcome: smv1.Outcome_OUTCOME_ABORTED,
+				Reason: reason, Message: msg, Players: details, PolicyRevision: t.revision, Denials: denials,
+				CreatedUnixMs: t.created, DecidedUnixMs: b.GetWallUnixMs()}
+			t.revision, t.created = "", 0
+			t.setEnums(smv1.TxnState_TXN_STATE_DONE, 0, 0)
+		} else {
+			t.setEnums(smv1.TxnState_TXN_STATE_DONE, smv1.Outcome_OUTCOME_ABORTED, reason)
+			t.rare().message, t.decided = msg, b.GetWallUnixMs()
+		}
+		f.decided(index, t)
+		return CommandResult{Txn: t.record(p), Created: true}
 	}
 	if v := b.GetVerdict(); v != nil && !v.GetAllow() {
 		return abort(smv1.Reason_REASON_POLICY_DENIED, "denied by policy", nil)
 	}
-	for _, s := range rec.Shards {
+	for _, s := range t.shards {
 		info, ok := f.shards[s]
 		if !ok || info.GetState() != smv1.ShardState_SHARD_STATE_ACTIVE {
 			return abort(smv1.Reason_REASON_INVALID, fmt.Sprintf("shard %q is not registered and active", s), nil)
 		}
 	}
-	players := proposalPlayers(p)
-	ids := make([]string, len(players))
-	for i, pl := range players {
-		ids[i] = pl.GetPlayerId()
-	}
+	// The lease table keeps the player ids: substrings of the proposal the txn keeps.
+	var ids []string
+	eachPlayer(t.prop, func(id, _ string) { ids = append(ids, id) })
 	granted, err := f.leases.Grant(txid, ids, token, time.Duration(p.GetMatchTtlMs())*time.Millisecond)
 	if err != nil {
 		var le *lease.LeasedError
 		if errors.As(err, &le) {
 			var details []*smv1.PlayerDetail
-			for _, pl := range players {
+			for _, pl := range proposalPlayers(p) {
 				if holder, busy := le.Holders[pl.GetPlayerId()]; busy {
 					details = append(details, &smv1.PlayerDetail{PlayerId: pl.GetPlayerId(), ShardId: pl.GetShardId(),
 						Code: "LEASED", HolderTxid: holder, Message: "player is in another match"})
@@ -256,19 +304,16 @@ func (f *FSM) begin(index uint64, pos int, b *smv1.Begin) CommandResult {
 		}
 		return abort(smv1.Reason_REASON_INVALID, err.Error(), nil)
 	}
-	rec.State = smv1.TxnState_TXN_STATE_PREPARING
-	for _, pl := range players {
-		rec.Decision.Players = append(rec.Decision.Players, &smv1.PlayerDetail{
-			PlayerId: pl.GetPlayerId(), ShardId: pl.GetShardId(), FencingToken: token})
-	}
+	t.setState(smv1.TxnState_TXN_STATE_PREPARING)
+	t.players = playersToken
 	f.emit(index, EventLeaseGranted, txid, granted, nil)
-	return CommandResult{Txn: proto.Clone(rec).(*smv1.TxnRecord), Created: true}
+	return CommandResult{Txn: t.record(p), Created: true}
 }
 
-func (f *FSM) decided(index uint64, rec *smv1.TxnRecord) {
+func (f *FSM) decided(index uint64, t *txn) {
 	if f.obs != nil || f.onDecide != nil {
-		d := proto.Clone(rec.Decision).(*smv1.Decision)
-		f.emit(index, EventDecided, rec.Txid, nil, d)
+		d := t.decision()
+		f.emit(index, EventDecided, t.id, nil, d)
 		if f.onDecide != nil {
 			f.onDecide(d)
 		}
@@ -276,7 +321,7 @@ func (f *FSM) decided(index uint64, rec *smv1.TxnRecord) {
 }
 
 func (f *FSM) decide(index uint64, d *smv1.Decide) CommandResult {
-	rec, ok := f.txns[d.GetTxid()]
+	t, ok := f.txns[d.GetTxid()]
 	if !ok {
 		return CommandResult{Err: fmt.Errorf("%w: txn %q", ErrNotFound, d.GetTxid())}
 	}
@@ -288,72 +333,101 @@ func (f *FSM) decide(index uint64, d *smv1.Decide) CommandResult {
 	default:
 		return CommandResult{Err: &InvalidError{Field: "outcome", Reason: d.GetOutcome().String()}}
 	}
-	next, err := twophase.Transition(rec.GetState(), ev)
+	next, err := twophase.Transition(t.State(), ev)
 	if errors.Is(err, twophase.ErrAlreadyDecided) {
-		return f.result(rec) // the first decision stands
+		return f.result(t) // the first decision stands
 	}
 	if err != nil {
 		return CommandResult{Err: fmt.Errorf("%w: %v", ErrConflict, err)}
 	}
-	rec.State = next
-	dec := rec.Decision
-	dec.Outcome, dec.Reason, dec.Message, dec.DecidedUnixMs = d.GetOutcome(), d.GetReason(), d.GetMessage(), d.GetWallUnixMs()
-	for _, det := range d.GetDetails() {
-		for _, p := range dec.Players {
-			if p.GetPlayerId() == det.GetPlayerId() {
-				p.Code, p.Message = det.GetCode(), det.GetMessage()
+	t = f.writable(t)
+	if x := t.x; x == nil || x.dec == nil && !x.decNil {
+		if len(d.GetDetails()) == 0 {
+			t.setEnums(next, d.GetOutcome(), d.GetReason())
+			t.decided = d.GetWallUnixMs()
+			if d.GetMessage() != "" || t.message() != "" {
+				t.rare().message = d.GetMessage()
+			}
+		} else {
+			// Per-player codes: the decision no longer derives from the proposal.
+			dec := t.decision()
+			t.revision, t.created, t.decided, t.players = "", 0, 0, playersNone
+			t.rare().message = ""
+			t.x.dec = dec
+		}
+	} else if x.decNil {
+		x.dec, x.decNil = &smv1.Decision{}, false
+	}
+	if t.x != nil && t.x.dec != nil {
+		t.setEnums(next, 0, 0)
+		dec := t.x.dec
+		dec.Outcome, dec.Reason, dec.Message, dec.DecidedUnixMs = d.GetOutcome(), d.GetReason(), d.GetMessage(), d.GetWallUnixMs()
+		for _, det := range d.GetDetails() {
+			for _, p := range dec.Players {
+				if p.GetPlayerId() == det.GetPlayerId() {
+					p.Code, p.Message = det.GetCode(), det.GetMessage()
+				}
 			}
 		}
 	}
 	if ev == twophase.EventDecideCommit {
-		if err := f.leases.Activate(rec.Txid); err == nil {
-			f.emit(index, EventLeaseActivated, rec.Txid, f.leases.TxnLeases(rec.Txid), nil)
+		if err := f.leases.Activate(t.id); err == nil {
+			f.emit(index, EventLeaseActivated, t.id, f.leases.TxnLeases(t.id), nil)
 		}
-	} else if freed, err := f.leases.Release(rec.Txid); err == nil {
-		f.emit(index, EventLeaseFreed, rec.Txid, freed, nil)
+	} else if freed, err := f.leases.Release(t.id); err == nil {
+		f.emit(index, EventLeaseFreed, t.id, freed, nil)
 	}
-	f.decided(index, rec)
-	return f.result(rec)
+	f.decided(index, t)
+	return f.result(t)
 }
 
 func (f *FSM) acked(index uint64, a *smv1.Acked) CommandResult {
-	rec, ok := f.txns[a.GetTxid()]
+	t, ok := f.txns[a.GetTxid()]
 	if !ok {
 		return CommandResult{Err: fmt.Errorf("%w: txn %q", ErrNotFound, a.GetTxid())}
 	}
-	if !twophase.Decided(rec.GetState()) {
-		return CommandResult{Err: fmt.Errorf("%w: ack for undecided txn %q", ErrConflict, rec.Txid)}
+	if !twophase.Decided(t.State()) {
+		return CommandResult{Err: fmt.Errorf("%w: ack for undecided txn %q", ErrConflict, t.id)}
 	}
-	if _, member := slices.BinarySearch(rec.Shards, a.GetShardId()); !member {
-		return CommandResult{Err: &InvalidError{Field: "shard_id", Reason: fmt.Sprintf("%q is not in txn %s", a.GetShardId(), rec.Txid)}}
+	i, member := slices.BinarySearch(t.shards, a.GetShardId())
+	if !member {
+		return CommandResult{Err: &InvalidError{Field: "shard_id", Reason: fmt.Sprintf("%q is not in txn %s", a.GetShardId(), t.id)}}
 	}
-	if i, dup := slices.BinarySearch(rec.Acked, a.GetShardId()); !dup {
-		rec.Acked = slices.Insert(rec.Acked, i, a.GetShardId())
+	if !t.isAcked(a.GetShardId()) {
+		t = f.writable(t)
+		if t.x != nil && t.x.ackList {
+			j, _ := slices.BinarySearch(t.x.acked, a.GetShardId())
+			t.x.acked = slices.Insert(t.x.acked, j, t.shards[i])
+		} else {
+			t.acked |= 1 << i
+		}
 	}
-	if len(rec.Acked) == len(rec.Shards) && rec.State != smv1.TxnState_TXN_STATE_DONE {
-		rec.State, _ = twophase.Transition(rec.State, twophase.EventAllAcked)
-		f.emit(index, EventDone, rec.Txid, nil, nil)
+	if t.ackedCount() == len(t.shards) && t.State() != smv1.TxnState_TXN_STATE_DONE {
+		t = f.writable(t)
+		next, _ := twophase.Transition(t.State(), twophase.EventAllAcked)
+		t.setState(next)
+		f.emit(index, EventDone, t.id, nil, nil)
 	}
-	return f.result(rec)
+	return f.result(t)
 }
 
 // liveMatch returns a committed txn whose leases are still held.
-func (f *FSM) liveMatch(txid string) (*smv1.TxnRecord, error) {
-	rec, ok := f.txns[txid]
+func (f *FSM) liveMatch(txid string) (*txn, error) {
+	t, ok := f.txns[txid]
 	if !ok {
 		return nil, fmt.Errorf("%w: txn %q", ErrNotFound, txid)
 	}
-	if rec.GetDecision().GetOutcome() != smv1.Outcome_OUTCOME_COMMITTED {
-		return nil, fmt.Errorf("%w: txn %s is %s, not a committed match", ErrConflict, txid, rec.GetState())
+	if t.outcomeVal() != smv1.Outcome_OUTCOME_COMMITTED {
+		return nil, fmt.Errorf("%w: txn %s is %s, not a committed match", ErrConflict, txid, t.State())
 	}
-	if rec.GetLeaseEnd() != "" {
-		return nil, fmt.Errorf("%w: match %s already %s", ErrConflict, txid, rec.GetLeaseEnd())
+	if end := t.leaseEndVal(); end != "" {
+		return nil, fmt.Errorf("%w: match %s already %s", ErrConflict, txid, end)
 	}
-	return rec, nil
+	return t, nil
 }
 
 func (f *FSM) renew(index uint64, txid string) CommandResult {
-	rec, err := f.liveMatch(txid)
+	t, err := f.liveMatch(txid)
 	if err != nil {
 		return CommandResult{Err: err}
 	}
@@ -361,11 +435,11 @@ func (f *FSM) renew(index uint64, txid string) CommandResult {
 		return CommandResult{Err: fmt.Errorf("%w: %v", ErrConflict, err)}
 	}
 	f.emit(index, EventLeaseRenewed, txid, f.leases.TxnLeases(txid), nil)
-	return f.result(rec)
+	return f.result(t)
 }
 
 func (f *FSM) release(index uint64, txid string) CommandResult {
-	rec, err := f.liveMatch(txid)
+	t, err := f.liveMatch(txid)
 	if err != nil {
 		return CommandResult{Err: err}
 	}
@@ -373,13 +447,14 @@ func (f *FSM) release(index uint64, txid string) CommandResult {
 	if err != nil {
 		return CommandResult{Err: fmt.Errorf("%w: %v", ErrConflict, err)}
 	}
-	rec.LeaseEnd = "released"
+	t = f.writable(t)
+	t.setLeaseEnd("released")
 	f.emit(index, EventLeaseReleased, txid, gone, nil)
-	return f.result(rec)
+	return f.result(t)
 }
 
 func (f *FSM) expire(index uint64, e *smv1.Expire) CommandResult {
-	rec, err := f.liveMatch(e.GetTxid())
+	t, err := f.liveMatch(e.GetTxid())
 	if err != nil {
 		return CommandResult{Err: err}
 	}
@@ -388,28 +463,32 @@ func (f *FSM) expire(index uint64, e *smv1.Expire) CommandResult {
 		return CommandResult{Err: fmt.Errorf("%w: %v", ErrConflict, err)}
 	}
 	if !expired {
-		return f.result(rec) // a renew came in between: the leader's measurement is stale
+		return f.result(t) // a renew came in between: the leader's measurement is stale
 	}
-	rec.LeaseEnd = "expired"
+	t = f.writable(t)
+	t.setLeaseEnd("expired")
 	f.emit(index, EventLeaseExpired, e.GetTxid(), gone, nil)
-	r := f.result(rec)
+	r := f.result(t)
 	r.Expired = true
 	return r
+}
+
+// finished reports whether Forget may drop t: DONE, and for a match, leases ended.
+func (t *txn) finished() bool {
+	return t.State() == smv1.TxnState_TXN_STATE_DONE &&
+		(t.outcomeVal() != smv1.Outcome_OUTCOME_COMMITTED || t.leaseEndVal() != "")
 }
 
 // forget drops finished transactions: DONE, and for matches, leases ended.
 func (f *FSM) forget(txids []string) CommandResult {
 	for _, txid := range txids {
-		rec, ok := f.txns[txid]
-		if !ok || rec.State != smv1.TxnState_TXN_STATE_DONE {
-			continue
-		}
-		if rec.GetDecision().GetOutcome() == smv1.Outcome_OUTCOME_COMMITTED && rec.GetLeaseEnd() == "" {
+		t, ok := f.txns[txid]
+		if !ok || !t.finished() {
 			continue
 		}
 		delete(f.txns, txid)
-		if f.byProposal[rec.GetProposal().GetProposalId()] == txid {
-			delete(f.byProposal, rec.GetProposal().GetProposalId())
+		if pid := t.pid(); f.byProposal[pid] != nil && f.byProposal[pid].id == txid {
+			delete(f.byProposal, pid)
 		}
 	}
 	return CommandResult{}
@@ -458,105 +537,4 @@ func proposalShards(p *smv1.Proposal) []string {
 	}
 	sort.Strings(out)
 	return slices.Compact(out)
-}
-
-// Snapshot captures the state; Persist writes it. The bytes are deterministic, so equal
-// states snapshot to equal bytes on every replica.
-func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
-	b, err := proto.MarshalOptions{Deterministic: true}.Marshal(f.State())
-	if err != nil {
-		return nil, err
-	}
-	return snapshotBytes(b), nil
-}
-
-// Restore replaces the state with a snapshot.
-func (f *FSM) Restore(rc io.ReadCloser) error {
-	defer rc.Close()
-	b, err := io.ReadAll(rc)
-	if err != nil {
-		return fmt.Errorf("coordinator: read snapshot: %w", err)
-	}
-	var st smv1.FSMState
-	if err := proto.Unmarshal(b, &st); err != nil {
-		return fmt.Errorf("coordinator: decode snapshot: %w", err)
-	}
-	return f.load(&st)
-}
-
-func (f *FSM) load(st *smv1.FSMState) error {
-	leases := make([]lease.Lease, 0, len(st.GetLeases()))
-	for _, l := range st.GetLeases() {
-		leases = append(leases, leaseFromProto(l))
-	}
-	table, err := lease.RestoreTable(leases, st.GetMaxToken())
-	if err != nil {
-		return fmt.Errorf("coordinator: restore leases: %w", err)
-	}
-	txns := make(map[string]*smv1.TxnRecord, len(st.GetTxns()))
-	byProposal := make(map[string]string, len(st.GetTxns()))
-	for _, t := range st.GetTxns() {
-		txns[t.Txid] = t
-		byProposal[t.GetProposal().GetProposalId()] = t.Txid
-	}
-	shards := make(map[string]*smv1.ShardInfo, len(st.GetShards()))
-	for _, s := range st.GetShards() {
-		shards[s.ShardId] = s
-	}
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.txns, f.byProposal, f.leases, f.shards, f.applied = txns, byProposal, table, shards, st.GetAppliedIndex()
-	f.emit(st.GetAppliedIndex(), EventRestored, "", nil, nil)
-	close(f.appliedCh)
-	f.appliedCh = make(chan struct{})
-	return nil
-}
-
-// State returns a deep copy of the whole state, sorted, as it would be snapshotted.
-func (f *FSM) State() *smv1.FSMState {
-	f.mu.RLock()
-	defer f.mu.RUnlock()
-	st := &smv1.FSMState{AppliedIndex: f.applied, MaxToken: f.leases.MaxToken()}
-	for _, t := range f.txns {
-		st.Txns = append(st.Txns, proto.Clone(t).(*smv1.TxnRecord))
-	}
-	sort.Slice(st.Txns, func(i, j int) bool { return st.Txns[i].Txid < st.Txns[j].Txid })
-	for _, l := range f.leases.Snapshot() {
-		st.Leases = append(st.Leases, leaseToProto(l))
-	}
-	for _, s := range f.shards {
-		st.Shards = append(st.Shards, proto.Clone(s).(*smv1.ShardInfo))
-	}
-	sort.Slice(st.Shards, func(i, j int) bool { return st.Shards[i].ShardId < st.Shards[j].ShardId })
-	return st
-}
-
-type snapshotBytes []byte
-
-func (s snapshotBytes) Persist(sink raft.SnapshotSink) error {
-	if _, err := sink.Write(s); err != nil {
-		_ = sink.Cancel()
-		return err
-	}
-	return sink.Close()
-}
-
-func (s snapshotBytes) Release() {}
-
-func leaseToProto(l lease.Lease) *smv1.LeaseRecord {
-	st := smv1.LeaseState_LEASE_STATE_RESERVED
-	if l.State == lease.Active {
-		st = smv1.LeaseState_LEASE_STATE_ACTIVE
-	}
-	return &smv1.LeaseRecord{PlayerId: l.Player, Txid: l.TxID, Token: l.Token, State: st,
-		TtlMs: l.TTL.Milliseconds(), RenewSeq: l.RenewSeq}
-}
-
-func leaseFromProto(l *smv1.LeaseRecord) lease.Lease {
-	st := lease.Reserved
-	if l.GetState() == smv1.LeaseState_LEASE_STATE_ACTIVE {
-		st = lease.Active
-	}
-	return lease.Lease{Player: l.GetPlayerId(), TxID: l.GetTxid(), Token: l.GetToken(), State: st,
-		TTL: time.Duration(l.GetTtlMs()) * time.Millisecond, RenewSeq: l.GetRenewSeq()}
 }

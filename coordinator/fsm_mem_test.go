@@ -6,6 +6,7 @@ import (
 	"os"
 	"runtime"
 	"runtime/debug"
+	"runtime/pprof"
 	"strconv"
 	"sync"
 	"testing"
@@ -24,7 +25,9 @@ import (
 //
 //	go test -run '^$' -bench 'FSMMemory|SnapshotPersist|SnapshotRestore' -benchtime 1x ./coordinator/
 //
-// SHARDMATCH_MEM_MATCHES sets how many matches they build (default 500000).
+// SHARDMATCH_MEM_MATCHES sets how many matches they build (default 500000);
+// SHARDMATCH_MEM_PROFILE=file makes BenchmarkFSMMemory write a heap profile of the
+// built FSM there.
 
 // memMatches is the number of active matches the scale benchmarks build.
 func memMatches(tb testing.TB) int {
@@ -159,6 +162,17 @@ func BenchmarkFSMMemory(b *testing.B) {
 		b.ReportMetric(live/(1<<20), "heap-MiB")
 		b.ReportMetric(float64(procStatusKB(b, "VmRSS"))/1024, "rss-MiB")
 		b.ReportMetric(float64(procStatusKB(b, "VmHWM"))/1024, "peak-rss-MiB")
+		if path := os.Getenv("SHARDMATCH_MEM_PROFILE"); path != "" {
+			// With -test.memprofilerate=1: what the FSM holds, by allocation site.
+			out, err := os.Create(path)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if err := pprof.WriteHeapProfile(out); err != nil {
+				b.Fatal(err)
+			}
+			_ = out.Close()
+		}
 		runtime.KeepAlive(f)
 		b.StartTimer()
 	}
@@ -186,15 +200,18 @@ func procStatusKB(tb testing.TB, field string) int64 {
 	return 0
 }
 
-// memFSM builds the FSM of memMatches matches once per test binary, for the snapshot
-// benchmarks.
+// memFSM builds the FSM of memMatches matches once for the snapshot benchmarks (again
+// if one dropped it).
 func memFSM(tb testing.TB) *FSM {
-	n := memMatches(tb)
-	memOnce.Do(func() { memShared = buildMemFSM(tb, n) })
+	memMu.Lock()
+	defer memMu.Unlock()
+	if memShared == nil {
+		memShared = buildMemFSM(tb, memMatches(tb))
+	}
 	return memShared
 }
 
 var (
-	memOnce   sync.Once
+	memMu     sync.Mutex
 	memShared *FSM
 )

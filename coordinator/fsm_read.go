@@ -1,7 +1,6 @@
 package coordinator
 
 import (
-	"slices"
 	"sort"
 
 	"google.golang.org/protobuf/proto"
@@ -21,18 +20,18 @@ func (f *FSM) Txn(txid string) (*smv1.TxnRecord, bool) {
 	if !ok {
 		return nil, false
 	}
-	return proto.Clone(t).(*smv1.TxnRecord), true
+	return t.record(nil), true
 }
 
 // TxnByProposal returns the transaction created for proposal id pid.
 func (f *FSM) TxnByProposal(pid string) (*smv1.TxnRecord, bool) {
 	f.mu.RLock()
-	txid, ok := f.byProposal[pid]
-	f.mu.RUnlock()
+	defer f.mu.RUnlock()
+	t, ok := f.byPID(pid)
 	if !ok {
 		return nil, false
 	}
-	return f.Txn(txid)
+	return t.record(nil), true
 }
 
 // Lease returns player's lease.
@@ -72,8 +71,8 @@ func (f *FSM) Unfinished() []*smv1.TxnRecord {
 	defer f.mu.RUnlock()
 	var out []*smv1.TxnRecord
 	for _, t := range f.txns {
-		if t.State != smv1.TxnState_TXN_STATE_DONE {
-			out = append(out, proto.Clone(t).(*smv1.TxnRecord))
+		if t.State() != smv1.TxnState_TXN_STATE_DONE {
+			out = append(out, t.record(nil))
 		}
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Txid < out[j].Txid })
@@ -93,8 +92,7 @@ func (f *FSM) Finished() []string {
 	defer f.mu.RUnlock()
 	var out []string
 	for id, t := range f.txns {
-		if t.State == smv1.TxnState_TXN_STATE_DONE &&
-			(t.GetDecision().GetOutcome() != smv1.Outcome_OUTCOME_COMMITTED || t.GetLeaseEnd() != "") {
+		if t.finished() {
 			out = append(out, id)
 		}
 	}
@@ -120,10 +118,10 @@ func (f *FSM) Counts() Counts {
 	defer f.mu.RUnlock()
 	c := Counts{Txns: len(f.txns), Leases: f.leases.Len(), Shards: len(f.shards)}
 	for _, t := range f.txns {
-		switch {
-		case t.State == smv1.TxnState_TXN_STATE_PREPARING:
+		switch st := t.State(); {
+		case st == smv1.TxnState_TXN_STATE_PREPARING:
 			c.Preparing++
-		case twophase.Decided(t.State) && t.State != smv1.TxnState_TXN_STATE_DONE:
+		case twophase.Decided(st) && st != smv1.TxnState_TXN_STATE_DONE:
 			c.Undelivered++
 		}
 	}
@@ -141,11 +139,11 @@ func (f *FSM) InDoubtByShard() map[string]int {
 		out[id] = 0
 	}
 	for _, t := range f.txns {
-		if !twophase.Decided(t.State) || t.State == smv1.TxnState_TXN_STATE_DONE {
+		if st := t.State(); !twophase.Decided(st) || st == smv1.TxnState_TXN_STATE_DONE {
 			continue
 		}
-		for _, s := range t.Shards {
-			if _, acked := slices.BinarySearch(t.Acked, s); !acked {
+		for _, s := range t.shards {
+			if !t.isAcked(s) {
 				out[s]++
 			}
 		}

@@ -238,16 +238,16 @@ func (n *Node) spoolSnapshot(r io.Reader, maxBytes int64) (*os.File, *raft.Snaps
 	if err := w.Flush(); err != nil {
 		return fail(fmt.Errorf("coordinator: spool snapshot: %w", err))
 	}
-	// The state is decoded once here, and again by FSM.Restore: never two copies at once.
-	b, err := os.ReadFile(f.Name())
-	if err != nil {
-		return fail(fmt.Errorf("coordinator: read spooled snapshot: %w", err))
+	// The state is decoded once here, and again by FSM.Restore, streaming both times;
+	// this copy is dropped before Restore builds its own.
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return fail(fmt.Errorf("coordinator: rewind spooled snapshot: %w", err))
 	}
-	st, err := DecodeSnapshotState(b)
+	sum, err := verifySnapshotState(io.LimitReader(f, meta.Size), meta)
 	if err != nil {
 		return fail(err)
 	}
-	return f, meta, Summarize(meta, st), nil
+	return f, meta, sum, nil
 }
 
 // pauseLeading stops (pause) or restarts (resume) this node's leadership duties — the

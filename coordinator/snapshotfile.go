@@ -11,9 +11,7 @@ import (
 	"io"
 
 	"github.com/hashicorp/raft"
-	"google.golang.org/protobuf/proto"
 
-	"github.com/shardmatch/shardmatch/lease"
 	smv1 "github.com/shardmatch/shardmatch/proto/shardmatch/v1"
 )
 
@@ -26,7 +24,8 @@ import (
 //	[4]  metadata length M (at most MaxSnapshotMetaBytes)
 //	[M]  the Raft snapshot metadata (raft.SnapshotMeta) as JSON
 //	[8]  data length D, equal to the metadata's Size
-//	[D]  the FSM snapshot exactly as Raft persisted it (smv1.FSMState, protobuf)
+//	[D]  the FSM snapshot exactly as Raft persisted it (fsm_snapcodec.go: a stream
+//	     of records, or an smv1.FSMState from builds before that format)
 //	[32] SHA-256 of every byte before it
 //
 // Nothing follows the checksum. A reader learns the sizes before the data, so it can
@@ -251,32 +250,26 @@ type SnapshotSummary struct {
 }
 
 // DecodeSnapshotState decodes FSM snapshot data and checks it would load: the same
-// decoding and lease-table checks FSM.Restore makes, so data that passes never makes a
-// restore fail half-way (hashicorp/raft panics the leader if the FSM refuses a user
-// restore). A defect is a *SnapshotError with Problem SnapshotBadState.
+// decoding and checks FSM.Restore makes (it is the same code), so data that passes never
+// makes a restore fail half-way (hashicorp/raft panics the leader if the FSM refuses a
+// user restore). It returns the state as FSM.State would, sorted. A defect is a
+// *SnapshotError with Problem SnapshotBadState.
 func DecodeSnapshotState(b []byte) (*smv1.FSMState, error) {
-	var st smv1.FSMState
-	if err := proto.Unmarshal(b, &st); err != nil {
-		return nil, snapErr(SnapshotBadState, "FSM state does not decode: %v", err)
+	st, err := decodeState(bufio.NewReader(bytes.NewReader(b)), 0)
+	if err != nil {
+		return nil, snapErr(SnapshotBadState, "%v", err)
 	}
-	leases := make([]lease.Lease, 0, len(st.GetLeases()))
-	for _, l := range st.GetLeases() {
-		leases = append(leases, leaseFromProto(l))
+	return stateOf(st.txns, st.leases, st.shards, st.applied), nil
+}
+
+// verifySnapshotState decodes FSM snapshot data from r as DecodeSnapshotState does,
+// streaming, and summarizes it without keeping it.
+func verifySnapshotState(r io.Reader, meta *raft.SnapshotMeta) (SnapshotSummary, error) {
+	st, err := decodeState(bufio.NewReaderSize(r, snapBufSize), 0)
+	if err != nil {
+		return SnapshotSummary{}, snapErr(SnapshotBadState, "%v", err)
 	}
-	if _, err := lease.RestoreTable(leases, st.GetMaxToken()); err != nil {
-		return nil, snapErr(SnapshotBadState, "lease table: %v", err)
-	}
-	for _, t := range st.GetTxns() {
-		if t.GetTxid() == "" {
-			return nil, snapErr(SnapshotBadState, "a transaction has no txid")
-		}
-	}
-	for _, s := range st.GetShards() {
-		if s.GetShardId() == "" {
-			return nil, snapErr(SnapshotBadState, "a shard has no id")
-		}
-	}
-	return &st, nil
+	return st.summary(meta), nil
 }
 
 // Summarize describes a verified snapshot's metadata and decoded state.

@@ -1,6 +1,8 @@
 package lease
 
 import (
+	"cmp"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -27,34 +29,146 @@ func (t *Table) Snapshot() []Lease {
 // leases of one txid that disagree on token, state, TTL or RenewSeq, or two txids
 // sharing a token (tokens strictly increase from grant to grant).
 func RestoreTable(leases []Lease, maxToken uint64) (*Table, error) {
-	t := NewTable()
-	t.maxToken = maxToken
-	tokenOwner := make(map[uint64]string)
+	b := NewBuilder(maxToken, 0, len(leases))
 	for _, l := range leases {
-		if err := validSnapshotLease(l, maxToken); err != nil {
+		if err := b.Add(l); err != nil {
 			return nil, err
 		}
-		if _, dup := t.byPlayer[l.Player]; dup {
-			return nil, fmt.Errorf("%w: restore: player %q leased twice", ErrInvalid, l.Player)
-		}
-		e, ok := t.byTxn[l.TxID]
-		if !ok {
-			if owner, used := tokenOwner[l.Token]; used {
-				return nil, fmt.Errorf("%w: restore: txids %q and %q share token %d", ErrInvalid, owner, l.TxID, l.Token)
+	}
+	return b.Table()
+}
+
+// Builder rebuilds a table from a snapshot read as a stream, one lease or one
+// transaction at a time, without holding the whole snapshot: RestoreTable is Add of
+// every lease then Table, and accepts and refuses exactly the same.
+type Builder struct {
+	t   *Table
+	err error
+	// last is the highest token of an entry AddTxn created. unordered: an entry came
+	// out of increasing token order, or from Add (then Table sorts players and checks
+	// that no two entries share a token; in order, none can).
+	last      uint64
+	unordered bool
+}
+
+// NewBuilder starts a table whose MaxToken is maxToken. txns and leases, if known,
+// size the table for that many transactions and leases.
+func NewBuilder(maxToken uint64, txns, leases int) *Builder {
+	t := &Table{byPlayer: make(map[string]*txnEntry, leases), byTxn: make(map[string]*txnEntry, txns), maxToken: maxToken}
+	return &Builder{t: t}
+}
+
+// Add adds one lease. After an error the builder is spent: Table returns the error.
+func (b *Builder) Add(l Lease) error {
+	if b.err == nil {
+		b.unordered = true
+		b.err = b.add(l)
+	}
+	return b.err
+}
+
+// AddTxn adds every lease of one transaction, as Add of each of its players would, and
+// keeps tl.Players. It is quickest for transactions in increasing token order (as
+// Frozen.Each lists them), each added once.
+func (b *Builder) AddTxn(tl TxnLeases) error {
+	if b.err != nil {
+		return b.err
+	}
+	t := b.t
+	if len(tl.Players) == 0 {
+		return nil
+	}
+	ordered := tl.Token > b.last
+	if !ordered {
+		if _, ok := t.byTxn[tl.TxID]; ok {
+			b.unordered = true
+			for _, p := range tl.Players {
+				if b.err = b.add(Lease{Player: p, TxID: tl.TxID, Token: tl.Token, State: tl.State, TTL: tl.TTL, RenewSeq: tl.RenewSeq}); b.err != nil {
+					return b.err
+				}
 			}
-			tokenOwner[l.Token] = l.TxID
-			e = &txnEntry{txid: l.TxID, token: l.Token, state: l.State, ttl: l.TTL, renewSeq: l.RenewSeq}
-			t.byTxn[l.TxID] = e
-		} else if e.token != l.Token || e.state != l.State || e.ttl != l.TTL || e.renewSeq != l.RenewSeq {
-			return nil, fmt.Errorf("%w: restore: leases of txid %q disagree: player %q has %+v, txid has token %d state %v ttl %v renew seq %d",
-				ErrInvalid, l.TxID, l.Player, l, e.token, e.state, e.ttl, e.renewSeq)
+			return nil
 		}
-		e.players = append(e.players, l.Player)
-		t.byPlayer[l.Player] = e
+		b.unordered = true
 	}
-	for _, e := range t.byTxn {
-		slices.Sort(e.players)
+	l := Lease{TxID: tl.TxID, Token: tl.Token, State: tl.State, TTL: tl.TTL, RenewSeq: tl.RenewSeq}
+	if !slices.IsSorted(tl.Players) {
+		slices.Sort(tl.Players)
 	}
+	e := &txnEntry{txid: tl.TxID, token: tl.Token, state: tl.State, ttl: tl.TTL, renewSeq: tl.RenewSeq, players: tl.Players}
+	for _, p := range tl.Players {
+		l.Player = p
+		if b.err = validSnapshotLease(l, t.maxToken); b.err != nil {
+			return b.err
+		}
+		n := len(t.byPlayer)
+		if t.byPlayer[p] = e; len(t.byPlayer) == n { // the builder is spent: no need to undo
+			b.err = fmt.Errorf("%w: restore: player %q leased twice", ErrInvalid, p)
+			return b.err
+		}
+	}
+	n := len(t.byTxn)
+	if t.byTxn[tl.TxID] = e; len(t.byTxn) == n {
+		// Only when ordered: an entry of tl.TxID came earlier, with a lower token.
+		b.err = fmt.Errorf("%w: restore: leases of txid %q disagree: token %d after a lower one", ErrInvalid, tl.TxID, tl.Token)
+		return b.err
+	}
+	b.last = max(b.last, tl.Token)
+	return nil
+}
+
+// add adds lease l.
+func (b *Builder) add(l Lease) error {
+	t := b.t
+	if err := validSnapshotLease(l, t.maxToken); err != nil {
+		return err
+	}
+	if _, dup := t.byPlayer[l.Player]; dup {
+		return fmt.Errorf("%w: restore: player %q leased twice", ErrInvalid, l.Player)
+	}
+	e, ok := t.byTxn[l.TxID]
+	if !ok {
+		e = &txnEntry{txid: l.TxID, token: l.Token, state: l.State, ttl: l.TTL, renewSeq: l.RenewSeq}
+		t.byTxn[l.TxID] = e
+	} else if e.token != l.Token || e.state != l.State || e.ttl != l.TTL || e.renewSeq != l.RenewSeq {
+		return fmt.Errorf("%w: restore: leases of txid %q disagree: player %q has %+v, txid has token %d state %v ttl %v renew seq %d",
+			ErrInvalid, l.TxID, l.Player, l, e.token, e.state, e.ttl, e.renewSeq)
+	}
+	e.players = append(e.players, l.Player)
+	t.byPlayer[l.Player] = e
+	return nil
+}
+
+// Table checks what only the whole table shows (two txids sharing a token), sorts each
+// transaction's players and returns the table, or the first error.
+func (b *Builder) Table() (*Table, error) {
+	if b.err != nil {
+		return nil, b.err
+	}
+	var es []*txnEntry
+	if b.unordered {
+		es = make([]*txnEntry, 0, len(b.t.byTxn))
+		for _, e := range b.t.byTxn {
+			if !slices.IsSorted(e.players) {
+				slices.Sort(e.players)
+			}
+			es = append(es, e)
+		}
+	}
+	slices.SortFunc(es, func(a, b *txnEntry) int {
+		if c := cmp.Compare(a.token, b.token); c != 0 {
+			return c
+		}
+		return strings.Compare(a.txid, b.txid)
+	})
+	for i := 1; i < len(es); i++ {
+		if es[i-1].token == es[i].token {
+			b.err = fmt.Errorf("%w: restore: txids %q and %q share token %d", ErrInvalid, es[i-1].txid, es[i].txid, es[i].token)
+			return nil, b.err
+		}
+	}
+	t := b.t
+	b.t, b.err = nil, errors.New("lease: Builder.Table called twice")
 	return t, nil
 }
 

@@ -27,17 +27,23 @@ type Table struct {
 	byPlayer map[string]*txnEntry
 	byTxn    map[string]*txnEntry
 	maxToken uint64
+	// gen counts Freeze calls and frozen the Frozen views not yet thawed: while any
+	// is, an entry of an older generation is copied before it changes (frozen.go).
+	gen    uint32
+	frozen int
 }
 
 // txnEntry is one transaction's leases: the fields every lease of the txn shares, and
-// its players, sorted and distinct.
+// its players, sorted and distinct. An entry a Frozen may hold never changes: see
+// Table.writable.
 type txnEntry struct {
 	txid     string
 	players  []string
 	token    uint64
-	state    State
 	ttl      time.Duration
 	renewSeq uint64
+	gen      uint32
+	state    State
 }
 
 func (e *txnEntry) lease(player string) Lease {
@@ -105,7 +111,7 @@ func (t *Table) Grant(txid string, players []string, token uint64, ttl time.Dura
 	if busy != nil {
 		return nil, &LeasedError{Holders: busy}
 	}
-	e := &txnEntry{txid: txid, players: sorted, token: token, state: Reserved, ttl: ttl}
+	e := &txnEntry{txid: txid, players: sorted, token: token, state: Reserved, ttl: ttl, gen: t.gen}
 	t.byTxn[txid] = e
 	for _, p := range sorted {
 		t.byPlayer[p] = e
@@ -126,7 +132,7 @@ func (t *Table) Activate(txid string) error {
 	if e.state != Reserved {
 		return fmt.Errorf("%w: activate: txid %q is %v", ErrWrongState, txid, e.state)
 	}
-	e.state = Active
+	t.writable(e).state = Active
 	return nil
 }
 
@@ -143,6 +149,7 @@ func (t *Table) Renew(txid string) (uint64, error) {
 	if e.state != Active {
 		return 0, fmt.Errorf("%w: renew: txid %q is %v", ErrWrongState, txid, e.state)
 	}
+	e = t.writable(e)
 	e.renewSeq++
 	return e.renewSeq, nil
 }
