@@ -12,6 +12,7 @@ import (
 	"github.com/hashicorp/raft"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/shardmatch/shardmatch/internal/ptrindex"
 	"github.com/shardmatch/shardmatch/lease"
 	smv1 "github.com/shardmatch/shardmatch/proto/shardmatch/v1"
 	"github.com/shardmatch/shardmatch/twophase"
@@ -81,11 +82,11 @@ type Observer interface{ Observe(Event) }
 // FSM is the coordinator's replicated state machine: transactions, the lease table and
 // the shard registry. It implements raft.FSM and raft.BatchingFSM.
 type FSM struct {
-	mu   sync.RWMutex
-	txns map[string]*txn
-	// byProposal maps a proposal id to the txn created for it (resolve it by id: see
-	// byPID). Its keys are substrings of the txns' proposals.
-	byProposal map[string]*txn
+	mu sync.RWMutex
+	// txns indexes the txns by txid; byProposal by proposal id, the txn created for it
+	// (resolve it by id: see byPID). ptrindex costs about half a Go map's memory.
+	txns       *ptrindex.Index[txn]
+	byProposal *ptrindex.Index[txn]
 	leases     *lease.Table
 	shards     map[string]*smv1.ShardInfo
 	intern     interner
@@ -110,7 +111,7 @@ func NewFSM(obs Observer, onDecide func(*smv1.Decision)) *FSM {
 		obs.Observe(Event{Kind: EventRestored})
 	}
 	return &FSM{
-		txns: make(map[string]*txn), byProposal: make(map[string]*txn),
+		txns: newTxnIndex(0), byProposal: newPIDIndex(0),
 		leases: lease.NewTable(), shards: make(map[string]*smv1.ShardInfo),
 		appliedCh: make(chan struct{}), obs: obs, onDecide: onDecide,
 	}
@@ -216,22 +217,28 @@ func (f *FSM) writable(t *txn) *txn {
 	if t.x != nil {
 		c.x = t.x.clone()
 	}
-	f.txns[c.id] = &c
-	if pid := c.pid(); f.byProposal[pid] == t {
-		f.byProposal[pid] = &c
-	}
+	f.txns.Swap(c.id, t, &c)
+	f.byProposal.Swap(c.pid(), t, &c)
 	return &c
+}
+
+func newTxnIndex(hint int) *ptrindex.Index[txn] {
+	return ptrindex.New(func(t *txn, id string) bool { return t.id == id }, hint)
+}
+
+func newPIDIndex(hint int) *ptrindex.Index[txn] {
+	return ptrindex.New(func(t *txn, pid string) bool { return t.pid() == pid }, hint)
 }
 
 // byPID returns the txn of proposal id pid. Like the txid the map held before txns
 // were compact, the entry names a txn by its id.
 func (f *FSM) byPID(pid string) (*txn, bool) {
-	b, ok := f.byProposal[pid]
-	if !ok {
+	b := f.byProposal.Get(pid)
+	if b == nil {
 		return nil, false
 	}
-	t, ok := f.txns[b.id]
-	return t, ok
+	t := f.txns.Get(b.id)
+	return t, t != nil
 }
 
 func (f *FSM) begin(index uint64, pos int, b *smv1.Begin) CommandResult {
@@ -256,12 +263,12 @@ func (f *FSM) begin(index uint64, pos int, b *smv1.Begin) CommandResult {
 		x := t.rare()
 		x.hasBeginIndex, x.beginIndex = true, index
 	}
-	t.shards = f.intern.set(proposalShards(p))
-	if len(t.shards) > 64 {
+	t.shardSet = f.intern.set(proposalShards(p))
+	if len(t.shardIDs()) > 64 {
 		t.rare().ackList = true
 	}
-	f.txns[txid] = t
-	f.byProposal[t.pid()] = t
+	f.txns.Put(txid, t)
+	f.byProposal.Put(t.pid(), t)
 	abort := func(reason smv1.Reason, msg string, details []*smv1.PlayerDetail) CommandResult {
 		// Nothing was prepared anywhere, so there is nothing to deliver: straight to DONE.
 		if denials := b.GetVerdict().GetDenials(); len(details) > 0 || len(denials) > 0 {
@@ -280,7 +287,7 @@ func (f *FSM) begin(index uint64, pos int, b *smv1.Begin) CommandResult {
 	if v := b.GetVerdict(); v != nil && !v.GetAllow() {
 		return abort(smv1.Reason_REASON_POLICY_DENIED, "denied by policy", nil)
 	}
-	for _, s := range t.shards {
+	for _, s := range t.shardIDs() {
 		info, ok := f.shards[s]
 		if !ok || info.GetState() != smv1.ShardState_SHARD_STATE_ACTIVE {
 			return abort(smv1.Reason_REASON_INVALID, fmt.Sprintf("shard %q is not registered and active", s), nil)
@@ -321,8 +328,8 @@ func (f *FSM) decided(index uint64, t *txn) {
 }
 
 func (f *FSM) decide(index uint64, d *smv1.Decide) CommandResult {
-	t, ok := f.txns[d.GetTxid()]
-	if !ok {
+	t := f.txns.Get(d.GetTxid())
+	if t == nil {
 		return CommandResult{Err: fmt.Errorf("%w: txn %q", ErrNotFound, d.GetTxid())}
 	}
 	ev := twophase.EventDecideAbort
@@ -382,14 +389,14 @@ func (f *FSM) decide(index uint64, d *smv1.Decide) CommandResult {
 }
 
 func (f *FSM) acked(index uint64, a *smv1.Acked) CommandResult {
-	t, ok := f.txns[a.GetTxid()]
-	if !ok {
+	t := f.txns.Get(a.GetTxid())
+	if t == nil {
 		return CommandResult{Err: fmt.Errorf("%w: txn %q", ErrNotFound, a.GetTxid())}
 	}
 	if !twophase.Decided(t.State()) {
 		return CommandResult{Err: fmt.Errorf("%w: ack for undecided txn %q", ErrConflict, t.id)}
 	}
-	i, member := slices.BinarySearch(t.shards, a.GetShardId())
+	i, member := slices.BinarySearch(t.shardIDs(), a.GetShardId())
 	if !member {
 		return CommandResult{Err: &InvalidError{Field: "shard_id", Reason: fmt.Sprintf("%q is not in txn %s", a.GetShardId(), t.id)}}
 	}
@@ -397,12 +404,12 @@ func (f *FSM) acked(index uint64, a *smv1.Acked) CommandResult {
 		t = f.writable(t)
 		if t.x != nil && t.x.ackList {
 			j, _ := slices.BinarySearch(t.x.acked, a.GetShardId())
-			t.x.acked = slices.Insert(t.x.acked, j, t.shards[i])
+			t.x.acked = slices.Insert(t.x.acked, j, t.shardIDs()[i])
 		} else {
 			t.acked |= 1 << i
 		}
 	}
-	if t.ackedCount() == len(t.shards) && t.State() != smv1.TxnState_TXN_STATE_DONE {
+	if t.ackedCount() == len(t.shardIDs()) && t.State() != smv1.TxnState_TXN_STATE_DONE {
 		t = f.writable(t)
 		next, _ := twophase.Transition(t.State(), twophase.EventAllAcked)
 		t.setState(next)
@@ -413,8 +420,8 @@ func (f *FSM) acked(index uint64, a *smv1.Acked) CommandResult {
 
 // liveMatch returns a committed txn whose leases are still held.
 func (f *FSM) liveMatch(txid string) (*txn, error) {
-	t, ok := f.txns[txid]
-	if !ok {
+	t := f.txns.Get(txid)
+	if t == nil {
 		return nil, fmt.Errorf("%w: txn %q", ErrNotFound, txid)
 	}
 	if t.outcomeVal() != smv1.Outcome_OUTCOME_COMMITTED {
@@ -482,13 +489,13 @@ func (t *txn) finished() bool {
 // forget drops finished transactions: DONE, and for matches, leases ended.
 func (f *FSM) forget(txids []string) CommandResult {
 	for _, txid := range txids {
-		t, ok := f.txns[txid]
-		if !ok || !t.finished() {
+		t := f.txns.Get(txid)
+		if t == nil || !t.finished() {
 			continue
 		}
-		delete(f.txns, txid)
-		if pid := t.pid(); f.byProposal[pid] != nil && f.byProposal[pid].id == txid {
-			delete(f.byProposal, pid)
+		f.txns.Delete(txid)
+		if pid := t.pid(); f.byProposal.Get(pid) != nil && f.byProposal.Get(pid).id == txid {
+			f.byProposal.Delete(pid)
 		}
 	}
 	return CommandResult{}

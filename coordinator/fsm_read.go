@@ -16,8 +16,8 @@ import (
 func (f *FSM) Txn(txid string) (*smv1.TxnRecord, bool) {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
-	t, ok := f.txns[txid]
-	if !ok {
+	t := f.txns.Get(txid)
+	if t == nil {
 		return nil, false
 	}
 	return t.record(nil), true
@@ -70,7 +70,7 @@ func (f *FSM) Unfinished() []*smv1.TxnRecord {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
 	var out []*smv1.TxnRecord
-	for _, t := range f.txns {
+	for t := range f.txns.All() {
 		if t.State() != smv1.TxnState_TXN_STATE_DONE {
 			out = append(out, t.record(nil))
 		}
@@ -91,9 +91,9 @@ func (f *FSM) Finished() []string {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
 	var out []string
-	for id, t := range f.txns {
+	for t := range f.txns.All() {
 		if t.finished() {
-			out = append(out, id)
+			out = append(out, t.id)
 		}
 	}
 	sort.Strings(out)
@@ -116,8 +116,8 @@ type Counts struct {
 func (f *FSM) Counts() Counts {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
-	c := Counts{Txns: len(f.txns), Leases: f.leases.Len(), Shards: len(f.shards)}
-	for _, t := range f.txns {
+	c := Counts{Txns: f.txns.Len(), Leases: f.leases.Len(), Shards: len(f.shards)}
+	for t := range f.txns.All() {
 		switch st := t.State(); {
 		case st == smv1.TxnState_TXN_STATE_PREPARING:
 			c.Preparing++
@@ -138,11 +138,11 @@ func (f *FSM) InDoubtByShard() map[string]int {
 	for id := range f.shards {
 		out[id] = 0
 	}
-	for _, t := range f.txns {
+	for t := range f.txns.All() {
 		if st := t.State(); !twophase.Decided(st) || st == smv1.TxnState_TXN_STATE_DONE {
 			continue
 		}
-		for _, s := range t.shards {
+		for _, s := range t.shardIDs() {
 			if !t.isAcked(s) {
 				out[s]++
 			}

@@ -200,8 +200,8 @@ func (w *snapWriter) writeTxn(t *txn) error {
 	if err != nil {
 		return err
 	}
-	shards := make([]uint64, len(t.shards))
-	for i, s := range t.shards {
+	shards := make([]uint64, len(t.shardIDs()))
+	for i, s := range t.shardIDs() {
 		if shards[i], err = w.dictRef(s); err != nil {
 			return err
 		}
@@ -366,7 +366,7 @@ func decodeV1(b []byte, gen uint32) (*fsmState, error) {
 	}); err != nil {
 		return nil, err
 	}
-	st := &fsmState{txns: make(map[string]*txn), byProposal: make(map[string]*txn), shards: make(map[string]*smv1.ShardInfo), applied: applied}
+	st := &fsmState{txns: newTxnIndex(0), byProposal: newPIDIndex(0), shards: make(map[string]*smv1.ShardInfo), applied: applied}
 	leases := lease.NewBuilder(maxToken, 0, 0)
 	err := eachV1Field(b, func(num protowire.Number, typ protowire.Type, v []byte, _ uint64) error {
 		if typ != protowire.BytesType {
@@ -386,8 +386,8 @@ func decodeV1(b []byte, gen uint32) (*fsmState, error) {
 				return badSnap("%v", err)
 			}
 			t.gen = gen
-			st.txns[t.id] = t
-			st.byProposal[t.pid()] = t
+			st.txns.Put(t.id, t)
+			st.byProposal.Put(t.pid(), t)
 		case 2:
 			var l smv1.LeaseRecord
 			if err := proto.Unmarshal(v, &l); err != nil {

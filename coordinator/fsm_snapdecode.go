@@ -15,6 +15,7 @@ import (
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/types/known/emptypb"
 
+	"github.com/shardmatch/shardmatch/internal/ptrindex"
 	"github.com/shardmatch/shardmatch/lease"
 	smv1 "github.com/shardmatch/shardmatch/proto/shardmatch/v1"
 )
@@ -140,7 +141,7 @@ func (d *snapReader) end(kind byte) error {
 
 // holder returns the txn txid, of token, looking first where the merge of txns and
 // lease records stands.
-func (d *snapReader) holder(txid []byte, token uint64, txns map[string]*txn) *txn {
+func (d *snapReader) holder(txid []byte, token uint64, txns *ptrindex.Index[txn]) *txn {
 	for d.cursor < len(d.txns) && d.txns[d.cursor].token < token {
 		d.cursor++
 	}
@@ -149,7 +150,7 @@ func (d *snapReader) holder(txid []byte, token uint64, txns map[string]*txn) *tx
 			return d.txns[i]
 		}
 	}
-	return txns[string(txid)]
+	return txns.Get(string(txid))
 }
 
 func decodeV2(r *bufio.Reader, gen uint32) (*fsmState, error) {
@@ -170,7 +171,7 @@ func decodeV2(r *bufio.Reader, gen uint32) (*fsmState, error) {
 		return nil, err
 	}
 	hint := func(n uint64) int { return int(min(n, 1<<24)) } // a size hint, not a promise
-	st := &fsmState{txns: make(map[string]*txn, hint(want[1])), byProposal: make(map[string]*txn, hint(want[1])),
+	st := &fsmState{txns: newTxnIndex(hint(want[1])), byProposal: newPIDIndex(hint(want[1])),
 		shards: make(map[string]*smv1.ShardInfo, hint(want[0])), applied: applied}
 	leases := lease.NewBuilder(maxToken, hint(want[2]), hint(want[3]))
 	var got [4]uint64
@@ -203,18 +204,16 @@ func decodeV2(r *bufio.Reader, gen uint32) (*fsmState, error) {
 				return nil, err
 			}
 			t.gen = gen
-			n := len(st.txns)
-			if st.txns[t.id] = t; len(st.txns) == n {
+			if st.txns.Put(t.id, t) != nil {
 				return nil, badSnap("txid %q twice", t.id)
 			}
 			d.txns = append(d.txns, t)
-			n, pid := len(st.byProposal), t.pid()
-			if st.byProposal[pid] = t; len(st.byProposal) == n {
+			if pid := t.pid(); st.byProposal.Put(pid, t) != nil {
 				// Two txns of one proposal id (only a hand-made snapshot of version 1
 				// has them): as that snapshot, sorted by txid, restored, the last wins.
 				for _, o := range d.txns {
-					if o.id > st.byProposal[pid].id && o.pid() == pid {
-						st.byProposal[pid] = o
+					if o.id > st.byProposal.Get(pid).id && o.pid() == pid {
+						st.byProposal.Put(pid, o)
 					}
 				}
 			}
@@ -307,7 +306,7 @@ func (d *snapReader) readTxn(st *fsmState) (*txn, error) {
 			return nil, badSnap("txn %q: shards %q not sorted", id, shards)
 		}
 	}
-	t.shards = st.intern.setOf(shards)
+	t.shardSet = st.intern.setOf(shards)
 	t.prop = string(prop)
 	return t, nil
 }

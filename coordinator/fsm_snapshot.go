@@ -11,6 +11,7 @@ import (
 	"github.com/hashicorp/raft"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/shardmatch/shardmatch/internal/ptrindex"
 	"github.com/shardmatch/shardmatch/lease"
 	smv1 "github.com/shardmatch/shardmatch/proto/shardmatch/v1"
 )
@@ -34,9 +35,9 @@ func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
 	defer f.mu.Unlock()
 	f.gen++
 	f.frozen++
-	s := &fsmSnapshot{f: f, applied: f.applied, txns: make([]*txn, 0, len(f.txns)), leases: f.leases.Freeze(),
+	s := &fsmSnapshot{f: f, applied: f.applied, txns: make([]*txn, 0, f.txns.Len()), leases: f.leases.Freeze(),
 		shards: make([]*smv1.ShardInfo, 0, len(f.shards))}
-	for _, t := range f.txns {
+	for t := range f.txns.All() {
 		s.txns = append(s.txns, t)
 	}
 	for _, sh := range f.shards {
@@ -103,8 +104,8 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 
 // fsmState is a whole state decoded from a snapshot, not yet in an FSM.
 type fsmState struct {
-	txns       map[string]*txn
-	byProposal map[string]*txn
+	txns       *ptrindex.Index[txn]
+	byProposal *ptrindex.Index[txn]
 	leases     *lease.Table
 	shards     map[string]*smv1.ShardInfo
 	intern     interner
@@ -114,8 +115,8 @@ type fsmState struct {
 // summary describes the decoded state as SnapshotSummary does.
 func (st *fsmState) summary(meta *raft.SnapshotMeta) SnapshotSummary {
 	s := SnapshotSummary{Index: meta.Index, Term: meta.Term, Size: meta.Size, AppliedIndex: st.applied,
-		MaxToken: st.leases.MaxToken(), Txns: len(st.txns), Leases: st.leases.Len(), Shards: len(st.shards)}
-	for _, t := range st.txns {
+		MaxToken: st.leases.MaxToken(), Txns: st.txns.Len(), Leases: st.leases.Len(), Shards: len(st.shards)}
+	for t := range st.txns.All() {
 		switch t.State() {
 		case smv1.TxnState_TXN_STATE_PREPARING:
 			s.Preparing++
@@ -137,9 +138,9 @@ func (f *FSM) State() *smv1.FSMState {
 	return stateOf(f.txns, f.leases, f.shards, f.applied)
 }
 
-func stateOf(txns map[string]*txn, leases *lease.Table, shards map[string]*smv1.ShardInfo, applied uint64) *smv1.FSMState {
-	st := &smv1.FSMState{AppliedIndex: applied, MaxToken: leases.MaxToken(), Txns: make([]*smv1.TxnRecord, 0, len(txns))}
-	for _, t := range txns {
+func stateOf(txns *ptrindex.Index[txn], leases *lease.Table, shards map[string]*smv1.ShardInfo, applied uint64) *smv1.FSMState {
+	st := &smv1.FSMState{AppliedIndex: applied, MaxToken: leases.MaxToken(), Txns: make([]*smv1.TxnRecord, 0, txns.Len())}
+	for t := range txns.All() {
 		st.Txns = append(st.Txns, t.record(nil))
 	}
 	slices.SortFunc(st.Txns, func(a, b *smv1.TxnRecord) int { return strings.Compare(a.Txid, b.Txid) })

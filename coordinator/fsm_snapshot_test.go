@@ -78,9 +78,9 @@ func TestFSMSnapshotIsPointInTime(t *testing.T) {
 	}
 	// Released: the FSM changes its txns in place again.
 	tx := h.mustOK(h.apply(begin(proposal("later", "l1@b")))[0]).Txn.Txid
-	before := h.f.txns[tx]
+	before := h.f.txns.Get(tx)
 	h.apply(decide(tx, committed))
-	if h.f.txns[tx] != before || h.f.frozen != 0 {
+	if h.f.txns.Get(tx) != before || h.f.frozen != 0 {
 		t.Fatal("released snapshot still makes the FSM copy on write")
 	}
 }

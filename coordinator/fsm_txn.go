@@ -30,9 +30,10 @@ type txn struct {
 	// prop is the proposal, protobuf-encoded (deterministically when the FSM encoded
 	// it). Proposal id and player ids handed to the lease table are substrings of it.
 	prop     string
-	trace    string   // Traceparent
-	revision string   // Decision.PolicyRevision (inline decision)
-	shards   []string // Shards: sorted and interned, shared between txns: never modify
+	trace    string // Traceparent
+	revision string // Decision.PolicyRevision (inline decision)
+	// shardSet is Shards (nil: none), interned: shared between txns, never modify it.
+	shardSet *[]string
 	token    uint64
 	created  int64  // Decision.CreatedUnixMs (inline decision)
 	decided  int64  // Decision.DecidedUnixMs (inline decision)
@@ -88,6 +89,15 @@ type txnRare struct {
 	// wide: state, outcome and reason are here, outside uint8.
 	wide                   bool
 	state, outcome, reason int32
+}
+
+// shardIDs is Shards: sorted and distinct unless a snapshot said otherwise. The slice
+// is shared: never modify it.
+func (t *txn) shardIDs() []string {
+	if t.shardSet == nil {
+		return nil
+	}
+	return *t.shardSet
 }
 
 func (t *txn) rare() *txnRare {
@@ -295,7 +305,7 @@ func (t *txn) ackedList() []string {
 	}
 	var out []string
 	for a := t.acked; a != 0; a &= a - 1 {
-		out = append(out, t.shards[bits.TrailingZeros64(a)])
+		out = append(out, t.shardIDs()[bits.TrailingZeros64(a)])
 	}
 	return out
 }
@@ -306,7 +316,7 @@ func (t *txn) isAcked(shard string) bool {
 		_, ok := slices.BinarySearch(t.x.acked, shard)
 		return ok
 	}
-	i, ok := slices.BinarySearch(t.shards, shard)
+	i, ok := slices.BinarySearch(t.shardIDs(), shard)
 	return ok && t.acked&(1<<i) != 0
 }
 
@@ -349,7 +359,7 @@ func (t *txn) record(p *smv1.Proposal) *smv1.TxnRecord {
 	if p == nil {
 		p = t.proposal()
 	}
-	rec := &smv1.TxnRecord{Txid: t.id, Proposal: p, State: t.State(), Decision: t.decision(), Shards: slices.Clone(t.shards),
+	rec := &smv1.TxnRecord{Txid: t.id, Proposal: p, State: t.State(), Decision: t.decision(), Shards: slices.Clone(t.shardIDs()),
 		Acked: t.ackedList(), Token: t.token, LeaseEnd: t.leaseEndVal(), BeginIndex: t.beginIndex(), Traceparent: t.trace}
 	if t.x != nil && len(t.x.unknown) > 0 {
 		rec.ProtoReflect().SetUnknown(slices.Clone(t.x.unknown))
@@ -362,7 +372,7 @@ func (t *txn) record(p *smv1.Proposal) *smv1.TxnRecord {
 // costs no more than not interning them. It is not safe for concurrent use.
 type interner struct {
 	strs map[string]string
-	sets map[string][]string
+	sets map[string]*[]string
 	key  []byte
 }
 
@@ -384,8 +394,9 @@ func (in *interner) str(s string) string {
 	return s
 }
 
-// set returns a list equal to ids (which it may keep), shared where it can.
-func (in *interner) set(ids []string) []string {
+// set returns a list equal to ids (which it may keep), shared where it can; nil for
+// none.
+func (in *interner) set(ids []string) *[]string {
 	if len(ids) == 0 {
 		return nil
 	}
@@ -396,7 +407,7 @@ func (in *interner) set(ids []string) []string {
 }
 
 // setOf is set of a copy of ids, copied only if need be.
-func (in *interner) setOf(ids []string) []string {
+func (in *interner) setOf(ids []string) *[]string {
 	if len(ids) == 0 {
 		return nil
 	}
@@ -406,7 +417,7 @@ func (in *interner) setOf(ids []string) []string {
 	return in.addSet(slices.Clone(ids))
 }
 
-func (in *interner) lookupSet(ids []string) ([]string, bool) {
+func (in *interner) lookupSet(ids []string) (*[]string, bool) {
 	in.key = in.key[:0]
 	for _, id := range ids {
 		in.key = protowire.AppendString(in.key, id)
@@ -416,17 +427,17 @@ func (in *interner) lookupSet(ids []string) ([]string, bool) {
 }
 
 // addSet adds ids, whose key lookupSet just built.
-func (in *interner) addSet(ids []string) []string {
+func (in *interner) addSet(ids []string) *[]string {
 	for i, id := range ids {
 		ids[i] = in.str(id)
 	}
 	if in.sets == nil {
-		in.sets = make(map[string][]string)
+		in.sets = make(map[string]*[]string)
 	}
 	if len(in.sets) < internMax {
-		in.sets[string(in.key)] = ids
+		in.sets[string(in.key)] = &ids
 	}
-	return ids
+	return &ids
 }
 
 // txnFromRecord turns a record (from a snapshot of the first format) into a txn that
@@ -446,10 +457,10 @@ func txnFromRecord(rec *smv1.TxnRecord, in *interner) (*txn, error) {
 		x := t.rare()
 		x.hasBeginIndex, x.beginIndex = true, rec.GetBeginIndex()
 	}
-	t.shards = in.set(slices.Clone(rec.GetShards()))
-	if ackBitsFit(t.shards, rec.GetAcked()) {
+	t.shardSet = in.set(slices.Clone(rec.GetShards()))
+	if ackBitsFit(t.shardIDs(), rec.GetAcked()) {
 		for _, a := range rec.GetAcked() {
-			i, _ := slices.BinarySearch(t.shards, a)
+			i, _ := slices.BinarySearch(t.shardIDs(), a)
 			t.acked |= 1 << i
 		}
 	} else {

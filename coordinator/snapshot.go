@@ -281,7 +281,7 @@ type leadCtl struct {
 func (f *FSM) pristine() bool {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
-	return len(f.txns) == 0 && f.leases.MaxToken() == 0
+	return f.txns.Len() == 0 && f.leases.MaxToken() == 0
 }
 
 // MaxToken is the highest fencing token the state has issued.

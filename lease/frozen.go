@@ -41,11 +41,11 @@ type Frozen struct {
 func (t *Table) Freeze() *Frozen {
 	t.gen++
 	t.frozen++
-	es := make([]*txnEntry, 0, len(t.byTxn))
-	for _, e := range t.byTxn {
+	es := make([]*txnEntry, 0, t.byTxn.Len())
+	for e := range t.byTxn.All() {
 		es = append(es, e)
 	}
-	return &Frozen{t: t, entries: es, maxToken: t.maxToken, leases: len(t.byPlayer)}
+	return &Frozen{t: t, entries: es, maxToken: t.maxToken, leases: t.byPlayer.Len()}
 }
 
 // writable returns e ready to change: e itself, or while a Frozen may hold e, a copy
@@ -56,9 +56,9 @@ func (t *Table) writable(e *txnEntry) *txnEntry {
 	}
 	c := *e
 	c.gen = t.gen
-	t.byTxn[c.txid] = &c
+	t.byTxn.Swap(c.txid, e, &c)
 	for _, p := range c.players {
-		t.byPlayer[p] = &c
+		t.byPlayer.Swap(p, e, &c)
 	}
 	return &c
 }

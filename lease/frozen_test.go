@@ -81,11 +81,11 @@ func TestFrozenKeepsTheTableAsItWas(t *testing.T) {
 	if tb.frozen != 0 {
 		t.Fatalf("%d frozen after Thaw", tb.frozen)
 	}
-	before := tb.byTxn["t2"]
+	before := tb.byTxn.Get("t2")
 	if _, err := tb.Renew("t2"); err != nil {
 		t.Fatal(err)
 	}
-	if tb.byTxn["t2"] != before || tb.byPlayer["c"] != before {
+	if tb.byTxn.Get("t2") != before || tb.byPlayer.Get("c") != before {
 		t.Fatal("thawed table still copies on write")
 	}
 	checkIndexes(t, tb)

@@ -159,7 +159,7 @@ func (s *MemStore) Activate(ctx context.Context, txid string) error {
 	if err := s.table.Activate(txid); err != nil {
 		return err
 	}
-	s.deadlines[txid] = deadline{at: s.dueAt(s.table.byTxn[txid].ttl), seq: 0}
+	s.deadlines[txid] = deadline{at: s.dueAt(s.table.byTxn.Get(txid).ttl), seq: 0}
 	return nil
 }
 
@@ -173,7 +173,7 @@ func (s *MemStore) Renew(ctx context.Context, txid string) error {
 	if err != nil {
 		return err
 	}
-	s.deadlines[txid] = deadline{at: s.dueAt(s.table.byTxn[txid].ttl), seq: seq}
+	s.deadlines[txid] = deadline{at: s.dueAt(s.table.byTxn.Get(txid).ttl), seq: seq}
 	return nil
 }
 

@@ -12,9 +12,11 @@ import (
 // table: RestoreTable(t.Snapshot(), t.MaxToken()) rebuilds an equal table, which is how
 // the FSM persists the table in a Raft snapshot.
 func (t *Table) Snapshot() []Lease {
-	out := make([]Lease, 0, len(t.byPlayer))
-	for p, e := range t.byPlayer {
-		out = append(out, e.lease(p))
+	out := make([]Lease, 0, t.byPlayer.Len())
+	for e := range t.byTxn.All() {
+		for _, p := range e.players {
+			out = append(out, e.lease(p))
+		}
 	}
 	slices.SortFunc(out, func(a, b Lease) int { return strings.Compare(a.Player, b.Player) })
 	return out
@@ -54,8 +56,7 @@ type Builder struct {
 // NewBuilder starts a table whose MaxToken is maxToken. txns and leases, if known,
 // size the table for that many transactions and leases.
 func NewBuilder(maxToken uint64, txns, leases int) *Builder {
-	t := &Table{byPlayer: make(map[string]*txnEntry, leases), byTxn: make(map[string]*txnEntry, txns), maxToken: maxToken}
-	return &Builder{t: t}
+	return &Builder{t: newTable(maxToken, txns, leases)}
 }
 
 // Add adds one lease. After an error the builder is spent: Table returns the error.
@@ -80,7 +81,7 @@ func (b *Builder) AddTxn(tl TxnLeases) error {
 	}
 	ordered := tl.Token > b.last
 	if !ordered {
-		if _, ok := t.byTxn[tl.TxID]; ok {
+		if t.byTxn.Get(tl.TxID) != nil {
 			b.unordered = true
 			for _, p := range tl.Players {
 				if b.err = b.add(Lease{Player: p, TxID: tl.TxID, Token: tl.Token, State: tl.State, TTL: tl.TTL, RenewSeq: tl.RenewSeq}); b.err != nil {
@@ -95,23 +96,26 @@ func (b *Builder) AddTxn(tl TxnLeases) error {
 	if !slices.IsSorted(tl.Players) {
 		slices.Sort(tl.Players)
 	}
-	e := &txnEntry{txid: tl.TxID, token: tl.Token, state: tl.State, ttl: tl.TTL, renewSeq: tl.RenewSeq, players: tl.Players}
-	for _, p := range tl.Players {
+	// Check every player before indexing any: an entry's own players may match one
+	// another's slots (ptrindex), so it must not be in the index while they are checked.
+	for i, p := range tl.Players {
 		l.Player = p
 		if b.err = validSnapshotLease(l, t.maxToken); b.err != nil {
 			return b.err
 		}
-		n := len(t.byPlayer)
-		if t.byPlayer[p] = e; len(t.byPlayer) == n { // the builder is spent: no need to undo
+		if i > 0 && tl.Players[i-1] == p || t.byPlayer.Get(p) != nil {
 			b.err = fmt.Errorf("%w: restore: player %q leased twice", ErrInvalid, p)
 			return b.err
 		}
 	}
-	n := len(t.byTxn)
-	if t.byTxn[tl.TxID] = e; len(t.byTxn) == n {
+	e := &txnEntry{txid: tl.TxID, token: tl.Token, state: tl.State, ttl: tl.TTL, renewSeq: tl.RenewSeq, players: tl.Players}
+	if t.byTxn.Put(tl.TxID, e) != nil {
 		// Only when ordered: an entry of tl.TxID came earlier, with a lower token.
 		b.err = fmt.Errorf("%w: restore: leases of txid %q disagree: token %d after a lower one", ErrInvalid, tl.TxID, tl.Token)
 		return b.err
+	}
+	for _, p := range tl.Players {
+		t.byPlayer.Insert(p, e)
 	}
 	b.last = max(b.last, tl.Token)
 	return nil
@@ -123,19 +127,19 @@ func (b *Builder) add(l Lease) error {
 	if err := validSnapshotLease(l, t.maxToken); err != nil {
 		return err
 	}
-	if _, dup := t.byPlayer[l.Player]; dup {
+	if t.byPlayer.Get(l.Player) != nil {
 		return fmt.Errorf("%w: restore: player %q leased twice", ErrInvalid, l.Player)
 	}
-	e, ok := t.byTxn[l.TxID]
-	if !ok {
+	e := t.byTxn.Get(l.TxID)
+	if e == nil {
 		e = &txnEntry{txid: l.TxID, token: l.Token, state: l.State, ttl: l.TTL, renewSeq: l.RenewSeq}
-		t.byTxn[l.TxID] = e
+		t.byTxn.Insert(l.TxID, e)
 	} else if e.token != l.Token || e.state != l.State || e.ttl != l.TTL || e.renewSeq != l.RenewSeq {
 		return fmt.Errorf("%w: restore: leases of txid %q disagree: player %q has %+v, txid has token %d state %v ttl %v renew seq %d",
 			ErrInvalid, l.TxID, l.Player, l, e.token, e.state, e.ttl, e.renewSeq)
 	}
 	e.players = append(e.players, l.Player)
-	t.byPlayer[l.Player] = e
+	t.byPlayer.Insert(l.Player, e)
 	return nil
 }
 
@@ -147,8 +151,8 @@ func (b *Builder) Table() (*Table, error) {
 	}
 	var es []*txnEntry
 	if b.unordered {
-		es = make([]*txnEntry, 0, len(b.t.byTxn))
-		for _, e := range b.t.byTxn {
+		es = make([]*txnEntry, 0, b.t.byTxn.Len())
+		for e := range b.t.byTxn.All() {
 			if !slices.IsSorted(e.players) {
 				slices.Sort(e.players)
 			}

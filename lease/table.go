@@ -5,6 +5,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/shardmatch/shardmatch/internal/ptrindex"
 )
 
 // Table is the pure lease table: the state the coordinator's Raft FSM replicates.
@@ -24,8 +26,10 @@ import (
 // them from Raft indexes). A reused txid would let an Expire measured against an earlier
 // holder of that txid, still in flight, remove the later one.
 type Table struct {
-	byPlayer map[string]*txnEntry
-	byTxn    map[string]*txnEntry
+	// byPlayer indexes each entry under each of its players, byTxn under its txid:
+	// ptrindex costs about half a Go map's memory at a million leases.
+	byPlayer *ptrindex.Index[txnEntry]
+	byTxn    *ptrindex.Index[txnEntry]
 	maxToken uint64
 	// gen counts Freeze calls and frozen the Frozen views not yet thawed: while any
 	// is, an entry of an older generation is copied before it changes (frozen.go).
@@ -60,9 +64,15 @@ func (e *txnEntry) leases() []Lease {
 }
 
 // NewTable returns an empty table whose first grant may use any token above zero.
-func NewTable() *Table {
-	return &Table{byPlayer: make(map[string]*txnEntry), byTxn: make(map[string]*txnEntry)}
+func NewTable() *Table { return newTable(0, 0, 0) }
+
+// newTable returns an empty table sized for txns transactions and leases leases.
+func newTable(maxToken uint64, txns, leases int) *Table {
+	return &Table{byPlayer: ptrindex.New(hasPlayer, leases), byTxn: ptrindex.New(isTxn, txns), maxToken: maxToken}
 }
+
+func hasPlayer(e *txnEntry, player string) bool { return slices.Contains(e.players, player) }
+func isTxn(e *txnEntry, txid string) bool       { return e.txid == txid }
 
 // Grant reserves every player in players for txid under the fencing token, or changes
 // nothing. It is the lease half of a transaction's Begin: a match either holds all its
@@ -93,7 +103,7 @@ func (t *Table) Grant(txid string, players []string, token uint64, ttl time.Dura
 			return nil, fmt.Errorf("%w: txid %q: duplicate player %q", ErrInvalid, txid, p)
 		}
 	}
-	if _, ok := t.byTxn[txid]; ok {
+	if t.byTxn.Get(txid) != nil {
 		return nil, fmt.Errorf("%w: txid %q already holds leases", ErrInvalid, txid)
 	}
 	if token <= t.maxToken {
@@ -101,7 +111,7 @@ func (t *Table) Grant(txid string, players []string, token uint64, ttl time.Dura
 	}
 	var busy map[string]string
 	for _, p := range sorted {
-		if h, ok := t.byPlayer[p]; ok {
+		if h := t.byPlayer.Get(p); h != nil {
 			if busy == nil {
 				busy = make(map[string]string)
 			}
@@ -112,9 +122,9 @@ func (t *Table) Grant(txid string, players []string, token uint64, ttl time.Dura
 		return nil, &LeasedError{Holders: busy}
 	}
 	e := &txnEntry{txid: txid, players: sorted, token: token, state: Reserved, ttl: ttl, gen: t.gen}
-	t.byTxn[txid] = e
+	t.byTxn.Insert(txid, e)
 	for _, p := range sorted {
-		t.byPlayer[p] = e
+		t.byPlayer.Insert(p, e)
 	}
 	t.maxToken = token
 	return e.leases(), nil
@@ -125,8 +135,8 @@ func (t *Table) Grant(txid string, players []string, token uint64, ttl time.Dura
 // (the leader), not here. ErrNotFound if txid holds nothing, ErrWrongState if its leases
 // are already ACTIVE (the caller decides whether a duplicate is harmless).
 func (t *Table) Activate(txid string) error {
-	e, ok := t.byTxn[txid]
-	if !ok {
+	e := t.byTxn.Get(txid)
+	if e == nil {
 		return fmt.Errorf("%w: activate: txid %q holds no leases", ErrNotFound, txid)
 	}
 	if e.state != Reserved {
@@ -142,8 +152,8 @@ func (t *Table) Activate(txid string) error {
 // ErrNotFound if txid holds nothing, ErrWrongState if its leases are RESERVED (a
 // reserved lease has no TTL running, so there is nothing to renew).
 func (t *Table) Renew(txid string) (uint64, error) {
-	e, ok := t.byTxn[txid]
-	if !ok {
+	e := t.byTxn.Get(txid)
+	if e == nil {
 		return 0, fmt.Errorf("%w: renew: txid %q holds no leases", ErrNotFound, txid)
 	}
 	if e.state != Active {
@@ -159,8 +169,8 @@ func (t *Table) Renew(txid string) (uint64, error) {
 // by player, so the caller can tell the shards which players are free. ErrNotFound if
 // txid holds nothing, so a duplicate release is visible to the caller.
 func (t *Table) Release(txid string) ([]Lease, error) {
-	e, ok := t.byTxn[txid]
-	if !ok {
+	e := t.byTxn.Get(txid)
+	if e == nil {
 		return nil, fmt.Errorf("%w: release: txid %q holds no leases", ErrNotFound, txid)
 	}
 	t.remove(e)
@@ -174,8 +184,8 @@ func (t *Table) Release(txid string) ([]Lease, error) {
 // holds nothing; ErrWrongState if its leases are RESERVED, which never expire (the
 // transaction's decision ends them).
 func (t *Table) Expire(txid string, renewSeq uint64) ([]Lease, bool, error) {
-	e, ok := t.byTxn[txid]
-	if !ok {
+	e := t.byTxn.Get(txid)
+	if e == nil {
 		return nil, false, fmt.Errorf("%w: expire: txid %q holds no leases", ErrNotFound, txid)
 	}
 	if e.state != Active {
@@ -189,16 +199,16 @@ func (t *Table) Expire(txid string, renewSeq uint64) ([]Lease, bool, error) {
 }
 
 func (t *Table) remove(e *txnEntry) {
-	delete(t.byTxn, e.txid)
+	t.byTxn.Remove(e.txid, e)
 	for _, p := range e.players {
-		delete(t.byPlayer, p)
+		t.byPlayer.Remove(p, e)
 	}
 }
 
 // Get returns player's lease, if it has one.
 func (t *Table) Get(player string) (Lease, bool) {
-	e, ok := t.byPlayer[player]
-	if !ok {
+	e := t.byPlayer.Get(player)
+	if e == nil {
 		return Lease{}, false
 	}
 	return e.lease(player), true
@@ -206,15 +216,15 @@ func (t *Table) Get(player string) (Lease, bool) {
 
 // TxnLeases returns txid's leases sorted by player, or nil if it holds none.
 func (t *Table) TxnLeases(txid string) []Lease {
-	e, ok := t.byTxn[txid]
-	if !ok {
+	e := t.byTxn.Get(txid)
+	if e == nil {
 		return nil
 	}
 	return e.leases()
 }
 
 // Len returns the number of leased players.
-func (t *Table) Len() int { return len(t.byPlayer) }
+func (t *Table) Len() int { return t.byPlayer.Len() }
 
 // MaxToken returns the highest fencing token the table has ever issued (or was restored
 // with), including tokens of leases since removed. The next Grant must exceed it.
@@ -237,7 +247,7 @@ type Match struct {
 // starts counting full TTLs for, and what its expiry scanner iterates.
 func (t *Table) ActiveMatches() []Match {
 	var out []Match
-	for _, e := range t.byTxn {
+	for e := range t.byTxn.All() {
 		if e.state == Active {
 			out = append(out, Match{TxID: e.txid, TTL: e.ttl, RenewSeq: e.renewSeq, Players: slices.Clone(e.players)})
 		}

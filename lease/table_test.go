@@ -61,19 +61,20 @@ type fataler interface {
 func checkIndexes(t fataler, tb *Table) {
 	t.Helper()
 	n := 0
-	for txid, e := range tb.byTxn {
-		if e.txid != txid || len(e.players) == 0 || !slices.IsSorted(e.players) || e.token == 0 || e.token > tb.maxToken {
+	for e := range tb.byTxn.All() {
+		txid := e.txid
+		if tb.byTxn.Get(txid) != e || len(e.players) == 0 || !slices.IsSorted(e.players) || e.token == 0 || e.token > tb.maxToken {
 			t.Fatalf("bad txn entry %q: %+v (max token %d)", txid, e, tb.maxToken)
 		}
 		for _, p := range e.players {
-			if tb.byPlayer[p] != e {
-				t.Fatalf("player %q of txid %q indexed to %+v", p, txid, tb.byPlayer[p])
+			if tb.byPlayer.Get(p) != e {
+				t.Fatalf("player %q of txid %q indexed to %+v", p, txid, tb.byPlayer.Get(p))
 			}
 		}
 		n += len(e.players)
 	}
-	if n != len(tb.byPlayer) || n != tb.Len() {
-		t.Fatalf("txn index holds %d players, player index %d", n, len(tb.byPlayer))
+	if n != tb.byPlayer.Len() || n != tb.Len() {
+		t.Fatalf("txn index holds %d players, player index %d", n, tb.byPlayer.Len())
 	}
 }
 
