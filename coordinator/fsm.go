@@ -97,6 +97,8 @@ type FSM struct {
 	// snapshots can read theirs while the FSM goes on applying.
 	gen    uint32
 	frozen int
+	// format is the snapshot format Persist writes (SetSnapshotFormat).
+	format uint16
 
 	obs      Observer
 	onDecide func(*smv1.Decision)

@@ -21,13 +21,18 @@ import (
 // (500,000 two-player matches) in at most 512 MiB RSS, and a snapshot of that state
 // must persist and restore within 2 s. BenchmarkFSMMemory measures the first half,
 // BenchmarkSnapshotPersist and BenchmarkSnapshotRestore (snapshot_bench_test.go) the
-// second. They build the state the way Raft applies it, so run them alone and once:
+// second, BenchmarkFSMMemoryFinished what retained finished transactions cost. They
+// build the state the way Raft applies it, so run them once, each memory benchmark in
+// a process of its own (RSS is the process's):
 //
-//	go test -run '^$' -bench 'FSMMemory|SnapshotPersist|SnapshotRestore' -benchtime 1x ./coordinator/
+//	go test -c -o fsm.test ./coordinator/ && cd coordinator
+//	../fsm.test -test.run '^$' -test.bench 'FSMMemory$' -test.benchtime 1x
+//	../fsm.test -test.run '^$' -test.bench 'FSMMemoryFinished$' -test.benchtime 1x
+//	../fsm.test -test.run '^$' -test.bench 'SnapshotPersist$|SnapshotRestore$' -test.benchtime 1x
 //
 // SHARDMATCH_MEM_MATCHES sets how many matches they build (default 500000);
-// SHARDMATCH_MEM_PROFILE=file makes BenchmarkFSMMemory write a heap profile of the
-// built FSM there.
+// SHARDMATCH_MEM_PROFILE=file makes the memory benchmarks write a heap profile of the
+// built FSM there (with -test.memprofilerate=1 for every allocation).
 
 // memMatches is the number of active matches the scale benchmarks build.
 func memMatches(tb testing.TB) int {
@@ -98,7 +103,11 @@ func (m *memBuilder) flush() {
 // buildMemFSM returns an FSM holding n committed, acknowledged, live 1v1 matches: 2n
 // ACTIVE leases and n DONE transactions. Entries are generated as they are applied,
 // so little garbage accumulates beside the FSM.
-func buildMemFSM(tb testing.TB, n int) *FSM {
+func buildMemFSM(tb testing.TB, n int) *FSM { return buildMemFSMEnded(tb, n, false) }
+
+// buildMemFSMEnded is buildMemFSM, and with ended the matches are then released: n
+// finished transactions, retained until Forget, and no lease.
+func buildMemFSMEnded(tb testing.TB, n int, ended bool) *FSM {
 	m := &memBuilder{tb: tb, f: NewFSM(nil, nil)}
 	var regs []*smv1.Command
 	for _, s := range memShards {
@@ -130,13 +139,23 @@ func buildMemFSM(tb testing.TB, n int) *FSM {
 			}
 			m.entry(acks)
 		}
+		if ended {
+			for j, id := range txids {
+				cmds[j] = &smv1.Command{Op: &smv1.Command_Release{Release: &smv1.Release{Txid: id}}}
+			}
+			m.entry(cmds)
+		}
 		if len(m.logs) >= 64 {
 			m.flush()
 		}
 	}
 	m.flush()
-	if c := m.f.Counts(); c.Txns != n || c.Leases != 2*n {
-		tb.Fatalf("built %+v, want %d txns and %d leases", c, n, 2*n)
+	leases := 2 * n
+	if ended {
+		leases = 0
+	}
+	if c := m.f.Counts(); c.Txns != n || c.Leases != leases {
+		tb.Fatalf("built %+v, want %d txns and %d leases", c, n, leases)
 	}
 	return m.f
 }
@@ -146,24 +165,33 @@ func buildMemFSM(tb testing.TB, n int) *FSM {
 // number to keep ≤ 512 MiB / 1 M), heap-MiB the live heap, rss-MiB the process RSS
 // after the garbage is returned to the OS and peak-rss-MiB the high-water mark while
 // building (the binary, the test framework and the entries being applied included).
-func BenchmarkFSMMemory(b *testing.B) {
+func BenchmarkFSMMemory(b *testing.B) { benchFSMMemory(b, false) }
+
+// BenchmarkFSMMemoryFinished is BenchmarkFSMMemory with every match then released:
+// heap-B/txn is what one finished transaction costs while Config.Retention keeps it.
+func BenchmarkFSMMemoryFinished(b *testing.B) { benchFSMMemory(b, true) }
+
+func benchFSMMemory(b *testing.B, ended bool) {
 	n := memMatches(b)
 	for b.Loop() {
 		runtime.GC()
 		var before runtime.MemStats
 		runtime.ReadMemStats(&before)
-		f := buildMemFSM(b, n)
+		f := buildMemFSMEnded(b, n, ended)
 		b.StopTimer()
 		debug.FreeOSMemory()
 		var after runtime.MemStats
 		runtime.ReadMemStats(&after)
 		live := float64(after.HeapAlloc) - float64(before.HeapAlloc)
-		b.ReportMetric(live/float64(2*n), "heap-B/lease")
+		if ended {
+			b.ReportMetric(live/float64(n), "heap-B/txn")
+		} else {
+			b.ReportMetric(live/float64(2*n), "heap-B/lease")
+		}
 		b.ReportMetric(live/(1<<20), "heap-MiB")
 		b.ReportMetric(float64(procStatusKB(b, "VmRSS"))/1024, "rss-MiB")
 		b.ReportMetric(float64(procStatusKB(b, "VmHWM"))/1024, "peak-rss-MiB")
 		if path := os.Getenv("SHARDMATCH_MEM_PROFILE"); path != "" {
-			// With -test.memprofilerate=1: what the FSM holds, by allocation site.
 			out, err := os.Create(path)
 			if err != nil {
 				b.Fatal(err)

@@ -20,8 +20,9 @@ import (
 
 // The FSM snapshot data (what Raft persists, and the data of a snapshot file).
 //
-// Version 1 is an smv1.FSMState, protobuf-encoded. This build reads it and no longer
-// writes it: decoding it needs the whole state in memory as protobuf objects.
+// Version 1 is an smv1.FSMState, protobuf-encoded, what builds before version 2 wrote
+// and read. This build reads it, and writes it only when told to (SetSnapshotFormat, for
+// a rolling upgrade): both need every record rebuilt as a protobuf object.
 //
 // Version 2 is a stream of records, written and read through a buffer, never whole:
 //
@@ -149,6 +150,62 @@ func (s *fsmSnapshot) writeTo(bw *bufio.Writer) error {
 	return w.flushRecord(recEnd)
 }
 
+// writeV1 writes the snapshot in format 1: the bytes proto.MarshalOptions{Deterministic:
+// true}.Marshal(FSM.State()) gave, written one record at a time.
+func (s *fsmSnapshot) writeV1(w *bufio.Writer) error {
+	slices.SortFunc(s.txns, func(a, b *txn) int { return strings.Compare(a.id, b.id) })
+	slices.SortFunc(s.shards, func(a, b *smv1.ShardInfo) int { return strings.Compare(a.ShardId, b.ShardId) })
+	var buf []byte
+	field := func(num protowire.Number, m proto.Message) error {
+		b, err := proto.MarshalOptions{Deterministic: true}.Marshal(m)
+		if err != nil {
+			return err
+		}
+		buf = protowire.AppendTag(buf[:0], num, protowire.BytesType)
+		buf = protowire.AppendBytes(buf, b)
+		_, err = w.Write(buf)
+		return err
+	}
+	for _, t := range s.txns {
+		if err := field(1, t.record(nil)); err != nil {
+			return err
+		}
+	}
+	var leases []lease.Lease
+	if err := s.leases.Each(func(tl lease.TxnLeases) error {
+		for _, p := range tl.Players {
+			leases = append(leases, lease.Lease{Player: p, TxID: tl.TxID, Token: tl.Token, State: tl.State, TTL: tl.TTL, RenewSeq: tl.RenewSeq})
+		}
+		return nil
+	}); err != nil {
+		return err
+	}
+	slices.SortFunc(leases, func(a, b lease.Lease) int { return strings.Compare(a.Player, b.Player) })
+	for _, l := range leases {
+		if err := field(2, leaseToProto(l)); err != nil {
+			return err
+		}
+	}
+	for _, sh := range s.shards {
+		if err := field(3, sh); err != nil {
+			return err
+		}
+	}
+	for _, f := range []struct {
+		num protowire.Number
+		v   uint64
+	}{{4, s.applied}, {5, s.leases.MaxToken()}} {
+		if f.v != 0 {
+			buf = protowire.AppendTag(buf[:0], f.num, protowire.VarintType)
+			buf = protowire.AppendVarint(buf, f.v)
+			if _, err := w.Write(buf); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
 // flushRecord writes w.rec as a record of kind.
 func (w *snapWriter) flushRecord(kind byte) error {
 	var hdr [1 + binary.MaxVarintLen64]byte
@@ -194,6 +251,11 @@ func appendTxID(b []byte, token uint64) []byte {
 	return strconv.AppendUint(b, token&0xffff, 10)
 }
 
+// writeTxn writes t as a 'T' record: uvarint flags (tf*); the txid unless canonical;
+// uvarint token; bytes state, outcome, reason, lease end, players (txn's fields);
+// varints created and decided; the revision's dictionary index if tfRevision; the
+// traceparent if tfTrace; uvarint shard count and each shard's dictionary index;
+// uvarint acked bitset; the proposal bytes; and if tfRare the rare block (appendRare).
 func (w *snapWriter) writeTxn(t *txn) error {
 	// Dictionary records go out before the record that uses them.
 	rev, err := w.dictRef(t.revision)
@@ -249,6 +311,9 @@ func (w *snapWriter) writeTxn(t *txn) error {
 	return w.flushRecord(recTxn)
 }
 
+// appendRare appends x: uvarint flags (rf*), then in flag order the decision
+// (protobuf), the message, the acked list (count, strings), the lease end, the unknown
+// fields, the begin index, and state, outcome and reason as zigzag varints.
 func appendRare(b []byte, x *txnRare) ([]byte, error) {
 	var flags uint64
 	for _, c := range []struct {
@@ -295,6 +360,10 @@ func appendRare(b []byte, x *txnRare) ([]byte, error) {
 	return b, nil
 }
 
+// writeLeases writes one transaction's leases as an 'L' record: uvarint flags (lf*);
+// the txid unless canonical; uvarint token; byte state; zigzag varint TTL in
+// nanoseconds; uvarint renew sequence; and unless lfProposal (the players are the
+// transaction's proposal's, the usual case) the player count and ids, sorted.
 func (w *snapWriter) writeLeases(tl lease.TxnLeases, fromProposal bool) error {
 	var flags uint64
 	canonical := w.canonicalID(tl.TxID, tl.Token)

@@ -170,7 +170,9 @@ func decodeV2(r *bufio.Reader, gen uint32) (*fsmState, error) {
 	if err := d.end(recHeader); err != nil {
 		return nil, err
 	}
-	hint := func(n uint64) int { return int(min(n, 1<<24)) } // a size hint, not a promise
+	// Size the tables for the counts the header announces, up to a bound: a corrupt
+	// header must not allocate much before the stream proves it wrong.
+	hint := func(n uint64) int { return int(min(n, 1<<20)) }
 	st := &fsmState{txns: newTxnIndex(hint(want[1])), byProposal: newPIDIndex(hint(want[1])),
 		shards: make(map[string]*smv1.ShardInfo, hint(want[0])), applied: applied}
 	leases := lease.NewBuilder(maxToken, hint(want[2]), hint(want[3]))

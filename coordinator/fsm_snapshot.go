@@ -35,7 +35,7 @@ func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
 	defer f.mu.Unlock()
 	f.gen++
 	f.frozen++
-	s := &fsmSnapshot{f: f, applied: f.applied, txns: make([]*txn, 0, f.txns.Len()), leases: f.leases.Freeze(),
+	s := &fsmSnapshot{f: f, format: f.format, applied: f.applied, txns: make([]*txn, 0, f.txns.Len()), leases: f.leases.Freeze(),
 		shards: make([]*smv1.ShardInfo, 0, len(f.shards))}
 	for t := range f.txns.All() {
 		s.txns = append(s.txns, t)
@@ -49,6 +49,7 @@ func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
 // fsmSnapshot is the state at one point, as Snapshot froze it.
 type fsmSnapshot struct {
 	f        *FSM
+	format   uint16
 	applied  uint64
 	txns     []*txn // frozen: none of them changes while the snapshot is not released
 	leases   *lease.Frozen
@@ -60,7 +61,12 @@ type fsmSnapshot struct {
 // or cancels it on error.
 func (s *fsmSnapshot) Persist(sink raft.SnapshotSink) error {
 	w := bufio.NewWriterSize(sink, snapBufSize)
-	err := s.writeTo(w)
+	var err error
+	if s.format == 1 {
+		err = s.writeV1(w)
+	} else {
+		err = s.writeTo(w)
+	}
 	if err == nil {
 		err = w.Flush()
 	}
@@ -69,6 +75,26 @@ func (s *fsmSnapshot) Persist(sink raft.SnapshotSink) error {
 		return fmt.Errorf("coordinator: persist snapshot: %w", err)
 	}
 	return sink.Close()
+}
+
+// SnapshotFormats are the FSM snapshot formats this build writes: 2, its own, and 1,
+// the protobuf FSMState of the builds before it, which cannot read 2.
+var SnapshotFormats = []uint16{2, 1}
+
+// SetSnapshotFormat chooses the format of the snapshots the FSM takes from now on (2 by
+// default). Format 1 is for a rolling upgrade from a build before format 2: Raft sends
+// a lagging follower the leader's latest snapshot, which an older follower can read
+// only in format 1. It is slower and needs more memory (every record rebuilt, the
+// leases sorted by player), so switch back once every node runs this build. Restore
+// reads either.
+func (f *FSM) SetSnapshotFormat(v uint16) error {
+	if !slices.Contains(SnapshotFormats, v) {
+		return fmt.Errorf("coordinator: snapshot format %d (this build writes %v)", v, SnapshotFormats)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.format = v
+	return nil
 }
 
 // Release ends the copy on write the snapshot needed.

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"fmt"
 	"io"
+	"os"
 	"sync"
 	"testing"
 
@@ -223,5 +224,38 @@ func TestFSMCommandResultsOwned(t *testing.T) {
 	r.Txn.Decision.Outcome = aborted
 	if !proto.Equal(h.f.State(), want) {
 		t.Fatal("changing a decide result changed the FSM")
+	}
+}
+
+// TestFSMSnapshotFormat1: with SetSnapshotFormat(1) the FSM persists exactly the bytes
+// it did before format 2 (the protobuf FSMState), and restores them.
+func TestFSMSnapshotFormat1(t *testing.T) {
+	h := buildSampleFSM(t)
+	if err := h.f.SetSnapshotFormat(3); err == nil {
+		t.Fatal("format 3 accepted")
+	}
+	if err := h.f.SetSnapshotFormat(1); err != nil {
+		t.Fatal(err)
+	}
+	got := persistBytes(t, h.f)
+	want, err := proto.MarshalOptions{Deterministic: true}.Marshal(h.f.State())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Fatalf("format 1 snapshot of %d bytes differs from the FSMState's %d", len(got), len(want))
+	}
+	raw, err := os.ReadFile("testdata/fsm-state-v1.pb")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, raw) {
+		t.Fatal("format 1 snapshot differs from the one the FSM before format 2 wrote of the same state")
+	}
+	if err := h.f.SetSnapshotFormat(2); err != nil {
+		t.Fatal(err)
+	}
+	if b := persistBytes(t, h.f); !bytes.HasPrefix(b, []byte(snapMagic)) {
+		t.Fatal("format 2 not written after switching back")
 	}
 }
