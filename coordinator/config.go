@@ -41,7 +41,7 @@ func DefaultLimits() Limits {
 type Config struct {
 	// NodeID is this node's Raft server id.
 	NodeID string
-	// DataDir holds the Raft log (raft-wal) and snapshots. Required.
+	// DataDir holds the Raft log (BoltStore, raft.db) and snapshots. Required.
 	DataDir string
 	// RaftTransport carries Raft between nodes (raft.NewTCPTransport in production,
 	// raft.InmemTransport in tests). Required.
