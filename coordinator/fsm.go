@@ -225,6 +225,7 @@ func (f *FSM) begin(index uint64, pos int, b *smv1.Begin) CommandResult {
 		d.Outcome, d.Reason, d.Message, d.Players = smv1.Outcome_OUTCOME_ABORTED, reason, msg, details
 		d.Denials, d.DecidedUnixMs = b.GetVerdict().GetDenials(), b.GetWallUnixMs()
 		f.decided(index, rec)
+		f.emit(index, EventDone, txid, nil, nil)
 		return CommandResult{Txn: proto.Clone(rec).(*smv1.TxnRecord), Created: true}
 	}
 	if v := b.GetVerdict(); v != nil && !v.GetAllow() {

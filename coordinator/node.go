@@ -25,6 +25,7 @@ type Node struct {
 	raft      *raft.Raft
 	batch     *batcher
 	transport twophase.Transport
+	track     *tracker // what the leader's expiry and retention act on
 
 	mu     sync.Mutex
 	leader *leaderState // non-nil while leading and recovered
@@ -50,7 +51,8 @@ func New(cfg Config) (*Node, error) {
 	}
 	n := &Node{cfg: cfg, log: cfg.Logger.With("node", cfg.NodeID), waiters: make(map[string][]chan *smv1.Decision),
 		notify: make(chan bool, 16), leadCtl: make(chan leadCtl), stop: make(chan struct{}), loopDone: make(chan struct{})}
-	n.fsm = NewFSM(cfg.Observer, n.resolve)
+	n.track = newTracker(cfg.Rho, n.expiryNow)
+	n.fsm = NewFSM(teeObserver{t: n.track, next: cfg.Observer}, n.resolve)
 	stores, err := openStores(cfg.DataDir, cfg.RaftLogOutput)
 	if err != nil {
 		return nil, err
