@@ -15,6 +15,9 @@ import (
 	"github.com/shardmatch/shardmatch/twophase"
 )
 
+// logCacheEntries is how many of the newest Raft entries a node keeps in memory.
+const logCacheEntries = 512
+
 // Node is one coordinator replica: Raft, the FSM, and, while it leads, the two-phase
 // commit driver and lease expiry.
 type Node struct {
@@ -73,7 +76,14 @@ func New(cfg Config) (*Node, error) {
 			}
 		}
 	}
-	r, err := raft.NewRaft(rc, n.fsm, stores.log, stores.log, stores.snaps, cfg.RaftTransport)
+	// The newest entries stay in memory too: replication to followers and the FSM
+	// read them right after they are stored.
+	logs, err := raft.NewLogCache(logCacheEntries, stores.log)
+	if err != nil {
+		_ = stores.close()
+		return nil, fmt.Errorf("coordinator: raft log cache: %w", err)
+	}
+	r, err := raft.NewRaft(rc, n.fsm, logs, stores.log, stores.snaps, cfg.RaftTransport)
 	if err != nil {
 		_ = stores.close()
 		return nil, fmt.Errorf("coordinator: start raft: %w", err)
