@@ -34,8 +34,12 @@ type benchRow struct {
 	P999Us    float64 `json:"p999_us"`
 	MaxUs     float64 `json:"max_us"`
 	// Policy: every proposal of the row was evaluated by the default policy bundle.
-	Policy   bool           `json:"policy,omitempty"`
-	OpenLoop *openLoopStats `json:"open_loop,omitempty"`
+	Policy bool `json:"policy,omitempty"`
+	// LeaderChanges counts the elections the match rows saw (none were provoked: on a
+	// saturated machine a leader can miss its heartbeats, and the row then measures a
+	// failover too).
+	LeaderChanges int            `json:"leader_changes,omitempty"`
+	OpenLoop      *openLoopStats `json:"open_loop,omitempty"`
 }
 
 // benchRatio relates a match measurement to the floors it is built from.
@@ -115,14 +119,14 @@ func bench(ctx context.Context, o benchOptions, progress io.Writer) (*benchRepor
 		Nodes: o.nodes, Shards: o.shards, Policy: o.policyMode}
 	add := func(r benchRow) {
 		if r.OpenLoop != nil {
-			fmt.Fprintf(progress, "coordinator bench: %-46s %6g/s offered: %7.0f commits/s  p50 %s  p99 %s  p99.9 %s  (%d errors, %d never answered)\n",
-				r.Name, r.OpenLoop.OfferedPerSec, r.OpsPerSec, fmtUs(r.P50Us), fmtUs(r.P99Us), fmtUs(r.P999Us), r.Errors, r.OpenLoop.Unanswered)
+			fmt.Fprintf(progress, "coordinator bench: %-46s %6g/s offered: %7.0f commits/s  p50 %s  p99 %s  p99.9 %s  (%d errors, %d never answered, %d leader changes)\n",
+				r.Name, r.OpenLoop.OfferedPerSec, r.OpsPerSec, fmtUs(r.P50Us), fmtUs(r.P99Us), fmtUs(r.P999Us), r.Errors, r.OpenLoop.Unanswered, r.LeaderChanges)
 			if e := r.OpenLoop.FirstError; e != "" {
 				fmt.Fprintf(progress, "coordinator bench:   first error: %s\n", e)
 			}
 		} else {
-			fmt.Fprintf(progress, "coordinator bench: %-46s %4d in flight: %9.0f ops/s  p50 %8.1fµs  p99 %8.1fµs  (%d errors)\n",
-				r.Name, r.InFlight, r.OpsPerSec, r.P50Us, r.P99Us, r.Errors)
+			fmt.Fprintf(progress, "coordinator bench: %-46s %4d in flight: %9.0f ops/s  p50 %8.1fµs  p99 %8.1fµs  (%d errors, %d leader changes)\n",
+				r.Name, r.InFlight, r.OpsPerSec, r.P50Us, r.P99Us, r.Errors, r.LeaderChanges)
 		}
 		rep.Rows = append(rep.Rows, r)
 	}
@@ -153,8 +157,9 @@ func bench(ctx context.Context, o benchOptions, progress io.Writer) (*benchRepor
 			return err
 		}
 		defer st.close()
+		changes := st.watchLeaders()
 		r := run(st, matchRowName(secure, policy, suffix))
-		r.Policy = policy
+		r.Policy, r.LeaderChanges = policy, changes()
 		add(r)
 		return nil
 	}
@@ -329,14 +334,21 @@ func (r *benchReport) writeTable(w io.Writer) {
 			fmt.Fprintf(tw, "%s\t%d\t%.0f\t%s\t%s\t%d\t\n", x.Name, x.InFlight, x.OpsPerSec, fmtUs(x.P50Us), fmtUs(x.P99Us), x.Errors)
 		}
 		_ = tw.Flush()
+		for _, x := range closed {
+			if x.LeaderChanges > 0 {
+				fmt.Fprintf(w, "note: the leader changed %d times during %q @%d (unprovoked: the row includes a failover)\n",
+					x.LeaderChanges, x.Name, x.InFlight)
+			}
+		}
 	}
 	if len(open) > 0 {
 		fmt.Fprintf(w, "\nopen loop (%s arrivals; latency from each proposal's due time; errors: aborted, failed, unknown outcome, dropped):\n", open[0].OpenLoop.Arrivals)
 		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-		fmt.Fprintln(tw, "measurement\toffered/s\tcommits/s\tp50\tp99\tp99.9\tmax\tpeak outstanding\terrors\tnever answered\t")
+		fmt.Fprintln(tw, "measurement\toffered/s\tcommits/s\tp50\tp99\tp99.9\tmax\tpeak outstanding\terrors\tnever answered\tleader changes\t")
 		for _, x := range open {
-			fmt.Fprintf(tw, "%s\t%g\t%.0f\t%s\t%s\t%s\t%s\t%d\t%d\t%d\t\n", x.Name, x.OpenLoop.OfferedPerSec, x.OpsPerSec,
-				fmtUs(x.P50Us), fmtUs(x.P99Us), fmtUs(x.P999Us), fmtUs(x.MaxUs), x.OpenLoop.PeakOutstanding, x.Errors, x.OpenLoop.Unanswered)
+			fmt.Fprintf(tw, "%s\t%g\t%.0f\t%s\t%s\t%s\t%s\t%d\t%d\t%d\t%d\t\n", x.Name, x.OpenLoop.OfferedPerSec, x.OpsPerSec,
+				fmtUs(x.P50Us), fmtUs(x.P99Us), fmtUs(x.P999Us), fmtUs(x.MaxUs), x.OpenLoop.PeakOutstanding, x.Errors, x.OpenLoop.Unanswered,
+				x.LeaderChanges)
 		}
 		_ = tw.Flush()
 	}
@@ -380,6 +392,46 @@ func startBenchStack(ctx context.Context, o benchOptions, secure bool) (*benchSt
 		return nil, err
 	}
 	return &benchStack{devStack: st}, nil
+}
+
+// watchLeaders counts leadership changes from now until the returned function is
+// called, which returns the count: each time a node is seen leading in a higher Raft
+// term than the last leader seen. The leader of now is read before it returns.
+func (b *benchStack) watchLeaders() func() int {
+	var term uint64 // the highest term a leader was seen in
+	changes := 0
+	scan := func() {
+		for i := 0; i < b.lc.Size(); i++ {
+			if n := b.lc.Node(i); n != nil && n.IsLeader() {
+				if t := n.Raft().CurrentTerm(); t > term {
+					if term != 0 {
+						changes++
+					}
+					term = t
+				}
+			}
+		}
+	}
+	scan()
+	stop, done := make(chan struct{}), make(chan int, 1)
+	go func() {
+		tick := time.NewTicker(5 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-stop:
+				scan()
+				done <- changes
+				return
+			case <-tick.C:
+				scan()
+			}
+		}
+	}()
+	return func() int {
+		close(stop)
+		return <-done
+	}
 }
 
 // proposeFresh runs one 1-vs-1 match between fresh players of two shards, so that no

@@ -111,12 +111,8 @@ func (r *openRun) schedule() {
 	defer close(r.schedDone)
 	l := r.l
 	rng := rand.New(rand.NewPCG(l.seed, l.seed^0x9e3779b97f4a7c15))
-	var end <-chan time.Time
-	if l.duration > 0 {
-		t := time.NewTimer(l.duration)
-		defer t.Stop()
-		end = t.C
-	}
+	// Every arrival due within the duration is offered, however late the scheduler
+	// wakes for it: the bound is on due times, not on the clock.
 	var offset float64 // seconds from t0 to the next arrival
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
@@ -132,8 +128,6 @@ func (r *openRun) schedule() {
 			timer.Reset(wait)
 			select {
 			case <-timer.C:
-			case <-end:
-				return
 			case <-r.stopCh:
 				return
 			case <-r.ctx.Done():

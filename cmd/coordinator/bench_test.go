@@ -370,6 +370,45 @@ func TestBenchOpenLoopAndFailover(t *testing.T) {
 	}
 }
 
+// TestWatchLeadersCountsAFailover: the leader-change count of a match row is 0 on a
+// quiet stack and 1 after its leader is killed and another takes over.
+func TestWatchLeadersCountsAFailover(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	st, err := startBenchStack(ctx, benchOptions{nodes: 3, shards: 2, log: "off"}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.close()
+	quiet := st.watchLeaders()
+	if err := st.proposeFresh(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := quiet(); n != 0 {
+		t.Errorf("%d leader changes on a quiet stack", n)
+	}
+	changes := st.watchLeaders()
+	i, _, err := st.lc.Leader(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := st.lc.NodeID(i)
+	st.kill(i)
+	for st.leader() == "" || st.leader() == old { // poll: a new leader, within ctx's bound
+		select {
+		case <-ctx.Done():
+			t.Fatal("no new leader")
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+	if err := st.proposeFresh(ctx); err != nil { // commits through the new leader
+		t.Fatal(err)
+	}
+	if n := changes(); n != 1 {
+		t.Errorf("%d leader changes after one kill, want 1", n)
+	}
+}
+
 // BenchmarkMatch proposes b.N uncontended matches through the dev topology over NATS,
 // at 1 and 64 in flight, and reports their latency.
 func BenchmarkMatch(b *testing.B) {
