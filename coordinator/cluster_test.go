@@ -18,7 +18,7 @@ import (
 )
 
 // testCluster is an in-process deployment under test: a coordinator.LocalCluster
-// (real Raft, raft-wal in temp dirs), real participants with bbolt journals behind the
+// (real Raft, bbolt log stores in temp dirs), real participants with bbolt journals behind the
 // in-memory participant network, and a history recorder fed by every node's FSM, every
 // shard's effects and every client call.
 type testCluster struct {

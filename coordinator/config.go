@@ -41,7 +41,7 @@ func DefaultLimits() Limits {
 type Config struct {
 	// NodeID is this node's Raft server id.
 	NodeID string
-	// DataDir holds the Raft log (raft-wal) and snapshots. Required.
+	// DataDir holds the Raft log (BoltStore, raft.db) and snapshots. Required.
 	DataDir string
 	// RaftTransport carries Raft between nodes (raft.NewTCPTransport in production,
 	// raft.InmemTransport in tests). Required.
@@ -115,7 +115,7 @@ func DefaultConfig() Config {
 	return Config{
 		Limits: DefaultLimits(), Rho: 0.01, ExpiryScan: 100 * time.Millisecond, Retention: 10 * time.Minute,
 		ResendInitial: 100 * time.Millisecond, ResendMax: 2 * time.Second, MaxBatch: 512, ApplyTimeout: 10 * time.Second,
-		HeartbeatTimeout: time.Second, ElectionTimeout: time.Second, LeaderLeaseTimeout: 500 * time.Millisecond,
+		HeartbeatTimeout: 500 * time.Millisecond, ElectionTimeout: 500 * time.Millisecond, LeaderLeaseTimeout: 250 * time.Millisecond,
 		CommitTimeout: 5 * time.Millisecond, SnapshotThreshold: 8192, SnapshotInterval: 30 * time.Second, TrailingLogs: 4096,
 		MaxSnapshotBytes: DefaultMaxSnapshotBytes,
 	}

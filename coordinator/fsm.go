@@ -284,6 +284,7 @@ func (f *FSM) begin(index uint64, pos int, b *smv1.Begin) CommandResult {
 			t.rare().message, t.decided = msg, b.GetWallUnixMs()
 		}
 		f.decided(index, t)
+		f.emit(index, EventDone, txid, nil, nil)
 		return CommandResult{Txn: t.record(p), Created: true}
 	}
 	if v := b.GetVerdict(); v != nil && !v.GetAllow() {

@@ -18,12 +18,12 @@ import (
 	"github.com/shardmatch/shardmatch/twophase"
 )
 
-// refFSM is the FSM as it was before it held transactions compactly (commit 3ecb411:
-// protobuf TxnRecords, whole-state protobuf snapshots), kept verbatim but for names as
-// the reference TestFSMAgreesWithReference holds the FSM to: every result, event,
-// decision and read must be the same. When the FSM's behaviour changes on purpose,
-// change it here too, or delete the reference. Its read methods are in
-// fsm_reference_read_test.go.
+// refFSM is the FSM as it was before it held transactions compactly (protobuf
+// TxnRecords, whole-state protobuf snapshots: commit 3ecb411, and 4d2e629's EventDone
+// of begin-time aborts), kept verbatim but for names as the reference
+// TestFSMAgreesWithReference holds the FSM to: every result, event, decision and read
+// must be the same. When the FSM's behaviour changes on purpose, change it here too,
+// or delete the reference. Its read methods are in fsm_reference_read_test.go.
 type refFSM struct {
 	mu         sync.RWMutex
 	txns       map[string]*smv1.TxnRecord
@@ -163,6 +163,7 @@ func (f *refFSM) begin(index uint64, pos int, b *smv1.Begin) CommandResult {
 		d.Outcome, d.Reason, d.Message, d.Players = smv1.Outcome_OUTCOME_ABORTED, reason, msg, details
 		d.Denials, d.DecidedUnixMs = b.GetVerdict().GetDenials(), b.GetWallUnixMs()
 		f.decided(index, rec)
+		f.emit(index, EventDone, txid, nil, nil)
 		return CommandResult{Txn: proto.Clone(rec).(*smv1.TxnRecord), Created: true}
 	}
 	if v := b.GetVerdict(); v != nil && !v.GetAllow() {

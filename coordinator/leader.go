@@ -7,7 +7,6 @@ import (
 	"github.com/hashicorp/raft"
 
 	"github.com/shardmatch/shardmatch/internal/telemetry/spans"
-	"github.com/shardmatch/shardmatch/lease"
 	smv1 "github.com/shardmatch/shardmatch/proto/shardmatch/v1"
 	"github.com/shardmatch/shardmatch/twophase"
 )
@@ -122,8 +121,10 @@ func (n *Node) lead(ctx context.Context) {
 		n.cfg.OnLeadership(true, term)
 	}
 
-	exp := newExpiryTracker(n.cfg.Rho)
-	ret := map[string]time.Duration{}
+	// Expiry and retention act on the tracker's index, rebuilt now (every live match
+	// gets its full TTL from this takeover) and kept current by the FSM's events.
+	n.track.start(n.fsm)
+	defer n.track.stop()
 	tick := n.cfg.Clock.NewTicker(n.cfg.ExpiryScan)
 	defer tick.Stop()
 	for {
@@ -131,59 +132,53 @@ func (n *Node) lead(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-tick.C():
-			now := n.cfg.Clock.Mono()
-			expNow := now
-			if n.cfg.UnsafeWallClockExpiry {
-				// Deliberately wrong (see Config.UnsafeWallClockExpiry): a wall reading
-				// as a duration since the Unix epoch, which jumps with the wall clock.
-				expNow = time.Duration(n.cfg.Clock.Now().UnixNano())
-			}
-			if due := exp.scan(expNow, n.fsm.ActiveMatches()); len(due) > 0 {
+			if due := n.track.dueExpiries(n.expiryNow()); len(due) > 0 {
 				n.applyBackground(ctx, due)
 			}
-			if old := n.retained(now, ret); len(old) > 0 {
-				n.applyBackground(ctx, []*smv1.Command{{Op: &smv1.Command_Forget{Forget: &smv1.Forget{Txids: old}}}})
+			now := n.cfg.Clock.Mono()
+			for {
+				old := n.track.dueForgets(now, n.cfg.Retention)
+				if len(old) == 0 {
+					break
+				}
+				if !n.applyBackground(ctx, []*smv1.Command{{Op: &smv1.Command_Forget{Forget: &smv1.Forget{Txids: old}}}}) {
+					n.track.retry(old, now, n.cfg.Retention)
+					break
+				}
 			}
 		}
 	}
 }
 
-func (n *Node) applyBackground(ctx context.Context, cmds []*smv1.Command) {
+// expiryNow is the clock lease expiry is measured on: the node's monotonic clock.
+func (n *Node) expiryNow() time.Duration {
+	if n.cfg.UnsafeWallClockExpiry {
+		// Deliberately wrong (see Config.UnsafeWallClockExpiry): a wall reading as a
+		// duration since the Unix epoch, which jumps with the wall clock.
+		return time.Duration(n.cfg.Clock.Now().UnixNano())
+	}
+	return n.cfg.Clock.Mono()
+}
+
+// applyBackground applies cmds and reports whether all of them were applied without
+// error.
+func (n *Node) applyBackground(ctx context.Context, cmds []*smv1.Command) bool {
 	outs, err := n.batch.applyAll(ctx, cmds)
 	if err != nil {
 		n.log.Debug("background apply failed", "err", err)
-		return
+		return false
 	}
+	ok := true
 	for _, o := range outs {
+		if o.err == nil {
+			o.err = o.res.Err
+		}
 		if o.err != nil {
+			ok = false
 			n.log.Debug("background command failed", "err", o.err)
 		}
 	}
-}
-
-// retained returns the finished txns older than the retention, tracking first-seen
-// times in seen on the leader's monotonic clock (a new leader starts them afresh).
-func (n *Node) retained(now time.Duration, seen map[string]time.Duration) []string {
-	fin := n.fsm.Finished()
-	live := make(map[string]bool, len(fin))
-	var old []string
-	for _, id := range fin {
-		live[id] = true
-		first, ok := seen[id]
-		if !ok {
-			seen[id] = now
-			continue
-		}
-		if now-first >= n.cfg.Retention {
-			old = append(old, id)
-		}
-	}
-	for id := range seen {
-		if !live[id] {
-			delete(seen, id)
-		}
-	}
-	return old
+	return ok
 }
 
 // plan turns a logged transaction into the driver's plan. recovering marks a plan made
@@ -257,45 +252,4 @@ func (l driverLog) Acked(ctx context.Context, txid, shard string) error {
 		}
 	}
 	return res.Err
-}
-
-// expiryTracker measures lease TTLs on the leader's monotonic clock. A match's clock
-// (re)starts whenever the leader first sees it or sees its renew_seq change, so a new
-// leader gives every lease its full TTL from takeover. Leases end ttl·(1+rho) after that
-// point: late is safe, early would double-book.
-type expiryTracker struct {
-	rho  float64
-	seen map[string]trackedMatch
-}
-
-type trackedMatch struct {
-	seq      uint64
-	deadline time.Duration
-}
-
-func newExpiryTracker(rho float64) *expiryTracker {
-	return &expiryTracker{rho: rho, seen: make(map[string]trackedMatch)}
-}
-
-// scan returns the Expire commands due at now for the given live matches.
-func (e *expiryTracker) scan(now time.Duration, matches []lease.Match) []*smv1.Command {
-	var due []*smv1.Command
-	live := make(map[string]bool, len(matches))
-	for _, m := range matches {
-		live[m.TxID] = true
-		tm, ok := e.seen[m.TxID]
-		if !ok || tm.seq != m.RenewSeq {
-			e.seen[m.TxID] = trackedMatch{seq: m.RenewSeq, deadline: now + time.Duration(float64(m.TTL)*(1+e.rho))}
-			continue
-		}
-		if now >= tm.deadline {
-			due = append(due, &smv1.Command{Op: &smv1.Command_Expire{Expire: &smv1.Expire{Txid: m.TxID, RenewSeq: m.RenewSeq}}})
-		}
-	}
-	for id := range e.seen {
-		if !live[id] {
-			delete(e.seen, id)
-		}
-	}
-	return due
 }

@@ -15,7 +15,7 @@ import (
 )
 
 // LocalCluster runs several coordinator nodes in one process: real Raft with durable
-// raft-wal stores under DataDir, connected by Raft's in-memory transport. It backs
+// bbolt log stores (BoltStore) under DataDir, connected by Raft's in-memory transport. It backs
 // `coordinator dev`, the in-process cluster tests and the benchmarks, and it can kill,
 // restart and partition nodes.
 type LocalCluster struct {

@@ -15,6 +15,9 @@ import (
 	"github.com/shardmatch/shardmatch/twophase"
 )
 
+// logCacheEntries is how many of the newest Raft entries a node keeps in memory.
+const logCacheEntries = 512
+
 // Node is one coordinator replica: Raft, the FSM, and, while it leads, the two-phase
 // commit driver and lease expiry.
 type Node struct {
@@ -25,6 +28,7 @@ type Node struct {
 	raft      *raft.Raft
 	batch     *batcher
 	transport twophase.Transport
+	track     *tracker // what the leader's expiry and retention act on
 
 	mu     sync.Mutex
 	leader *leaderState // non-nil while leading and recovered
@@ -50,7 +54,8 @@ func New(cfg Config) (*Node, error) {
 	}
 	n := &Node{cfg: cfg, log: cfg.Logger.With("node", cfg.NodeID), waiters: make(map[string][]chan *smv1.Decision),
 		notify: make(chan bool, 16), leadCtl: make(chan leadCtl), stop: make(chan struct{}), loopDone: make(chan struct{})}
-	n.fsm = NewFSM(cfg.Observer, n.resolve)
+	n.track = newTracker(cfg.Rho, n.expiryNow)
+	n.fsm = NewFSM(teeObserver{t: n.track, next: cfg.Observer}, n.resolve)
 	stores, err := openStores(cfg.DataDir, cfg.RaftLogOutput)
 	if err != nil {
 		return nil, err
@@ -71,7 +76,14 @@ func New(cfg Config) (*Node, error) {
 			}
 		}
 	}
-	r, err := raft.NewRaft(rc, n.fsm, stores.log, stores.log, stores.snaps, cfg.RaftTransport)
+	// The newest entries stay in memory too: replication to followers and the FSM
+	// read them right after they are stored.
+	logs, err := raft.NewLogCache(logCacheEntries, stores.log)
+	if err != nil {
+		_ = stores.close()
+		return nil, fmt.Errorf("coordinator: raft log cache: %w", err)
+	}
+	r, err := raft.NewRaft(rc, n.fsm, logs, stores.log, stores.snaps, cfg.RaftTransport)
 	if err != nil {
 		_ = stores.close()
 		return nil, fmt.Errorf("coordinator: start raft: %w", err)

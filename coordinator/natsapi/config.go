@@ -38,14 +38,16 @@ const (
 	// DefaultAckWait is how long JetStream waits for the leader to settle a proposal
 	// before redelivering it. A proposal that takes longer is kept alive with
 	// in-progress acks (every AckWait/3), so this only bounds how late the proposals
-	// delivered to a leader that crashed or was cut off come back to the next one.
-	DefaultAckWait = 3 * time.Second
+	// delivered to a leader that crashed or was cut off come back to the next one:
+	// with a closed-loop matchmaker all of whose proposals sat in that leader, it is
+	// how long matchmaking stalls on a failover, so it is short.
+	DefaultAckWait = time.Second
 	// DefaultPullExpiry is the lifetime of each pull request the leader's intake
 	// makes. A leader cut off from NATS cannot cancel its pull; the server, which
 	// notices a dead client only after minutes of missed pings, keeps delivering
 	// proposals into it until it expires, and those wait out AckWait. Short pulls
-	// bound that black hole to a couple of seconds of proposals.
-	DefaultPullExpiry = 2 * time.Second
+	// bound that black hole to a second of proposals.
+	DefaultPullExpiry = time.Second
 	// DefaultStepDownAfter is how long a leader may be without its NATS connection
 	// before it hands leadership over (when Config.StepDown is set).
 	DefaultStepDownAfter = 2 * time.Second
