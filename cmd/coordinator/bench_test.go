@@ -326,8 +326,10 @@ func TestBenchOpenLoopAndFailover(t *testing.T) {
 			t.Errorf("no open-loop row %q", name)
 		case r.Policy != policy || r.OpenLoop.OfferedPerSec != 50 || r.OpenLoop.Offered != 50:
 			t.Errorf("row %+v %+v: want policy %v, 50 offered at 50/s", r, *r.OpenLoop, policy)
-		case r.Ops != 50 || r.Errors != 0 || r.OpenLoop.Unanswered != 0 || r.OpsPerSec < 40 || r.OpsPerSec > 51:
-			t.Errorf("row %+v %+v: want all 50 committed at about 50/s", r, *r.OpenLoop)
+		// Achieved commits/s counts up to the last commit, which a loaded CI machine
+		// delays well past the 1 s window: only the bounds that would mean a miscount.
+		case r.Ops != 50 || r.Errors != 0 || r.OpenLoop.Unanswered != 0 || r.OpsPerSec <= 0 || r.OpsPerSec > 51:
+			t.Errorf("row %+v %+v: want all 50 committed, at no more than 50/s", r, *r.OpenLoop)
 		case !(0 < r.P50Us && r.P50Us <= r.P99Us && r.P99Us <= r.P999Us && r.P999Us <= r.MaxUs):
 			t.Errorf("row %+v: want 0 < p50 <= p99 <= p99.9 <= max", r)
 		}
