@@ -143,13 +143,7 @@ func (st *fsmState) summary(meta *raft.SnapshotMeta) SnapshotSummary {
 	s := SnapshotSummary{Index: meta.Index, Term: meta.Term, Size: meta.Size, AppliedIndex: st.applied,
 		MaxToken: st.leases.MaxToken(), Txns: st.txns.Len(), Leases: st.leases.Len(), Shards: len(st.shards)}
 	for t := range st.txns.All() {
-		switch t.State() {
-		case smv1.TxnState_TXN_STATE_PREPARING:
-			s.Preparing++
-		case smv1.TxnState_TXN_STATE_DONE:
-		default:
-			s.Undelivered++
-		}
+		s.countTxn(t.State())
 	}
 	return s
 }

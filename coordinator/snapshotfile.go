@@ -277,15 +277,20 @@ func Summarize(meta *raft.SnapshotMeta, st *smv1.FSMState) SnapshotSummary {
 	s := SnapshotSummary{Index: meta.Index, Term: meta.Term, Size: meta.Size, AppliedIndex: st.GetAppliedIndex(),
 		MaxToken: st.GetMaxToken(), Txns: len(st.GetTxns()), Leases: len(st.GetLeases()), Shards: len(st.GetShards())}
 	for _, t := range st.GetTxns() {
-		switch t.GetState() {
-		case smv1.TxnState_TXN_STATE_PREPARING:
-			s.Preparing++
-		case smv1.TxnState_TXN_STATE_DONE:
-		default:
-			s.Undelivered++
-		}
+		s.countTxn(t.GetState())
 	}
 	return s
+}
+
+// countTxn counts one transaction of a snapshot by its state.
+func (s *SnapshotSummary) countTxn(state smv1.TxnState) {
+	switch state {
+	case smv1.TxnState_TXN_STATE_PREPARING:
+		s.Preparing++
+	case smv1.TxnState_TXN_STATE_DONE:
+	default:
+		s.Undelivered++
+	}
 }
 
 // InspectSnapshot verifies a whole snapshot file and decodes its state, in memory: for

@@ -81,7 +81,6 @@ func newTracker(rho float64, now func() time.Duration) *tracker {
 type fsmView interface {
 	ActiveMatches() []lease.Match
 	Finished() []string
-	Unfinished() []*smv1.TxnRecord
 }
 
 // start rebuilds the index from f and begins tracking: every live match gets its full
@@ -95,12 +94,6 @@ func (t *tracker) start(f fsmView) {
 
 	matches := f.ActiveMatches()
 	finished := f.Finished()
-	var doneLive []string
-	for _, m := range matches {
-		// A committed txn whose leases are live is DONE once every shard acked: it
-		// becomes finished when its leases end.
-		doneLive = append(doneLive, m.TxID)
-	}
 
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -108,20 +101,19 @@ func (t *tracker) start(f fsmView) {
 	t.active = make(map[string]liveMatch, len(matches))
 	t.doneLive = make(map[string]bool)
 	t.due = make(deadlineHeap, 0, len(matches))
+	// Which live matches are already DONE is not known from the scan; marking them
+	// all makes each one finished when its leases end, and Forget of a txn that is not
+	// DONE yet is a no-op in the FSM (its EventDone queues it again), so none is
+	// forgotten early.
 	for _, m := range matches {
 		t.active[m.TxID] = liveMatch{seq: m.RenewSeq, ttl: m.TTL}
+		t.doneLive[m.TxID] = true
 		t.due = append(t.due, deadline{at: now + t.life(m.TTL), txid: m.TxID, seq: m.RenewSeq})
 	}
 	heap.Init(&t.due)
 	t.finished = make([]retainedTxn, 0, len(finished))
 	for _, id := range finished {
 		t.finished = append(t.finished, retainedTxn{txid: id, since: now})
-	}
-	// Which live matches are already DONE is not known from the scan alone; marking
-	// them all makes each one finished when its leases end, and Forget of a txn that
-	// is not DONE yet is refused by the FSM and retried, so none is forgotten early.
-	for _, id := range doneLive {
-		t.doneLive[id] = true
 	}
 	for _, e := range t.pending {
 		t.applyLocked(e, now)

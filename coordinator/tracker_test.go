@@ -25,8 +25,7 @@ func (v *fakeView) ActiveMatches() []lease.Match {
 	}
 	return v.matches
 }
-func (v *fakeView) Finished() []string            { return v.finished }
-func (v *fakeView) Unfinished() []*smv1.TxnRecord { return nil }
+func (v *fakeView) Finished() []string { return v.finished }
 
 type fakeMono struct{ t time.Duration }
 

@@ -25,20 +25,7 @@ func TestBenchSmoke(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs for about 15s")
 	}
-	out := filepath.Join(t.TempDir(), "bench.json")
-	code, stdout, stderr := runCmd(t, "bench", "--duration", "1s", "--inflight", "32", "--json", out)
-	t.Logf("stdout:\n%s\nstderr:\n%s", stdout, stderr)
-	if code != 0 {
-		t.Fatalf("exit code %d", code)
-	}
-	raw, err := os.ReadFile(out)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var rep benchReport
-	if err := json.Unmarshal(raw, &rep); err != nil {
-		t.Fatal(err)
-	}
+	rep, stdout := runBenchJSON(t, "--duration", "1s", "--inflight", "32")
 	want := []struct {
 		name     string
 		inflight int
@@ -300,21 +287,8 @@ func TestBenchOpenLoopAndFailover(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs for about 25s")
 	}
-	out := filepath.Join(t.TempDir(), "bench.json")
-	code, stdout, stderr := runCmd(t, "bench", "--floors=false", "--closed-loop=false", "--duration", "1s", "--rate", "50",
-		"--failover", "2", "--failover-rate", "50", "--failover-mode", "kill,partition", "--json", out)
-	t.Logf("stdout:\n%s\nstderr:\n%s", stdout, stderr)
-	if code != 0 {
-		t.Fatalf("exit code %d", code)
-	}
-	raw, err := os.ReadFile(out)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var rep benchReport
-	if err := json.Unmarshal(raw, &rep); err != nil {
-		t.Fatal(err)
-	}
+	rep, stdout := runBenchJSON(t, "--floors=false", "--closed-loop=false", "--duration", "1s", "--rate", "50",
+		"--failover", "2", "--failover-rate", "50", "--failover-mode", "kill,partition")
 	if len(rep.Rows) != 2 {
 		t.Errorf("%d rows, want the 2 open-loop rows", len(rep.Rows))
 	}
@@ -465,4 +439,25 @@ func report(b *testing.B, r benchRow) {
 	if r.Errors > 0 {
 		b.Errorf("%d operations failed", r.Errors)
 	}
+}
+
+// runBenchJSON runs `coordinator bench args... --json FILE`, fails the test unless it
+// exits 0, and returns the report it wrote and its stdout.
+func runBenchJSON(t *testing.T, args ...string) (benchReport, string) {
+	t.Helper()
+	out := filepath.Join(t.TempDir(), "bench.json")
+	code, stdout, stderr := runCmd(t, append(append([]string{"bench"}, args...), "--json", out)...)
+	t.Logf("stdout:\n%s\nstderr:\n%s", stdout, stderr)
+	if code != 0 {
+		t.Fatalf("exit code %d", code)
+	}
+	raw, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rep benchReport
+	if err := json.Unmarshal(raw, &rep); err != nil {
+		t.Fatal(err)
+	}
+	return rep, stdout
 }
