@@ -246,9 +246,9 @@ func TestConsoleInBrowser(t *testing.T) {
 		chromedp.Poll[chromedp.Void](`sessionStorage.getItem("shardmatch.operate") === "`+token+`"`),
 	)
 	step("force-abort the stuck txn",
-		chromedp.Click(abortBtn),
+		clickFresh(abortBtn),
 		chromedp.Poll[chromedp.Void](`document.querySelector("#inflight button.confirm") !== null`),
-		chromedp.Click(chromedp.CSS(`#inflight button.confirm`)),
+		clickFresh(chromedp.CSS(`#inflight button.confirm`)),
 		chromedp.Poll[chromedp.Void](`document.getElementById("banner").textContent.includes("done")`),
 	)
 	shot("02-force-aborted")
@@ -278,8 +278,23 @@ func TestConsoleInBrowser(t *testing.T) {
 		chromedp.Poll[chromedp.Void](`!document.getElementById("inflight").textContent.includes("`+txid+`")`),
 	)
 	shot("03-after")
+	t.Logf("console messages: %q", msgs.all())
 	if bad := msgs.errors(); len(bad) > 0 {
 		t.Fatalf("console errors:\n%s", strings.Join(bad, "\n"))
+	}
+}
+
+// clickFresh clicks sel, looking it up again if the page re-rendered the element
+// between the lookup and the click (the console refreshes its tables every 2s).
+func clickFresh[S chromedp.Selectable](sel S) chromedp.Action[chromedp.Void] {
+	return func(ctx context.Context, t *chromedp.Target) (chromedp.Void, error) {
+		var err error
+		for range 5 {
+			if _, err = chromedp.Click(sel)(ctx, t); err == nil || !strings.Contains(err.Error(), "Could not find node") {
+				return chromedp.Void{}, err
+			}
+		}
+		return chromedp.Void{}, err
 	}
 }
 

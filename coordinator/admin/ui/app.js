@@ -72,6 +72,11 @@ function el(tag, text, cls) {
 // fillTable replaces a table's body with rows (arrays of cells: strings or elements).
 function fillTable(table, rows, empty) {
   const tb = table.tBodies[0];
+  // Re-render only what changed, so a refresh does not take a button from under the
+  // pointer.
+  const sig = JSON.stringify([empty, rows.map((r) => r.map(cellSig))]);
+  if (tb.dataset.sig === sig) return;
+  tb.dataset.sig = sig;
   tb.replaceChildren();
   if (rows.length === 0) {
     const td = el("td", empty, "empty");
@@ -90,6 +95,15 @@ function fillTable(table, rows, empty) {
   }
 }
 
+// cellSig is what a table cell shows, for fillTable's comparison: a cell of action
+// buttons is named by the actions, so arming one does not count as a change.
+function cellSig(c) {
+  if (!(c instanceof Node)) return c;
+  const buttons = c.matches("button") ? [c] : [...c.querySelectorAll("button")];
+  if (buttons.length) return "actions:" + buttons.map((b) => b.dataset.key).join(",");
+  return c.className + ":" + c.textContent;
+}
+
 // summary fills a <dl> with label/value pairs.
 function summary(dl, pairs) {
   dl.replaceChildren();
@@ -101,21 +115,31 @@ function summary(dl, pairs) {
   }
 }
 
-// actionButton is a button for an operator action: the first click arms it, the second
+// armed maps an action's key to when its confirmation lapses. It lives outside the
+// buttons because every refresh re-renders the tables: an armed button stays armed.
+const armed = new Map();
+
+// actionButton is a button for an operator action: the first click arms it, a second
 // within five seconds runs fn. The result or error goes to the banner, then the page
 // refreshes.
 function actionButton(label, fn, what) {
   const b = el("button", label, "operate");
-  let armed = null;
+  const key = what;
+  b.dataset.key = key;
+  const show = () => {
+    const on = (armed.get(key) || 0) > Date.now();
+    b.textContent = on ? "Confirm " + label.toLowerCase() : label;
+    b.classList.toggle("confirm", on);
+  };
+  show();
   b.addEventListener("click", async () => {
-    if (!armed) {
-      b.textContent = "Confirm " + label.toLowerCase();
-      b.classList.add("confirm");
-      armed = setTimeout(() => { armed = null; b.textContent = label; b.classList.remove("confirm"); }, 5000);
+    if ((armed.get(key) || 0) <= Date.now()) {
+      armed.set(key, Date.now() + 5000);
+      show();
+      setTimeout(show, 5100);
       return;
     }
-    clearTimeout(armed);
-    armed = null;
+    armed.delete(key);
     b.disabled = true;
     try {
       await fn();
@@ -124,8 +148,7 @@ function actionButton(label, fn, what) {
       banner(explain(err, what), "error");
     }
     b.disabled = false;
-    b.textContent = label;
-    b.classList.remove("confirm");
+    show();
     refresh();
   });
   return b;
