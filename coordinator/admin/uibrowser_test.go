@@ -2,6 +2,7 @@ package admin_test
 
 import (
 	"context"
+	"fmt"
 	"net/http/httptest"
 	"os"
 	"os/exec"
@@ -60,6 +61,14 @@ func newConsoleCluster(t *testing.T) *consoleCluster {
 	t.Helper()
 	ref := clock.NewReal()
 	c := &consoleCluster{shards: map[string]*recordingShard{}}
+	metrics := map[string]*admin.Metrics{}
+	for _, id := range []string{"c1", "c2", "c3"} {
+		m, err := admin.NewMetrics(admin.MetricsConfig{NodeID: id})
+		if err != nil {
+			t.Fatal(err)
+		}
+		metrics[id] = m
+	}
 	netw := twophase.NewInmemNetwork(twophase.InmemConfig{Clock: ref})
 	t.Cleanup(func() { _ = netw.Close() })
 	netw.SetHook(func(from, _ string, msg proto.Message) bool {
@@ -81,8 +90,9 @@ func newConsoleCluster(t *testing.T) *consoleCluster {
 		Participants: func(id string) func(twophase.ReplyHandler) twophase.Transport {
 			return func(h twophase.ReplyHandler) twophase.Transport { return netw.Coordinator(id, h) }
 		},
-		Configure: func(_ string, cfg *coordinator.Config) {
+		Configure: func(id string, cfg *coordinator.Config) {
 			cfg.Clock = ref
+			cfg.OnDecided = metrics[id].ObserveDecision
 			cfg.ResendInitial, cfg.ResendMax, cfg.ExpiryScan = 20*time.Millisecond, 200*time.Millisecond, 20*time.Millisecond
 		},
 	})
@@ -111,7 +121,7 @@ func newConsoleCluster(t *testing.T) *consoleCluster {
 		}
 	}
 	for i := range lc.Size() {
-		srv, err := admin.New(admin.Config{Node: lc.Node(i), AuthToken: token})
+		srv, err := admin.New(admin.Config{Node: lc.Node(i), AuthToken: token, Metrics: metrics[lc.Node(i).ID()]})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -170,23 +180,6 @@ func TestConsoleInBrowser(t *testing.T) {
 	}
 	leaderID := c.lc.NodeID(leader)
 
-	// The stuck txn: s1 votes YES, s2's vote never arrives, the deadline is a minute off.
-	c.mute.Store(true)
-	stuck := duel("p-stuck", "carol", "dave")
-	stuck.PrepareTimeoutMs = time.Minute.Milliseconds()
-	decided := make(chan *smv1.Decision, 1)
-	go func() {
-		d, _ := c.lc.Propose(ctx, stuck)
-		decided <- d
-	}()
-	txid := eventually(t, 10*time.Second, func() (string, error) {
-		rec, ok := c.lc.Node(leader).FSM().TxnByProposal("p-stuck")
-		if !ok || rec.GetState() != smv1.TxnState_TXN_STATE_PREPARING {
-			return "", errNotYet
-		}
-		return rec.GetTxid(), nil
-	})
-
 	alloc, cancelAlloc := chromedp.NewExecAllocator(context.Background(),
 		append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(chrome), chromedp.NoSandbox,
 			chromedp.Headless, chromedp.WindowSize(1280, 1600))...)
@@ -211,18 +204,17 @@ func TestConsoleInBrowser(t *testing.T) {
 	defer func() { stopMsgs(); <-done }()
 	shot := func(name string) {
 		t.Helper()
-		b, err := chromedp.Run(bctx, chromedp.FullScreenshot(90))
+		b, err := chromedp.Run(bctx, chromedp.FullScreenshot(100))
 		if err != nil {
 			t.Fatalf("screenshot %s: %v", name, err)
 		}
-		p := filepath.Join(shots, name+".jpg")
+		p := filepath.Join(shots, name+".png")
 		if err := os.WriteFile(p, b, 0o644); err != nil {
 			t.Fatal(err)
 		}
 		t.Logf("screenshot: %s", p)
 	}
 
-	abortBtn := chromedp.JSPath(`[...document.querySelectorAll("#inflight tbody tr")].filter(r => r.textContent.includes("` + txid + `")).map(r => r.querySelector("button.operate"))`)
 	step := func(what string, actions ...chromedp.Action[chromedp.Void]) {
 		t.Helper()
 		sctx, cancel := context.WithTimeout(bctx, 20*time.Second)
@@ -236,8 +228,42 @@ func TestConsoleInBrowser(t *testing.T) {
 		chromedp.Navigate(c.urls[leader]+admin.PathUI),
 		chromedp.Poll[chromedp.Void](`document.getElementById("leader-id").textContent === "`+leaderID+`"`),
 		chromedp.Poll[chromedp.Void](`document.querySelectorAll("#peers tbody tr").length === 3`),
-		chromedp.Poll[chromedp.Void](`document.getElementById("inflight").textContent.includes("`+txid+`")`),
 		chromedp.Poll[chromedp.Void](`document.getElementById("shard-table").textContent.includes("s2")`),
+	)
+	// Live decisions while the page watches: the chart and the totals move.
+	for i := 3; i <= 6; i++ {
+		id := fmt.Sprintf("p-%d", i)
+		if d, err := c.lc.Propose(ctx, duel(id, "alice-"+id, "bob-"+id)); err != nil || d.GetOutcome() != smv1.Outcome_OUTCOME_COMMITTED {
+			t.Fatalf("propose %s: %v %v", id, d, err)
+		}
+	}
+	step("look up a lease",
+		chromedp.SendKeys(chromedp.ID("lease-player"), "alice-p-1"),
+		chromedp.Click(chromedp.CSS(`#lease-form button`)),
+		chromedp.Poll[chromedp.Void](`document.getElementById("lease-result").textContent.includes("ACTIVE")`),
+	)
+	step("see the commits",
+		chromedp.Poll[chromedp.Void](`document.getElementById("totals").textContent.includes("Commits6")`),
+	)
+	// The stuck txn: s1 votes YES, s2's vote never arrives, the deadline is a minute off.
+	c.mute.Store(true)
+	stuck := duel("p-stuck", "carol", "dave")
+	stuck.PrepareTimeoutMs = time.Minute.Milliseconds()
+	decided := make(chan *smv1.Decision, 1)
+	go func() {
+		d, _ := c.lc.Propose(ctx, stuck)
+		decided <- d
+	}()
+	txid := eventually(t, 10*time.Second, func() (string, error) {
+		rec, ok := c.lc.Node(leader).FSM().TxnByProposal("p-stuck")
+		if !ok || rec.GetState() != smv1.TxnState_TXN_STATE_PREPARING {
+			return "", errNotYet
+		}
+		return rec.GetTxid(), nil
+	})
+
+	step("see the stuck txn",
+		chromedp.Poll[chromedp.Void](`document.getElementById("inflight").textContent.includes("`+txid+`")`),
 	)
 	shot("01-cluster")
 	step("enter the operate token",
@@ -245,6 +271,7 @@ func TestConsoleInBrowser(t *testing.T) {
 		chromedp.Click(chromedp.ID("save-tokens")),
 		chromedp.Poll[chromedp.Void](`sessionStorage.getItem("shardmatch.operate") === "`+token+`"`),
 	)
+	abortBtn := chromedp.JSPath(`[...document.querySelectorAll("#inflight tbody tr")].filter(r => r.textContent.includes("` + txid + `")).map(r => r.querySelector("button.operate"))`)
 	step("force-abort the stuck txn",
 		clickFresh(abortBtn),
 		chromedp.Poll[chromedp.Void](`document.querySelector("#inflight button.confirm") !== null`),

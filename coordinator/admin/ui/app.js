@@ -214,7 +214,12 @@ function renderDecisions(tot) {
   samples.push({t: Date.now(), commits: tot.commits, aborts: tot.aborts});
   while (samples.length > WINDOW + 1) samples.shift();
   const pairs = [["Commits", tot.commits, "state-ok"]];
-  for (const [r, n] of Object.entries(tot.aborts).sort()) pairs.push(["Aborted: " + short(r), n, "state-bad"]);
+  let aborts = 0;
+  for (const [r, n] of Object.entries(tot.aborts).sort()) {
+    aborts += n;
+    if (n > 0) pairs.push(["Aborted: " + short(r), n, "state-bad"]);
+  }
+  if (aborts === 0) pairs.push(["Aborts", 0]);
   if (tot.stats) pairs.push(["Policy evaluations", tot.stats.policy_evaluations], ["Policy denials", tot.stats.policy_denials]);
   summary($("totals"), pairs);
   drawChart();
@@ -231,7 +236,8 @@ function drawChart() {
   g.setTransform(ratio, 0, 0, ratio, 0, 0);
   g.clearRect(0, 0, w, h);
   const reasons = new Set();
-  for (const s of samples) for (const r of Object.keys(s.aborts)) reasons.add(r);
+  // A reason is plotted once it has counted something; the others stay off the legend.
+  for (const s of samples) for (const [r, n] of Object.entries(s.aborts)) if (n > 0) reasons.add(r);
   const series = [{name: "COMMITTED", get: (s) => s.commits}];
   for (const r of [...reasons].sort()) series.push({name: r, get: (s) => s.aborts[r] || 0});
   const pad = {l: 44, r: 8, t: 8, b: 20};
