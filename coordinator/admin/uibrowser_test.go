@@ -305,6 +305,13 @@ func TestConsoleInBrowser(t *testing.T) {
 		chromedp.Poll[chromedp.Void](`!document.getElementById("inflight").textContent.includes("`+txid+`")`),
 	)
 	shot("03-after")
+	step("transfer leadership",
+		clickFresh(chromedp.ID("leader-transfer")),
+		chromedp.Poll[chromedp.Void](`document.querySelector("#leader-transfer.confirm") !== null`),
+		clickFresh(chromedp.ID("leader-transfer")),
+		chromedp.Poll[chromedp.Void](`(t => t !== "" && t !== "`+leaderID+`")(document.getElementById("leader-id").textContent)`),
+	)
+	shot("04-leader-transferred")
 	t.Logf("console messages: %q", msgs.all())
 	if bad := msgs.errors(); len(bad) > 0 {
 		t.Fatalf("console errors:\n%s", strings.Join(bad, "\n"))

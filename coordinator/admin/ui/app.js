@@ -177,10 +177,15 @@ function renderStatus(st) {
     ["Leases", st.counts.leases],
   ]);
   $("leader-id").textContent = st.leader_id || "";
-  fillTable($("peers"), (st.peers || []).map((p) => [
-    el("span", p.id + (p.self ? " (this node)" : ""), "mono"), p.addr, p.suffrage,
-    el("span", p.leader ? "leader" : "follower", p.leader ? "state-ok" : ""),
-  ]), "no configuration");
+  fillTable($("peers"), (st.peers || []).map((p) => {
+    const act = el("span");
+    if (!p.leader && p.suffrage === "voter" && st.role === "leader") {
+      act.appendChild(actionButton("Make leader", () => api("POST", "/v1/leader/transfer", {id: p.id, addr: p.addr}, "operate"),
+        "leader transfer to " + p.id));
+    }
+    return [el("span", p.id + (p.self ? " (this node)" : ""), "mono"), p.addr, p.suffrage,
+      el("span", p.leader ? "leader" : "follower", p.leader ? "state-ok" : ""), act];
+  }), "no configuration");
 }
 
 // --- decisions chart -----------------------------------------------------------------
