@@ -41,8 +41,14 @@ async function api(method, path, body, role) {
   return data;
 }
 
-// banner shows one message at the top of the page (kind: "error" or "info").
-function banner(msg, kind) {
+// bannerHold is until when the banner keeps an action's result: refreshes do not
+// overwrite it.
+let bannerHold = 0;
+
+// banner shows one message at the top of the page (kind: "error" or "info"), for at
+// least holdMs.
+function banner(msg, kind, holdMs) {
+  bannerHold = holdMs ? Date.now() + holdMs : 0;
   const b = $("banner");
   b.textContent = msg || "";
   b.className = msg ? kind || "info" : "";
@@ -143,9 +149,9 @@ function actionButton(label, fn, what) {
     b.disabled = true;
     try {
       await fn();
-      banner(what + ": done", "info");
+      banner(what + ": done", "info", 10000);
     } catch (err) {
-      banner(explain(err, what), "error");
+      banner(explain(err, what), "error", 10000);
     }
     b.disabled = false;
     show();
@@ -401,12 +407,16 @@ async function lookupLease(ev) {
 
 // --- refresh loop --------------------------------------------------------------------
 
-let running = false;
+let running = false, again = false;
 
 // refresh reloads every panel; a failing panel reports in the banner and leaves the
-// others updated.
+// others updated. A call while one runs (new tokens, an action's result) runs once more
+// after it.
 async function refresh() {
-  if (running) return;
+  if (running) {
+    again = true;
+    return;
+  }
   running = true;
   const errors = [];
   const step = async (what, fn) => {
@@ -420,10 +430,15 @@ async function refresh() {
   await step("dead letters", refreshDeadLetters);
   await step("policy", refreshPolicy);
   $("refreshed").textContent = "updated " + new Date().toLocaleTimeString();
-  const b = $("banner");
-  if (errors.length) banner(errors.join(" · "), "error");
-  else if (b.className === "error" && !b.dataset.sticky) banner("");
+  if (Date.now() >= bannerHold) {
+    if (errors.length) banner(errors.join(" · "), "error");
+    else if ($("banner").className === "error") banner("");
+  }
   running = false;
+  if (again) {
+    again = false;
+    refresh();
+  }
 }
 
 function init() {
