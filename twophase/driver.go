@@ -98,6 +98,12 @@ type Driver struct {
 type runChans struct {
 	replies chan *smv1.ShardReply
 	preempt chan struct{} // closed to stop waiting for votes
+	// redrive asks the delivery loop to send the decision now and restart its backoff.
+	redrive chan struct{}
+	// settled carries shards whose ack was logged on their behalf (Settle).
+	settled chan string
+	// sends counts the decision sends per shard (guarded by Driver.mu).
+	sends map[string]int
 }
 
 // DriverStats counts what the driver did.
@@ -142,7 +148,8 @@ func (d *Driver) Start(p Plan) {
 	if _, ok := d.runs[p.TxID]; ok {
 		return
 	}
-	ch := &runChans{replies: make(chan *smv1.ShardReply, 4*len(p.Shards)+4), preempt: make(chan struct{})}
+	ch := &runChans{replies: make(chan *smv1.ShardReply, 4*len(p.Shards)+4), preempt: make(chan struct{}),
+		redrive: make(chan struct{}, 1), settled: make(chan string, len(p.Shards)), sends: make(map[string]int, len(p.Shards))}
 	d.runs[p.TxID] = ch
 	d.stats.Started++
 	d.wg.Add(1)
@@ -153,7 +160,7 @@ func (d *Driver) Start(p Plan) {
 			delete(d.runs, p.TxID)
 			d.mu.Unlock()
 		}()
-		r := &run{d: d, p: p, replies: ch.replies, preempt: ch.preempt, log: d.cfg.Logger.With("txid", p.TxID)}
+		r := &run{d: d, p: p, ch: ch, replies: ch.replies, preempt: ch.preempt, log: d.cfg.Logger.With("txid", p.TxID)}
 		ctx, end := r.traceContext(d.ctx)
 		defer end()
 		r.drive(ctx)
@@ -224,6 +231,54 @@ func (d *Driver) Preempt(txid string) {
 	}
 }
 
+// Redrive asks the run delivering txid's decision to send it now to every shard that
+// has not acknowledged it, and to start its backoff over. It reports whether this
+// driver is running txid; a run still gathering votes ignores the request.
+func (d *Driver) Redrive(txid string) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	ch, ok := d.runs[txid]
+	if ok {
+		select {
+		case ch.redrive <- struct{}{}:
+		default: // one pending request is enough
+		}
+	}
+	return ok
+}
+
+// Settle tells the run delivering txid that shard's acknowledgement is in the log
+// already (an operator resolved it on a retired shard's behalf): the run stops sending
+// the decision there. It reports whether this driver is running txid.
+func (d *Driver) Settle(txid, shard string) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	ch, ok := d.runs[txid]
+	if ok {
+		select {
+		case ch.settled <- shard:
+		default: // more settles than shards: the extra ones can only repeat
+		}
+	}
+	return ok
+}
+
+// DecisionSends reports how many times this driver has sent txid's decision to each
+// shard (the delivery attempts of this leadership term), and whether it runs txid.
+func (d *Driver) DecisionSends(txid string) (map[string]int, bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	ch, ok := d.runs[txid]
+	if !ok {
+		return nil, false
+	}
+	out := make(map[string]int, len(ch.sends))
+	for s, n := range ch.sends {
+		out[s] = n
+	}
+	return out, true
+}
+
 // Running reports how many transactions are being driven.
 func (d *Driver) Running() int {
 	d.mu.Lock()
@@ -257,6 +312,7 @@ func (d *Driver) count(f func(*DriverStats)) {
 type run struct {
 	d       *Driver
 	p       Plan
+	ch      *runChans
 	replies chan *smv1.ShardReply
 	preempt chan struct{}
 	log     *slog.Logger
@@ -418,6 +474,14 @@ func (r *run) deliver(ctx context.Context, decision *smv1.Decision) {
 				return
 			}
 			delete(pending, a.GetShardId())
+		case s := <-r.ch.settled:
+			delete(pending, s)
+		case <-r.ch.redrive:
+			if len(pending) > 0 {
+				r.sendDecision(ctx, decision, list())
+			}
+			backoff = r.d.cfg.ResendInitial
+			resend.Reset(backoff)
 		case <-resend.C():
 			r.sendDecision(ctx, decision, list())
 			backoff = min(2*backoff, r.d.cfg.ResendMax)
@@ -440,7 +504,10 @@ func (r *run) sendDecision(ctx context.Context, decision *smv1.Decision, shards 
 		if err := r.d.cfg.Transport.Send(ctx, s, cmd); err != nil {
 			r.log.Debug("decision send failed", "shard", s, "err", err)
 		}
-		r.d.count(func(st *DriverStats) { st.DecisionSends++ })
+		r.d.count(func(st *DriverStats) {
+			st.DecisionSends++
+			r.ch.sends[s]++
+		})
 	}
 }
 
