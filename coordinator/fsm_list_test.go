@@ -86,7 +86,7 @@ func TestFSMListTxnsPagesInLogOrder(t *testing.T) {
 			func(_ string, r *smv1.TxnRecord) bool { return r.GetState() == smv1.TxnState_TXN_STATE_PREPARING }},
 		"done": {TxnQuery{States: []smv1.TxnState{smv1.TxnState_TXN_STATE_DONE}},
 			func(_ string, r *smv1.TxnRecord) bool { return r.GetState() == smv1.TxnState_TXN_STATE_DONE }},
-		"shard s2": {TxnQuery{Shard: "s2"}, func(_ string, r *smv1.TxnRecord) bool { return slices.Contains(r.GetShards(), "s2") }},
+		"shard s2":         {TxnQuery{Shard: "s2"}, func(_ string, r *smv1.TxnRecord) bool { return slices.Contains(r.GetShards(), "s2") }},
 		"keep undelivered": {TxnQuery{Keep: Undelivered}, func(_ string, r *smv1.TxnRecord) bool { return Undelivered(r) }},
 	}
 	for name, c := range filters {
