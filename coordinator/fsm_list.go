@@ -15,6 +15,8 @@ import (
 type TxnQuery struct {
 	// States keeps the txns in one of these states (empty: any state).
 	States []smv1.TxnState
+	// Outcome keeps the decided txns with this outcome (UNSPECIFIED: any txn).
+	Outcome smv1.Outcome
 	// Shard keeps the txns that involve this shard ("": any).
 	Shard string
 	// SinceUnixMs keeps the txns begun at or after this leader wall time, in Unix
@@ -105,6 +107,9 @@ func (q *TxnQuery) keeps(t *txn) bool {
 		if !ok {
 			return false
 		}
+	}
+	if q.Outcome != smv1.Outcome_OUTCOME_UNSPECIFIED && (!twophase.Decided(t.State()) || t.outcomeVal() != q.Outcome) {
+		return false
 	}
 	if q.Shard != "" {
 		ok := false

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"slices"
-	"time"
 
 	smv1 "github.com/shardmatch/shardmatch/proto/shardmatch/v1"
 	"github.com/shardmatch/shardmatch/twophase"
@@ -91,16 +90,6 @@ func (n *Node) DeliveryAttempts(txid string) (attempts map[string]int, ok bool) 
 		return nil, false
 	}
 	return ls.driver.DecisionSends(txid)
-}
-
-// PrepareDeadline is when the leader gives up waiting for rec's votes: its Begin's wall
-// time plus its prepare timeout (zero when the record has no Begin time).
-func (n *Node) PrepareDeadline(rec *smv1.TxnRecord) time.Time {
-	created := rec.GetDecision().GetCreatedUnixMs()
-	if created == 0 {
-		return time.Time{}
-	}
-	return time.UnixMilli(created).Add(prepareTimeout(rec.GetProposal(), n.cfg.Limits))
 }
 
 // unacked lists rec's shards that have not acknowledged its decision, sorted.

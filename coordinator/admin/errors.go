@@ -1,6 +1,7 @@
 package admin
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -35,9 +36,12 @@ const (
 type Error struct {
 	Code    string `json:"code"`
 	Message string `json:"message"`
-	// LeaderID and LeaderAddr (Raft address) name the leader on NOT_LEADER, when known.
-	LeaderID   string `json:"leader_id,omitempty"`
-	LeaderAddr string `json:"leader_addr,omitempty"`
+	// LeaderID and LeaderAddr (Raft address) name the leader on NOT_LEADER, when known;
+	// LeaderAdminURL is the leader's admin API base URL, where to send the call again
+	// (when the leader advertises one: serve --admin-advertise-url).
+	LeaderID       string `json:"leader_id,omitempty"`
+	LeaderAddr     string `json:"leader_addr,omitempty"`
+	LeaderAdminURL string `json:"leader_admin_url,omitempty"`
 	TxID       string `json:"txid,omitempty"`
 	// Field names the offending field of an INVALID request.
 	Field string `json:"field,omitempty"`
@@ -129,6 +133,33 @@ func fromRaft(err error, r raftAPI) error {
 func notLeader(r raftAPI) error {
 	addr, id := r.LeaderWithID()
 	return &coordinator.NotLeaderError{LeaderID: string(id), LeaderAddr: string(addr)}
+}
+
+// fail sends e, naming the leader's admin URL on a NOT_LEADER that lacks it.
+func (s *Server) fail(w http.ResponseWriter, r *http.Request, e *Error) {
+	if e.Code == CodeNotLeader && e.LeaderID != "" && e.LeaderAdminURL == "" {
+		e.LeaderAdminURL = s.leaderAdminURL(r.Context(), e.LeaderID)
+	}
+	writeError(w, e)
+}
+
+// leaderAdminURL is the admin URL of leader id: this node's own advertised URL, or the
+// one the leader's leader-index answer carries (cached by the source; "" if unknown or
+// if the answer came from another node).
+func (s *Server) leaderAdminURL(ctx context.Context, id string) string {
+	if id == s.node.ID() {
+		return s.cfg.AdvertiseURL
+	}
+	if s.cfg.LeaderIndex == nil {
+		return ""
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.LeaderIndexTimeout)
+	defer cancel()
+	li, err := s.cfg.LeaderIndex.LeaderIndex(ctx)
+	if err != nil || li.NodeID != id {
+		return ""
+	}
+	return li.AdminURL
 }
 
 // writeError sends e with the status its code maps to.

@@ -3,9 +3,11 @@ package admin
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -121,6 +123,55 @@ func (f *fakeState) Unfinished() []*smv1.TxnRecord {
 	}
 	return out
 }
+func (f *fakeState) Shard(id string) (*smv1.ShardInfo, bool) {
+	for _, sh := range f.shards {
+		if sh.GetShardId() == id {
+			return sh, true
+		}
+	}
+	return nil, false
+}
+
+// ListTxns filters and pages like the FSM, naively: log order is token then txid, the
+// cursor "<token>.<txid>".
+func (f *fakeState) ListTxns(q coordinator.TxnQuery) (coordinator.TxnPage, error) {
+	key := func(t *smv1.TxnRecord) string { return fmt.Sprintf("%020d.%s", t.GetToken(), t.GetTxid()) }
+	var after string
+	if q.After != "" {
+		tok, id, ok := strings.Cut(q.After, ".")
+		n, err := strconv.ParseUint(tok, 10, 64)
+		if !ok || err != nil {
+			return coordinator.TxnPage{}, &coordinator.InvalidError{Field: "cursor", Reason: "bad"}
+		}
+		after = fmt.Sprintf("%020d.%s", n, id)
+	}
+	var all []*smv1.TxnRecord
+	for _, t := range f.txns {
+		switch {
+		case len(q.States) > 0 && !slices.Contains(q.States, t.GetState()),
+			q.Outcome != 0 && t.GetDecision().GetOutcome() != q.Outcome,
+			q.Shard != "" && !slices.Contains(t.GetShards(), q.Shard),
+			q.Keep != nil && !q.Keep(t):
+			continue
+		}
+		all = append(all, t)
+	}
+	slices.SortFunc(all, func(a, b *smv1.TxnRecord) int { return strings.Compare(key(a), key(b)) })
+	page := coordinator.TxnPage{Total: len(all)}
+	for _, t := range all {
+		if key(t) <= after {
+			continue
+		}
+		if q.Limit > 0 && len(page.Txns) == q.Limit {
+			last := page.Txns[len(page.Txns)-1]
+			page.Next = fmt.Sprintf("%d.%s", last.GetToken(), last.GetTxid())
+			break
+		}
+		page.Txns = append(page.Txns, t)
+	}
+	return page, nil
+}
+
 func (f *fakeState) Counts() coordinator.Counts {
 	c := coordinator.Counts{Txns: len(f.txns), Leases: len(f.leases), Shards: len(f.shards)}
 	for _, t := range f.txns {

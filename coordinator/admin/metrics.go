@@ -64,6 +64,9 @@ type Metrics struct {
 	// and an atomic add.
 	decided map[decisionKey]prometheus.Counter
 	phase   map[Phase]prometheus.Observer
+
+	// tally is what GET /v1/stats and GET /v1/policy report.
+	tally decisionTally
 }
 
 type decisionKey struct {
@@ -139,6 +142,7 @@ func (m *Metrics) ObserveDecision(d *smv1.Decision) {
 	if o != smv1.Outcome_OUTCOME_COMMITTED && o != smv1.Outcome_OUTCOME_ABORTED {
 		return
 	}
+	m.tally.observe(d)
 	if c, ok := m.decided[decisionKey{o, r}]; ok {
 		c.Inc()
 	} else {

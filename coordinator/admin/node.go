@@ -39,6 +39,23 @@ type ForceAborter interface {
 	ForceAbort(ctx context.Context, txid string) error
 }
 
+// Operator is the optional Node side of the transaction and shard actions and of the
+// dead-letter list: POST /v1/txns/{id}/redrive and /resolve, POST
+// /v1/shards/{id}/state, GET /v1/deadletters's attempts. *coordinator.Node implements
+// it; without it those endpoints answer 501. Each method's errors follow ForceAbort's.
+type Operator interface {
+	// Redrive sends txid's decision now to the shards that have not acknowledged it
+	// and returns them.
+	Redrive(ctx context.Context, txid string) ([]string, error)
+	// Resolve logs a DISABLED shard's acknowledgement of txid's decision.
+	Resolve(ctx context.Context, txid, shard string) error
+	// SetShardState changes a shard's state through Raft.
+	SetShardState(ctx context.Context, id string, st smv1.ShardState) error
+	// DeliveryAttempts is how many times the leader sent txid's decision to each shard
+	// this term; ok is false off the leader or when it is not delivering txid.
+	DeliveryAttempts(txid string) (attempts map[string]int, ok bool)
+}
+
 // DriverStatser is the optional Node method that exposes the current leadership term's
 // two-phase-commit driver counters; ok is false when the node does not lead.
 type DriverStatser interface {
@@ -71,12 +88,15 @@ type stateAPI interface {
 	Counts() coordinator.Counts
 	AppliedIndex() uint64
 	InDoubtByShard() map[string]int
+	Shard(id string) (*smv1.ShardInfo, bool)
+	ListTxns(q coordinator.TxnQuery) (coordinator.TxnPage, error)
 }
 
 var (
 	_ Node     = (*coordinator.Node)(nil)
 	_ raftAPI  = (*raft.Raft)(nil)
 	_ stateAPI = (*coordinator.FSM)(nil)
+	_ Operator = (*coordinator.Node)(nil)
 )
 
 // localTxn finds id, a txid or a proposal id, in this node's FSM.

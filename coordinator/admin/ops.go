@@ -40,7 +40,7 @@ func (s *Server) transferLeader(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if s.raft.State() != raft.Leader {
-		writeError(w, toError(notLeader(s.raft), s.raft))
+		s.fail(w, r, toError(notLeader(s.raft), s.raft))
 		return
 	}
 	var f raft.Future
@@ -53,7 +53,7 @@ func (s *Server) transferLeader(w http.ResponseWriter, r *http.Request) {
 	// timeout): bounded without a context.
 	if err := f.Error(); err != nil {
 		s.log.Warn("leadership transfer failed", "to", req.ID, "err", err)
-		writeError(w, toError(err, s.raft))
+		s.fail(w, r, toError(err, s.raft))
 		return
 	}
 	s.log.Info("leadership transferred", "to", req.ID)
@@ -91,13 +91,13 @@ func (s *Server) addVoter(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if s.raft.State() != raft.Leader {
-		writeError(w, toError(notLeader(s.raft), s.raft))
+		s.fail(w, r, toError(notLeader(s.raft), s.raft))
 		return
 	}
 	f := s.raft.AddVoter(raft.ServerID(req.ID), raft.ServerAddress(req.Addr), 0, s.cfg.ChangeTimeout)
 	if err := f.Error(); err != nil {
 		s.log.Warn("add voter failed", "id", req.ID, "addr", req.Addr, "err", err)
-		writeError(w, toError(err, s.raft))
+		s.fail(w, r, toError(err, s.raft))
 		return
 	}
 	s.log.Info("voter added", "id", req.ID, "addr", req.Addr, "index", f.Index())
@@ -107,12 +107,12 @@ func (s *Server) addVoter(w http.ResponseWriter, r *http.Request) {
 func (s *Server) removeVoter(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
 	if s.raft.State() != raft.Leader {
-		writeError(w, toError(notLeader(s.raft), s.raft))
+		s.fail(w, r, toError(notLeader(s.raft), s.raft))
 		return
 	}
 	cf := s.raft.GetConfiguration()
 	if err := cf.Error(); err != nil {
-		writeError(w, toError(err, s.raft))
+		s.fail(w, r, toError(err, s.raft))
 		return
 	}
 	known := false
@@ -126,7 +126,7 @@ func (s *Server) removeVoter(w http.ResponseWriter, r *http.Request) {
 	f := s.raft.RemoveServer(raft.ServerID(id), 0, s.cfg.ChangeTimeout)
 	if err := f.Error(); err != nil {
 		s.log.Warn("remove server failed", "id", id, "err", err)
-		writeError(w, toError(err, s.raft))
+		s.fail(w, r, toError(err, s.raft))
 		return
 	}
 	s.log.Info("server removed", "id", id, "index", f.Index())
@@ -155,7 +155,7 @@ func (s *Server) forceAbort(w http.ResponseWriter, r *http.Request) {
 	defer cancel()
 	if err := fa.ForceAbort(ctx, txid); err != nil {
 		s.log.Warn("force-abort failed", "txid", txid, "err", err)
-		writeError(w, toError(err, s.raft))
+		s.fail(w, r, toError(err, s.raft))
 		return
 	}
 	s.log.Info("transaction force-aborted", "txid", txid)

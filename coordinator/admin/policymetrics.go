@@ -24,6 +24,7 @@ func (m *Metrics) AddPolicy(stats func() policy.Stats) error {
 	if err := m.reg.Register(newPolicyCollector(stats, m.nodeLabel)); err != nil {
 		return fmt.Errorf("admin: policy metrics: %w", err)
 	}
+	m.tally.policy.Store(&stats)
 	return nil
 }
 

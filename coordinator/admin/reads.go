@@ -11,7 +11,6 @@ import (
 
 	"github.com/shardmatch/shardmatch/lease"
 	smv1 "github.com/shardmatch/shardmatch/proto/shardmatch/v1"
-	"github.com/shardmatch/shardmatch/twophase"
 )
 
 // Response headers of the transaction reads.
@@ -67,67 +66,11 @@ func (s *Server) getTxn(w http.ResponseWriter, r *http.Request) {
 	defer cancel()
 	rec, err := s.node.Status(ctx, id)
 	if err != nil {
-		writeError(w, toError(err, s.raft))
+		s.fail(w, r, toError(err, s.raft))
 		return
 	}
 	w.Header().Set(HeaderRead, "linearizable")
 	s.writeProto(w, rec)
-}
-
-// txnList is GET /v1/txns.
-type txnList struct {
-	Txns []json.RawMessage `json:"txns"`
-	// Total is how many matched; Truncated is set when Total exceeds the limit.
-	Total     int  `json:"total"`
-	Truncated bool `json:"truncated,omitempty"`
-}
-
-// GET /v1/txns?state=preparing|undelivered&limit=N: this node's unfinished txns.
-func (s *Server) listTxns(w http.ResponseWriter, r *http.Request) {
-	q := r.URL.Query()
-	want := func(*smv1.TxnRecord) bool { return true }
-	switch st := q.Get("state"); st {
-	case "":
-	case "preparing":
-		want = func(t *smv1.TxnRecord) bool { return t.GetState() == smv1.TxnState_TXN_STATE_PREPARING }
-	case "undelivered":
-		want = func(t *smv1.TxnRecord) bool {
-			return twophase.Decided(t.GetState()) && t.GetState() != smv1.TxnState_TXN_STATE_DONE
-		}
-	default:
-		writeError(w, invalid("state", "unknown state %q: want preparing or undelivered", st))
-		return
-	}
-	limit := s.cfg.ListLimit
-	if l := q.Get("limit"); l != "" {
-		n, err := strconv.Atoi(l)
-		if err != nil || n < 1 {
-			writeError(w, invalid("limit", "limit %q must be a positive integer", l))
-			return
-		}
-		limit = n
-	}
-	out := txnList{Txns: []json.RawMessage{}}
-	for _, t := range s.state.Unfinished() {
-		if !want(t) {
-			continue
-		}
-		out.Total++
-		if len(out.Txns) >= limit {
-			out.Truncated = true
-			continue
-		}
-		b, err := protoJSON(t)
-		if err != nil {
-			s.log.Error("encode txn", "txid", t.GetTxid(), "err", err)
-			writeError(w, &Error{Code: CodeInternal, Message: "cannot encode the response"})
-			return
-		}
-		out.Txns = append(out.Txns, b)
-	}
-	w.Header().Set(HeaderRead, "stale")
-	w.Header().Set(HeaderAppliedIndex, strconv.FormatUint(s.state.AppliedIndex(), 10))
-	writeJSON(w, http.StatusOK, out)
 }
 
 // GET /v1/leases/{player}: the player's lease in this node's FSM.

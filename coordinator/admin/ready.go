@@ -9,11 +9,12 @@ import (
 )
 
 // LeaderIndex is what the leading node says of its log: who it is, its term and its
-// commit index.
+// commit index; and where its admin API is ("" if it advertises none).
 type LeaderIndex struct {
 	NodeID      string
 	Term        uint64
 	CommitIndex uint64
+	AdminURL    string
 }
 
 // LeaderIndexSource tells a follower the leader's commit index. A follower's own

@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/shardmatch/shardmatch/coordinator"
 	"github.com/shardmatch/shardmatch/internal/clock"
 )
 
@@ -81,6 +82,15 @@ type Config struct {
 	LeaderIndexTimeout time.Duration
 	// ListLimit caps /v1/txns when the caller gives no limit (default DefaultListLimit).
 	ListLimit int
+	// AdvertiseURL is this node's admin API base URL as clients reach it (e.g.
+	// http://10.0.0.3:8080; serve --admin-advertise-url). A follower's NOT_LEADER names
+	// the leader's (leader_admin_url), learnt from LeaderIndex, so that clients can
+	// follow it.
+	AdvertiseURL string
+	// PrepareTimeout is the coordinator's prepare timeout for proposals that give none
+	// (coordinator.Limits.DefaultPrepareTimeout, the default when zero): a PREPARING txn
+	// past its Begin time plus its timeout is stuck.
+	PrepareTimeout time.Duration
 	// Faults, if set, serves the fault-injection endpoints (fault.go). Only for
 	// processes started with --enable-fault-injection; nil leaves them 404.
 	Faults *FaultConfig
@@ -141,6 +151,9 @@ func newServer(cfg Config, r raftAPI, st stateAPI) (*Server, error) {
 	if cfg.ListLimit <= 0 {
 		cfg.ListLimit = DefaultListLimit
 	}
+	if cfg.PrepareTimeout <= 0 {
+		cfg.PrepareTimeout = coordinator.DefaultLimits().DefaultPrepareTimeout
+	}
 	if cfg.MaxBodyBytes <= 0 {
 		cfg.MaxBodyBytes = DefaultMaxBodyBytes
 	}
@@ -194,23 +207,29 @@ func (s *Server) Close() {
 
 func (s *Server) routes() http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /healthz", s.healthz)
-	mux.HandleFunc("GET /readyz", s.readyz)
-	mux.Handle("GET /metrics", promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{
+	mux.HandleFunc("GET "+PathHealthz, s.healthz)
+	mux.HandleFunc("GET "+PathReadyz, s.readyz)
+	mux.Handle("GET "+PathMetrics, promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{
 		ErrorLog: promLogger{s.log}, ErrorHandling: promhttp.ContinueOnError}))
 	// Reads: the read role (open when no read token is configured).
-	mux.HandleFunc("GET /v1/status", s.read(s.getStatus))
-	mux.HandleFunc("GET /v1/txns", s.read(s.listTxns))
-	mux.HandleFunc("GET /v1/txns/{id}", s.read(s.getTxn))
-	mux.HandleFunc("GET /v1/leases/{player}", s.read(s.getLease))
-	mux.HandleFunc("GET /v1/shards", s.read(s.listShards))
+	mux.HandleFunc("GET "+PathStatus, s.read(s.getStatus))
+	mux.HandleFunc("GET "+PathTxns, s.read(s.listTxns))
+	mux.HandleFunc("GET "+PathTxn, s.read(s.getTxn))
+	mux.HandleFunc("GET "+PathDeadLetters, s.read(s.listDeadLetters))
+	mux.HandleFunc("GET "+PathLease, s.read(s.getLease))
+	mux.HandleFunc("GET "+PathShards, s.read(s.listShards))
+	mux.HandleFunc("GET "+PathStats, s.read(s.getStats))
+	mux.HandleFunc("GET "+PathPolicy, s.read(s.getPolicy))
 	mux.HandleFunc("GET "+PathDebugState, s.read(s.debugState))
-	mux.HandleFunc("GET /v1/audit", s.read(s.getAudit))
+	mux.HandleFunc("GET "+PathAudit, s.read(s.getAudit))
 	// Operator actions: the operate role, audited.
-	mux.HandleFunc("POST /v1/txns/{id}/abort", s.operate(s.forceAbort, false))
-	mux.HandleFunc("POST /v1/leader/transfer", s.operate(s.transferLeader, false))
-	mux.HandleFunc("POST /v1/voters", s.operate(s.addVoter, false))
-	mux.HandleFunc("DELETE /v1/voters/{id}", s.operate(s.removeVoter, false))
+	mux.HandleFunc("POST "+PathTxnAbort, s.operate(s.forceAbort, false))
+	mux.HandleFunc("POST "+PathTxnRedrive, s.operate(s.redrive, false))
+	mux.HandleFunc("POST "+PathTxnResolve, s.operate(s.resolve, false))
+	mux.HandleFunc("POST "+PathShardState, s.operate(s.setShardState, false))
+	mux.HandleFunc("POST "+PathLeaderTransfer, s.operate(s.transferLeader, false))
+	mux.HandleFunc("POST "+PathVoters, s.operate(s.addVoter, false))
+	mux.HandleFunc("DELETE "+PathVoter, s.operate(s.removeVoter, false))
 	s.registerSnapshot(mux)
 	s.mountUI(mux)
 	if s.cfg.Faults != nil {

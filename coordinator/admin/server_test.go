@@ -179,9 +179,9 @@ func TestTxnReadsOnFakes(t *testing.T) {
 
 func TestListingsOnFakes(t *testing.T) {
 	f := newFixture(t, nil)
-	count := func(target string) (int, txnList) {
+	count := func(target string) (int, TxnList) {
 		rec := f.do("GET", target, "", "")
-		var l txnList
+		var l TxnList
 		if rec.Code == 200 {
 			if err := json.Unmarshal(rec.Body.Bytes(), &l); err != nil {
 				t.Fatal(err)

@@ -98,7 +98,7 @@ func (s *Server) saveSnapshot(w http.ResponseWriter, r *http.Request) {
 	cancel()
 	if err != nil {
 		s.log.Warn("snapshot failed", "err", err)
-		writeError(w, toError(err, s.raft))
+		s.fail(w, r, toError(err, s.raft))
 		return
 	}
 	defer snap.Close()

@@ -193,6 +193,10 @@ type Config struct {
 	// followers can tell how far behind they are (LeaderIndexClient). It must be cheap
 	// and must not block (raft.Raft.CommitIndex is an atomic read).
 	CommitIndex func() uint64
+	// AdminURL is this node's admin API base URL as others reach it (serve
+	// --admin-advertise-url), carried in the leader-index answer so that a follower's
+	// NOT_LEADER can send callers to the leader's admin API. Optional.
+	AdminURL string
 
 	// OnProposal, if set, is called once per proposal taken from the intake: on its
 	// first delivery, never on a redelivery (here or at a later leader), so that over

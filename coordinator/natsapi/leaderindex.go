@@ -28,11 +28,13 @@ const (
 // LeaderIndex as JSON. Coordinators are its only users.
 func LeaderIndexSubject(s natsutil.Subjects) string { return s.Prefix() + ".v1.leader.index" }
 
-// LeaderIndex is the leader's answer: its node id, term and Raft commit index.
+// LeaderIndex is the leader's answer: its node id, term, Raft commit index and admin
+// API base URL ("" when the leader advertises none).
 type LeaderIndex struct {
 	NodeID      string `json:"node_id"`
 	Term        uint64 `json:"term"`
 	CommitIndex uint64 `json:"commit_index"`
+	AdminURL    string `json:"admin_url,omitempty"`
 }
 
 // handleLeaderIndex answers a leader-index request from term t. It runs on the
@@ -45,7 +47,7 @@ func (s *Server) handleLeaderIndex(t *term, m *nats.Msg) {
 	if t.ctx.Err() != nil {
 		return // the term ended: let the next leader answer
 	}
-	b, err := json.Marshal(LeaderIndex{NodeID: s.cfg.NodeID, Term: t.n, CommitIndex: s.cfg.CommitIndex()})
+	b, err := json.Marshal(LeaderIndex{NodeID: s.cfg.NodeID, Term: t.n, CommitIndex: s.cfg.CommitIndex(), AdminURL: s.cfg.AdminURL})
 	if err != nil {
 		s.stats.replyErrors.Add(1)
 		return

@@ -25,6 +25,7 @@ func TestLeaderIndexOnlyTheLeaderAnswers(t *testing.T) {
 	var c *natsapitest.Cluster
 	c = natsapitest.Start(t, natsapitest.Options{API: func(id string, cfg *natsapi.Config) {
 		i := int(id[1] - '1')
+		cfg.AdminURL = "http://" + id + ".admin.test:8080"
 		cfg.CommitIndex = func() uint64 {
 			if n := c.Node(i); n != nil {
 				return n.Raft().CommitIndex()
@@ -52,6 +53,9 @@ func TestLeaderIndexOnlyTheLeaderAnswers(t *testing.T) {
 			}
 			if li.NodeID != id || li.Term != term {
 				return fmt.Errorf("answered by %s term %d, leader is %s term %d", li.NodeID, li.Term, id, term)
+			}
+			if want := "http://" + id + ".admin.test:8080"; li.AdminURL != want {
+				return fmt.Errorf("admin URL %q, the leader advertises %q", li.AdminURL, want)
 			}
 			if ci := c.Node(leader).Raft().CommitIndex(); li.CommitIndex == 0 || li.CommitIndex > ci {
 				return fmt.Errorf("commit index %d, the leader's is %d", li.CommitIndex, ci)

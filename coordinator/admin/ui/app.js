@@ -388,8 +388,9 @@ async function refreshPolicy() {
     throw err;
   }
   summary($("policy-summary"), [["Revision", p.revision || "none"], ["Loaded", p.loaded_at || ""]]);
-  fillTable($("denials"), (p.recent_denials || []).slice().reverse().map((d) => [
-    d.at || "", el("span", d.txid, "mono"), d.rule || "", d.message || ""]), "no recent denials");
+  // Newest first, as the API lists them.
+  fillTable($("denials"), (p.recent_denials || []).map((d) => [
+    d.at || "", el("span", d.txid, "mono"), (d.denials || []).map((x) => x.code).join(", "), d.message || ""]), "no recent denials");
 }
 
 async function lookupLease(ev) {
