@@ -3,11 +3,13 @@ package admin_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -41,6 +43,8 @@ type adminCluster struct {
 	servers []*admin.Server
 	https   []*httptest.Server
 	hc      *http.Client
+	// dropAcks drops the acks shard s2 sends while set: its decisions stay undelivered.
+	dropAcks atomic.Bool
 }
 
 func newAdminCluster(t *testing.T) *adminCluster {
@@ -49,6 +53,10 @@ func newAdminCluster(t *testing.T) *adminCluster {
 	c := &adminCluster{t: t, metrics: map[string]*admin.Metrics{}, hc: &http.Client{Transport: &http.Transport{}}}
 	netw := twophase.NewInmemNetwork(twophase.InmemConfig{Clock: ref})
 	t.Cleanup(func() { _ = netw.Close() })
+	netw.SetHook(func(from, _ string, msg proto.Message) bool {
+		r, ok := msg.(*smv1.ShardReply)
+		return !(ok && from == "s2" && r.GetAck() != nil && c.dropAcks.Load())
+	})
 	for _, id := range []string{"s1", "s2"} {
 		p, err := twophase.NewParticipant(twophase.ParticipantConfig{ShardID: id, Handler: yesShard{},
 			Journal: twophase.NewMemJournal(), Clock: ref})
@@ -98,14 +106,33 @@ func newAdminCluster(t *testing.T) *adminCluster {
 			t.Fatalf("register %s: %v", s, err)
 		}
 	}
+	// Each node advertises its httptest URL, and learns the leader's as serve's nodes
+	// do over NATS: from the leader's answer to the leader-index request.
+	handlers := make([]atomic.Pointer[http.Handler], lc.Size())
+	for i := range lc.Size() {
+		c.https = append(c.https, httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			(*handlers[i].Load()).ServeHTTP(w, r)
+		})))
+	}
+	leaderIndex := admin.LeaderIndexFunc(func(context.Context) (admin.LeaderIndex, error) {
+		for i := range lc.Size() {
+			if n := lc.Node(i); n != nil && n.IsLeader() {
+				return admin.LeaderIndex{NodeID: n.ID(), Term: n.Raft().CurrentTerm(), CommitIndex: n.Raft().CommitIndex(),
+					AdminURL: c.url(i)}, nil
+			}
+		}
+		return admin.LeaderIndex{}, errors.New("no leader")
+	})
 	for i := range lc.Size() {
 		n := lc.Node(i)
-		srv, err := admin.New(admin.Config{Node: n, AuthToken: token, Metrics: c.metrics[n.ID()]})
+		srv, err := admin.New(admin.Config{Node: n, AuthToken: token, Metrics: c.metrics[n.ID()],
+			AdvertiseURL: c.url(i), LeaderIndex: leaderIndex})
 		if err != nil {
 			t.Fatal(err)
 		}
 		c.servers = append(c.servers, srv)
-		c.https = append(c.https, httptest.NewServer(srv.Handler()))
+		h := srv.Handler()
+		handlers[i].Store(&h)
 	}
 	return c
 }

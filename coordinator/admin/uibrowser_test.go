@@ -381,9 +381,9 @@ func (l *consoleLog) all() []string {
 	return out
 }
 
-// optionalEndpoints may answer 404/400 on a server older than the console: the console
-// says so in the page, and the browser logs the failed fetch.
-var optionalEndpoints = []string{"/v1/stats", "/v1/policy", "/v1/deadletters", "/v1/txns?state=stuck"}
+// leaderOnlyReads answer NOT_LEADER (421) on a follower, and the page asks again with
+// ?stale=true; the browser logs the first, failed fetch, which is no error of the page.
+var leaderOnlyReads = []string{"/v1/deadletters"}
 
 func (l *consoleLog) len() int {
 	l.mu.Lock()
@@ -392,7 +392,7 @@ func (l *consoleLog) len() int {
 }
 
 // errors are the exceptions, console.error/warn calls and browser-log errors, except a
-// failed fetch of an optional endpoint, and the 401s of the first tokenless messages.
+// follower's 421 to a leader-only read, and the 401s of the first tokenless messages.
 func (l *consoleLog) errors(tokenless int) []string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -401,7 +401,8 @@ func (l *consoleLog) errors(tokenless int) []string {
 		if m.Type != chromedp.ConsoleError && m.Type != chromedp.ConsoleWarning && !m.IsException() {
 			continue
 		}
-		if m.Source == "network" && slices.ContainsFunc(optionalEndpoints, func(p string) bool { return strings.Contains(m.URL, p) }) {
+		if m.Source == "network" && strings.Contains(m.Text, "status of 421") &&
+			slices.ContainsFunc(leaderOnlyReads, func(p string) bool { return strings.Contains(m.URL, p) }) {
 			continue
 		}
 		if m.Source == "network" && i < tokenless && strings.Contains(m.Text, "status of 401") {
