@@ -42,7 +42,7 @@ type Error struct {
 	LeaderID       string `json:"leader_id,omitempty"`
 	LeaderAddr     string `json:"leader_addr,omitempty"`
 	LeaderAdminURL string `json:"leader_admin_url,omitempty"`
-	TxID       string `json:"txid,omitempty"`
+	TxID           string `json:"txid,omitempty"`
 	// Field names the offending field of an INVALID request.
 	Field string `json:"field,omitempty"`
 	// HTTPStatus is the response's status code (client side only).

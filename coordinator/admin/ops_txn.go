@@ -155,4 +155,3 @@ func (s *Server) txid(id string) string {
 	}
 	return id
 }
-
