@@ -24,6 +24,9 @@ type devOptions struct {
 	inflight, nodes, shards, players                            int
 	seed                                                        int64
 	data, policyBundle, summaryJSON, logLevel, transport        string
+	// adminAddr is where the first node's admin API and console listen, the others on
+	// the next ports ("": none).
+	adminAddr string
 	noPolicy                                                    bool
 	// secure runs NATS in operator (JWT) mode with per-role credentials and signs
 	// commands (devSecurity).
@@ -62,6 +65,8 @@ func parseDevFlags(args []string, stderr io.Writer) (devOptions, int, bool) {
 	fs.DurationVar(&o.killEvery, "chaos-kill-leader-every", 0, "kill the leader this often and restart it (0: never)")
 	fs.StringVar(&o.logLevel, "log-level", "warn", "log level on stderr: debug, info, warn, error or off")
 	fs.BoolVar(&o.secure, "secure", false, "run as production does: NATS over mutual TLS in JWT operator mode with per-role credentials and subject permissions, commands signed by coordinators and verified by shards (NATS transport only)")
+	fs.StringVar(&o.adminAddr, "admin-addr", "127.0.0.1:8080", "the first node's admin API and console (`host:port`; the other nodes "+
+		"use the next ports; port 0: any free ones; \"\": none); operator actions need no token in dev")
 	fs.StringVar(&o.transport, "transport", transportNATS, "how coordinators, shards and the load driver talk: nats (embedded NATS JetStream) or inmem")
 	if code, done := parseFlags(fs, args); done {
 		return o, code, true
@@ -126,6 +131,10 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "coordinator dev: NATS JetStream at %s (try: nats --server %s sub 'sm.v1.events.>')\n", st.nats.URL(), st.nats.URL())
 	} else {
 		fmt.Fprintln(stderr, "coordinator dev: in-memory participant network (--transport inmem)")
+	}
+	if st.admin != nil {
+		fmt.Fprintf(stderr, "coordinator dev: console at %s/ui/ (admin APIs: %s; try: coordinator status --endpoints %s)\n",
+			st.admin.urls[0], strings.Join(st.admin.urls, " "), strings.Join(st.admin.urls, ","))
 	}
 
 	runCtx, stopRun := ctx, context.CancelFunc(func() {})

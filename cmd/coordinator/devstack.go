@@ -40,6 +40,7 @@ type devStack struct {
 	shards       []*devShard
 	stopWatch    context.CancelFunc
 	pol          *policy.Engine // nil with --no-policy
+	admin        *devAdmin      // the nodes' admin APIs and console; nil without --admin-addr
 }
 
 // devShard is one shard: its game state, journal and participant, and over NATS its
@@ -113,6 +114,18 @@ func startDevStack(ctx context.Context, o devOptions, log *slog.Logger) (_ *devS
 	if err != nil {
 		return s, err
 	}
+	if o.adminAddr != "" {
+		if s.admin, err = startDevAdmin(o.adminAddr, o.nodes, log); err != nil {
+			// The console is a convenience: a busy port must not stop the run.
+			log.Warn("no admin API or console (try --admin-addr 127.0.0.1:0)", "err", err)
+			s.admin, err = nil, nil
+		}
+		if s.admin != nil && s.pol != nil {
+			if err = s.admin.addPolicy(s.pol); err != nil {
+				return s, err
+			}
+		}
+	}
 	if s.nats != nil {
 		for i := range s.nats.slots {
 			if err = s.nats.startSlot(i); err != nil {
@@ -128,12 +141,22 @@ func startDevStack(ctx context.Context, o devOptions, log *slog.Logger) (_ *devS
 			if s.nats != nil {
 				s.nats.configure(id, c)
 			}
+			if s.admin != nil {
+				s.admin.configure(id, c)
+			}
 		},
 	})
 	if err != nil {
 		return s, err
 	}
 	s.lc = lc
+	if s.admin != nil {
+		for i := range lc.Size() {
+			if err = s.admin.attach(lc, i); err != nil {
+				return s, err
+			}
+		}
+	}
 	rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	if s.nats != nil {
@@ -237,6 +260,9 @@ func (s *devStack) proposer() shardsvc.Proposer {
 
 // kill stops node i abruptly, with its NATS parts.
 func (s *devStack) kill(i int) {
+	if s.admin != nil {
+		s.admin.detach(i)
+	}
 	_ = s.lc.Kill(i)
 	if s.nats != nil {
 		s.nats.stopSlot(i)
@@ -253,7 +279,13 @@ func (s *devStack) restart(i int) error {
 			return err
 		}
 	}
-	return s.lc.Start(i)
+	if err := s.lc.Start(i); err != nil {
+		return err
+	}
+	if s.admin != nil {
+		return s.admin.attach(s.lc, i)
+	}
+	return nil
 }
 
 func (s *devStack) worlds() []*shardsvc.World {
@@ -367,6 +399,9 @@ func (s *devStack) killLeaders(ctx context.Context, every time.Duration, log *sl
 // through, the shards' servers, the clients and connections, NATS, the journals.
 func (s *devStack) close() {
 	s.stopWatch()
+	if s.admin != nil {
+		s.admin.close()
+	}
 	if s.lc != nil {
 		s.lc.Shutdown()
 	}

@@ -28,6 +28,7 @@ import (
 	"github.com/shardmatch/shardmatch/coordinator/natsapi"
 	"github.com/shardmatch/shardmatch/internal/clock"
 	"github.com/shardmatch/shardmatch/internal/config"
+	"github.com/shardmatch/shardmatch/internal/memlimit"
 	"github.com/shardmatch/shardmatch/internal/natsutil"
 	"github.com/shardmatch/shardmatch/policy"
 	smv1 "github.com/shardmatch/shardmatch/proto/shardmatch/v1"
@@ -50,6 +51,11 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 	log = log.With("node", o.id)
 	log, stopTelemetry := startTelemetry(log, "shardmatch-coordinator", o.id)
 	defer stopTelemetry()
+	if ml, err := memlimit.Apply(cgroupRoot, o.memoryLimitRatio); err != nil {
+		log.Warn("no soft memory limit from the cgroup", "err", err)
+	} else if ml.Limit > 0 {
+		log.Info("soft memory limit", "bytes", ml.Limit, "source", ml.Source, "cgroup_limit", ml.Cgroup)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	s, err := startServe(ctx, o, log, stderr)
@@ -68,6 +74,9 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 	log.Info("stopped")
 	return 0
 }
+
+// cgroupRoot is where a container sees its own cgroup's files.
+const cgroupRoot = "/sys/fs/cgroup"
 
 // served is one running node and everything it owns, closed in reverse order.
 type served struct {
@@ -172,7 +181,7 @@ func startServe(ctx context.Context, o serveOptions, log *slog.Logger, stderr io
 	ref := &nodeRef{}
 	if s.api, err = natsapi.New(natsapi.Config{Node: ref, NodeID: o.id, Conn: s.nc, Prefix: o.prefix, Logger: log, Clock: s.clk,
 		SkipEnsureStreams: true, ReplyPrefixes: []string{"_INBOX."}, OnProposal: metrics.ObserveProposal,
-		StepDown: ref.transferLeadership, CommitIndex: ref.commitIndex,
+		StepDown: ref.transferLeadership, CommitIndex: ref.commitIndex, AdminURL: strings.TrimSuffix(o.adminAdvertiseURL, "/"),
 		MaxProposalBytes: o.maxProposalBytes, ProposerRate: o.proposerRate, ProposerBurst: o.proposerBurst}); err != nil {
 		return s, fmt.Errorf("nats api: %w", err)
 	}
@@ -258,9 +267,10 @@ func startServe(ctx context.Context, o serveOptions, log *slog.Logger, stderr io
 	}
 	admCfg := admin.Config{Node: s.node, Metrics: metrics, AuthToken: o.adminToken, Logger: log, Clock: s.clk,
 		ReadToken: o.admin.readToken, Audit: s.audit, MaxBodyBytes: o.admin.maxBodyBytes,
+		AdvertiseURL: strings.TrimSuffix(o.adminAdvertiseURL, "/"), PrepareTimeout: o.prepareTimeout,
 		LeaderIndex: admin.LeaderIndexFunc(func(ctx context.Context) (admin.LeaderIndex, error) {
 			li, err := leaderIndex.LeaderIndex(ctx)
-			return admin.LeaderIndex{NodeID: li.NodeID, Term: li.Term, CommitIndex: li.CommitIndex}, err
+			return admin.LeaderIndex{NodeID: li.NodeID, Term: li.Term, CommitIndex: li.CommitIndex, AdminURL: li.AdminURL}, err
 		})}
 	if o.faultInjection {
 		admCfg.Faults = &admin.FaultConfig{Clock: s.clk, Transport: s.faults}

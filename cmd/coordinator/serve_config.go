@@ -7,6 +7,7 @@ import (
 	"io"
 	"math"
 	"net"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -17,6 +18,7 @@ import (
 	"github.com/shardmatch/shardmatch/coordinator"
 	"github.com/shardmatch/shardmatch/coordinator/natsapi"
 	"github.com/shardmatch/shardmatch/internal/config"
+	"github.com/shardmatch/shardmatch/internal/memlimit"
 	"github.com/shardmatch/shardmatch/internal/natsutil"
 )
 
@@ -41,6 +43,8 @@ type serveOptions struct {
 	prefix                  string
 	streamReplicas          int
 	adminAddr, adminToken   string
+	adminAdvertiseURL       string
+	memoryLimitRatio        float64
 	policyBundle            string
 	policyTimeout           time.Duration
 	noPolicy                bool
@@ -102,6 +106,11 @@ func serveFlags(o *serveOptions, stderr io.Writer) (*flag.FlagSet, config.Loader
 	fs.StringVar(&o.prefix, "prefix", natsutil.DefaultPrefix, "NATS subject and stream `prefix`")
 	fs.IntVar(&o.streamReplicas, "stream-replicas", 1, "JetStream replicas per stream (3 on a NATS cluster)")
 	fs.StringVar(&o.adminAddr, "admin-addr", ":8080", "admin HTTP `host:port`")
+	fs.StringVar(&o.adminAdvertiseURL, "admin-advertise-url", "", "this node's admin API base `URL` as clients reach it, named in a follower's "+
+		"NOT_LEADER answers so the CLI and console can follow them (default: http, or https with --admin-tls-cert, "+
+		"then --admin-addr's host, or --raft-advertise's host when --admin-addr listens on all interfaces, and --admin-addr's port)")
+	fs.Float64Var(&o.memoryLimitRatio, "memory-limit-ratio", memlimit.DefaultRatio, "soft memory limit of the Go runtime as a `ratio` of the "+
+		"container's cgroup memory limit, so a large state is collected harder instead of OOM-killed (0: none; GOMEMLIMIT, if set, wins)")
 	fs.StringVar(&o.adminToken, "admin-token", "", "bearer `token` for mutating admin calls and --join (prefer the environment variable; empty disables them)")
 	fs.StringVar(&o.policyBundle, "policy-bundle", "", "policy bundle `directory`, hot-reloaded on change and SIGHUP (default: the embedded bundle)")
 	fs.DurationVar(&o.policyTimeout, "policy-timeout", 250*time.Millisecond, "bound on one policy evaluation")
@@ -187,6 +196,8 @@ func (o *serveOptions) validate() error {
 		return bad("--raft-election-timeout (%s) must be >= --raft-heartbeat-timeout (%s) > 0", o.election, o.heartbeat)
 	case o.adminAddr == "":
 		return bad("--admin-addr is required")
+	case math.IsNaN(o.memoryLimitRatio) || o.memoryLimitRatio < 0 || o.memoryLimitRatio > 1:
+		return bad("--memory-limit-ratio (%g) must be in [0, 1] (0: no limit)", o.memoryLimitRatio)
 	case (o.raftTLSCert == "") != (o.raftTLSKey == "") || (o.raftTLSCert == "") != (o.raftTLSCA == ""):
 		return bad("%v", errRaftTLSFlags)
 	case (o.historyDir == "") != (o.historyEpoch == 0):
@@ -215,6 +226,12 @@ func (o *serveOptions) validate() error {
 		return bad("%v", err)
 	}
 	o.advertiseAddr = adv
+	if o.adminAdvertiseURL == "" {
+		o.adminAdvertiseURL = defaultAdminURL(o.adminAddr, adv, o.admin.tlsCert != "")
+	}
+	if err := checkAdminURL(o.adminAdvertiseURL); err != nil {
+		return bad("%v", err)
+	}
 	if o.peers != "" {
 		var err error
 		if o.parsedPeers, err = parsePeers(o.peers); err != nil {
@@ -225,6 +242,37 @@ func (o *serveOptions) validate() error {
 		if u = strings.TrimSpace(u); u != "" {
 			o.joinURLs = append(o.joinURLs, u)
 		}
+	}
+	return nil
+}
+
+// defaultAdminURL is the admin URL a node advertises when --admin-advertise-url is not
+// given: the scheme, adminAddr's host (the Raft advertise host when adminAddr listens on
+// every interface) and adminAddr's port.
+func defaultAdminURL(adminAddr, raftAdvertise string, tls bool) string {
+	scheme := "http"
+	if tls {
+		scheme = "https"
+	}
+	host, port, err := net.SplitHostPort(adminAddr)
+	if err != nil {
+		return ""
+	}
+	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+		host, _, _ = net.SplitHostPort(raftAdvertise)
+	}
+	return scheme + "://" + net.JoinHostPort(host, port)
+}
+
+// checkAdminURL refuses an advertised admin URL a client could not follow.
+func checkAdminURL(u string) error {
+	pu, err := url.Parse(u)
+	if err != nil || (pu.Scheme != "http" && pu.Scheme != "https") || pu.Host == "" || pu.Port() == "0" ||
+		(pu.Path != "" && pu.Path != "/") || pu.RawQuery != "" || pu.User != nil {
+		return fmt.Errorf("--admin-advertise-url %q: want a base URL like http://10.0.0.3:8080 or https://c1.example:8080", u)
+	}
+	if ip := net.ParseIP(pu.Hostname()); ip != nil && ip.IsUnspecified() {
+		return fmt.Errorf("--admin-advertise-url %q is not reachable by clients: name this node's address", u)
 	}
 	return nil
 }

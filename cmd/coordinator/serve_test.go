@@ -91,6 +91,12 @@ func TestServeBadSettings(t *testing.T) {
 		{append(base, "--raft-tls-ca", "ca.pem"), "all three or none"},
 		{[]string{"--config", badFile}, `unknown key "not-a-flag"`},
 		{append(base, "extra"), "unexpected argument"},
+		{append(base, "--admin-advertise-url", "c1:8080"), "want a base URL"},
+		{append(base, "--admin-advertise-url", "ftp://c1:8080"), "want a base URL"},
+		{append(base, "--admin-advertise-url", "http://0.0.0.0:8080"), "not reachable"},
+		{append(base, "--admin-advertise-url", "http://c1:8080/admin?x=1"), "want a base URL"},
+		{append(base, "--memory-limit-ratio", "1.5"), "--memory-limit-ratio"},
+		{append(base, "--memory-limit-ratio", "-0.1"), "--memory-limit-ratio"},
 	} {
 		var stdout, stderr bytes.Buffer
 		if code := runServe(c.args, &stdout, &stderr); code != 2 {
@@ -111,6 +117,27 @@ func TestServeBadSettings(t *testing.T) {
 	}
 	if code := runNats([]string{"--store", ""}, &stdout, &stderr); code != 2 {
 		t.Errorf("nats without --store: exit %d, want 2", code)
+	}
+}
+
+// The advertised admin URL a node derives when none is given.
+func TestDefaultAdminURL(t *testing.T) {
+	for _, c := range []struct {
+		admin, raft string
+		tls         bool
+		want        string
+	}{
+		{"127.0.0.1:8081", "127.0.0.1:7001", false, "http://127.0.0.1:8081"},
+		{":8080", "c1.headless.ns.svc:7000", true, "https://c1.headless.ns.svc:8080"},
+		{"0.0.0.0:8080", "10.0.0.3:7000", false, "http://10.0.0.3:8080"},
+		{"[::]:8080", "[fd00::3]:7000", false, "http://[fd00::3]:8080"},
+	} {
+		if got := defaultAdminURL(c.admin, c.raft, c.tls); got != c.want {
+			t.Errorf("defaultAdminURL(%q, %q, %v) = %q, want %q", c.admin, c.raft, c.tls, got, c.want)
+		}
+		if err := checkAdminURL(c.want); err != nil {
+			t.Errorf("checkAdminURL(%q): %v", c.want, err)
+		}
 	}
 }
 
