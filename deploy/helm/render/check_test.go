@@ -227,6 +227,11 @@ func checkCoordinator(t *testing.T, m *Manifests, e expectation) {
 		if i < e.bootstrap && !strings.Contains(a["peers"], pod+"="+adv) {
 			t.Errorf("pod %s's advertised address %s is not its --peers entry", pod, adv)
 		}
+		// A follower's NOT_LEADER names the leader by this URL; the CLI and the console
+		// follow it, so it must be the pod's own stable name with the admin scheme.
+		if u, want := expand(a["admin-advertise-url"], pod, e.ns), fmt.Sprintf("%s://%s:%d", e.adminScheme, dns(i), adminPort); u != want {
+			t.Errorf("pod %s advertises admin URL %q, want %q", pod, u, want)
+		}
 	}
 	for _, p := range []int{raftPort, adminPort} {
 		if !slices.ContainsFunc(hs.Spec.Ports, func(sp corev1.ServicePort) bool { return int(sp.Port) == p }) {
