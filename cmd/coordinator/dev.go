@@ -27,7 +27,7 @@ type devOptions struct {
 	// adminAddr is where the first node's admin API and console listen, the others on
 	// the next ports ("": none).
 	adminAddr string
-	noPolicy                                                    bool
+	noPolicy  bool
 	// secure runs NATS in operator (JWT) mode with per-role credentials and signs
 	// commands (devSecurity).
 	secure bool
