@@ -79,12 +79,8 @@ const (
 	asyncInFlight  = 4096
 )
 
-// runBench implements `coordinator bench`.
-func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	o, code, done := parseBenchFlags(args, stderr)
-	if done {
-		return code
-	}
+// runBench runs `coordinator bench` with options o.
+func runBench(ctx context.Context, o benchOptions, stdout, stderr io.Writer) int {
 	log, err := newLogger(stderr, o.log)
 	if err != nil {
 		fmt.Fprintf(stderr, "coordinator bench: %v\n", err)

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"flag"
 	"fmt"
@@ -9,6 +10,10 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/shardmatch/shardmatch/cmd/internal/cli"
 )
 
 // benchOptions are the flags of `coordinator bench`.
@@ -61,26 +66,48 @@ const (
 	failoverPartition = "partition"
 )
 
-func parseBenchFlags(args []string, stderr io.Writer) (benchOptions, int, bool) {
-	o := benchOptions{policyMode: policyBoth, failoverModes: []string{failoverKill}}
-	fs := flag.NewFlagSet("coordinator bench", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: coordinator bench [flags]\n\nMeasures, in this process and on this machine, its floors (core NATS\n"+
-			"request-reply, JetStream publish, 3-node Raft apply on the coordinator's bbolt store) and then\n"+
-			"matches through the dev topology over real NATS (3 coordinators, shards that accept every\n"+
-			"player, fresh players per proposal: no contention, no denials), at 1 and at --inflight\n"+
-			"proposals in flight (closed loop), each without and then with the policy (--policy). Prints a\n"+
-			"table with the ratios of matches to their floors.\n\n"+
-			"--rate adds open-loop rows: proposals offered at a fixed rate whatever the backlog, each\n"+
-			"one's latency counted from the time it was due, so that queueing is not hidden.\n"+
-			"--failover N (20 gives a usable spread) fails the leader N times (--failover-mode: kill,\n"+
-			"stop, partition) under --failover-rate of open-loop load and reports the time from each\n"+
-			"failure to a new leader and to the first match committed through it, with the proposals\n"+
-			"lost or left in doubt (the target: none).\n\n"+
-			"Every match row runs on a freshly started stack.\n\nflags:")
-		fs.PrintDefaults()
+// newBenchCmd is `coordinator bench`.
+func newBenchCmd() *cobra.Command {
+	return goFlagsCmd(&cobra.Command{
+		Use:   "bench",
+		Short: "Measure matches/s and latency over NATS against the NATS and Raft floors",
+		Long: "Measures, in this process and on this machine, its floors (core NATS\n" +
+			"request-reply, JetStream publish, 3-node Raft apply on the coordinator's bbolt store) and then\n" +
+			"matches through the dev topology over real NATS (3 coordinators, shards that accept every\n" +
+			"player, fresh players per proposal: no contention, no denials), at 1 and at --inflight\n" +
+			"proposals in flight (closed loop), each without and then with the policy (--policy). Prints a\n" +
+			"table with the ratios of matches to their floors.\n\n" +
+			"--rate adds open-loop rows: proposals offered at a fixed rate whatever the backlog, each\n" +
+			"one's latency counted from the time it was due, so that queueing is not hidden.\n" +
+			"--failover N (20 gives a usable spread) fails the leader N times (--failover-mode: kill,\n" +
+			"stop, partition) under --failover-rate of open-loop load and reports the time from each\n" +
+			"failure to a new leader and to the first match committed through it, with the proposals\n" +
+			"lost or left in doubt (the target: none).\n\n" +
+			"Every match row runs on a freshly started stack.",
+		Example: "  coordinator bench\n  coordinator bench --floors=false --rate 250,500,1000\n" +
+			"  coordinator bench --floors=false --closed-loop=false --failover 20",
+		Args: cli.NoArgs,
+	}, defineBench, nil)
+}
+
+func defineBench(fs *flag.FlagSet) legacyRun {
+	o := newBenchOptions()
+	benchFlags(&o, fs)
+	return func(ctx context.Context, _ []string, stdout, stderr io.Writer) int {
+		if code, done := o.check(stderr); done {
+			return code
+		}
+		return runBench(ctx, o, stdout, stderr)
 	}
+}
+
+// newBenchOptions are bench's defaults that flags do not set.
+func newBenchOptions() benchOptions {
+	return benchOptions{policyMode: policyBoth, failoverModes: []string{failoverKill}}
+}
+
+// benchFlags puts bench's flags on fs.
+func benchFlags(o *benchOptions, fs *flag.FlagSet) {
 	fs.DurationVar(&o.duration, "duration", 10*time.Second, "length of each measurement (closed-loop and open-loop rows)")
 	fs.IntVar(&o.count, "count", 0, "stop each closed-loop measurement after this many operations (0: only --duration)")
 	fs.IntVar(&o.inflight, "inflight", 256, "proposals in flight at saturation (also the Raft saturation level)")
@@ -112,12 +139,13 @@ func parseBenchFlags(args []string, stderr io.Writer) (benchOptions, int, bool) 
 		"partition: its Raft transport cut from the other coordinators; its process and NATS connection\n"+
 		"stay up, so it serves as a stale leader until it steps down; healed after each recovery")
 	fs.DurationVar(&o.failoverTimeout, "failover-timeout", 30*time.Second, "failover: bound on each wait (steady load before a failure, first commit after it, catch-up after the restart)")
-	if code, done := parseFlags(fs, args); done {
-		return o, code, true
-	}
+}
+
+// check validates the flags; done means exit with code.
+func (o benchOptions) check(stderr io.Writer) (code int, done bool) {
 	if o.duration <= 0 || o.count < 0 || o.inflight < 1 || o.nodes < 1 || o.shards < 2 {
 		fmt.Fprintln(stderr, "coordinator bench: need --duration > 0, --count >= 0, --inflight >= 1, --nodes >= 1, --shards >= 2")
-		return o, 2, true
+		return 2, true
 	}
 	var bad []string
 	if o.arrivals != arrivalsUniform && o.arrivals != arrivalsPoisson {
@@ -143,9 +171,9 @@ func parseBenchFlags(args []string, stderr io.Writer) (benchOptions, int, bool) 
 	}
 	if len(bad) > 0 {
 		fmt.Fprintln(stderr, "coordinator bench: "+strings.Join(bad, "; "))
-		return o, 2, true
+		return 2, true
 	}
-	return o, 0, false
+	return 0, false
 }
 
 // policyFlag is --policy. It is a boolean flag as it always was (--policy, --policy=false)

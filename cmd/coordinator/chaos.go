@@ -12,43 +12,67 @@ import (
 	"path/filepath"
 	"syscall"
 
+	"github.com/spf13/cobra"
+
+	"github.com/shardmatch/shardmatch/cmd/internal/cli"
+
 	"github.com/shardmatch/shardmatch/chaos/netns"
 	"github.com/shardmatch/shardmatch/chaos/runner"
 	"github.com/shardmatch/shardmatch/chaos/scenario"
 )
 
-// runChaos is `coordinator chaos list|run|clean`.
-func runChaos(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 {
-		fmt.Fprintln(stderr, "usage: coordinator chaos list | run [flags] SCENARIO... | clean")
-		return 2
+// chaosSweep removes what interrupted chaos runs left; tests replace it.
+var chaosSweep = netns.Sweep
+
+// newChaosCmd is `coordinator chaos list|run|clean`.
+func newChaosCmd() *cobra.Command {
+	c := cli.Group(&cobra.Command{
+		Use:   "chaos",
+		Short: "Run chaos scenarios against real processes and report",
+		Long: "Run chaos scenarios against real processes in network namespaces (needs root), check the\n" +
+			"invariants and write reports; list the shipped scenarios; clean up after interrupted runs.",
+		Example: "  coordinator chaos list\n  coordinator chaos run leader-partition --seed 11\n  coordinator chaos clean",
+	})
+	list := &cobra.Command{
+		Use:     "list",
+		Short:   "List the shipped scenarios",
+		Example: "  coordinator chaos list",
+		Args:    cli.NoArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			return cli.Exit(chaosList(c.OutOrStdout(), c.ErrOrStderr()))
+		},
 	}
-	switch args[0] {
-	case "list":
-		return chaosList(stdout, stderr)
-	case "run":
-		return chaosRun(ctx, args[1:], stdout, stderr)
-	case "clean":
-		removed, err := netns.Sweep(ctx, "")
-		for _, r := range removed {
-			fmt.Fprintln(stdout, "removed", r)
-		}
-		if err != nil {
-			fmt.Fprintf(stderr, "coordinator chaos clean: %v\n", err)
-			if errors.Is(err, netns.ErrNotRoot) {
-				return 2
+	run := goFlagsCmd(&cobra.Command{
+		Use:   "run [flags] SCENARIO...",
+		Short: "Run scenarios (names from list, or YAML files) and write reports",
+		Long: "Run each scenario (a name from `coordinator chaos list`, or a YAML file) against real\n" +
+			"processes in network namespaces (needs root), check the invariants I1-I7 and write\n" +
+			"report.json, report.md, timeline.svg and history.json. Exit 0 if every run passes,\n" +
+			"1 if any fails, 2 if a run could not be made.",
+		Example: "  coordinator chaos run leader-partition\n  coordinator chaos run --seeds 5 clock-skew-forward\n" +
+			"  coordinator chaos run my-scenario.yaml --secure",
+		Args: cli.MinimumArgs(1, "SCENARIO"),
+	}, defineChaosRun, map[string]string{"v": "verbose"})
+	clean := &cobra.Command{
+		Use:   "clean",
+		Short: "Remove namespaces, links and nftables tables left by interrupted runs",
+		Long: "Remove every shardmatch network namespace, link and nftables table left by interrupted runs\n" +
+			"(runs in progress included: run it when none is). Needs root.",
+		Example: "  sudo coordinator chaos clean",
+		Args:    cli.NoArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			removed, err := chaosSweep(c.Context(), "")
+			for _, r := range removed {
+				fmt.Fprintln(c.OutOrStdout(), "removed", r)
 			}
-			return 1
-		}
-		return 0
-	case "-h", "-help", "--help", "help":
-		fmt.Fprintln(stdout, "usage: coordinator chaos list | run [flags] SCENARIO... | clean\n\n"+
-			"  list   the shipped scenarios\n  run    run scenarios (names from list, or YAML files) and write reports\n"+
-			"  clean  remove namespaces, links and nftables tables left by interrupted runs")
-		return 0
+			if err != nil && errors.Is(err, netns.ErrNotRoot) {
+				return cli.Usagef("%v", err)
+			}
+			return err
+		},
 	}
-	fmt.Fprintf(stderr, "coordinator chaos: unknown subcommand %q\n", args[0])
-	return 2
+	c.AddCommand(list, run, clean)
+	return c
 }
 
 func chaosList(stdout, stderr io.Writer) int {
@@ -68,9 +92,7 @@ func chaosList(stdout, stderr io.Writer) int {
 	return 0
 }
 
-func chaosRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("coordinator chaos run", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+func defineChaosRun(fs *flag.FlagSet) legacyRun {
 	seed := fs.Int64("seed", 1, "seed of the first run; runs are replayable by seed")
 	seeds := fs.Int("seeds", 1, "runs per scenario, with seeds seed, seed+1, ...")
 	reportDir := fs.String("report", "chaos-reports", "`directory` for the reports: one <scenario>-<seed>/ per run")
@@ -79,30 +101,32 @@ func chaosRun(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	quiet := fs.Bool("quiet", false, "no progress lines")
 	secure := fs.Bool("secure", false, "run every process secured: NATS JWT auth with per-role credentials, signed commands (as `coordinator dev --secure`)")
 	verbose := fs.Bool("v", false, "log the runner's own steps to stderr")
-	fs.Usage = func() {
-		fmt.Fprint(stderr, "usage: coordinator chaos run [flags] SCENARIO...\n\n"+
-			"Run each scenario (a name from `coordinator chaos list`, or a YAML file) against real\n"+
-			"processes in network namespaces (needs root), check the invariants I1-I7 and write\n"+
-			"report.json, report.md, timeline.svg and history.json. Exit 0 if every run passes,\n"+
-			"1 if any fails, 2 if a run could not be made.\n\nflags:\n")
-		fs.PrintDefaults()
-	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
+	return func(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+		if *seeds < 1 {
+			fmt.Fprintln(stderr, "coordinator chaos run: --seeds must be >= 1")
+			return 2
 		}
-		return 2
+		return chaosRun(ctx, chaosRunOptions{seed: *seed, seeds: *seeds, reportDir: *reportDir, keep: *keep,
+			shardsvcBin: *shardsvcBin, quiet: *quiet, secure: *secure, verbose: *verbose}, args, stdout, stderr)
 	}
-	if fs.NArg() == 0 || *seeds < 1 {
-		fs.Usage()
-		return 2
-	}
+}
+
+// chaosRunOptions are `chaos run`'s flags.
+type chaosRunOptions struct {
+	seed                   int64
+	seeds                  int
+	reportDir, shardsvcBin string
+	keep, quiet, secure    bool
+	verbose                bool
+}
+
+func chaosRun(ctx context.Context, o chaosRunOptions, names []string, stdout, stderr io.Writer) int {
 	if os.Geteuid() != 0 {
 		fmt.Fprintln(stderr, "coordinator chaos run: needs root (network namespaces and nftables); run it as root or in CI")
 		return 2
 	}
 	var scs []*scenario.Scenario
-	for _, name := range fs.Args() {
+	for _, name := range names {
 		s, err := scenario.Lookup(name)
 		if err != nil {
 			fmt.Fprintf(stderr, "coordinator chaos run: %v\n", err)
@@ -113,21 +137,21 @@ func chaosRun(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	log := slog.New(slog.DiscardHandler)
-	if *verbose {
+	if o.verbose {
 		log = slog.New(slog.NewTextHandler(stderr, nil))
 	}
 	var progress io.Writer = stdout
-	if *quiet {
+	if o.quiet {
 		progress = nil
 	}
 	code := 0
 	for _, s := range scs {
-		for k := 0; k < *seeds; k++ {
-			sd := *seed + int64(k)
-			dir := filepath.Join(*reportDir, fmt.Sprintf("%s-%d", s.Name, sd))
+		for k := 0; k < o.seeds; k++ {
+			sd := o.seed + int64(k)
+			dir := filepath.Join(o.reportDir, fmt.Sprintf("%s-%d", s.Name, sd))
 			fmt.Fprintf(stdout, "=== %s seed %d -> %s\n", s.Name, sd, dir)
-			res, err := runner.Run(ctx, runner.Config{Scenario: s, Seed: sd, ReportDir: dir, KeepWork: *keep,
-				ShardsvcBin: *shardsvcBin, Progress: progress, Logger: log, Secure: *secure})
+			res, err := runner.Run(ctx, runner.Config{Scenario: s, Seed: sd, ReportDir: dir, KeepWork: o.keep,
+				ShardsvcBin: o.shardsvcBin, Progress: progress, Logger: log, Secure: o.secure})
 			if err != nil {
 				fmt.Fprintf(stderr, "coordinator chaos run: %s seed %d: %v\n", s.Name, sd, err)
 				if ctx.Err() != nil {

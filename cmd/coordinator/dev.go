@@ -13,6 +13,9 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/spf13/cobra"
+
+	"github.com/shardmatch/shardmatch/cmd/internal/cli"
 	"github.com/shardmatch/shardmatch/internal/natsauth"
 	"github.com/shardmatch/shardmatch/shardsvc"
 )
@@ -36,16 +39,32 @@ type devOptions struct {
 	acceptAll bool
 }
 
-func parseDevFlags(args []string, stderr io.Writer) (devOptions, int, bool) {
+// newDevCmd is `coordinator dev`.
+func newDevCmd() *cobra.Command {
+	return goFlagsCmd(&cobra.Command{
+		Use:   "dev",
+		Short: "Run a whole deployment in this process with live status, then audit it",
+		Long: "A 3-node coordinator cluster, shards with simulated players, the policy engine and a load\n" +
+			"driver, in this process. Stops after --duration or on Ctrl-C, settles, audits every shard and\n" +
+			"node, prints a summary and exits 0 if the audit is clean, 1 if not.",
+		Example: "  coordinator dev\n  coordinator dev --duration 20s --summary-json /tmp/summary.json\n  coordinator dev --secure --duration 20s",
+		Args:    cli.NoArgs,
+	}, defineDev, nil)
+}
+
+func defineDev(fs *flag.FlagSet) legacyRun {
 	var o devOptions
-	fs := flag.NewFlagSet("coordinator dev", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: coordinator dev [flags]\n\nA 3-node coordinator cluster, shards with simulated players, the policy engine and a load\n"+
-			"driver, in this process. Stops after --duration or on Ctrl-C, settles, audits every shard and\n"+
-			"node, prints a summary and exits 0 if the audit is clean, 1 if not.\n\nflags:")
-		fs.PrintDefaults()
+	devFlags(&o, fs)
+	return func(ctx context.Context, _ []string, stdout, stderr io.Writer) int {
+		if code, done := o.check(stderr); done {
+			return code
+		}
+		return runDev(ctx, o, stdout, stderr)
 	}
+}
+
+// devFlags puts dev's flags on fs.
+func devFlags(o *devOptions, fs *flag.FlagSet) {
 	fs.DurationVar(&o.duration, "duration", 0, "stop after this long (0: run until Ctrl-C)")
 	fs.Float64Var(&o.rate, "rate", 200, "target proposals per second")
 	fs.IntVar(&o.inflight, "inflight", 64, "most proposals awaiting a decision at once")
@@ -68,30 +87,27 @@ func parseDevFlags(args []string, stderr io.Writer) (devOptions, int, bool) {
 	fs.StringVar(&o.adminAddr, "admin-addr", "127.0.0.1:8080", "the first node's admin API and console (`host:port`; the other nodes "+
 		"use the next ports; port 0: any free ones; \"\": none); operator actions need no token in dev")
 	fs.StringVar(&o.transport, "transport", transportNATS, "how coordinators, shards and the load driver talk: nats (embedded NATS JetStream) or inmem")
-	if code, done := parseFlags(fs, args); done {
-		return o, code, true
-	}
+}
+
+// check validates the flags; done means exit with code.
+func (o devOptions) check(stderr io.Writer) (code int, done bool) {
 	if o.shards < 2 || o.nodes < 1 || o.players < 1 || o.duration < 0 || o.killEvery < 0 {
 		fmt.Fprintln(stderr, "coordinator dev: need --shards >= 2, --nodes >= 1, --players >= 1, non-negative durations")
-		return o, 2, true
+		return 2, true
 	}
 	if o.transport != transportNATS && o.transport != transportInmem {
 		fmt.Fprintf(stderr, "coordinator dev: --transport %q: want nats or inmem\n", o.transport)
-		return o, 2, true
+		return 2, true
 	}
 	if o.secure && o.transport != transportNATS {
 		fmt.Fprintln(stderr, "coordinator dev: --secure needs --transport nats (it secures NATS)")
-		return o, 2, true
+		return 2, true
 	}
-	return o, 0, false
+	return 0, false
 }
 
-// runDev implements `coordinator dev`.
-func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	o, code, done := parseDevFlags(args, stderr)
-	if done {
-		return code
-	}
+// runDev runs `coordinator dev` with options o.
+func runDev(ctx context.Context, o devOptions, stdout, stderr io.Writer) int {
 	log, err := newLogger(stderr, o.logLevel)
 	if err != nil {
 		fmt.Fprintf(stderr, "coordinator dev: %v\n", err)

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"flag"
 	"fmt"
@@ -10,17 +11,21 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/spf13/cobra"
+
+	"github.com/shardmatch/shardmatch/cmd/internal/cli"
 	"github.com/shardmatch/shardmatch/internal/config"
 	"github.com/shardmatch/shardmatch/internal/natsauth"
 	"github.com/shardmatch/shardmatch/internal/natsutil"
 )
 
-// natsUsage heads `coordinator nats --help`.
-const natsUsage = `usage: coordinator nats --store DIR [--addr host:port] [--name NAME]
-                        [--cluster-addr host:port --routes nats://host:port,...]
-                        [--monitor-addr host:port] [--auth-dir DIR]
-
-Run an embedded NATS server with JetStream until SIGINT or SIGTERM; print its client URL.
+// newNatsCmd is `coordinator nats`: an embedded NATS server with JetStream, alone or
+// one of a cluster. It prints the client URL on stdout and runs until SIGINT or SIGTERM.
+func newNatsCmd() *cobra.Command {
+	return goFlagsCmd(&cobra.Command{
+		Use:   "nats --store DIR",
+		Short: "Run the embedded NATS server with JetStream alone, for multi-process use",
+		Long: `Run an embedded NATS server with JetStream until SIGINT or SIGTERM; print its client URL.
 
 Alone, it suits one machine (quick starts, tests). With --cluster-addr and --routes it is
 one server of a NATS cluster and JetStream runs clustered: start three, each with its own
@@ -31,12 +36,17 @@ once JetStream is on (the probes' path); /healthz once this server is also curre
 the cluster, which a lone server of a cluster never is (start a cluster's servers together).
 
 With --auth-dir (the server/ subdirectory of what 'coordinator nats-auth init' made: public
-JWTs only, no seed; the whole directory works too) the server runs in operator (JWT) mode: clients need credentials from 'coordinator nats-auth user', and each
-may use only its role's subjects. Users are not part of the server's configuration, so
-credentials made later (a new shard) work without a restart. Routes between the servers
-of a cluster are not authenticated by it: keep the cluster port on a private network.
-
-flags:`
+JWTs only, no seed; the whole directory works too) the server runs in operator (JWT) mode:
+clients need credentials from 'coordinator nats-auth user', and each may use only its
+role's subjects. Users are not part of the server's configuration, so credentials made
+later (a new shard) work without a restart. Routes between the servers of a cluster are
+not authenticated by it: keep the cluster port on a private network.`,
+		Example: `  coordinator nats --addr 127.0.0.1:4222 --store ./data/nats
+  coordinator nats --name nats-1 --store ./data/nats-1 --addr 127.0.0.1:4221 \
+    --cluster-addr 127.0.0.1:6221 --routes nats://127.0.0.1:6221,nats://127.0.0.1:6222,nats://127.0.0.1:6223`,
+		Args: cli.NoArgs,
+	}, defineNats, nil)
+}
 
 // natsFlags are `coordinator nats`'s settings as given.
 type natsFlags struct {
@@ -130,21 +140,17 @@ func unwrapConfig(err error) error {
 	return err
 }
 
-// runNats is `coordinator nats`: an embedded NATS server with JetStream, alone or one
-// of a cluster. It prints the client URL on stdout and runs until SIGINT or SIGTERM.
-func runNats(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("coordinator nats", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+func defineNats(fs *flag.FlagSet) legacyRun {
 	var f natsFlags
 	f.register(fs)
-	fs.Usage = func() {
-		fmt.Fprintln(fs.Output(), natsUsage)
-		fs.PrintDefaults()
+	return func(_ context.Context, _ []string, stdout, stderr io.Writer) int {
+		fs.Visit(func(fl *flag.Flag) { f.nameSet = f.nameSet || fl.Name == "name" })
+		return runNats(&f, stdout, stderr)
 	}
-	if code, done := parseFlags(fs, args); done {
-		return code
-	}
-	fs.Visit(func(fl *flag.Flag) { f.nameSet = f.nameSet || fl.Name == "name" })
+}
+
+// runNats runs the server f describes until SIGINT or SIGTERM.
+func runNats(f *natsFlags, stdout, stderr io.Writer) int {
 	cfg, err := f.embeddedConfig()
 	if err != nil {
 		fmt.Fprintf(stderr, "coordinator nats: %v\n", err)

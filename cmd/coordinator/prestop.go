@@ -11,37 +11,50 @@ import (
 	"strings"
 	"time"
 
+	"github.com/spf13/cobra"
+
+	"github.com/shardmatch/shardmatch/cmd/internal/cli"
 	"github.com/shardmatch/shardmatch/coordinator/admin"
 )
 
-// runPrestop is `coordinator prestop`, a pod's preStop hook (the image has no shell):
-// if the local node leads, hand leadership over through its admin API and wait until
-// another node leads, so that the SIGTERM that follows stops a follower. It exits 0
-// when the node does not lead or another node has taken over, 1 with one line on
+// newPrestopCmd is `coordinator prestop`, a pod's preStop hook (the image has no
+// shell): if the local node leads, hand leadership over through its admin API and wait
+// until another node leads, so that the SIGTERM that follows stops a follower. It exits
+// 0 when the node does not lead or another node has taken over, 1 with one line on
 // stderr when that could not be done in time, 2 on bad flags. The admin token comes
 // from SHARDMATCH_ADMIN_TOKEN.
-func runPrestop(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("coordinator prestop", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+func newPrestopCmd() *cobra.Command {
+	return goFlagsCmd(&cobra.Command{
+		Use:   "prestop",
+		Short: "Hand leadership over before this node stops (a pod's preStop hook)",
+		Long: "A pod's preStop hook: if the local node leads, transfer leadership (POST /v1/leader/transfer\n" +
+			"with the token in $" + envAdminToken + ") and wait until another node leads. Exits 0 when\n" +
+			"this node does not lead or has handed over, 1 on failure.",
+		Example: "  coordinator prestop --admin-addr http://127.0.0.1:8080 --timeout 20s",
+		Args:    cli.NoArgs,
+	}, definePrestop, nil)
+}
+
+func definePrestop(fs *flag.FlagSet) legacyRun {
 	addr := fs.String("admin-addr", "http://127.0.0.1:8080", "the local node's admin API `URL`")
 	timeout := fs.Duration("timeout", 20*time.Second, "bound on the whole hand-over (keep it below the pod's termination grace period)")
-	ca := fs.String("admin-ca", os.Getenv(envAdminCA), "CA `file` to trust when --admin-addr is https:// (default $"+envAdminCA+"); "+
+	ca := fs.String("admin-ca", "", "CA `file` to trust when --admin-addr is https:// (default $"+envAdminCA+"); "+
 		"with it a bare host:port means https")
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: coordinator prestop [--admin-addr http://127.0.0.1:8080] [--admin-ca FILE] [--timeout 20s]\n\n"+
-			"A pod's preStop hook: if the local node leads, transfer leadership (POST /v1/leader/transfer\n"+
-			"with the token in SHARDMATCH_ADMIN_TOKEN) and wait until another node leads. Exits 0 when\n"+
-			"this node does not lead or has handed over, 1 on failure.\n\nflags:")
-		fs.PrintDefaults()
+	return func(ctx context.Context, _ []string, stdout, stderr io.Writer) int {
+		if *ca == "" {
+			*ca = os.Getenv(envAdminCA)
+		}
+		return prestopMain(ctx, addr, ca, timeout, stdout, stderr)
 	}
-	if code, done := parseFlags(fs, args); done {
-		return code
-	}
+}
+
+// prestopMain hands leadership over as prestop's flags say.
+func prestopMain(pctx context.Context, addr, ca *string, timeout *time.Duration, stdout, stderr io.Writer) int {
 	if *timeout <= 0 || strings.TrimSpace(*addr) == "" {
 		fmt.Fprintln(stderr, "coordinator prestop: --admin-addr must be set and --timeout must be > 0")
 		return 2
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
+	ctx, cancel := context.WithTimeout(pctx, *timeout)
 	defer cancel()
 	hc, err := admin.NewHTTPClient(*ca, 15*time.Second)
 	if err != nil {
@@ -58,10 +71,6 @@ func runPrestop(args []string, stdout, stderr io.Writer) int {
 	fmt.Fprintf(stdout, "coordinator prestop: %s\n", msg)
 	return 0
 }
-
-// envAdminCA is where the admin clients (status, snapshot, prestop) find --admin-ca by
-// default; serve's --admin-ca reads it too (the flag's own variable).
-const envAdminCA = envPrefix + "_ADMIN_CA"
 
 // prestop is one hand-over through the local admin API.
 type prestop struct {

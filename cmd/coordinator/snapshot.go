@@ -12,48 +12,64 @@ import (
 	"strings"
 	"time"
 
+	"github.com/spf13/cobra"
+
+	"github.com/shardmatch/shardmatch/cmd/internal/cli"
 	"github.com/shardmatch/shardmatch/coordinator"
 	"github.com/shardmatch/shardmatch/coordinator/admin"
 )
 
-// envAdminToken is where the admin clients (snapshot, prestop, status) find the
-// operate token by default; envAdminReadToken is the read token status falls back on.
-const (
-	envAdminToken     = "SHARDMATCH_ADMIN_TOKEN"
-	envAdminReadToken = "SHARDMATCH_ADMIN_READ_TOKEN"
-)
-
-// runSnapshot is `coordinator snapshot save|restore|inspect`: back up the whole
-// replicated state through the leader's admin API, restore it, or verify a file. It
+// newSnapshotCmd is `coordinator snapshot save|restore|inspect`: back up the whole
+// replicated state through the leader's admin API, restore it, or verify a file. Each
 // exits 0 on success, 1 on failure, 2 on bad usage.
-func runSnapshot(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	usage := func(w io.Writer) {
-		fmt.Fprintln(w, "usage: coordinator snapshot save    --addr URL[,URL...] -o FILE\n"+
-			"       coordinator snapshot restore --addr URL[,URL...] [--force] [--min-index N] FILE\n"+
-			"       coordinator snapshot inspect [--json] FILE\n\n"+
-			"Back up the cluster's whole state (transactions, leases, shards) from the leader, restore a\n"+
-			"backup onto a cluster, or verify a backup file. Restore is for disaster recovery into a\n"+
-			"fresh cluster: see docs/operations.md, \"Backup and restore\". The admin token comes from\n"+
-			"$"+envAdminToken+" or --admin-token. Run 'coordinator snapshot <verb> --help' for flags.")
+func newSnapshotCmd() *cobra.Command {
+	c := cli.Group(&cobra.Command{
+		Use:   "snapshot",
+		Short: "Save, restore or inspect a backup of the cluster's whole state",
+		Long: "Back up the cluster's whole state (transactions, leases, shards) from the leader, restore a\n" +
+			"backup onto a cluster, or verify a backup file. Restore is for disaster recovery into a\n" +
+			"fresh cluster: see docs/operations.md, \"Backup and restore\". The admin token comes from\n" +
+			"$" + envAdminToken + " or --admin-token.",
+		Example: "  coordinator snapshot save --endpoints http://127.0.0.1:8080 -o sm-$(date +%Y%m%dT%H%M%S).snap\n" +
+			"  coordinator snapshot inspect sm-....snap\n" +
+			"  coordinator snapshot restore --endpoints http://127.0.0.1:8080 --min-index N sm-....snap",
+	})
+	save := goFlagsCmd(&cobra.Command{
+		Use:     "save -o FILE",
+		Short:   "Save a fresh snapshot of the cluster's whole state from the leader",
+		Long:    "Save a fresh snapshot of the cluster's whole state from the leader, found among --endpoints.",
+		Example: "  coordinator snapshot save --endpoints http://127.0.0.1:8080 -o sm.snap",
+		Args:    cli.NoArgs,
+	}, defineSnapshotSave, map[string]string{"o": "out"})
+	restore := goFlagsCmd(&cobra.Command{
+		Use:   "restore FILE",
+		Short: "Replace the cluster's whole state with a snapshot file",
+		Long: "Verify FILE, then replace the cluster's whole state with it, through the leader. Meant\n" +
+			"for a cluster whose every node lost its data, or a fresh one.",
+		Example: "  coordinator snapshot restore --endpoints http://127.0.0.1:8080 --min-index 1234 sm.snap",
+		Args:    cli.ExactArgs(1, "FILE"),
+	}, defineSnapshotRestore, nil)
+	inspect := &cobra.Command{
+		Use:   "inspect FILE",
+		Short: "Verify a snapshot file and print what it holds",
+		Long: "Verify a snapshot file (format, checksum, loadable state) and print what it holds.\n" +
+			"Exits 1 if it does not verify.",
+		Example: "  coordinator snapshot inspect sm.snap\n  coordinator snapshot inspect sm.snap -o json",
+		Args:    cli.ExactArgs(1, "FILE"),
 	}
-	if len(args) == 0 {
-		usage(stderr)
-		return 2
+	out := cli.AddOutputFlag(inspect)
+	asJSON := inspect.Flags().Bool("json", false, "print the summary as JSON")
+	cli.Deprecate(inspect.Flags(), "json", "-o json")
+	inspect.RunE = func(c *cobra.Command, args []string) error {
+		if *asJSON {
+			out.Format = cli.JSON
+		}
+		return snapshotInspect(args[0], out, c.OutOrStdout())
 	}
-	switch args[0] {
-	case "save":
-		return snapshotSave(ctx, args[1:], stdout, stderr)
-	case "restore":
-		return snapshotRestore(ctx, args[1:], stdout, stderr)
-	case "inspect":
-		return snapshotInspect(args[1:], stdout, stderr)
-	case "-h", "-help", "--help", "help":
-		usage(stdout)
-		return 0
-	}
-	fmt.Fprintf(stderr, "coordinator snapshot: unknown verb %q\n", args[0])
-	usage(stderr)
-	return 2
+	cli.Deprecate(save.Flags(), "addr", "--endpoints")
+	cli.Deprecate(restore.Flags(), "addr", "--endpoints")
+	c.AddCommand(save, restore, inspect)
+	return c
 }
 
 // clientFlags are the flags save and restore share.
@@ -63,24 +79,37 @@ type clientFlags struct {
 }
 
 func addClientFlags(fs *flag.FlagSet) clientFlags {
-	return clientFlags{
-		addrs: fs.String("addr", "http://127.0.0.1:8080", "admin API `URLs` of the nodes, comma-separated; the leader is found among them"),
+	f := clientFlags{
+		addrs: fs.String("endpoints", "", "admin API `URLs` of the nodes, comma-separated; the leader is found among them "+
+			"(default $"+envEndpoints+", else "+defaultEndpoint+"; --addr is the old name)"),
 		token: fs.String("admin-token", "", "admin bearer `token` (default $"+envAdminToken+")"),
-		ca: fs.String("admin-ca", os.Getenv(envAdminCA), "CA `file` to trust for https:// URLs (default $"+envAdminCA+
+		ca: fs.String("admin-ca", "", "CA `file` to trust for https:// URLs (default $"+envAdminCA+
 			"); with it a bare host:port means https"),
 		timeout: fs.Duration("timeout", 10*time.Minute, "bound on the whole operation"),
 	}
+	fs.StringVar(f.addrs, "addr", "", "admin API `URLs` of the nodes (the old name of --endpoints)")
+	return f
 }
 
-func (f clientFlags) resolve(fs *flag.FlagSet) ([]string, *admin.SnapshotClient, error) {
+func (f clientFlags) resolve(name string) ([]string, *admin.SnapshotClient, error) {
 	var urls []string
-	for _, u := range strings.Split(*f.addrs, ",") {
+	addrs := *f.addrs
+	if addrs == "" {
+		addrs = os.Getenv(envEndpoints)
+	}
+	if addrs == "" {
+		addrs = defaultEndpoint
+	}
+	if *f.ca == "" {
+		*f.ca = os.Getenv(envAdminCA)
+	}
+	for _, u := range strings.Split(addrs, ",") {
 		if u = strings.TrimSpace(u); u != "" {
 			urls = append(urls, u)
 		}
 	}
 	if len(urls) == 0 || *f.timeout <= 0 {
-		return nil, nil, fmt.Errorf("%s: --addr needs at least one URL and --timeout must be > 0", fs.Name())
+		return nil, nil, fmt.Errorf("%s: --endpoints needs at least one URL and --timeout must be > 0", name)
 	}
 	tok := *f.token
 	if tok == "" {
@@ -88,7 +117,7 @@ func (f clientFlags) resolve(fs *flag.FlagSet) ([]string, *admin.SnapshotClient,
 	}
 	hc, err := admin.NewHTTPClient(*f.ca, 0) // ctx bounds each call: a snapshot may be large
 	if err != nil {
-		return nil, nil, fmt.Errorf("%s: %w", fs.Name(), err)
+		return nil, nil, fmt.Errorf("%s: %w", name, err)
 	}
 	for i := range urls {
 		urls[i] = admin.BaseURL(urls[i], *f.ca != "")
@@ -96,44 +125,17 @@ func (f clientFlags) resolve(fs *flag.FlagSet) ([]string, *admin.SnapshotClient,
 	return urls, &admin.SnapshotClient{Token: tok, HTTP: hc}, nil
 }
 
-// parseWithFile parses flags given before or after one positional FILE.
-func parseWithFile(fs *flag.FlagSet, args []string) (file string, code int, done bool) {
-	var pos []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			if errors.Is(err, flag.ErrHelp) {
-				return "", 0, true
-			}
-			return "", 2, true
-		}
-		if fs.NArg() == 0 {
-			break
-		}
-		pos = append(pos, fs.Arg(0))
-		args = fs.Args()[1:]
-	}
-	if len(pos) != 1 {
-		fmt.Fprintf(fs.Output(), "%s: want exactly one FILE, got %d arguments\n", fs.Name(), len(pos))
-		fs.Usage()
-		return "", 2, true
-	}
-	return pos[0], 0, false
-}
-
-func snapshotSave(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("coordinator snapshot save", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+func defineSnapshotSave(fs *flag.FlagSet) legacyRun {
 	cf := addClientFlags(fs)
 	out := fs.String("o", "", "write the snapshot to `FILE` (through FILE.part, renamed once verified)")
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: coordinator snapshot save --addr URL[,URL...] -o FILE\n\n"+
-			"Save a fresh snapshot of the cluster's whole state from the leader.\n\nflags:")
-		fs.PrintDefaults()
+	return func(ctx context.Context, _ []string, stdout, stderr io.Writer) int {
+		return snapshotSave(ctx, cf, *out, stdout, stderr)
 	}
-	if code, done := parseFlags(fs, args); done {
-		return code
-	}
-	urls, cl, err := cf.resolve(fs)
+}
+
+func snapshotSave(ctx context.Context, cf clientFlags, file string, stdout, stderr io.Writer) int {
+	out := &file
+	urls, cl, err := cf.resolve("coordinator snapshot save")
 	if err == nil && *out == "" {
 		err = errors.New("coordinator snapshot save: -o FILE is required")
 	}
@@ -193,23 +195,18 @@ func saveSnapshotFile(ctx context.Context, cl *admin.SnapshotClient, urls []stri
 	return saved, nil
 }
 
-func snapshotRestore(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("coordinator snapshot restore", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+func defineSnapshotRestore(fs *flag.FlagSet) legacyRun {
 	cf := addClientFlags(fs)
 	force := fs.Bool("force", false, "restore even a snapshot older than the cluster's state (rolls it back: disaster recovery only)")
 	minIndex := fs.Uint64("min-index", 0, "place the restored state after Raft index `N`, so new fencing tokens exceed every token a lost cluster issued up to N (give its last applied index)")
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: coordinator snapshot restore --addr URL[,URL...] [--force] [--min-index N] FILE\n\n"+
-			"Verify FILE, then replace the cluster's whole state with it, through the leader. Meant\n"+
-			"for a cluster whose every node lost its data, or a fresh one.\n\nflags:")
-		fs.PrintDefaults()
+	return func(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+		return snapshotRestore(ctx, cf, args[0], *force, *minIndex, stdout, stderr)
 	}
-	file, code, done := parseWithFile(fs, args)
-	if done {
-		return code
-	}
-	urls, cl, err := cf.resolve(fs)
+}
+
+func snapshotRestore(ctx context.Context, cf clientFlags, file string, forceFlag bool, minIndexFlag uint64, stdout, stderr io.Writer) int {
+	force, minIndex := &forceFlag, &minIndexFlag
+	urls, cl, err := cf.resolve("coordinator snapshot restore")
 	if err != nil {
 		fmt.Fprintln(stderr, err)
 		return 2
@@ -247,45 +244,23 @@ func snapshotRestore(ctx context.Context, args []string, stdout, stderr io.Write
 	return 0
 }
 
-func snapshotInspect(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("coordinator snapshot inspect", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	asJSON := fs.Bool("json", false, "print the summary as JSON")
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: coordinator snapshot inspect [--json] FILE\n\n"+
-			"Verify a snapshot file (format, checksum, loadable state) and print what it holds.\n"+
-			"Exits 1 if it does not verify.\n\nflags:")
-		fs.PrintDefaults()
-	}
-	file, code, done := parseWithFile(fs, args)
-	if done {
-		return code
-	}
+func snapshotInspect(file string, out *cli.OutputValue, stdout io.Writer) error {
 	f, err := os.Open(file)
 	if err != nil {
-		fmt.Fprintf(stderr, "coordinator snapshot inspect: %v\n", err)
-		return 1
+		return err
 	}
 	defer f.Close()
 	sum, _, err := coordinator.InspectSnapshot(f, 0)
 	if err != nil {
-		fmt.Fprintf(stderr, "coordinator snapshot inspect: %s: %v\n", file, err)
-		return 1
+		return fmt.Errorf("%s: %w", file, err)
 	}
 	info := admin.NewSnapshotInfo(sum)
-	if *asJSON {
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		if err := enc.Encode(info); err != nil {
-			fmt.Fprintf(stderr, "coordinator snapshot inspect: %v\n", err)
-			return 1
-		}
-		return 0
-	}
-	fmt.Fprintf(stdout, "file       %s (verified: format %d, SHA-256)\n", file, coordinator.SnapshotFormatVersion)
-	fmt.Fprintf(stdout, "index      %d\nterm       %d\nsize       %d bytes of state\n", info.Index, info.Term, info.Size)
-	fmt.Fprintf(stdout, "max token  %d\n", info.MaxToken)
-	fmt.Fprintf(stdout, "txns       %d (%d preparing, %d decided but undelivered)\n", info.Txns, info.Preparing, info.Undelivered)
-	fmt.Fprintf(stdout, "leases     %d\nshards     %d\n", info.Leases, info.Shards)
-	return 0
+	return out.Print(stdout, info, func(stdout io.Writer) error {
+		fmt.Fprintf(stdout, "file       %s (verified: format %d, SHA-256)\n", file, coordinator.SnapshotFormatVersion)
+		fmt.Fprintf(stdout, "index      %d\nterm       %d\nsize       %d bytes of state\n", info.Index, info.Term, info.Size)
+		fmt.Fprintf(stdout, "max token  %d\n", info.MaxToken)
+		fmt.Fprintf(stdout, "txns       %d (%d preparing, %d decided but undelivered)\n", info.Txns, info.Preparing, info.Undelivered)
+		_, err := fmt.Fprintf(stdout, "leases     %d\nshards     %d\n", info.Leases, info.Shards)
+		return err
+	})
 }

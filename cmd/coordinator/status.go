@@ -1,96 +1,85 @@
 package main
 
 import (
-	"context"
-	"encoding/json"
-	"flag"
-	"fmt"
 	"io"
-	"os"
-	"strings"
 	"time"
 
+	"github.com/spf13/cobra"
+
+	"github.com/shardmatch/shardmatch/cmd/internal/cli"
 	"github.com/shardmatch/shardmatch/coordinator/admin"
 )
 
-// runStatus is `coordinator status`: every node's /v1/status, as a table (or JSON).
-// It exits 0 if some node knows a leader, 1 if none does, 2 on bad flags.
-func runStatus(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("coordinator status", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	addrs := fs.String("addr", "http://127.0.0.1:8080", "admin API `URLs` of the nodes, comma-separated")
-	asJSON := fs.Bool("json", false, "print the raw statuses as JSON")
-	timeout := fs.Duration("timeout", 5*time.Second, "bound on the whole query")
-	ca := fs.String("admin-ca", os.Getenv(envAdminCA), "CA `file` to trust for https:// URLs (default $"+envAdminCA+"); with it a bare host:port means https")
-	token := fs.String("admin-read-token", "", "bearer `token` for nodes that require the read role (default $"+envAdminReadToken+
-		", else $"+envAdminToken+")")
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: coordinator status --addr http://h:p[,http://h2:p2,...] [--admin-ca FILE] [--json]\n\n"+
-			"Show the cluster at a glance: every node's role, term, indexes and counts. Exits 0 if a\n"+
-			"leader is known, 1 if not.\n\nflags:")
-		fs.PrintDefaults()
+// statusEntry is one node in `status -o json|yaml`.
+type statusEntry struct {
+	Endpoint string        `json:"endpoint"`
+	Error    string        `json:"error,omitempty"`
+	Status   *admin.Status `json:"status,omitempty"`
+}
+
+// newStatusCmd is `coordinator status`: every node's /v1/status, as a table, JSON or
+// YAML. It exits 0 if some node knows a leader, 1 if none does, 2 on bad flags.
+func newStatusCmd() *cobra.Command {
+	c := &cobra.Command{
+		Use:   "status",
+		Short: "Show a cluster at a glance from the nodes' admin APIs",
+		Long: "Show the cluster at a glance: every node's role, term, indexes and counts, read from each\n" +
+			"node given in --endpoints. Exits 0 if a leader is known, 1 if not.",
+		Example: "  coordinator status --endpoints http://127.0.0.1:8081,http://127.0.0.1:8082,http://127.0.0.1:8083\n" +
+			"  SHARDMATCH_ENDPOINTS=http://127.0.0.1:8081 coordinator status -o json",
+		Args: cli.NoArgs,
 	}
-	if code, done := parseFlags(fs, args); done {
-		return code
-	}
-	var urls []string
-	for _, u := range strings.Split(*addrs, ",") {
-		if u = strings.TrimSpace(u); u != "" {
-			urls = append(urls, u)
+	cf := addClusterFlags(c, false)
+	cf.timeout = defaultStatusTimeout
+	c.Flags().Lookup("timeout").DefValue = defaultStatusTimeout.String()
+	out := cli.AddOutputFlag(c)
+	// Kept for old invocations: --addr is --endpoints, --json is -o json,
+	// --admin-read-token is --token.
+	addr := c.Flags().String("addr", "", "admin API `URLs` of the nodes, comma-separated")
+	asJSON := c.Flags().Bool("json", false, "print the statuses as JSON")
+	c.Flags().StringVar(&cf.token, "admin-read-token", "", "bearer `token` for nodes that require the read role")
+	cli.Deprecate(c.Flags(), "addr", "--endpoints")
+	cli.Deprecate(c.Flags(), "json", "-o json")
+	cli.Deprecate(c.Flags(), "admin-read-token", "--token")
+	c.RunE = func(c *cobra.Command, _ []string) error {
+		if c.Flags().Changed("addr") {
+			if *addr == "" {
+				return cli.Usagef("--addr needs at least one URL")
+			}
+			cf.endpoints = append(cf.endpoints, *addr)
 		}
-	}
-	if len(urls) == 0 || *timeout <= 0 {
-		fmt.Fprintln(stderr, "coordinator status: --addr needs at least one URL and --timeout must be > 0")
-		return 2
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
-	defer cancel()
-	hc, err := admin.NewHTTPClient(*ca, *timeout)
-	if err != nil {
-		fmt.Fprintf(stderr, "coordinator status: %v\n", err)
-		return 2
-	}
-	defer hc.CloseIdleConnections()
-	for i := range urls {
-		urls[i] = admin.BaseURL(urls[i], *ca != "")
-	}
-	tok := *token
-	for _, env := range []string{envAdminReadToken, envAdminToken} {
-		if tok == "" {
-			tok = os.Getenv(env)
+		if *asJSON {
+			out.Format = cli.JSON
 		}
-	}
-	sts := (&admin.StatusClient{HTTP: hc, Token: tok}).FetchAll(ctx, urls)
-	if *asJSON {
-		type entry struct {
-			Endpoint string        `json:"endpoint"`
-			Error    string        `json:"error,omitempty"`
-			Status   *admin.Status `json:"status,omitempty"`
+		cl, ctx, done, err := cf.client(c.Context())
+		if err != nil {
+			return err
 		}
-		out := make([]entry, len(sts))
+		defer done()
+		sts := (&admin.StatusClient{HTTP: cl.HTTP, Token: cl.Token}).FetchAll(ctx, cl.Endpoints)
+		entries := make([]statusEntry, len(sts))
 		for i, st := range sts {
-			out[i] = entry{Endpoint: st.Endpoint}
+			entries[i] = statusEntry{Endpoint: st.Endpoint}
 			if st.Err != nil {
-				out[i].Error = st.Err.Error()
+				entries[i].Error = st.Err.Error()
 			} else {
-				out[i].Status = st
+				entries[i].Status = st
 			}
 		}
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		if err := enc.Encode(out); err != nil {
-			fmt.Fprintf(stderr, "coordinator status: %v\n", err)
-			return 1
+		if err := out.Print(c.OutOrStdout(), entries, func(w io.Writer) error { return admin.FormatCluster(w, sts) }); err != nil {
+			return err
 		}
-	} else if err := admin.FormatCluster(stdout, sts); err != nil {
-		fmt.Fprintf(stderr, "coordinator status: %v\n", err)
-		return 1
+		if leaderKnown(sts) {
+			return nil
+		}
+		return cli.Exit(1)
 	}
-	if leaderKnown(sts) {
-		return 0
-	}
-	return 1
+	return c
 }
+
+// defaultStatusTimeout bounds `status`: it is what an operator runs first, often
+// against a cluster in trouble.
+const defaultStatusTimeout = 5 * time.Second
 
 // leaderKnown reports whether any node that answered names a leader.
 func leaderKnown(sts []*admin.Status) bool {

@@ -1,11 +1,14 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"io"
 	"runtime"
 	"runtime/debug"
+
+	"github.com/spf13/cobra"
+
+	"github.com/shardmatch/shardmatch/cmd/internal/cli"
 )
 
 // version is set at build time: go build -ldflags "-X main.version=v1.2.3".
@@ -41,11 +44,51 @@ func versionString() string {
 	return out + " " + runtime.Version()
 }
 
-func runVersion(_ context.Context, args []string, stdout, stderr io.Writer) int {
-	if len(args) > 0 {
-		fmt.Fprintln(stderr, "usage: coordinator version")
-		return 2
+// buildInfo is `version -o json|yaml`.
+type buildInfo struct {
+	Binary    string `json:"binary"`
+	Version   string `json:"version"`
+	Revision  string `json:"revision,omitempty"`
+	Modified  bool   `json:"modified,omitempty"`
+	GoVersion string `json:"go_version"`
+}
+
+// readBuildInfo is the build versionString describes, field by field.
+func readBuildInfo() buildInfo {
+	b := buildInfo{Binary: "coordinator", Version: version, GoVersion: runtime.Version()}
+	if info, ok := debug.ReadBuildInfo(); ok {
+		if b.Version == "" {
+			b.Version = info.Main.Version
+		}
+		for _, s := range info.Settings {
+			switch s.Key {
+			case "vcs.revision":
+				b.Revision = s.Value
+			case "vcs.modified":
+				b.Modified = s.Value == "true"
+			}
+		}
 	}
-	fmt.Fprintln(stdout, versionString())
-	return 0
+	if b.Version == "" {
+		b.Version = "(devel)"
+	}
+	return b
+}
+
+func newVersionCmd() *cobra.Command {
+	c := &cobra.Command{
+		Use:     "version",
+		Short:   "Print the version",
+		Long:    "Print the version, the VCS revision and the Go release this binary was built from (also: coordinator --version).",
+		Example: "  coordinator version\n  coordinator version -o json",
+		Args:    cli.NoArgs,
+	}
+	out := cli.AddOutputFlag(c)
+	c.RunE = func(c *cobra.Command, _ []string) error {
+		return out.Print(c.OutOrStdout(), readBuildInfo(), func(w io.Writer) error {
+			_, err := fmt.Fprintln(w, versionString())
+			return err
+		})
+	}
+	return c
 }
