@@ -4,6 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"flag"
+	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -14,7 +17,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/spf13/pflag"
+
 	"github.com/shardmatch/shardmatch/client"
+	"github.com/shardmatch/shardmatch/cmd/internal/cli"
 	smv1 "github.com/shardmatch/shardmatch/proto/shardmatch/v1"
 )
 
@@ -231,7 +237,7 @@ func TestParseBenchFlags(t *testing.T) {
 		}},
 		{[]string{"--rate", "500,1000,2500"}, 0, "", func(o benchOptions) bool { return slices.Equal(o.rates, []float64{500, 1000, 2500}) }},
 		{[]string{"--rate", "12.5"}, 0, "", func(o benchOptions) bool { return slices.Equal(o.rates, []float64{12.5}) }},
-		{[]string{"--rate", "0"}, 2, `invalid value "0" for flag -rate: "0": a rate must be a finite number > 0`, nil},
+		{[]string{"--rate", "0"}, 2, `invalid argument "0" for "--rate" flag: "0": a rate must be a finite number > 0`, nil},
 		{[]string{"--rate", "abc"}, 2, `"abc" is not a number of matches per second`, nil},
 		{[]string{"--rate", "-5"}, 2, "a rate must be a finite number > 0", nil},
 		{[]string{"--rate", "100,,200"}, 2, `"" is not a number`, nil},
@@ -269,10 +275,10 @@ func TestParseBenchFlags(t *testing.T) {
 			t.Errorf("%q: options %+v", tc.args, o)
 		}
 	}
-	code, _, stderr := runCmd(t, "bench", "--help")
-	for _, f := range []string{"-rate rates", "-arrivals", "-max-outstanding", "-drain-timeout", "-closed-loop", "-policy",
-		"default both", "-failover int", "-failover-rate", "-failover-mode modes", "default kill", "-failover-timeout", "open-loop rows"} {
-		if code != 0 || !strings.Contains(stderr, f) {
+	code, stdout, _ := runCmd(t, "bench", "--help")
+	for _, f := range []string{"--rate rates", "--arrivals", "--max-outstanding", "--drain-timeout", "--closed-loop", "--policy",
+		"default both", "--failover int", "--failover-rate", "--failover-mode modes", "default kill", "--failover-timeout", "open-loop rows"} {
+		if code != 0 || !strings.Contains(stdout, f) {
 			t.Errorf("bench --help (exit %d) lacks %q", code, f)
 		}
 	}
@@ -460,4 +466,25 @@ func runBenchJSON(t *testing.T, args ...string) (benchReport, string) {
 		t.Fatal(err)
 	}
 	return rep, stdout
+}
+
+// parseBenchFlags parses args as `coordinator bench` does, without running it: pflag's
+// syntax over bench's flags, no positional argument, then the options' own checks.
+func parseBenchFlags(args []string, stderr io.Writer) (benchOptions, int, bool) {
+	o := newBenchOptions()
+	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
+	benchFlags(&o, fs)
+	pfs := pflag.NewFlagSet("bench", pflag.ContinueOnError)
+	pfs.SetOutput(io.Discard)
+	cli.AddGoFlags(pfs, fs, cli.GoFlagsOptions{})
+	if err := pfs.Parse(args); err != nil {
+		fmt.Fprintln(stderr, err)
+		return o, 2, true
+	}
+	if err := cli.NoArgs(nil, pfs.Args()); err != nil {
+		fmt.Fprintln(stderr, err)
+		return o, 2, true
+	}
+	code, done := o.check(stderr)
+	return o, code, done
 }

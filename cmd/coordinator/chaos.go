@@ -58,7 +58,7 @@ func newChaosCmd() *cobra.Command {
 		Short: "Remove namespaces, links and nftables tables left by interrupted runs",
 		Long: "Remove every shardmatch network namespace, link and nftables table left by interrupted runs\n" +
 			"(runs in progress included: run it when none is). Needs root.",
-		Example: "  sudo coordinator chaos clean",
+		Example: "  coordinator chaos clean",
 		Args:    cli.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
 			removed, err := chaosSweep(c.Context(), "")

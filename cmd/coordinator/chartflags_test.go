@@ -1,13 +1,11 @@
 package main
 
 import (
-	"bytes"
-	"context"
-	"io"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/spf13/pflag"
 
 	"github.com/shardmatch/shardmatch/deploy/helm/render"
 )
@@ -42,19 +40,18 @@ func flagName(arg string) string {
 	return name
 }
 
-var helpFlag = regexp.MustCompile(`(?m)^\s+-([a-z0-9][-a-z0-9]*)`)
-
-// helpFlags runs `coordinator <sub> -h` and returns the flags its help lists.
-func helpFlags(t *testing.T, sub string) map[string]bool {
+// cmdFlags returns the flags of `coordinator <sub>`, read from the command tree.
+func cmdFlags(t *testing.T, sub string) map[string]bool {
 	t.Helper()
-	var stdout, stderr bytes.Buffer
-	run(context.Background(), []string{sub, "-h"}, &stdout, &stderr)
-	out := map[string]bool{}
-	for _, m := range helpFlag.FindAllStringSubmatch(stdout.String()+stderr.String(), -1) {
-		out[m[1]] = true
+	c, _, err := newRootCmd().Find([]string{sub})
+	if err != nil || c.Name() != sub {
+		t.Fatalf("no command %q: %v", sub, err)
 	}
+	out := map[string]bool{}
+	c.Flags().VisitAll(func(f *pflag.Flag) { out[f.Name] = true })
+	c.InheritedFlags().VisitAll(func(f *pflag.Flag) { out[f.Name] = true })
 	if len(out) == 0 {
-		t.Fatalf("coordinator %s -h lists no flags:\n%s%s", sub, stdout.String(), stderr.String())
+		t.Fatalf("coordinator %s has no flags", sub)
 	}
 	return out
 }
@@ -64,8 +61,8 @@ func helpFlags(t *testing.T, sub string) map[string]bool {
 // nats`, is one the binary has. A chart value wired to a misspelt or not yet existing
 // flag would otherwise only show when a pod crash-loops.
 func TestChartFlagsExist(t *testing.T) {
-	serve, _ := serveFlags(&serveOptions{}, io.Discard)
-	prestop, nats := helpFlags(t, "prestop"), helpFlags(t, "nats")
+	serveSet, prestop, nats := cmdFlags(t, "serve"), cmdFlags(t, "prestop"), cmdFlags(t, "nats")
+	serve := lookup(serveSet)
 	for name, m := range chartRenderings(t) {
 		for _, sts := range m.StatefulSets {
 			for _, c := range sts.Spec.Template.Spec.Containers {
@@ -112,4 +109,15 @@ func TestChartFlagsExist(t *testing.T) {
 			}
 		}
 	}
+}
+
+// lookup adapts a flag set to the Lookup(name) != nil checks.
+type lookup map[string]bool
+
+func (l lookup) Lookup(name string) *bool {
+	if !l[name] {
+		return nil
+	}
+	v := true
+	return &v
 }

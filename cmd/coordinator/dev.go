@@ -78,7 +78,7 @@ func devFlags(o *devOptions, fs *flag.FlagSet) {
 	fs.StringVar(&o.data, "data", "", "data `directory` for Raft and the shard journals (default: a temp dir removed at exit)")
 	fs.StringVar(&o.policyBundle, "policy-bundle", "", "policy bundle `directory`, hot-reloaded (default: the embedded default bundle)")
 	fs.BoolVar(&o.noPolicy, "no-policy", false, "admit every proposal without evaluating policy")
-	fs.DurationVar(&o.policyTimeout, "policy-timeout", 250*time.Millisecond, "bound on one policy evaluation")
+	fs.DurationVar(&o.policyTimeout, "policy-timeout", defaultPolicyTimeout, "bound on one policy evaluation")
 	fs.StringVar(&o.summaryJSON, "summary-json", "", "also write the summary as JSON to this `file`")
 	fs.DurationVar(&o.settleTimeout, "settle-timeout", 30*time.Second, "how long to wait for in-flight transactions to finish before the audit")
 	fs.DurationVar(&o.killEvery, "chaos-kill-leader-every", 0, "kill the leader this often and restart it (0: never)")

@@ -25,7 +25,7 @@ func TestDevServesConsole(t *testing.T) {
 	pr, pw := io.Pipe()
 	done := make(chan int, 1)
 	go func() {
-		done <- runDev(ctx, []string{"--transport", "inmem", "--admin-addr", "127.0.0.1:0", "--players", "200", "--rate", "50",
+		done <- run(ctx, []string{"dev", "--transport", "inmem", "--admin-addr", "127.0.0.1:0", "--players", "200", "--rate", "50",
 			"--log-level", "error", "--data", filepath.Join(t.TempDir(), "data")}, io.Discard, pw)
 		_ = pw.Close()
 	}()

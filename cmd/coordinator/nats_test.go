@@ -35,13 +35,13 @@ func TestNatsFlagErrors(t *testing.T) {
 	} {
 		code, stdout, stderr := runCmd(t, tc.args...)
 		lines := strings.Split(strings.TrimSpace(stderr), "\n")
-		if code != 2 || stdout != "" || !strings.Contains(stderr, tc.want) ||
-			(len(lines) != 1 && tc.args[len(tc.args)-1] != "extra") {
-			t.Errorf("%v: exit %d, stdout %q, stderr:\n%s\nwant exit 2 and one line with %q", tc.args[1:], code, stdout, stderr, tc.want)
+		if code != 2 || stdout != "" || !strings.Contains(lines[0], tc.want) ||
+			len(lines) != 2 || lines[1] != "Run 'coordinator nats --help' for usage." {
+			t.Errorf("%v: exit %d, stdout %q, stderr:\n%s\nwant exit 2, one line with %q and the hint", tc.args[1:], code, stdout, stderr, tc.want)
 		}
 	}
-	if code, _, stderr := runCmd(t, "nats", "--help"); code != 0 || !strings.Contains(stderr, "-routes nats://host:port") {
-		t.Errorf("--help: exit %d:\n%s", code, stderr)
+	if code, stdout, _ := runCmd(t, "nats", "--help"); code != 0 || !strings.Contains(stdout, "--routes nats://host:port") {
+		t.Errorf("--help: exit %d:\n%s", code, stdout)
 	}
 }
 

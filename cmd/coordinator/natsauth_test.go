@@ -79,7 +79,7 @@ func TestNatsAuthCLI(t *testing.T) {
 		t.Errorf("revocations after revoke: %v", d2.Revocations())
 	}
 	for _, help := range [][]string{{"nats-auth", "--help"}, {"nats-auth", "init", "--help"}, {"nats-auth", "user", "-h"}, {"nats-auth", "revoke", "--help"}} {
-		if code, out, _ := authCmd(help...); code != 0 || !strings.Contains(out, "usage: coordinator nats-auth") {
+		if code, out, _ := authCmd(help...); code != 0 || !strings.Contains(out, "Usage:\n  coordinator nats-auth") {
 			t.Errorf("%v: exit %d, %q", help, code, out)
 		}
 	}
@@ -90,8 +90,8 @@ func TestNatsAuthCLI(t *testing.T) {
 		args []string
 		want string
 	}{
-		{[]string{"nats-auth"}, "usage"},
-		{[]string{"nats-auth", "frob"}, `unknown verb "frob"`},
+		{[]string{"nats-auth"}, "missing command: want one of init, revoke, user"},
+		{[]string{"nats-auth", "frob"}, `unknown command "frob"`},
 		{[]string{"nats-auth", "init"}, "--out is required"},
 		{[]string{"nats-auth", "init", "--out", dir}, "already exists"},
 		{[]string{"nats-auth", "init", "--out", filepath.Join(empty, "n"), "--prefix", "a.*"}, "--prefix"},

@@ -4,6 +4,7 @@ import (
 	"context"
 	"flag"
 	"io"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -12,6 +13,10 @@ import (
 )
 
 // newPolicyCmd is `coordinator policy test|eval`.
+// defaultPolicyTimeout bounds one policy evaluation in serve, dev and policy eval: long
+// enough for a large bundle on a loaded node, and far below a proposal's deadline.
+const defaultPolicyTimeout = 250 * time.Millisecond
+
 func newPolicyCmd() *cobra.Command {
 	c := cli.Group(&cobra.Command{
 		Use:   "policy",
@@ -47,7 +52,7 @@ func newPolicyCmd() *cobra.Command {
 		fs.StringVar(&o.InputPath, "i", "", "proposal `file` (protojson Proposal, or {\"proposal\":…, \"shards\":[…]}); - reads stdin")
 		fs.BoolVar(&o.JSON, "json", false, "print the verdict as JSON")
 		fs.BoolVar(&o.ShowInput, "show-input", false, "also print the input document the policy sees, to stderr")
-		fs.DurationVar(&o.Timeout, "timeout", 0, "evaluation timeout (default: the coordinator's, "+policy.DefaultEvalTimeout.String()+")")
+		fs.DurationVar(&o.Timeout, "timeout", defaultPolicyTimeout, "evaluation timeout (serve's and dev's --policy-timeout default)")
 		return func(ctx context.Context, _ []string, stdout, stderr io.Writer) int {
 			return policy.RunEvalWith(ctx, o, stdout, stderr)
 		}

@@ -24,11 +24,8 @@ func newRootCmd() *cobra.Command {
 			"  coordinator status --endpoints http://127.0.0.1:8081,http://127.0.0.1:8082\n" +
 			"  coordinator txn list --state stuck -o json",
 		Version: versionString(),
-		Args:    cli.NoArgs,
-		RunE: func(c *cobra.Command, _ []string) error {
-			return cli.Usagef("missing command")
-		},
 	}
+	cli.Group(root)
 	root.SetVersionTemplate("{{.Version}}\n")
 	root.AddGroup(&cobra.Group{ID: groupRun, Title: "Run:"}, &cobra.Group{ID: groupOperate, Title: "Read and operate a cluster:"},
 		&cobra.Group{ID: groupTools, Title: "Tools:"})

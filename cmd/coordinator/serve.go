@@ -23,6 +23,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/shardmatch/shardmatch/chaos/collect"
+	"github.com/spf13/cobra"
+
+	"github.com/shardmatch/shardmatch/cmd/internal/cli"
 	"github.com/shardmatch/shardmatch/coordinator"
 	"github.com/shardmatch/shardmatch/coordinator/admin"
 	"github.com/shardmatch/shardmatch/coordinator/natsapi"
@@ -36,13 +39,46 @@ import (
 	"github.com/shardmatch/shardmatch/twophase/natstransport"
 )
 
-// runServe is `coordinator serve`: one production node until SIGINT or SIGTERM. It
+// newServeCmd is `coordinator serve`: one production node until SIGINT or SIGTERM. It
 // exits 0 after a graceful shutdown, 1 if the node could not start, 2 on bad settings.
-func runServe(args []string, stdout, stderr io.Writer) int {
-	o, code, done := parseServeOptions(args, stderr, os.LookupEnv)
-	if done {
-		return code
+func newServeCmd() *cobra.Command {
+	var o serveOptions
+	fs, ld := serveFlags(&o, io.Discard)
+	c := &cobra.Command{
+		Use:   "serve --id ID --data DIR [flags]",
+		Short: "Run one production coordinator node",
+		Long: "Run one production coordinator node: Raft over TCP, shards and proposers over NATS, the admin\n" +
+			"HTTP API (/healthz, /readyz, /metrics, /v1/..., the console at /ui/). /readyz is 200 once caught\n" +
+			"up with the leader: within 64 entries of the commit index the leader reports over NATS (the\n" +
+			"leader itself once it has taken over). On Kubernetes give every pod the same --bootstrap\n" +
+			"--peers --join and its DNS name as --raft-advertise.\n\n" +
+			"Every setting is a flag, an environment variable (" + envPrefix + "_<FLAG>, shown with each flag)\n" +
+			"or a `key = value` line of the --config file (keys are flag names); a flag wins over its\n" +
+			"variable, which wins over the file, which wins over the default.",
+		Example: "  coordinator serve --id c1 --data ./data/c1 --raft-addr 127.0.0.1:7001 \\\n" +
+			"    --peers c1=127.0.0.1:7001,c2=127.0.0.1:7002,c3=127.0.0.1:7003 --bootstrap \\\n" +
+			"    --nats-url nats://127.0.0.1:4222 --admin-addr 127.0.0.1:8081\n" +
+			"  SHARDMATCH_ADMIN_TOKEN=... coordinator serve --config /etc/shardmatch/serve.conf",
+		Args: cli.NoArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			ld.LookupEnv = os.LookupEnv
+			if err := o.finish(fs, ld); err != nil {
+				return &cli.UsageError{Err: err}
+			}
+			return cli.Exit(serveMain(o, c.ErrOrStderr()))
+		},
 	}
+	cli.AddGoFlags(c.Flags(), fs, cli.GoFlagsOptions{Env: ld.EnvName})
+	return c
+}
+
+// runServe runs `coordinator serve args` as the binary would, for tests.
+func runServe(args []string, stdout, stderr io.Writer) int {
+	return run(context.Background(), append([]string{"serve"}, args...), stdout, stderr)
+}
+
+// serveMain runs the node of o until SIGINT or SIGTERM.
+func serveMain(o serveOptions, stderr io.Writer) int {
 	log, err := config.NewLogger(stderr, o.logLevel, o.logFormat)
 	if err != nil {
 		fmt.Fprintf(stderr, "coordinator serve: %v\n", err)

@@ -14,7 +14,9 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
+	"github.com/spf13/pflag"
 
+	"github.com/shardmatch/shardmatch/cmd/internal/cli"
 	"github.com/shardmatch/shardmatch/coordinator"
 	"github.com/shardmatch/shardmatch/coordinator/natsapi"
 	"github.com/shardmatch/shardmatch/internal/config"
@@ -113,7 +115,7 @@ func serveFlags(o *serveOptions, stderr io.Writer) (*flag.FlagSet, config.Loader
 		"container's cgroup memory limit, so a large state is collected harder instead of OOM-killed (0: none; GOMEMLIMIT, if set, wins)")
 	fs.StringVar(&o.adminToken, "admin-token", "", "bearer `token` for mutating admin calls and --join (prefer the environment variable; empty disables them)")
 	fs.StringVar(&o.policyBundle, "policy-bundle", "", "policy bundle `directory`, hot-reloaded on change and SIGHUP (default: the embedded bundle)")
-	fs.DurationVar(&o.policyTimeout, "policy-timeout", 250*time.Millisecond, "bound on one policy evaluation")
+	fs.DurationVar(&o.policyTimeout, "policy-timeout", defaultPolicyTimeout, "bound on one policy evaluation")
 	fs.BoolVar(&o.noPolicy, "no-policy", false, "admit every proposal without evaluating policy")
 	fs.StringVar(&o.logLevel, "log-level", "info", "log `level`: debug, info, warn, error or off")
 	fs.StringVar(&o.logFormat, "log-format", "json", "log `format`: json or text")
@@ -143,23 +145,39 @@ func serveFlags(o *serveOptions, stderr io.Writer) (*flag.FlagSet, config.Loader
 	return fs, ld
 }
 
-// parseServeOptions parses args, the environment (lookup) and the config file, and
+// parseServeOptions parses args as `coordinator serve` does (the command line in
+// pflag's syntax, then the environment, from lookup, and the config file), and
 // validates the result. done is true when the caller should exit with code.
 func parseServeOptions(args []string, stderr io.Writer, lookup func(string) (string, bool)) (o serveOptions, code int, done bool) {
-	fs, ld := serveFlags(&o, stderr)
+	fs, ld := serveFlags(&o, io.Discard)
 	ld.LookupEnv = lookup
-	if err := ld.Parse(fs, args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return o, 0, true
-		}
-		fmt.Fprintf(stderr, "coordinator serve: %v\n", err)
-		return o, 2, true
+	pfs := pflag.NewFlagSet("coordinator serve", pflag.ContinueOnError)
+	pfs.SetOutput(io.Discard)
+	cli.AddGoFlags(pfs, fs, cli.GoFlagsOptions{Env: ld.EnvName})
+	err := pfs.Parse(args)
+	switch {
+	case errors.Is(err, pflag.ErrHelp):
+		return o, 0, true
+	case err == nil && pfs.NArg() > 0:
+		err = fmt.Errorf("unexpected argument %q", pfs.Arg(0))
+	case err == nil:
+		err = o.finish(fs, ld)
 	}
-	if err := o.validate(); err != nil {
-		fmt.Fprintf(stderr, "coordinator serve: %v\nRun 'coordinator serve --help' for the settings.\n", err)
+	if err != nil {
+		fmt.Fprintf(stderr, "coordinator serve: %v\nRun 'coordinator serve --help' for usage.\n", err)
 		return o, 2, true
 	}
 	return o, 0, false
+}
+
+// finish completes options whose command line is parsed into fs: every flag not set
+// there takes its environment variable, else its --config file key, else its default
+// (config.Loader); then validate.
+func (o *serveOptions) finish(fs *flag.FlagSet, ld config.Loader) error {
+	if err := ld.Parse(fs, nil); err != nil {
+		return err
+	}
+	return o.validate()
 }
 
 // validate checks the options and derives parsedPeers, joinURLs and advertiseAddr.

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"os"
 	"os/exec"
@@ -83,7 +84,7 @@ func TestServeBadSettings(t *testing.T) {
 		{append(base, "--raft-advertise", "c1.headless.ns.svc:http"), "not a number"},
 		{append(base, "--join", "http://x"), "--join needs --admin-token"},
 		{append(base, "--raft-addr", "0.0.0.0:7000"), "--raft-advertise"},
-		{append(base, "--retention", "fast"), "invalid value"},
+		{append(base, "--retention", "fast"), `invalid argument "fast" for "--retention" flag: want a Go duration like 5s or 2m`},
 		{append(base, "--log-format", "xml"), "log format"},
 		{append(base, "--nats-tls-cert", "c.pem"), "--nats-tls-key"},
 		{append(base, "--prefix", "a b"), "--prefix"},
@@ -106,16 +107,16 @@ func TestServeBadSettings(t *testing.T) {
 		}
 	}
 	var stdout, stderr bytes.Buffer
-	if code := runServe([]string{"--help"}, &stdout, &stderr); code != 0 || !strings.Contains(stderr.String(), "SHARDMATCH_RAFT_ADDR") {
-		t.Errorf("--help: exit %d, listing lacks env names:\n%s", code, stderr.String())
+	if code := runServe([]string{"--help"}, &stdout, &stderr); code != 0 || !strings.Contains(stdout.String(), "(env SHARDMATCH_RAFT_ADDR)") {
+		t.Errorf("--help: exit %d, listing lacks env names:\n%s", code, stdout.String())
 	}
 	if code := runStatus([]string{"--addr", ""}, &stdout, &stderr); code != 2 {
 		t.Errorf("status with no address: exit %d, want 2", code)
 	}
-	if code := runNats([]string{"--addr", "nope"}, &stdout, &stderr); code != 2 {
+	if code := run(context.Background(), []string{"nats", "--addr", "nope"}, &stdout, &stderr); code != 2 {
 		t.Errorf("nats with a bad address: exit %d, want 2", code)
 	}
-	if code := runNats([]string{"--store", ""}, &stdout, &stderr); code != 2 {
+	if code := run(context.Background(), []string{"nats", "--store", ""}, &stdout, &stderr); code != 2 {
 		t.Errorf("nats without --store: exit %d, want 2", code)
 	}
 }

@@ -8,6 +8,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/spf13/pflag"
+
+	"github.com/shardmatch/shardmatch/cmd/internal/cli"
 	"github.com/shardmatch/shardmatch/internal/config"
 	"github.com/shardmatch/shardmatch/internal/natsutil"
 	"github.com/shardmatch/shardmatch/twophase/cmdsig"
@@ -91,22 +94,39 @@ func flags(o *options, stderr io.Writer) (*flag.FlagSet, config.Loader) {
 	return fs, ld
 }
 
-// parseOptions parses and validates; done means exit with code.
+// parseOptions parses args as shardsvc does (the command line in pflag's syntax, then
+// the environment, from lookup, and the config file) and validates; done means exit
+// with code.
 func parseOptions(args []string, stderr io.Writer, lookup func(string) (string, bool)) (o options, code int, done bool) {
-	fs, ld := flags(&o, stderr)
+	fs, ld := flags(&o, io.Discard)
 	ld.LookupEnv = lookup
-	if err := ld.Parse(fs, args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return o, 0, true
-		}
-		fmt.Fprintf(stderr, "shardsvc: %v\n", err)
-		return o, 2, true
+	pfs := pflag.NewFlagSet("shardsvc", pflag.ContinueOnError)
+	pfs.SetOutput(io.Discard)
+	cli.AddGoFlags(pfs, fs, cli.GoFlagsOptions{Env: ld.EnvName})
+	err := pfs.Parse(args)
+	switch {
+	case errors.Is(err, pflag.ErrHelp):
+		return o, 0, true
+	case err == nil && pfs.NArg() > 0:
+		err = fmt.Errorf("unexpected argument %q", pfs.Arg(0))
+	case err == nil:
+		err = o.finish(fs, ld)
 	}
-	if err := o.validate(); err != nil {
-		fmt.Fprintf(stderr, "shardsvc: %v\nRun 'shardsvc --help' for the settings.\n", err)
+	if err != nil {
+		fmt.Fprintf(stderr, "shardsvc: %v\nRun 'shardsvc --help' for usage.\n", err)
 		return o, 2, true
 	}
 	return o, 0, false
+}
+
+// finish completes options whose command line is parsed into fs: every flag not set
+// there takes its environment variable, else its --config key, else its default; then
+// validate.
+func (o *options) finish(fs *flag.FlagSet, ld config.Loader) error {
+	if err := ld.Parse(fs, nil); err != nil {
+		return err
+	}
+	return o.validate()
 }
 
 func (o *options) validate() error {

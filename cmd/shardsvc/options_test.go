@@ -2,6 +2,12 @@ package main
 
 import (
 	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -47,8 +53,30 @@ func TestBadFlags(t *testing.T) {
 		}
 	}
 	var stdout, stderr bytes.Buffer
-	if code := run([]string{"--help"}, &stdout, &stderr); code != 0 || !strings.Contains(stderr.String(), "SHARDSVC_PEER_SHARDS") {
-		t.Errorf("--help: exit %d\n%s", code, stderr.String())
+	if code := run([]string{"--help"}, &stdout, &stderr); code != 0 || !strings.Contains(stdout.String(), "(env SHARDSVC_PEER_SHARDS)") ||
+		stderr.Len() != 0 {
+		t.Errorf("--help: exit %d\n%s%s", code, stdout.String(), stderr.String())
+	}
+}
+
+// TestVersion: --version and version print the build on stdout; -o json is the build
+// info as JSON.
+func TestVersion(t *testing.T) {
+	for _, args := range [][]string{{"--version"}, {"version"}} {
+		var stdout, stderr bytes.Buffer
+		if code := run(args, &stdout, &stderr); code != 0 || !strings.HasPrefix(stdout.String(), "shardsvc ") || stderr.Len() != 0 {
+			t.Errorf("%v: exit %d, stdout %q, stderr %q", args, code, stdout.String(), stderr.String())
+		}
+	}
+	var stdout, stderr bytes.Buffer
+	var b struct {
+		Binary    string `json:"binary"`
+		Version   string `json:"version"`
+		GoVersion string `json:"go_version"`
+	}
+	if code := run([]string{"version", "-o", "json"}, &stdout, &stderr); code != 0 || json.Unmarshal(stdout.Bytes(), &b) != nil ||
+		b.Binary != "shardsvc" || b.Version == "" || b.GoVersion == "" {
+		t.Errorf("version -o json: exit %d, %q %q", code, stdout.String(), stderr.String())
 	}
 }
 
@@ -107,5 +135,25 @@ func TestChaosFlags(t *testing.T) {
 		if _, code, done := parseOptions(c.args, &stderr, nil); !done || code != 2 || !strings.Contains(stderr.String(), c.want) {
 			t.Errorf("%v: exit %d, stderr %q (want 2, mentioning %q)", c.args, code, stderr.String(), c.want)
 		}
+	}
+}
+
+// TestJournalDirectoryCreated: a journal path under directories that do not exist yet
+// (./data/s1.journal before anything made ./data) works: shardsvc creates them.
+func TestJournalDirectoryCreated(t *testing.T) {
+	journal := filepath.Join(t.TempDir(), "data", "sub", "s1.journal")
+	o, code, done := parseOptions([]string{"--id", "s1", "--journal", journal, "--admin-addr", "",
+		"--nats-url", "nats://127.0.0.1:1", "--register-timeout", "1s"}, io.Discard, func(string) (string, bool) { return "", false })
+	if done {
+		t.Fatalf("parse: exit %d", code)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	s, err := start(ctx, o, slog.New(slog.DiscardHandler))
+	if err == nil {
+		s.shutdown()
+	}
+	if st, serr := os.Stat(journal); serr != nil || st.Size() == 0 {
+		t.Fatalf("journal %s after start (err %v): %v", journal, err, serr)
 	}
 }

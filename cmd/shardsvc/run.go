@@ -8,7 +8,9 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 	"time"
 
@@ -25,13 +27,9 @@ import (
 	"github.com/shardmatch/shardmatch/twophase/natstransport"
 )
 
-// run is the whole command; it returns the exit code: 0 after a graceful drain, 1 if
-// the shard could not start, 2 on bad settings.
-func run(args []string, stdout, stderr io.Writer) int {
-	o, code, done := parseOptions(args, stderr, nil)
-	if done {
-		return code
-	}
+// serveShard runs the shard server of o until SIGINT or SIGTERM and returns the exit
+// code: 0 after a graceful drain, 1 if the shard could not start, 2 on bad settings.
+func serveShard(o options, stderr io.Writer) int {
 	log, err := config.NewLogger(stderr, o.logLevel, o.logFormat)
 	if err != nil {
 		fmt.Fprintf(stderr, "shardsvc: %v\n", err)
@@ -108,6 +106,11 @@ func start(ctx context.Context, o options, log *slog.Logger) (_ *shard, err erro
 				_ = adminLn.Close()
 			}
 		}()
+	}
+	if dir := filepath.Dir(o.journal); dir != "." {
+		if err = os.MkdirAll(dir, 0o755); err != nil {
+			return s, fmt.Errorf("journal directory: %w", err)
+		}
 	}
 	if s.journal, err = twophase.OpenBoltJournal(o.journal); err != nil {
 		return s, fmt.Errorf("journal: %w", err)

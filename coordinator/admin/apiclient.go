@@ -18,21 +18,6 @@ import (
 	smv1 "github.com/shardmatch/shardmatch/proto/shardmatch/v1"
 )
 
-// Admin API paths the APIClient calls ("%s" is a path-escaped id).
-const (
-	apiPathTxns        = "/v1/txns"
-	apiPathTxn         = "/v1/txns/%s"
-	apiPathTxnAbort    = "/v1/txns/%s/abort"
-	apiPathTxnRedrive  = "/v1/txns/%s/redrive"
-	apiPathTxnResolve  = "/v1/txns/%s/resolve"
-	apiPathDeadletters = "/v1/deadletters"
-	apiPathLease       = "/v1/leases/%s"
-	apiPathShards      = "/v1/shards"
-	apiPathShardState  = "/v1/shards/%s/state"
-	apiPathTransfer    = "/v1/leader/transfer"
-	apiPathStatus      = "/v1/status"
-)
-
 // APIClient calls a cluster's admin API through any of its nodes: the operator's CLI
 // (coordinator txn, lease, shard, cluster, leader, deadletter). Every call goes to the
 // first endpoint that answers; a node that cannot be reached is skipped, and a
@@ -86,25 +71,6 @@ func (p *TxnPage) Records() ([]*smv1.TxnRecord, error) {
 	return out, nil
 }
 
-// DeadLetter is one entry of GET /v1/deadletters: a decision a shard has not acked for
-// longer than the threshold, or whose shard is disabled.
-type DeadLetter struct {
-	TxID       string    `json:"txid"`
-	Shard      string    `json:"shard"`
-	Outcome    string    `json:"outcome"`
-	DecidedAt  time.Time `json:"decided_at"`
-	AgeSeconds float64   `json:"age_seconds"`
-	// Attempts is the leader's redelivery count; -1 when a follower answered.
-	Attempts   int    `json:"attempts"`
-	ShardState string `json:"shard_state"`
-}
-
-// DeadLetters is GET /v1/deadletters's answer.
-type DeadLetters struct {
-	DeadLetters []DeadLetter `json:"deadletters"`
-	Total       int          `json:"total"`
-}
-
 // RedriveResult answers POST /v1/txns/{id}/redrive: the shards the decision was re-sent to.
 type RedriveResult struct {
 	TxID   string   `json:"txid"`
@@ -122,18 +88,10 @@ type ActionResult struct {
 	To    string `json:"to,omitempty"`
 }
 
-// apiError is an error body with the leader's admin URL on NOT_LEADER.
-type apiError struct {
-	Error *struct {
-		*Error
-		LeaderAdminURL string `json:"leader_admin_url"`
-	} `json:"error"`
-}
-
 // Status is GET /v1/status of the first node that answers.
 func (c *APIClient) Status(ctx context.Context) (*Status, error) {
 	var st Status
-	base, err := c.do(ctx, http.MethodGet, apiPathStatus, nil, nil, &st, false)
+	base, err := c.do(ctx, http.MethodGet, PathStatus, nil, nil, &st, false)
 	st.Endpoint = base
 	return &st, err
 }
@@ -142,7 +100,7 @@ func (c *APIClient) Status(ctx context.Context) (*Status, error) {
 // leader answers, followed from any node).
 func (c *APIClient) Txn(ctx context.Context, id string) (*smv1.TxnRecord, json.RawMessage, error) {
 	var raw json.RawMessage
-	if _, err := c.do(ctx, http.MethodGet, fmt.Sprintf(apiPathTxn, url.PathEscape(id)), nil, nil, &raw, true); err != nil {
+	if _, err := c.do(ctx, http.MethodGet, PathFor(PathTxn, id), nil, nil, &raw, true); err != nil {
 		return nil, nil, err
 	}
 	var rec smv1.TxnRecord
@@ -164,7 +122,7 @@ func (c *APIClient) ListTxns(ctx context.Context, q TxnQuery) (*TxnPage, error) 
 		v.Set("limit", strconv.Itoa(q.Limit))
 	}
 	var p TxnPage
-	if _, err := c.do(ctx, http.MethodGet, apiPathTxns, v, nil, &p, false); err != nil {
+	if _, err := c.do(ctx, http.MethodGet, PathTxns, v, nil, &p, false); err != nil {
 		return nil, err
 	}
 	return &p, nil
@@ -198,7 +156,7 @@ func (c *APIClient) ListAllTxns(ctx context.Context, q TxnQuery, limit int) (*Tx
 // AbortTxn is POST /v1/txns/{id}/abort: force-abort an undecided transaction.
 func (c *APIClient) AbortTxn(ctx context.Context, id string) (*ActionResult, error) {
 	var r ActionResult
-	_, err := c.do(ctx, http.MethodPost, fmt.Sprintf(apiPathTxnAbort, url.PathEscape(id)), nil, nil, &r, true)
+	_, err := c.do(ctx, http.MethodPost, PathFor(PathTxnAbort, id), nil, nil, &r, true)
 	return &r, err
 }
 
@@ -206,33 +164,33 @@ func (c *APIClient) AbortTxn(ctx context.Context, id string) (*ActionResult, err
 // that has not acked it.
 func (c *APIClient) RedriveTxn(ctx context.Context, id string) (*RedriveResult, error) {
 	var r RedriveResult
-	_, err := c.do(ctx, http.MethodPost, fmt.Sprintf(apiPathTxnRedrive, url.PathEscape(id)), nil, nil, &r, true)
+	_, err := c.do(ctx, http.MethodPost, PathFor(PathTxnRedrive, id), nil, nil, &r, true)
 	return &r, err
 }
 
 // ResolveTxn is POST /v1/txns/{id}/resolve: record the ack of a disabled shard.
 func (c *APIClient) ResolveTxn(ctx context.Context, id, shard string) (*ActionResult, error) {
 	var r ActionResult
-	_, err := c.do(ctx, http.MethodPost, fmt.Sprintf(apiPathTxnResolve, url.PathEscape(id)), nil,
+	_, err := c.do(ctx, http.MethodPost, PathFor(PathTxnResolve, id), nil,
 		map[string]string{"shard": shard}, &r, true)
 	return &r, err
 }
 
 // DeadLetters is GET /v1/deadletters (olderThan "": the server's default).
-func (c *APIClient) DeadLetters(ctx context.Context, olderThan string) (*DeadLetters, error) {
+func (c *APIClient) DeadLetters(ctx context.Context, olderThan string) (*DeadLetterList, error) {
 	v := url.Values{}
 	if olderThan != "" {
 		v.Set("older_than", olderThan)
 	}
-	var d DeadLetters
-	_, err := c.do(ctx, http.MethodGet, apiPathDeadletters, v, nil, &d, false)
+	var d DeadLetterList
+	_, err := c.do(ctx, http.MethodGet, PathDeadLetters, v, nil, &d, false)
 	return &d, err
 }
 
 // Lease is GET /v1/leases/{player}.
 func (c *APIClient) Lease(ctx context.Context, player string) (*smv1.LeaseRecord, json.RawMessage, error) {
 	var raw json.RawMessage
-	if _, err := c.do(ctx, http.MethodGet, fmt.Sprintf(apiPathLease, url.PathEscape(player)), nil, nil, &raw, false); err != nil {
+	if _, err := c.do(ctx, http.MethodGet, PathFor(PathLease, player), nil, nil, &raw, false); err != nil {
 		return nil, nil, err
 	}
 	var rec smv1.LeaseRecord
@@ -247,7 +205,7 @@ func (c *APIClient) Shards(ctx context.Context) ([]*smv1.ShardInfo, []json.RawMe
 	var l struct {
 		Shards []json.RawMessage `json:"shards"`
 	}
-	if _, err := c.do(ctx, http.MethodGet, apiPathShards, nil, nil, &l, false); err != nil {
+	if _, err := c.do(ctx, http.MethodGet, PathShards, nil, nil, &l, false); err != nil {
 		return nil, nil, err
 	}
 	out := make([]*smv1.ShardInfo, 0, len(l.Shards))
@@ -264,7 +222,7 @@ func (c *APIClient) Shards(ctx context.Context) ([]*smv1.ShardInfo, []json.RawMe
 // SetShardState is POST /v1/shards/{id}/state: active, draining or disabled.
 func (c *APIClient) SetShardState(ctx context.Context, id, state string) (*ActionResult, error) {
 	var r ActionResult
-	_, err := c.do(ctx, http.MethodPost, fmt.Sprintf(apiPathShardState, url.PathEscape(id)), nil,
+	_, err := c.do(ctx, http.MethodPost, PathFor(PathShardState, id), nil,
 		map[string]string{"state": state}, &r, true)
 	return &r, err
 }
@@ -277,7 +235,7 @@ func (c *APIClient) TransferLeader(ctx context.Context, id, addr string) (*Actio
 		body = map[string]string{"id": id, "addr": addr}
 	}
 	var r ActionResult
-	_, err := c.do(ctx, http.MethodPost, apiPathTransfer, nil, body, &r, true)
+	_, err := c.do(ctx, http.MethodPost, PathLeaderTransfer, nil, body, &r, true)
 	return &r, err
 }
 
@@ -356,13 +314,13 @@ func (c *APIClient) once(ctx context.Context, method, base, path string, q url.V
 		return "", fmt.Errorf("admin: %s %s: read: %w", method, u, err)
 	}
 	if resp.StatusCode/100 != 2 {
-		var ae apiError
-		if json.Unmarshal(raw, &ae) == nil && ae.Error != nil && ae.Error.Error != nil {
-			ae.Error.HTTPStatus = resp.StatusCode
-			if ae.Error.Code == CodeNotLeader && ae.Error.LeaderAdminURL != "" {
-				return ae.Error.LeaderAdminURL, ae.Error.Error
+		var eb errorBody
+		if json.Unmarshal(raw, &eb) == nil && eb.Error != nil && eb.Error.Code != "" {
+			eb.Error.HTTPStatus = resp.StatusCode
+			if eb.Error.Code == CodeNotLeader {
+				return strings.TrimRight(eb.Error.LeaderAdminURL, "/"), eb.Error
 			}
-			return "", ae.Error.Error
+			return "", eb.Error
 		}
 		return "", decodeError(resp.StatusCode, raw)
 	}

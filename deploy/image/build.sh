@@ -60,8 +60,8 @@ rootfs=$stage/rootfs
 t0=$SECONDS
 echo "== go build (static, CGO_ENABLED=0), version $VERSION"
 export CGO_ENABLED=0
-go build -trimpath -ldflags "-s -w -X main.version=$VERSION" -o "$rootfs/usr/local/bin/coordinator" ./cmd/coordinator
-go build -trimpath -ldflags "-s -w" -o "$rootfs/usr/local/bin/shardsvc" ./cmd/shardsvc
+go build -trimpath -ldflags "-s -w -X github.com/shardmatch/shardmatch/cmd/internal/cli.Version=$VERSION" -o "$rootfs/usr/local/bin/coordinator" ./cmd/coordinator
+go build -trimpath -ldflags "-s -w -X github.com/shardmatch/shardmatch/cmd/internal/cli.Version=$VERSION" -o "$rootfs/usr/local/bin/shardsvc" ./cmd/shardsvc
 for b in coordinator shardsvc; do
   # A dynamic binary would not start in a FROM scratch image.
   if ! go version -m "$rootfs/usr/local/bin/$b" | grep -q 'CGO_ENABLED=0'; then

@@ -97,15 +97,18 @@ func TestFinalStagesAgree(t *testing.T) {
 	}
 }
 
+// stampVar is the variable both binaries report as their version.
+const stampVar = "github.com/shardmatch/shardmatch/cmd/internal/cli.Version"
+
 // TestVersionIsStamped checks that what the builds pass to -X exists: the
 // linker silently ignores -X of an unknown name.
 func TestVersionIsStamped(t *testing.T) {
-	src, err := os.ReadFile(filepath.Join("..", "..", "cmd", "coordinator", "version.go"))
+	src, err := os.ReadFile(filepath.Join("..", "..", "cmd", "internal", "cli", "version.go"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !regexp.MustCompile(`(?m)^var version = ""`).Match(src) {
-		t.Fatal(`cmd/coordinator/version.go has no "var version" for -X main.version`)
+	if !regexp.MustCompile(`(?m)^var Version = ""`).Match(src) {
+		t.Fatal(`cmd/internal/cli/version.go has no "var Version" for -X ` + stampVar)
 	}
 	for _, f := range []string{"Dockerfile", "build.sh"} {
 		b, err := os.ReadFile(f)
@@ -113,8 +116,8 @@ func TestVersionIsStamped(t *testing.T) {
 			t.Fatal(err)
 		}
 		s := string(b)
-		if !strings.Contains(s, "-X main.version=") || !strings.Contains(s, "CGO_ENABLED=0") || !strings.Contains(s, "-trimpath") {
-			t.Errorf("%s: want a static (CGO_ENABLED=0), -trimpath build stamped with -X main.version", f)
+		if strings.Count(s, "-X "+stampVar+"=") != 2 || !strings.Contains(s, "CGO_ENABLED=0") || !strings.Contains(s, "-trimpath") {
+			t.Errorf("%s: want static (CGO_ENABLED=0), -trimpath builds of both binaries stamped with -X %s", f, stampVar)
 		}
 	}
 	passwd, err := os.ReadFile(filepath.Join("rootfs", "etc", "passwd"))
