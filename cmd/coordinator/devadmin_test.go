@@ -16,12 +16,11 @@ import (
 	"github.com/shardmatch/shardmatch/internal/testutil"
 )
 
-// TestDevServesConsole: `coordinator dev` serves each node's admin API and the console,
-// decisions reach /v1/stats, a follower's NOT_LEADER names the leader's URL, and an
-// operator action needs no token in dev.
-func TestDevServesConsole(t *testing.T) {
+// startDev runs `coordinator dev` in process over the in-memory network with its admin
+// APIs on free ports until the test ends, and returns their URLs (node c1's first).
+func startDev(t *testing.T) []string {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
 	pr, pw := io.Pipe()
 	done := make(chan int, 1)
 	go func() {
@@ -29,6 +28,14 @@ func TestDevServesConsole(t *testing.T) {
 			"--log-level", "error", "--data", filepath.Join(t.TempDir(), "data")}, io.Discard, pw)
 		_ = pw.Close()
 	}()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case <-done:
+		case <-time.After(60 * time.Second):
+			t.Error("dev did not stop")
+		}
+	})
 	lines := make(chan string, 64)
 	go func() {
 		sc := bufio.NewScanner(pr)
@@ -41,27 +48,31 @@ func TestDevServesConsole(t *testing.T) {
 		close(lines)
 	}()
 	re := regexp.MustCompile(`console at (http://\S+)/ui/ \(admin APIs: ([^;]+);`)
-	var urls []string
 	deadline := time.After(60 * time.Second)
-	for urls == nil {
+	for {
 		select {
 		case l, ok := <-lines:
 			if !ok {
 				t.Fatal("dev stopped before printing the console's address")
 			}
 			if m := re.FindStringSubmatch(l); m != nil {
-				urls = strings.Fields(m[2])
-				if urls[0] != m[1] {
-					t.Fatalf("console %s is not the first node's admin API %s", m[1], urls[0])
+				urls := strings.Fields(m[2])
+				if urls[0] != m[1] || len(urls) != 3 {
+					t.Fatalf("console %s, admin APIs %v: want the first of three", m[1], urls)
 				}
+				return urls
 			}
 		case <-deadline:
 			t.Fatal("no console address within 60s")
 		}
 	}
-	if len(urls) != 3 {
-		t.Fatalf("admin APIs %v, want one per node", urls)
-	}
+}
+
+// TestDevServesConsole: `coordinator dev` serves each node's admin API and the console,
+// decisions reach /v1/stats, a follower's NOT_LEADER names the leader's URL, and an
+// operator action needs no token in dev.
+func TestDevServesConsole(t *testing.T) {
+	urls := startDev(t)
 	get := func(url string) (int, string) {
 		resp, err := http.Get(url)
 		if err != nil {
@@ -112,11 +123,5 @@ func TestDevServesConsole(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != 200 {
 		t.Errorf("tokenless leader transfer in dev: %d, want 200", resp.StatusCode)
-	}
-	cancel()
-	select {
-	case <-done:
-	case <-time.After(60 * time.Second):
-		t.Fatal("dev did not stop")
 	}
 }
