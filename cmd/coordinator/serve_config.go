@@ -76,22 +76,12 @@ type serveOptions struct {
 	advertiseAddr string
 }
 
-// serveFlags registers every serve setting on a new FlagSet writing to stderr.
+// serveFlags registers every serve setting on a new FlagSet, which cobra parses through
+// cli.AddGoFlags (the command line) and config.Loader (environment and --config file).
 func serveFlags(o *serveOptions, stderr io.Writer) (*flag.FlagSet, config.Loader) {
 	ld := config.Loader{EnvPrefix: envPrefix}
 	fs := flag.NewFlagSet("coordinator serve", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprint(stderr, "usage: coordinator serve [flags]\n\n"+
-			"Run one production coordinator node: Raft over TCP, shards and proposers over NATS,\n"+
-			"admin HTTP (/healthz, /readyz, /metrics, /v1/...). /readyz is 200 once caught up with the\n"+
-			"leader: within 64 entries of the commit index the leader reports over NATS (the leader\n"+
-			"itself once it has taken over). On Kubernetes give every pod the same --bootstrap --peers\n"+
-			"--join and its DNS name as --raft-advertise. A flag wins over its environment\n"+
-			"variable, which wins over the --config file (`key = value` lines, keys are flag names),\n"+
-			"which wins over the default.\n\nsettings:\n")
-		ld.PrintDefaults(stderr, fs)
-	}
 	def := coordinator.DefaultConfig()
 	fs.StringVar(&o.configFile, config.FileFlag, "", "config `file` of `key = value` lines")
 	fs.StringVar(&o.id, "id", "", "this node's Raft server `id` (required)")

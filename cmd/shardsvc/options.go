@@ -57,14 +57,6 @@ func flags(o *options, stderr io.Writer) (*flag.FlagSet, config.Loader) {
 	ld := config.Loader{EnvPrefix: envPrefix}
 	fs := flag.NewFlagSet("shardsvc", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprint(stderr, "usage: shardsvc --id ID [flags]\n\n"+
-			"Run the reference shard server: simulated players behind the participant SDK, serving the\n"+
-			"coordinator over NATS, with /status and /metrics on --admin-addr and an optional load\n"+
-			"driver (--propose-rate). A flag wins over its environment variable, which wins over the\n"+
-			"--config file (`key = value`), which wins over the default.\n\nsettings:\n")
-		ld.PrintDefaults(stderr, fs)
-	}
 	fs.StringVar(&o.configFile, config.FileFlag, "", "config `file` of `key = value` lines")
 	fs.StringVar(&o.id, "id", "", "shard `id`, one NATS token (required); players are <id>-p<NNNNN>")
 	fs.StringVar(&o.region, "region", "eu-west", "the players' home `region`")
