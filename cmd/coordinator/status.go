@@ -2,6 +2,7 @@ package main
 
 import (
 	"io"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -46,7 +47,7 @@ func newStatusCmd() *cobra.Command {
 			if *addr == "" {
 				return cli.Usagef("--addr needs at least one URL")
 			}
-			cf.endpoints = append(cf.endpoints, *addr)
+			cf.endpoints = append(cf.endpoints, strings.Split(*addr, ",")...)
 		}
 		if *asJSON {
 			out.Format = cli.JSON
