@@ -5,6 +5,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -231,7 +232,7 @@ func helpDefaults(t *testing.T, bin string, cmd []string) map[string]*string {
 	if m, ok := helpCache[key]; ok {
 		return m
 	}
-	c := exec.Command(filepath.Join(bin, cmd[0]), append(cmd[1:], "--help")...)
+	c := exec.Command(filepath.Join(bin, cmd[0]), append(slices.Clone(cmd[1:]), "--help")...)
 	c.Dir = t.TempDir()
 	c.Env = cleanEnv()
 	out, _ := c.CombinedOutput() // the exit status is the CLI tests' business

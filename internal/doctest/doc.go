@@ -13,6 +13,9 @@
 //	                                    `BIN SUB... --help`
 //	<!-- test: output BIN ARGS... -->  the next fenced block is what `BIN ARGS...`
 //	                                    prints, run from the repository's root
+//	<!-- test: commands -->            the next table's first column names CLI
+//	                                    commands (`coordinator txn list [--state S]`):
+//	                                    each exists, with the flags shown
 //
 // Inline, "`--flag` (default `X`)" anywhere in README.md or docs/*.md is checked too
 // (name the command in the code span, "`serve --flag`", when two commands disagree).
@@ -96,16 +99,16 @@ func Blocks(md string) ([]Block, error) {
 }
 
 // TableRows splits a Markdown table into its header cells and data rows (the
-// separator row dropped). Cells are trimmed; a `|` inside a code span is not escaped
-// by this reader, so tables checked by tests keep it out of their cells.
+// separator row dropped). Cells are trimmed, and an escaped `\|` is a `|` in its cell.
 func TableRows(table string) (header []string, rows [][]string) {
+	const bar = "\x00"
 	for _, line := range strings.Split(strings.TrimSpace(table), "\n") {
-		line = strings.TrimSpace(line)
+		line = strings.ReplaceAll(strings.TrimSpace(line), `\|`, bar)
 		line = strings.TrimPrefix(line, "|")
 		line = strings.TrimSuffix(line, "|")
 		cells := strings.Split(line, "|")
 		for i := range cells {
-			cells[i] = strings.TrimSpace(cells[i])
+			cells[i] = strings.ReplaceAll(strings.TrimSpace(cells[i]), bar, "|")
 		}
 		switch {
 		case header == nil:

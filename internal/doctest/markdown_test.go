@@ -19,7 +19,7 @@ func TestBlocks(t *testing.T) {
 		"<!-- test: defaults coordinator serve -->",
 		"| flag | default |",
 		"| --- | --- |",
-		"| `--a` | `1` |",
+		"| `--a` | `1\\|2` |",
 		"after",
 	}, "\n")
 	bs, err := Blocks(md)
@@ -36,7 +36,7 @@ func TestBlocks(t *testing.T) {
 		t.Errorf("block 1: %+v", bs[1])
 	}
 	h, rows := TableRows(bs[2].Text)
-	if bs[2].Marker != "defaults coordinator serve" || len(h) != 2 || len(rows) != 1 || rows[0][1] != "`1`" {
+	if bs[2].Marker != "defaults coordinator serve" || len(h) != 2 || len(rows) != 1 || rows[0][1] != "`1|2`" {
 		t.Errorf("table: %+v %q %q", bs[2], h, rows)
 	}
 	for _, bad := range []string{
