@@ -2,6 +2,8 @@ package doctest
 
 import (
 	"bufio"
+	"bytes"
+	"io"
 	"net/http"
 	"regexp"
 	"sort"
@@ -82,4 +84,55 @@ func scrapeNames(t *testing.T, url string) map[string]bool {
 		t.Fatalf("scrape %s: %v", url, err)
 	}
 	return names
+}
+
+var endpointRE = regexp.MustCompile("`(GET|POST|DELETE|PUT) (/[^`?\\s]*)[^`]*`")
+
+// checkGuideEndpoints: every endpoint of the guide's table marked
+// `<!-- test: endpoints -->` is routed by a running coordinator (the chaos-only rows,
+// off by default, excepted). The calls carry no token, so an operator action is
+// refused (401) before it does anything; a read answers, or names another problem
+// (NOT_FOUND of the made-up id, NOT_LEADER) than a missing route.
+func checkGuideEndpoints(t *testing.T, admin string) {
+	t.Helper()
+	blocks, err := Blocks(readDoc(t, "docs/operations.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, b := range blocks {
+		if b.Marker != "endpoints" {
+			continue
+		}
+		_, rows := TableRows(b.Text)
+		for _, row := range rows {
+			if strings.Contains(strings.Join(row, " "), "chaos testing only") {
+				continue
+			}
+			for _, m := range endpointRE.FindAllStringSubmatch(row[0], -1) {
+				n++
+				path := regexp.MustCompile(`\{[a-z]+\}`).ReplaceAllString(m[2], "doctest-x")
+				req, err := http.NewRequest(m[1], admin+path, nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				c := http.Client{Timeout: 10 * time.Second}
+				resp, err := c.Do(req)
+				if err != nil {
+					t.Errorf("%s %s: %v", m[1], m[2], err)
+					continue
+				}
+				body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+				_ = resp.Body.Close()
+				if resp.StatusCode == http.StatusMethodNotAllowed ||
+					resp.StatusCode == http.StatusNotFound && strings.Contains(string(body), "no endpoint") {
+					t.Errorf("docs/operations.md documents `%s %s`, which the coordinator does not serve: %s %s",
+						m[1], m[2], resp.Status, bytes.TrimSpace(body))
+				}
+			}
+		}
+	}
+	if n < 15 {
+		t.Errorf("docs/operations.md: only %d endpoints checked: the endpoints marker went missing", n)
+	}
 }

@@ -115,7 +115,9 @@ func TestReadmeMultiProcess(t *testing.T) {
 		}
 		return nil
 	})
-	checkGuideMetrics(t, admins, shards)
+	// The operator's guide, against this live cluster.
+	t.Run("GuideMetrics", func(t *testing.T) { checkGuideMetrics(t, admins, shards) })
+	t.Run("GuideEndpoints", func(t *testing.T) { checkGuideEndpoints(t, admins[0]) })
 
 	// look: the status table names the leader, the shard's counters show commits.
 	out, code = sh.step(t, "look", steps[1], 30*time.Second)
