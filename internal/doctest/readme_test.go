@@ -39,8 +39,10 @@ var readmeSteps = []string{"start", "look", "stop"}
 // 8081-8083, 9091-9092) the test would fail on any machine where something already
 // listens there (a developer's NATS on 4222), and no other test uses the range it
 // moves to: the other packages, run in parallel by `go test ./...`, listen on
-// ephemeral ports (":0"), which the kernel never hands out below that range. So the
-// test needs no lock and runs beside them.
+// ephemeral ports (":0"), which the kernel never hands out below that range. So ports
+// need no lock. The test still takes the HeavyProcesses lock: it runs a whole
+// deployment under load, which would starve the tests judged by latency that hold it
+// (it waits for them, and they for it; its own checks do not depend on timing).
 func TestReadmeMultiProcess(t *testing.T) {
 	for _, tool := range []string{"bash", "curl"} {
 		if _, err := exec.LookPath(tool); err != nil {
@@ -52,6 +54,7 @@ func TestReadmeMultiProcess(t *testing.T) {
 	}
 	steps := readmeSession(t, readDoc(t, "README.md"))
 	bin := binaries(t)
+	testutil.Exclusive(t, testutil.HeavyProcesses)
 	dir := t.TempDir()
 	if err := os.Symlink(bin, filepath.Join(dir, "bin")); err != nil {
 		t.Fatal(err)
