@@ -212,6 +212,7 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("POST /v1/voters", s.operate(s.addVoter, false))
 	mux.HandleFunc("DELETE /v1/voters/{id}", s.operate(s.removeVoter, false))
 	s.registerSnapshot(mux)
+	s.mountUI(mux)
 	if s.cfg.Faults != nil {
 		// Without an operate token the fault endpoints are open: the operator who
 		// enabled fault injection asked for them.

@@ -111,3 +111,31 @@ func TestPlanChartPods(t *testing.T) {
 		}
 	}
 }
+
+func TestHungStacksKeepsOurGoroutines(t *testing.T) {
+	log := `{"msg":"shutting down"}
+SIGQUIT: quit
+PC=0x4 m=0 sigcode=0
+
+goroutine 1 [chan receive]:
+github.com/shardmatch/shardmatch/coordinator.(*Node).Shutdown(...)
+	/src/coordinator/node.go:116
+
+goroutine 7 [select]:
+github.com/hashicorp/raft.(*Raft).run(...)
+
+goroutine 9 [semacquire]:
+sync.(*WaitGroup).Wait(...)
+github.com/shardmatch/shardmatch/twophase.(*Driver).Stop(...)
+`
+	got := hungStacks(log)
+	if !strings.Contains(got, "goroutine 1 [chan receive]") || !strings.Contains(got, "goroutine 9 [semacquire]") {
+		t.Errorf("our goroutines missing:\n%s", got)
+	}
+	if strings.Contains(got, "goroutine 7") {
+		t.Errorf("a goroutine with no shardmatch frame kept:\n%s", got)
+	}
+	if hungStacks(`{"msg":"bye"}`) != "" {
+		t.Error("a log without a dump gave stacks")
+	}
+}

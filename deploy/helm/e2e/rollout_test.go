@@ -553,7 +553,30 @@ func dumpLogs(t *testing.T, c *Cluster) {
 			lines = lines[len(lines)-25:]
 		}
 		t.Logf("---- %s (%s, %s) last lines:\n%s", p.Name(), p.IP(), p.LogPath(), strings.Join(lines, "\n"))
+		if stacks := hungStacks(string(b)); stacks != "" {
+			t.Logf("---- %s hung: its goroutines in shardmatch code at SIGQUIT:\n%s", p.Name(), stacks)
+		}
 	}
+}
+
+// hungStacks picks out of a log the goroutine dump a Go process prints on SIGQUIT and
+// keeps the goroutines with a shardmatch frame (a hang is in our code or waits on it);
+// "" when the log has no dump. The tail dumpLogs prints would show only the last one.
+func hungStacks(log string) string {
+	i := strings.Index(log, "SIGQUIT: quit")
+	if i < 0 {
+		return ""
+	}
+	var keep []string
+	for _, g := range strings.Split(log[i:], "\n\n") {
+		if strings.HasPrefix(g, "goroutine ") && strings.Contains(g, "github.com/shardmatch/") {
+			keep = append(keep, g)
+		}
+	}
+	if len(keep) > 80 {
+		keep = append(keep[:80], fmt.Sprintf("... and %d more goroutines", len(keep)-80))
+	}
+	return strings.Join(keep, "\n\n")
 }
 
 // testWriter logs into the test until the test's cleanup ends; later writes (a
