@@ -270,7 +270,16 @@ func parseHelpDefaults(help string) map[string]*string {
 			m[name] = v
 		}
 	}
+	examples := false // cobra's Examples: command lines, whose flags are no definitions
 	for _, line := range strings.Split(help, "\n") {
+		if t := strings.TrimSpace(line); t != "" && !strings.HasPrefix(line, " ") && strings.HasSuffix(t, ":") {
+			examples = t == "Examples:"
+		}
+		if examples {
+			flush()
+			name, entry = "", nil
+			continue
+		}
 		if f := helpFlagRE.FindStringSubmatch(line); f != nil {
 			flush()
 			name, entry = f[1], []string{line}
@@ -305,6 +314,9 @@ func TestParseHelpDefaults(t *testing.T) {
 		`    	log level (default "warn")`,
 		"  -admin-ca file",
 		"    \tCA file (default $SHARDMATCH_ADMIN_CA); with it",
+		"Examples:",
+		"  coordinator serve --id c1 \\",
+		"    --nats-url nats://127.0.0.1:4222 --admin-addr 127.0.0.1:8081",
 		"Flags:",
 		`  -o, --output string         output format (default "table")`,
 		"      --policy-timeout duration   bound on one evaluation (default 250ms)",
@@ -314,6 +326,7 @@ func TestParseHelpDefaults(t *testing.T) {
 	}, "\n")
 	got := parseHelpDefaults(help)
 	want := map[string]string{"admin-addr": ":8080", "audit-log": "-", "hot": "0.05", "log-level": "warn", "admin-ca": "-",
+		// --nats-url only appears in the examples: not a flag definition
 		"output": "table", "policy-timeout": "250ms", "bootstrap": "-", "endpoints": "-"}
 	for k, w := range want {
 		v, ok := got[k]
