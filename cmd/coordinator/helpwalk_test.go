@@ -1,65 +1,24 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"strings"
 	"testing"
 
-	"github.com/spf13/cobra"
-
-	"github.com/shardmatch/shardmatch/cmd/internal/cli"
+	"github.com/shardmatch/shardmatch/cmd/internal/cli/clitest"
 )
 
-// TestEveryCommandHelp walks the whole command tree: `--help`, `-h` and `help CMD` of
-// every command print its help on stdout (one layout: Usage, and Examples for every
-// command that runs something), exit 0, write nothing on stderr, and run nothing: every
-// command body in the tree fails the test if called, and `chaos clean --help` must not
-// sweep the network namespaces (it once ran the cleanup).
+// TestEveryCommandHelp walks the whole command tree (clitest.CheckEveryHelp): help on
+// stdout in one layout with examples, exit 0, nothing run; and `chaos clean --help`
+// must not sweep the network namespaces (it once ran the cleanup).
 func TestEveryCommandHelp(t *testing.T) {
 	defer func(old func(context.Context, string) ([]string, error)) { chaosSweep = old }(chaosSweep)
 	chaosSweep = func(context.Context, string) ([]string, error) {
 		t.Error("a --help ran chaos clean's sweep")
 		return nil, nil
 	}
-	var paths [][]string
-	tree := newRootCmd()
-	tree.InitDefaultCompletionCmd() // cobra adds it when it executes
-	cli.Walk(tree, func(c *cobra.Command) {
-		if !c.Hidden {
-			paths = append(paths, strings.Fields(c.CommandPath())[1:])
-		}
-	})
-	if len(paths) < 30 {
-		t.Fatalf("only %d commands in the tree: %v", len(paths), paths)
-	}
-	for _, p := range paths {
-		forms := [][]string{append(append([]string{}, p...), "--help"), append(append([]string{}, p...), "-h")}
-		if len(p) > 0 {
-			forms = append(forms, append([]string{"help"}, p...))
-		}
-		for _, args := range forms {
-			root := newRootCmd()
-			cli.Walk(root, func(c *cobra.Command) {
-				if c.RunE != nil {
-					c.RunE = func(c *cobra.Command, _ []string) error {
-						t.Errorf("%v ran %s", args, c.CommandPath())
-						return nil
-					}
-				}
-			})
-			var stdout, stderr bytes.Buffer
-			code := cli.Execute(context.Background(), root, args, &stdout, &stderr)
-			out := stdout.String()
-			if code != 0 || stderr.Len() != 0 || !strings.Contains(out, "Usage:\n  coordinator") {
-				t.Errorf("%v: exit %d, stderr %q, stdout:\n%s", args, code, stderr.String(), out)
-				continue
-			}
-			c, _, _ := newRootCmd().Find(p)
-			if !c.HasSubCommands() && !strings.Contains(out, "Examples:\n  coordinator") {
-				t.Errorf("%v: no examples:\n%s", args, out)
-			}
-		}
+	if n := clitest.CheckEveryHelp(t, "coordinator", newRootCmd); n < 30 {
+		t.Errorf("only %d commands walked", n)
 	}
 }
 

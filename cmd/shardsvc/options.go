@@ -92,17 +92,12 @@ func flags(o *options, stderr io.Writer) (*flag.FlagSet, config.Loader) {
 func parseOptions(args []string, stderr io.Writer, lookup func(string) (string, bool)) (o options, code int, done bool) {
 	fs, ld := flags(&o, io.Discard)
 	ld.LookupEnv = lookup
-	pfs := pflag.NewFlagSet("shardsvc", pflag.ContinueOnError)
-	pfs.SetOutput(io.Discard)
-	cli.AddGoFlags(pfs, fs, cli.GoFlagsOptions{Env: ld.EnvName})
-	err := pfs.Parse(args)
-	switch {
-	case errors.Is(err, pflag.ErrHelp):
+	err := cli.ParseConfigured(fs, ld, args)
+	if errors.Is(err, pflag.ErrHelp) {
 		return o, 0, true
-	case err == nil && pfs.NArg() > 0:
-		err = fmt.Errorf("unexpected argument %q", pfs.Arg(0))
-	case err == nil:
-		err = o.finish(fs, ld)
+	}
+	if err == nil {
+		err = o.validate()
 	}
 	if err != nil {
 		fmt.Fprintf(stderr, "shardsvc: %v\nRun 'shardsvc --help' for usage.\n", err)

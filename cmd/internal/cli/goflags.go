@@ -4,10 +4,13 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"strings"
 	"time"
 
 	"github.com/spf13/pflag"
+
+	"github.com/shardmatch/shardmatch/internal/config"
 )
 
 // GoFlagsOptions tunes AddGoFlags.
@@ -146,4 +149,21 @@ func (d DurationValue) Set(s string) error {
 	}
 	*d.D = v
 	return nil
+}
+
+// ParseConfigured parses args into fs as a command whose flags AddGoFlags bridged does
+// (for tests and callers that do not run the cobra tree): the command line in pflag's
+// syntax, with no positional argument, then every flag it did not set from ld's
+// environment variables and config file. -h and --help return pflag.ErrHelp.
+func ParseConfigured(fs *flag.FlagSet, ld config.Loader, args []string) error {
+	pfs := pflag.NewFlagSet(fs.Name(), pflag.ContinueOnError)
+	pfs.SetOutput(io.Discard)
+	AddGoFlags(pfs, fs, GoFlagsOptions{Env: ld.EnvName})
+	if err := pfs.Parse(args); err != nil {
+		return err
+	}
+	if pfs.NArg() > 0 {
+		return fmt.Errorf("unexpected argument %q", pfs.Arg(0))
+	}
+	return ld.Parse(fs, nil)
 }
