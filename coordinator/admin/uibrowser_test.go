@@ -58,6 +58,7 @@ type consoleCluster struct {
 	shards map[string]*recordingShard
 	urls   []string
 	mute   atomic.Bool // drop s2's votes
+	deaf   atomic.Bool // drop s2's acks: its decisions become dead letters
 }
 
 func newConsoleCluster(t *testing.T) *consoleCluster {
@@ -76,7 +77,7 @@ func newConsoleCluster(t *testing.T) *consoleCluster {
 	t.Cleanup(func() { _ = netw.Close() })
 	netw.SetHook(func(from, _ string, msg proto.Message) bool {
 		r, ok := msg.(*smv1.ShardReply)
-		return !(ok && from == "s2" && r.GetVote() != nil && c.mute.Load())
+		return !(ok && from == "s2" && (r.GetVote() != nil && c.mute.Load() || r.GetAck() != nil && c.deaf.Load()))
 	})
 	for _, id := range []string{"s1", "s2"} {
 		h := &recordingShard{}
@@ -332,13 +333,40 @@ func TestConsoleInBrowser(t *testing.T) {
 		chromedp.Poll[chromedp.Void](`!document.getElementById("inflight").textContent.includes("`+txid+`")`),
 	)
 	shot("03-after")
+
+	// A dead letter: s2 never acks p-dl's commit. The page lists it (threshold 0s), and
+	// a click on redrive is answered done by the leader (that it sends at once is the
+	// driver's unit test: here resends run every 200ms anyway).
+	c.deaf.Store(true)
+	d, err := c.lc.Propose(ctx, duel("p-dl", "erin", "frank"))
+	if err != nil || d.GetOutcome() != smv1.Outcome_OUTCOME_COMMITTED {
+		t.Fatalf("propose p-dl: %v %v", d, err)
+	}
+	dl := d.GetTxid()
+	step("see the dead letter",
+		chromedp.SetValue(chromedp.ID("dl-age"), "0s"),
+		chromedp.Poll[chromedp.Void](`document.getElementById("dl-table").textContent.includes("`+dl+`")`),
+	)
+	redriveBtn := chromedp.JSPath(`[...document.querySelectorAll("#dl-table tbody tr")].filter(r => r.textContent.includes("` + dl + `")).map(r => r.querySelector("button.operate"))`)
+	step("redrive the dead letter",
+		clickFresh(redriveBtn),
+		chromedp.Poll[chromedp.Void](`document.querySelector("#dl-table button.confirm") !== null`),
+		clickFresh(chromedp.CSS(`#dl-table button.confirm`)),
+		chromedp.Poll[chromedp.Void](`document.getElementById("banner").textContent.includes("redrive `+dl+`: done")`),
+	)
+	shot("04-redriven")
+	// s2 acks again: the next delivery finishes the txn and the dead letter goes.
+	c.deaf.Store(false)
+	step("the dead letter is gone once s2 acks",
+		chromedp.Poll[chromedp.Void](`!document.getElementById("dl-table").textContent.includes("`+dl+`")`),
+	)
 	step("transfer leadership",
 		clickFresh(chromedp.ID("leader-transfer")),
 		chromedp.Poll[chromedp.Void](`document.querySelector("#leader-transfer.confirm") !== null`),
 		clickFresh(chromedp.ID("leader-transfer")),
 		chromedp.Poll[chromedp.Void](`(t => t !== "" && t !== "`+leaderID+`")(document.getElementById("leader-id").textContent)`),
 	)
-	shot("04-leader-transferred")
+	shot("05-leader-transferred")
 	t.Logf("console messages: %q", msgs.all())
 	if bad := msgs.errors(tokensIn); len(bad) > 0 {
 		t.Fatalf("console errors:\n%s", strings.Join(bad, "\n"))
