@@ -78,7 +78,7 @@ func TestPolicyEval(t *testing.T) {
 			t.Errorf("%s: exit %d, want %d\n%s%s", file, code, want, stdout, stderr)
 		}
 	}
-	if code, stdout, _ := runCmd(t, "policy", "eval", "--json", "-i", filepath.Join("..", "..", "policy", "testdata", "proposal-allow.json")); code != 0 || !strings.Contains(stdout, `"allow": true`) {
+	if code, stdout, _ := runCmd(t, "policy", "eval", "-o", "json", "-i", filepath.Join("..", "..", "policy", "testdata", "proposal-allow.json")); code != 0 || !strings.Contains(stdout, `"allow": true`) {
 		t.Errorf("eval --json: exit %d\n%s", code, stdout)
 	}
 	if code, _, _ := runCmd(t, "policy", "eval"); code != 2 {
