@@ -1,13 +1,22 @@
 // Package admin is a coordinator node's operator surface: the per-node admin HTTP API,
-// its Prometheus metrics, and the client and table printer behind `coordinator status`.
+// the operator console it serves at /ui/ (ui.go, embedded assets), its Prometheus
+// metrics, and the clients behind the CLI (APIClient: any node, following NOT_LEADER's
+// leader_admin_url once; StatusClient and the table printer of `coordinator status`).
 //
 // One Server serves one coordinator.Node. Reads come in two strengths: GET
 // /v1/txns/{id} is linearizable (Node.Status, leader only; a follower answers
-// NOT_LEADER with the leader's id unless the caller asks for ?stale=true), while the
-// listings (/v1/txns, /v1/leases/{player}, /v1/shards) read this node's FSM as applied
-// so far. Operator actions (leadership transfer, voter changes, force-abort) need a
-// bearer token; with no token configured they are refused unless the server was built
-// AllowUnauthenticated for development.
+// NOT_LEADER with the leader's id and admin URL unless the caller asks for
+// ?stale=true), while the listings (/v1/txns, /v1/leases/{player}, /v1/shards,
+// /v1/stats, /v1/policy) read this node's FSM as applied so far. /v1/deadletters is the
+// leader's (it knows the delivery attempts), or any node's with ?stale=true (attempts
+// -1). Operator actions need the operate role; with no token configured they are
+// refused unless the server was built AllowUnauthenticated for development (`coordinator
+// dev`). Every route is a Path constant (paths.go); PathFor fills its parameters.
+//
+// NOT_LEADER names the leader's admin base URL (leader_admin_url): the node's own
+// Config.AdvertiseURL when it leads, else the AdminURL of the leader's answer to
+// Config.LeaderIndex (serve: natsapi's leader-index request, which the leader answers
+// with its --admin-advertise-url).
 //
 // Endpoints:
 //
@@ -15,11 +24,21 @@
 //	GET    /readyz                  200 when caught up with the leader (see Readiness)
 //	GET    /metrics                 Prometheus text exposition
 //	GET    /v1/status               Status: role, leader, term, indexes, peers, counts
-//	GET    /v1/txns?state=S&limit=N unfinished txns (S = preparing | undelivered), local
+//	GET    /v1/txns                 txns in log order, paged: state = preparing | committed |
+//	                                aborted | undelivered | stuck | all (default: unfinished),
+//	                                since, shard, limit, cursor (next_cursor), older_than (stuck)
 //	GET    /v1/txns/{id}            a txn by txid or proposal id; ?stale=true reads locally
 //	POST   /v1/txns/{id}/abort      force-abort a PREPARING txn            (auth)
+//	POST   /v1/txns/{id}/redrive    re-send the decision to unacked shards now (auth)
+//	POST   /v1/txns/{id}/resolve    body {shard}: ack for a DISABLED shard (auth)
+//	GET    /v1/deadletters          decisions unacked for older_than (1m) or of a disabled shard
 //	GET    /v1/leases/{player}      the player's lease
 //	GET    /v1/shards               the shard registry
+//	POST   /v1/shards/{id}/state    body {state: active|draining|disabled} (auth)
+//	GET    /v1/stats                this node's decisions by outcome and reason, policy counts, in doubt
+//	GET    /v1/policy               the policy revision in force and the latest denials
+//	GET    /v1/audit                the latest records of the audit trail
+//	GET    /ui/                     the operator console (no token: its API calls carry them)
 //	POST   /v1/leader/transfer      hand leadership over, body {id, addr} optional (auth)
 //	POST   /v1/voters               add a voter, body {id, addr}           (auth)
 //	DELETE /v1/voters/{id}          remove a server                        (auth)
