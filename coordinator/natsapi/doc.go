@@ -11,7 +11,8 @@
 //	<p>.v1.shard.register    core request    ShardInfo → RegisterShardResponse
 //	<p>.v1.events.match.<o>  stream SM_EVENTS Decision, Nats-Msg-Id = txid
 //	<p>.v1.leader.index      core request    empty → LeaderIndex (JSON): the leader's id,
-//	                         term and commit index, for followers' readiness
+//	                         term, commit index and admin URL (Config.AdminURL), for
+//	                         followers' readiness and their NOT_LEADER answers
 //	                         (LeaderIndexClient); only with Config.CommitIndex
 //
 // Intake. The leader takes proposals from its durable consumer, runs each through
