@@ -20,6 +20,7 @@ import (
 	"github.com/shardmatch/shardmatch/coordinator"
 	"github.com/shardmatch/shardmatch/coordinator/admin"
 	"github.com/shardmatch/shardmatch/internal/clock"
+	"github.com/shardmatch/shardmatch/internal/testutil"
 	smv1 "github.com/shardmatch/shardmatch/proto/shardmatch/v1"
 	"github.com/shardmatch/shardmatch/twophase"
 )
@@ -169,6 +170,9 @@ func screenshotDir(t *testing.T) string {
 // shards.
 func TestConsoleInBrowser(t *testing.T) {
 	chrome := chromiumPath(t)
+	// A browser, three nodes and their refreshes: heavy enough to starve the tests
+	// judged by latency and aborts if it ran beside them.
+	testutil.Exclusive(t, testutil.HeavyProcesses)
 	shots := screenshotDir(t)
 	c := newConsoleCluster(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
