@@ -1,6 +1,7 @@
 package coordinator_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -469,4 +470,59 @@ func TestClusterForceAbort(t *testing.T) {
 		t.Fatalf("driver stats %+v %v", st, ok)
 	}
 	requireClean(t, c.check(20*time.Second))
+}
+
+// TestClusterRetentionCap: past Config.MaxRetained finished txns the leader forgets
+// the oldest long before their Retention, on every node, and keeps the youngest; a
+// node built with SnapshotFormat 1 writes format 1.
+func TestClusterRetentionCap(t *testing.T) {
+	const keep = 3
+	c := newTestCluster(t, clusterOpts{seed: 21, tweak: func(_ string, cfg *coordinator.Config) {
+		cfg.Retention, cfg.MaxRetained, cfg.SnapshotFormat = time.Hour, keep, 1
+	}})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if d, err := c.propose(ctx, "p", match("hold", time.Minute, "h@s1", "i@s2")); err != nil || d.GetOutcome() != smv1.Outcome_OUTCOME_COMMITTED {
+		t.Fatalf("hold: %v %v", d, err)
+	}
+	// Every one names h, who is in a match: aborted at Begin, finished at once.
+	const n = 8
+	for i := range n {
+		d, err := c.propose(ctx, "p", match(fmt.Sprintf("busy-%d", i), time.Minute, "h@s1", fmt.Sprintf("b%d@s2", i)))
+		if err != nil || d.GetReason() != smv1.Reason_REASON_PLAYER_LEASED {
+			t.Fatalf("busy-%d: %v %v", i, d, err)
+		}
+	}
+	for i := range c.lc.Size() {
+		f := c.lc.Node(i).FSM()
+		testutil.WaitUntil(t, 10*time.Second, fmt.Sprintf("node %d to keep %d finished txns", i, keep), func() bool {
+			return f.Counts().Txns == 1+keep
+		})
+		for j := range n {
+			_, ok := f.TxnByProposal(fmt.Sprintf("busy-%d", j))
+			if want := j >= n-keep; ok != want {
+				t.Errorf("node %d: busy-%d retained %v, want %v (the youngest %d kept)", i, j, ok, want, keep)
+			}
+		}
+	}
+	if _, ok := c.lc.Node(0).FSM().TxnByProposal("hold"); !ok {
+		t.Error("the live match was forgotten")
+	}
+	// Format 1 is a protobuf FSMState; format 2 starts with a zero byte.
+	snap, err := c.lc.Node(c.leader(ctx)).OpenSnapshot(ctx, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var file, data bytes.Buffer
+	if _, err := snap.WriteTo(&file); err != nil {
+		t.Fatal(err)
+	}
+	_ = snap.Close()
+	if _, err := coordinator.ReadSnapshot(&file, &data, 1<<20); err != nil {
+		t.Fatal(err)
+	}
+	var st smv1.FSMState
+	if b := data.Bytes(); len(b) == 0 || b[0] == 0 || proto.Unmarshal(b, &st) != nil || len(st.GetTxns()) != 1+keep {
+		t.Errorf("snapshot of a SnapshotFormat 1 node: %d bytes, first %x, %d txns: want format 1 holding %d", len(b), b[:min(1, len(b))], len(st.GetTxns()), 1+keep)
+	}
 }

@@ -137,7 +137,7 @@ func (n *Node) lead(ctx context.Context) {
 			}
 			now := n.cfg.Clock.Mono()
 			for {
-				old := n.track.dueForgets(now, n.cfg.Retention)
+				old := n.track.dueForgets(now, n.cfg.Retention, n.cfg.MaxRetained)
 				if len(old) == 0 {
 					break
 				}

@@ -56,6 +56,11 @@ func New(cfg Config) (*Node, error) {
 		notify: make(chan bool, 16), leadCtl: make(chan leadCtl), stop: make(chan struct{}), loopDone: make(chan struct{})}
 	n.track = newTracker(cfg.Rho, n.expiryNow)
 	n.fsm = NewFSM(teeObserver{t: n.track, next: cfg.Observer}, n.resolve)
+	if cfg.SnapshotFormat != 0 {
+		if err := n.fsm.SetSnapshotFormat(cfg.SnapshotFormat); err != nil {
+			return nil, err
+		}
+	}
 	stores, err := openStores(cfg.DataDir, cfg.RaftLogOutput)
 	if err != nil {
 		return nil, err

@@ -207,17 +207,22 @@ func (t *tracker) dueExpiries(now time.Duration) []*smv1.Command {
 	return out
 }
 
-// dueForgets returns the finished txids retained for at least retention at now, at
-// most maxForget, and takes them out of the index; retry puts back those the log
-// refused.
-func (t *tracker) dueForgets(now, retention time.Duration) []string {
+// dueForgets returns the finished txids to forget at now, oldest first, at most
+// maxForget, and takes them out of the index: every one retained for at least
+// retention, and, while more than maxRetained (> 0) are retained, the oldest beyond that
+// count. retry puts back those the log refused.
+func (t *tracker) dueForgets(now, retention time.Duration, maxRetained int) []string {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if !t.tracking {
 		return nil
 	}
+	over := 0
+	if maxRetained > 0 {
+		over = len(t.finished) - maxRetained
+	}
 	n := 0
-	for n < len(t.finished) && n < maxForget && now-t.finished[n].since >= retention {
+	for n < len(t.finished) && n < maxForget && (n < over || now-t.finished[n].since >= retention) {
 		n++
 	}
 	if n == 0 {

@@ -112,20 +112,50 @@ func TestTrackerRetention(t *testing.T) {
 	tr.observe(activated("m", 0, time.Hour))
 	tr.observe(Event{Kind: EventDone, TxID: "m"}) // DONE, leases live: not yet
 	const keep = 10 * time.Second
-	if got := tr.dueForgets(keep-1, keep); got != nil {
+	if got := tr.dueForgets(keep-1, keep, 0); got != nil {
 		t.Fatalf("forgot before the retention: %v", got)
 	}
-	if got := tr.dueForgets(keep, keep); !slices.Equal(got, []string{"old"}) {
+	if got := tr.dueForgets(keep, keep, 0); !slices.Equal(got, []string{"old"}) {
 		t.Fatalf("at %s: %v, want [old]", keep, got)
 	}
 	clk.t = 5 * time.Second
 	tr.observe(Event{Kind: EventLeaseReleased, TxID: "m"})
-	if got := tr.dueForgets(time.Second+keep, keep); !slices.Equal(got, []string{"aborted"}) {
+	if got := tr.dueForgets(time.Second+keep, keep, 0); !slices.Equal(got, []string{"aborted"}) {
 		t.Fatalf("%v, want [aborted]", got)
 	}
 	tr.retry([]string{"aborted"}, time.Second+keep, keep)
-	if got := tr.dueForgets(5*time.Second+keep, keep); !slices.Equal(got, []string{"m", "aborted"}) {
+	if got := tr.dueForgets(5*time.Second+keep, keep, 0); !slices.Equal(got, []string{"m", "aborted"}) {
 		t.Fatalf("%v, want [m aborted] (m finished when its leases ended, aborted retried)", got)
+	}
+}
+
+// Past maxRetained the oldest finished txns are forgotten before their retention, the
+// youngest maxRetained kept; within it, retention alone decides.
+func TestTrackerRetentionCountCap(t *testing.T) {
+	clk := &fakeMono{}
+	tr := newTracker(0, clk.now)
+	tr.start(&fakeView{})
+	for i := range 7 {
+		clk.t = time.Duration(i) * time.Second
+		tr.observe(Event{Kind: EventDone, TxID: fmt.Sprintf("t%d", i)})
+	}
+	const keep = time.Hour
+	if got := tr.dueForgets(10*time.Second, keep, 0); got != nil {
+		t.Fatalf("no cap: forgot %v within the retention", got)
+	}
+	if got := tr.dueForgets(10*time.Second, keep, 7); got != nil {
+		t.Fatalf("at the cap: forgot %v", got)
+	}
+	if got := tr.dueForgets(10*time.Second, keep, 4); !slices.Equal(got, []string{"t0", "t1", "t2"}) {
+		t.Fatalf("cap 4 of 7: forgot %v, want the three oldest", got)
+	}
+	if _, _, n := tr.size(); n != 4 {
+		t.Fatalf("%d retained after the cap, want 4", n)
+	}
+	// Both rules at once: t3 is past its retention (it finished at 3s), and of t3..t6 a
+	// cap of 2 keeps only t5 and t6: t3 and t4 go.
+	if got := tr.dueForgets(3*time.Second+keep, keep, 2); !slices.Equal(got, []string{"t3", "t4"}) {
+		t.Fatalf("retention and cap: forgot %v, want [t3 t4]", got)
 	}
 }
 
@@ -136,10 +166,10 @@ func TestTrackerForgetsInBoundedBatches(t *testing.T) {
 		ids[i] = fmt.Sprintf("t%d", i)
 	}
 	tr.start(&fakeView{finished: ids})
-	if got := tr.dueForgets(time.Hour, time.Second); len(got) != maxForget {
+	if got := tr.dueForgets(time.Hour, time.Second, 0); len(got) != maxForget {
 		t.Fatalf("first batch %d, want %d", len(got), maxForget)
 	}
-	if got := tr.dueForgets(time.Hour, time.Second); len(got) != 10 {
+	if got := tr.dueForgets(time.Hour, time.Second, 0); len(got) != 10 {
 		t.Fatalf("second batch %d, want 10", len(got))
 	}
 }
@@ -205,7 +235,7 @@ func BenchmarkTrackerTick(b *testing.B) {
 	tr.start(&fakeView{matches: ms})
 	b.ResetTimer()
 	for b.Loop() {
-		if tr.dueExpiries(time.Minute) != nil || tr.dueForgets(time.Minute, 10*time.Minute) != nil {
+		if tr.dueExpiries(time.Minute) != nil || tr.dueForgets(time.Minute, 10*time.Minute, 0) != nil {
 			b.Fatal("something due")
 		}
 	}

@@ -276,7 +276,7 @@ func startServe(ctx context.Context, o serveOptions, log *slog.Logger, stderr io
 	}
 	cfg.Limits.DefaultPrepareTimeout = o.prepareTimeout
 	cfg.Limits.MaxProposalBytes, cfg.Limits.MaxPlayers = o.maxProposalBytes, o.maxPlayers
-	cfg.Retention = o.retention
+	cfg.Retention, cfg.MaxRetained, cfg.SnapshotFormat = o.retention, o.retentionMax, uint16(o.snapshotFormat)
 	cfg.HeartbeatTimeout, cfg.ElectionTimeout = o.heartbeat, o.election
 	cfg.LeaderLeaseTimeout = min(cfg.LeaderLeaseTimeout, o.heartbeat)
 	cfg.Participants = func(h twophase.ReplyHandler) twophase.Transport {

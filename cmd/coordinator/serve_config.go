@@ -47,6 +47,8 @@ type serveOptions struct {
 	adminAddr, adminToken   string
 	adminAdvertiseURL       string
 	memoryLimitRatio        float64
+	retentionMax            int
+	snapshotFormat          uint
 	policyBundle            string
 	policyTimeout           time.Duration
 	noPolicy                bool
@@ -116,6 +118,10 @@ func serveFlags(o *serveOptions, stderr io.Writer) (*flag.FlagSet, config.Loader
 		"over it a proposal is answered RATE_LIMITED unread")
 	fs.IntVar(&o.proposerBurst, "proposer-burst", 0, "proposals each proposer identity may make at once (default: --proposer-rate rounded up)")
 	fs.DurationVar(&o.retention, "retention", def.Retention, "how long a finished transaction stays queryable")
+	fs.IntVar(&o.retentionMax, "retention-max", def.MaxRetained, "most finished transactions kept: past it the oldest are forgotten before --retention "+
+		"(0: no bound); it is also how far back a repeated proposal id is recognised, so keep it above rate × the proposers' retry horizon")
+	fs.UintVar(&o.snapshotFormat, "snapshot-format", uint(coordinator.SnapshotFormats[0]), "format of the snapshots this node writes: 2, or 1 "+
+		"while a rolling upgrade from a build that reads only format 1 is under way (slower; switch back when every node runs this build)")
 	fs.DurationVar(&o.heartbeat, "raft-heartbeat-timeout", def.HeartbeatTimeout, "Raft heartbeat timeout")
 	fs.DurationVar(&o.election, "raft-election-timeout", def.ElectionTimeout, "Raft election timeout")
 	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 15*time.Second, "bound on the graceful shutdown")
@@ -195,6 +201,10 @@ func (o *serveOptions) validate() error {
 		return bad("--proposer-burst (%d) must be >= 0 and needs --proposer-rate", o.proposerBurst)
 	case o.retention <= 0:
 		return bad("--retention (%s) must be > 0", o.retention)
+	case o.retentionMax < 0:
+		return bad("--retention-max (%d) must be >= 0 (0: no bound)", o.retentionMax)
+	case o.snapshotFormat > math.MaxUint16 || !slices.Contains(coordinator.SnapshotFormats, uint16(o.snapshotFormat)):
+		return bad("--snapshot-format %d: this build writes %v", o.snapshotFormat, coordinator.SnapshotFormats)
 	case o.heartbeat <= 0 || o.election < o.heartbeat:
 		return bad("--raft-election-timeout (%s) must be >= --raft-heartbeat-timeout (%s) > 0", o.election, o.heartbeat)
 	case o.adminAddr == "":

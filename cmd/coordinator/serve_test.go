@@ -97,6 +97,8 @@ func TestServeBadSettings(t *testing.T) {
 		{append(base, "--admin-advertise-url", "http://0.0.0.0:8080"), "not reachable"},
 		{append(base, "--admin-advertise-url", "http://c1:8080/admin?x=1"), "want a base URL"},
 		{append(base, "--memory-limit-ratio", "1.5"), "--memory-limit-ratio"},
+		{append(base, "--retention-max", "-1"), "--retention-max (-1)"},
+		{append(base, "--snapshot-format", "3"), "--snapshot-format 3: this build writes [2 1]"},
 		{append(base, "--memory-limit-ratio", "-0.1"), "--memory-limit-ratio"},
 	} {
 		var stdout, stderr bytes.Buffer
