@@ -3,6 +3,7 @@ package coordinator
 import (
 	"errors"
 	"fmt"
+	"os"
 	"slices"
 	"testing"
 
@@ -121,5 +122,36 @@ func TestFSMListTxnsPagesInLogOrder(t *testing.T) {
 		if !errors.As(err, &ie) || ie.Field != "cursor" {
 			t.Errorf("cursor %q: err %v, want an *InvalidError on cursor", bad, err)
 		}
+	}
+}
+
+// BenchmarkListTxns pages through the most finished txns a node keeps by default
+// (DefaultMaxRetained, SHARDMATCH_MEM_MATCHES overrides): the cost of one
+// GET /v1/txns, spent under the FSM's read lock (Apply waits that long).
+//
+//	go test -run '^$' -bench ListTxns -benchtime 20x ./coordinator/
+func BenchmarkListTxns(b *testing.B) {
+	n := DefaultMaxRetained
+	if os.Getenv("SHARDMATCH_MEM_MATCHES") != "" {
+		n = memMatches(b)
+	}
+	f := buildMemFSMEnded(b, n, true)
+	for _, c := range []struct {
+		name string
+		q    TxnQuery
+	}{
+		{"all/first-page", TxnQuery{Limit: 100}},
+		{"all/last-page", TxnQuery{Limit: 100, After: "18446744073709551615.z"}},
+		{"committed/shard", TxnQuery{Limit: 100, Outcome: smv1.Outcome_OUTCOME_COMMITTED, Shard: memShards[1]}},
+		{"unfinished", TxnQuery{Limit: 100, States: []smv1.TxnState{smv1.TxnState_TXN_STATE_PREPARING}}},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			for b.Loop() {
+				p, err := f.ListTxns(c.q)
+				if err != nil || p.Total == 0 && c.name != "unfinished" {
+					b.Fatalf("%+v %v", p, err)
+				}
+			}
+		})
 	}
 }
