@@ -87,7 +87,11 @@ type FSM struct {
 	// (resolve it by id: see byPID). ptrindex costs about half a Go map's memory.
 	txns       *ptrindex.Index[txn]
 	byProposal *ptrindex.Index[txn]
-	leases     *lease.Table
+	// open holds the txids of the txns not DONE (PREPARING, or decided and not acked by
+	// every shard): what a leader drives, the listings of unfinished txns and the
+	// per-scrape counts read, without a scan of every retained txn.
+	open   map[string]struct{}
+	leases *lease.Table
 	shards     map[string]*smv1.ShardInfo
 	intern     interner
 	applied    uint64
@@ -113,7 +117,7 @@ func NewFSM(obs Observer, onDecide func(*smv1.Decision)) *FSM {
 		obs.Observe(Event{Kind: EventRestored})
 	}
 	return &FSM{
-		txns: newTxnIndex(0), byProposal: newPIDIndex(0),
+		txns: newTxnIndex(0), byProposal: newPIDIndex(0), open: make(map[string]struct{}),
 		leases: lease.NewTable(), shards: make(map[string]*smv1.ShardInfo),
 		appliedCh: make(chan struct{}), obs: obs, onDecide: onDecide,
 	}
@@ -315,9 +319,30 @@ func (f *FSM) begin(index uint64, pos int, b *smv1.Begin) CommandResult {
 		return abort(smv1.Reason_REASON_INVALID, err.Error(), nil)
 	}
 	t.setState(smv1.TxnState_TXN_STATE_PREPARING)
+	f.track(t)
 	t.players = playersToken
 	f.emit(index, EventLeaseGranted, txid, granted, nil)
 	return CommandResult{Txn: t.record(p), Created: true}
+}
+
+// track files t under open, or takes it out, by its state.
+func (f *FSM) track(t *txn) {
+	if t.State() == smv1.TxnState_TXN_STATE_DONE {
+		delete(f.open, t.id)
+	} else {
+		f.open[t.id] = struct{}{}
+	}
+}
+
+// openOf indexes the txns of txns that are not DONE.
+func openOf(txns *ptrindex.Index[txn]) map[string]struct{} {
+	open := make(map[string]struct{})
+	for t := range txns.All() {
+		if t.State() != smv1.TxnState_TXN_STATE_DONE {
+			open[t.id] = struct{}{}
+		}
+	}
+	return open
 }
 
 func (f *FSM) decided(index uint64, t *txn) {
@@ -387,6 +412,7 @@ func (f *FSM) decide(index uint64, d *smv1.Decide) CommandResult {
 	} else if freed, err := f.leases.Release(t.id); err == nil {
 		f.emit(index, EventLeaseFreed, t.id, freed, nil)
 	}
+	f.track(t)
 	f.decided(index, t)
 	return f.result(t)
 }
@@ -416,6 +442,7 @@ func (f *FSM) acked(index uint64, a *smv1.Acked) CommandResult {
 		t = f.writable(t)
 		next, _ := twophase.Transition(t.State(), twophase.EventAllAcked)
 		t.setState(next)
+		f.track(t)
 		f.emit(index, EventDone, t.id, nil, nil)
 	}
 	return f.result(t)
@@ -497,6 +524,7 @@ func (f *FSM) forget(txids []string) CommandResult {
 			continue
 		}
 		f.txns.Delete(txid)
+		delete(f.open, txid)
 		if pid := t.pid(); f.byProposal.Get(pid) != nil && f.byProposal.Get(pid).id == txid {
 			f.byProposal.Delete(pid)
 		}

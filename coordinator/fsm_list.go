@@ -3,6 +3,8 @@ package coordinator
 import (
 	"container/heap"
 	"fmt"
+	"iter"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -54,7 +56,7 @@ func (f *FSM) ListTxns(q TxnQuery) (TxnPage, error) {
 	defer f.mu.RUnlock()
 	var page TxnPage
 	h := &txnMaxHeap{}
-	for t := range f.txns.All() {
+	for t := range f.candidates(q) {
 		if !q.keeps(t) {
 			continue
 		}
@@ -96,6 +98,21 @@ func (f *FSM) ListTxns(q TxnQuery) (TxnPage, error) {
 		page.Txns[i] = it.rec
 	}
 	return page, nil
+}
+
+// candidates are the txns q may select: the open ones when q asks only for states a
+// txn is in before DONE (the console's frequent lists cost what is in flight), else all.
+func (f *FSM) candidates(q TxnQuery) iter.Seq[*txn] {
+	if len(q.States) == 0 || slices.Contains(q.States, smv1.TxnState_TXN_STATE_DONE) {
+		return f.txns.All()
+	}
+	return func(yield func(*txn) bool) {
+		for id := range f.open {
+			if !yield(f.txns.Get(id)) {
+				return
+			}
+		}
+	}
 }
 
 func (q *TxnQuery) keeps(t *txn) bool {

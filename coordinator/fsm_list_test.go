@@ -155,3 +155,19 @@ func BenchmarkListTxns(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkFSMScrapeCounts is what every /metrics scrape and /v1/status asks of the
+// FSM (Counts, InDoubtByShard) with the default most retained finished txns and none
+// in flight.
+func BenchmarkFSMScrapeCounts(b *testing.B) {
+	n := DefaultMaxRetained
+	if os.Getenv("SHARDMATCH_MEM_MATCHES") != "" {
+		n = memMatches(b)
+	}
+	f := buildMemFSMEnded(b, n, true)
+	for b.Loop() {
+		if c := f.Counts(); c.Txns != n || c.Preparing+c.Undelivered != 0 || len(f.InDoubtByShard()) != len(memShards) {
+			b.Fatalf("counts %+v", c)
+		}
+	}
+}

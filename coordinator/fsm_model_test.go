@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"io"
+	"maps"
 	"slices"
 	"sort"
 	"testing"
@@ -221,6 +222,9 @@ func TestFSMAgreesWithModel(t *testing.T) {
 		if !proto.Equal(h.f.State(), g.State()) {
 			rt.Fatal("restore differs")
 		}
+		if !maps.Equal(h.f.open, g.open) {
+			rt.Fatalf("restored open index %v, was %v", g.open, h.f.open)
+		}
 	})
 }
 
@@ -234,6 +238,24 @@ func checkAgainstModel(rt *rapid.T, f *FSM, m *model) {
 		if mt == nil || mt.state != tx.State || mt.leaseEnd != tx.LeaseEnd {
 			rt.Fatalf("txn %s: FSM %s/%q, model %+v", tx.Txid, tx.State, tx.LeaseEnd, mt)
 		}
+	}
+	// The open index is exactly the model's unfinished txns, and what reads it agrees.
+	var open []string
+	for id, mt := range m.txns {
+		if mt.state != smv1.TxnState_TXN_STATE_DONE {
+			open = append(open, id)
+		}
+	}
+	slices.Sort(open)
+	var got []string
+	for _, r := range f.Unfinished() {
+		got = append(got, r.GetTxid())
+	}
+	if !slices.Equal(got, open) || len(f.open) != len(open) {
+		rt.Fatalf("unfinished %v (open index %d), model %v", got, len(f.open), open)
+	}
+	if c := f.Counts(); c.Preparing+c.Undelivered != len(open) {
+		rt.Fatalf("counts %+v, model %d unfinished", c, len(open))
 	}
 	if len(st.Leases) != len(m.holders) {
 		rt.Fatalf("FSM holds %d leases, model %d", len(st.Leases), len(m.holders))

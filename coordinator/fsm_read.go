@@ -69,11 +69,9 @@ func (f *FSM) Shards() []*smv1.ShardInfo {
 func (f *FSM) Unfinished() []*smv1.TxnRecord {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
-	var out []*smv1.TxnRecord
-	for t := range f.txns.All() {
-		if t.State() != smv1.TxnState_TXN_STATE_DONE {
-			out = append(out, t.record(nil))
-		}
+	out := make([]*smv1.TxnRecord, 0, len(f.open))
+	for id := range f.open {
+		out = append(out, f.txns.Get(id).record(nil))
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Txid < out[j].Txid })
 	return out
@@ -112,13 +110,14 @@ type Counts struct {
 	Txns, Preparing, Undelivered, Leases, Shards int
 }
 
-// Counts returns the sizes of the state.
+// Counts returns the sizes of the state. It reads the unfinished txns only (the open
+// index), so a scrape costs what is in flight, not every retained txn.
 func (f *FSM) Counts() Counts {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
 	c := Counts{Txns: f.txns.Len(), Leases: f.leases.Len(), Shards: len(f.shards)}
-	for t := range f.txns.All() {
-		switch st := t.State(); {
+	for id := range f.open {
+		switch st := f.txns.Get(id).State(); {
 		case st == smv1.TxnState_TXN_STATE_PREPARING:
 			c.Preparing++
 		case twophase.Decided(st) && st != smv1.TxnState_TXN_STATE_DONE:
@@ -138,8 +137,9 @@ func (f *FSM) InDoubtByShard() map[string]int {
 	for id := range f.shards {
 		out[id] = 0
 	}
-	for t := range f.txns.All() {
-		if st := t.State(); !twophase.Decided(st) || st == smv1.TxnState_TXN_STATE_DONE {
+	for id := range f.open {
+		t := f.txns.Get(id)
+		if !twophase.Decided(t.State()) {
 			continue
 		}
 		for _, s := range t.shardIDs() {
