@@ -90,12 +90,12 @@ type FSM struct {
 	// open holds the txids of the txns not DONE (PREPARING, or decided and not acked by
 	// every shard): what a leader drives, the listings of unfinished txns and the
 	// per-scrape counts read, without a scan of every retained txn.
-	open   map[string]struct{}
-	leases *lease.Table
-	shards     map[string]*smv1.ShardInfo
-	intern     interner
-	applied    uint64
-	appliedCh  chan struct{} // closed and replaced whenever applied moves
+	open      map[string]struct{}
+	leases    *lease.Table
+	shards    map[string]*smv1.ShardInfo
+	intern    interner
+	applied   uint64
+	appliedCh chan struct{} // closed and replaced whenever applied moves
 	// gen counts snapshots taken; frozen counts those not yet released. While frozen >
 	// 0, a txn of an older generation is copied before it changes (writable), so the
 	// snapshots can read theirs while the FSM goes on applying.
