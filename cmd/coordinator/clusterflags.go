@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"io"
 	"os"
 	"strings"
 	"time"
@@ -121,4 +122,28 @@ func (f *clusterFlags) client(ctx context.Context) (_ *admin.APIClient, _ contex
 		cancel()
 		hc.CloseIdleConnections()
 	}, nil
+}
+
+// answer is what a cluster command prints: v as JSON or YAML with -o, else table.
+type answer struct {
+	v     any
+	table func(w io.Writer) error
+}
+
+// runE is the body of a command that talks to the cluster: it opens a client on the
+// endpoints (the whole call bounded by --timeout), runs do and prints its answer with
+// out.
+func (f *clusterFlags) runE(out *cli.OutputValue, do func(ctx context.Context, cl *admin.APIClient, args []string) (answer, error)) func(*cobra.Command, []string) error {
+	return func(c *cobra.Command, args []string) error {
+		cl, ctx, done, err := f.client(c.Context())
+		if err != nil {
+			return err
+		}
+		defer done()
+		a, err := do(ctx, cl, args)
+		if err != nil {
+			return err
+		}
+		return out.Print(c.OutOrStdout(), a.v, a.table)
+	}
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"strings"
@@ -36,21 +37,16 @@ func newDeadletterCmd() *cobra.Command {
 	out := cli.AddOutputFlag(l)
 	var olderThan time.Duration
 	l.Flags().Var(cli.DurationValue{D: &olderThan}, "older-than", "unacked for longer than this (default: the server's, 1m)")
-	l.RunE = func(c *cobra.Command, _ []string) error {
-		cl, ctx, done, err := cf.client(c.Context())
-		if err != nil {
-			return err
-		}
-		defer done()
+	l.RunE = cf.runE(out, func(ctx context.Context, cl *admin.APIClient, _ []string) (answer, error) {
 		arg := ""
 		if olderThan > 0 {
 			arg = olderThan.String()
 		}
 		d, err := cl.DeadLetters(ctx, arg)
 		if err != nil {
-			return err
+			return answer{}, err
 		}
-		return out.Print(c.OutOrStdout(), d, func(w io.Writer) error {
+		return answer{d, func(w io.Writer) error {
 			tw := cli.NewTable(w)
 			fmt.Fprintln(tw, "TXID\tSHARD\tOUTCOME\tAGE\tATTEMPTS\tSHARD STATE")
 			for _, e := range d.DeadLetters {
@@ -62,8 +58,8 @@ func newDeadletterCmd() *cobra.Command {
 					(time.Duration(e.AgeSeconds * float64(time.Second))).Round(time.Second), attempts, strings.ToLower(e.ShardState))
 			}
 			return tw.Flush()
-		})
-	}
+		}}, nil
+	})
 	c.AddCommand(l)
 	return c
 }
@@ -83,24 +79,19 @@ func newLeaseCmd() *cobra.Command {
 	}
 	cf := addClusterFlags(g, false)
 	out := cli.AddOutputFlag(g)
-	g.RunE = func(c *cobra.Command, args []string) error {
-		cl, ctx, done, err := cf.client(c.Context())
-		if err != nil {
-			return err
-		}
-		defer done()
+	g.RunE = cf.runE(out, func(ctx context.Context, cl *admin.APIClient, args []string) (answer, error) {
 		l, raw, err := cl.Lease(ctx, args[0])
 		if err != nil {
-			return err
+			return answer{}, err
 		}
-		return out.Print(c.OutOrStdout(), raw, func(w io.Writer) error {
+		return answer{raw, func(w io.Writer) error {
 			tw := cli.NewTable(w)
 			fmt.Fprintln(tw, "PLAYER\tTXID\tSTATE\tTOKEN\tTTL\tRENEWALS")
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%d\n", l.GetPlayerId(), l.GetTxid(), shortEnum(l.GetState().String(), "LEASE_STATE_"),
 				l.GetToken(), time.Duration(l.GetTtlMs())*time.Millisecond, l.GetRenewSeq())
 			return tw.Flush()
-		})
-	}
+		}}, nil
+	})
 	c.AddCommand(g)
 	return c
 }
@@ -122,25 +113,20 @@ func newShardCmd() *cobra.Command {
 	}
 	cf := addClusterFlags(l, false)
 	out := cli.AddOutputFlag(l)
-	l.RunE = func(c *cobra.Command, _ []string) error {
-		cl, ctx, done, err := cf.client(c.Context())
-		if err != nil {
-			return err
-		}
-		defer done()
+	l.RunE = cf.runE(out, func(ctx context.Context, cl *admin.APIClient, _ []string) (answer, error) {
 		shards, raw, err := cl.Shards(ctx)
 		if err != nil {
-			return err
+			return answer{}, err
 		}
-		return out.Print(c.OutOrStdout(), map[string]any{"shards": raw}, func(w io.Writer) error {
+		return answer{map[string]any{"shards": raw}, func(w io.Writer) error {
 			tw := cli.NewTable(w)
 			fmt.Fprintln(tw, "SHARD\tREGION\tSTATE\tCAPACITY\tPROTOCOL")
 			for _, s := range shards {
 				fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\n", s.GetShardId(), s.GetRegion(), shardState(s), s.GetCapacity(), s.GetProtocolVersion())
 			}
 			return tw.Flush()
-		})
-	}
+		}}, nil
+	})
 	set := &cobra.Command{
 		Use:   "set-state ID active|draining|disabled",
 		Short: "Set a shard's state: active, draining (no new matches) or disabled (retired) (operate)",
@@ -153,24 +139,19 @@ func newShardCmd() *cobra.Command {
 	}
 	scf := addClusterFlags(set, true)
 	sout := cli.AddOutputFlag(set)
-	set.RunE = func(c *cobra.Command, args []string) error {
+	set.RunE = scf.runE(sout, func(ctx context.Context, cl *admin.APIClient, args []string) (answer, error) {
 		if !contains(shardStates, args[1]) {
-			return cli.Usagef("state %q: want active, draining or disabled", args[1])
+			return answer{}, cli.Usagef("state %q: want active, draining or disabled", args[1])
 		}
-		cl, ctx, done, err := scf.client(c.Context())
-		if err != nil {
-			return err
-		}
-		defer done()
 		r, err := cl.SetShardState(ctx, args[0], args[1])
 		if err != nil {
-			return err
+			return answer{}, err
 		}
-		return sout.Print(c.OutOrStdout(), r, func(w io.Writer) error {
+		return answer{r, func(w io.Writer) error {
 			_, err := fmt.Fprintf(w, "shard %s is %s\n", args[0], args[1])
 			return err
-		})
-	}
+		}}, nil
+	})
 	c.AddCommand(l, set)
 	return c
 }
@@ -198,22 +179,17 @@ func newClusterCmd() *cobra.Command {
 	}
 	cf := addClusterFlags(m, false)
 	out := cli.AddOutputFlag(m)
-	m.RunE = func(c *cobra.Command, _ []string) error {
-		cl, ctx, done, err := cf.client(c.Context())
-		if err != nil {
-			return err
-		}
-		defer done()
+	m.RunE = cf.runE(out, func(ctx context.Context, cl *admin.APIClient, _ []string) (answer, error) {
 		st, err := cl.Status(ctx)
 		if err != nil {
-			return err
+			return answer{}, err
 		}
 		type members struct {
 			Term    uint64       `json:"term"`
 			Leader  string       `json:"leader_id"`
 			Members []admin.Peer `json:"members"`
 		}
-		return out.Print(c.OutOrStdout(), members{Term: st.Term, Leader: st.LeaderID, Members: st.Peers}, func(w io.Writer) error {
+		return answer{members{Term: st.Term, Leader: st.LeaderID, Members: st.Peers}, func(w io.Writer) error {
 			tw := cli.NewTable(w)
 			fmt.Fprintln(tw, "ID\tRAFT ADDRESS\tSUFFRAGE\tLEADER")
 			for _, p := range st.Peers {
@@ -224,8 +200,8 @@ func newClusterCmd() *cobra.Command {
 				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", p.ID, p.Addr, p.Suffrage, leader)
 			}
 			return tw.Flush()
-		})
-	}
+		}}, nil
+	})
 	c.AddCommand(m)
 	return c
 }
@@ -248,17 +224,12 @@ func newLeaderCmd() *cobra.Command {
 	out := cli.AddOutputFlag(t)
 	var to string
 	t.Flags().StringVar(&to, "to", "", "the voter `id` to hand leadership to (default: Raft's choice)")
-	t.RunE = func(c *cobra.Command, _ []string) error {
-		cl, ctx, done, err := cf.client(c.Context())
-		if err != nil {
-			return err
-		}
-		defer done()
+	t.RunE = cf.runE(out, func(ctx context.Context, cl *admin.APIClient, _ []string) (answer, error) {
 		addr := ""
 		if to != "" {
 			st, err := cl.Status(ctx)
 			if err != nil {
-				return err
+				return answer{}, err
 			}
 			for _, p := range st.Peers {
 				if p.ID == to {
@@ -266,22 +237,22 @@ func newLeaderCmd() *cobra.Command {
 				}
 			}
 			if addr == "" {
-				return cli.Usagef("--to %q is not a member of the cluster (see 'coordinator cluster members')", to)
+				return answer{}, cli.Usagef("--to %q is not a member of the cluster (see 'coordinator cluster members')", to)
 			}
 		}
 		r, err := cl.TransferLeader(ctx, to, addr)
 		if err != nil {
-			return err
+			return answer{}, err
 		}
-		return out.Print(c.OutOrStdout(), r, func(w io.Writer) error {
+		return answer{r, func(w io.Writer) error {
 			msg := fmt.Sprintf("leadership transferred from %s", r.From)
 			if r.To != "" {
 				msg += " to " + r.To
 			}
 			_, err := fmt.Fprintln(w, msg)
 			return err
-		})
-	}
+		}}, nil
+	})
 	c.AddCommand(t)
 	return c
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"strings"
@@ -40,18 +41,13 @@ func newTxnGetCmd() *cobra.Command {
 	}
 	cf := addClusterFlags(c, false)
 	out := cli.AddOutputFlag(c)
-	c.RunE = func(c *cobra.Command, args []string) error {
-		cl, ctx, done, err := cf.client(c.Context())
-		if err != nil {
-			return err
-		}
-		defer done()
+	c.RunE = cf.runE(out, func(ctx context.Context, cl *admin.APIClient, args []string) (answer, error) {
 		rec, raw, err := cl.Txn(ctx, args[0])
 		if err != nil {
-			return err
+			return answer{}, err
 		}
-		return out.Print(c.OutOrStdout(), raw, func(w io.Writer) error { return printTxn(w, rec) })
-	}
+		return answer{raw, func(w io.Writer) error { return printTxn(w, rec) }}, nil
+	})
 	return c
 }
 
