@@ -11,7 +11,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -38,15 +37,9 @@ import (
 // adminToken is the admin bearer token of every node the harness starts.
 const adminToken = "secret"
 
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
+// freePort is a port for a child process to listen on (see testutil.FreePort for
+// why not one from net.Listen(":0")).
+func freePort(t *testing.T) int { t.Helper(); return testutil.FreePort(t) }
 
 // syncBuf is a goroutine-safe output buffer for a child process.
 type syncBuf struct {

@@ -151,27 +151,12 @@ func TestStartEmbeddedPortInUse(t *testing.T) {
 	}
 }
 
-// freePorts reserves n distinct free ports of 127.0.0.1 (released on return).
-func freePorts(t *testing.T, n int) []int {
-	t.Helper()
-	var out []int
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer l.Close()
-		out = append(out, l.Addr().(*net.TCPAddr).Port)
-	}
-	return out
-}
-
 // Three embedded servers given the same route list (each one's own route included)
 // form one cluster, JetStream runs clustered, and the three streams are created with
 // three replicas, one on each server. EnsureStreams, called when only one server is
 // up, waits for the others. Monitoring answers the probes the chart uses.
 func TestEmbeddedClusterR3Streams(t *testing.T) {
-	ports := freePorts(t, 3)
+	ports := testutil.FreePorts(t, 3)
 	var list []string
 	for _, p := range ports {
 		list = append(list, fmt.Sprintf("nats://127.0.0.1:%d", p))

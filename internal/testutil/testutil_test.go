@@ -3,6 +3,7 @@ package testutil
 import (
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -152,3 +153,35 @@ func TestExclusive(t *testing.T) {
 }
 
 const exclusiveChild = "SHARDMATCH_TESTUTIL_EXCLUSIVE_CHILD"
+
+// FreePort never repeats a port, stays below the ephemeral range, and the port binds.
+func TestFreePort(t *testing.T) {
+	low := ephemeralLow()
+	seen := map[int]bool{}
+	for range 200 {
+		p := FreePort(t)
+		if p < lowestPort || p >= low {
+			t.Fatalf("port %d outside [%d, %d)", p, lowestPort, low)
+		}
+		if seen[p] {
+			t.Fatalf("port %d handed out twice", p)
+		}
+		seen[p] = true
+	}
+	p := FreePort(t)
+	l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p))
+	if err != nil {
+		t.Fatalf("a free port does not bind: %v", err)
+	}
+	_ = l.Close()
+	// A port in use is never handed out: a range holding only that port fails.
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	bp := busy.Addr().(*net.TCPAddr).Port
+	if got, err := freePort(bp, bp+1); err == nil {
+		t.Fatalf("port %d, in use, handed out as %d", bp, got)
+	}
+}
