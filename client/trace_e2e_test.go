@@ -12,10 +12,10 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/shardmatch/shardmatch/client"
+	"github.com/shardmatch/shardmatch/clock"
 	"github.com/shardmatch/shardmatch/coordinator"
 	"github.com/shardmatch/shardmatch/coordinator/natsapi"
 	"github.com/shardmatch/shardmatch/coordinator/natsapi/natsapitest"
-	"github.com/shardmatch/shardmatch/internal/clock"
 	"github.com/shardmatch/shardmatch/internal/telemetry/spans"
 	"github.com/shardmatch/shardmatch/internal/telemetry/telemetrytest"
 	"github.com/shardmatch/shardmatch/internal/testutil"
@@ -111,8 +111,8 @@ func (d *tracedDeployment) close() {
 // acceptAll is a shard whose players are always free.
 type acceptAll struct{}
 
-func (acceptAll) Prepare(context.Context, string, []*smv1.ShardPlayer) []*smv1.PlayerRejection {
-	return nil
+func (acceptAll) Prepare(context.Context, string, []*smv1.ShardPlayer) ([]*smv1.PlayerRejection, error) {
+	return nil, nil
 }
 func (acceptAll) Commit(context.Context, string, []*smv1.ShardPlayer) error { return nil }
 func (acceptAll) Abort(context.Context, string, []*smv1.ShardPlayer) error  { return nil }

@@ -26,16 +26,16 @@ func newSimShard(id string, rec *history.Recorder, seed int64, rejectRate float6
 	return &simShard{id: id, rec: rec, rng: rand.New(rand.NewSource(seed)), rejectRate: rejectRate, commits: map[string]int{}}
 }
 
-func (s *simShard) Prepare(_ context.Context, txid string, players []*smv1.ShardPlayer) []*smv1.PlayerRejection {
+func (s *simShard) Prepare(_ context.Context, txid string, players []*smv1.ShardPlayer) ([]*smv1.PlayerRejection, error) {
 	s.mu.Lock()
 	refuse := s.rejectRate > 0 && s.rng.Float64() < s.rejectRate
 	s.mu.Unlock()
 	if refuse {
 		s.record(history.ShardVotedNo, txid, players)
-		return []*smv1.PlayerRejection{{PlayerId: players[0].GetPlayerId(), Code: "OFFLINE", Message: "player logged out"}}
+		return []*smv1.PlayerRejection{{PlayerId: players[0].GetPlayerId(), Code: "OFFLINE", Message: "player logged out"}}, nil
 	}
 	s.record(history.ShardPrepared, txid, players)
-	return nil
+	return nil, nil
 }
 
 func (s *simShard) Commit(_ context.Context, txid string, players []*smv1.ShardPlayer) error {

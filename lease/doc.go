@@ -26,5 +26,5 @@
 // error ρ, so that a lease is never taken from its holder before ttl·(1−ρ) of real time
 // since its last Activate or Renew (invariant I7), and a node whose wall clock jumps by
 // hours behaves exactly the same. It must also never import NATS, Raft or any other
-// shardmatch package but internal/clock and internal/ptrindex (a hash index).
+// shardmatch package but clock and internal/ptrindex (a hash index).
 package lease

@@ -7,7 +7,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/shardmatch/shardmatch/internal/clock"
+	"github.com/shardmatch/shardmatch/clock"
 )
 
 // MemStoreConfig configures a MemStore. Zero fields take the defaults of

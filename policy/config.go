@@ -6,7 +6,7 @@ import (
 	"os"
 	"time"
 
-	"github.com/shardmatch/shardmatch/internal/clock"
+	"github.com/shardmatch/shardmatch/clock"
 )
 
 // Config configures an Engine. The zero value is usable: the embedded default

@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/shardmatch/shardmatch/internal/clock"
+	"github.com/shardmatch/shardmatch/clock"
 	smv1 "github.com/shardmatch/shardmatch/proto/shardmatch/v1"
 )
 
@@ -23,7 +23,7 @@ func TestAlwaysAvailable(t *testing.T) {
 			fake.Advance(7 * time.Minute)
 			for i := range 9 {
 				id := fmt.Sprintf("s1-p%05d", 10+step*9+i)
-				if rej := w.Prepare(context.Background(), fmt.Sprintf("t%d-%d", step, i), []*smv1.ShardPlayer{sp(id, 1)}); len(rej) > 0 {
+				if rej, _ := w.Prepare(context.Background(), fmt.Sprintf("t%d-%d", step, i), []*smv1.ShardPlayer{sp(id, 1)}); len(rej) > 0 {
 					n++
 				}
 			}

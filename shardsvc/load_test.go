@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/shardmatch/shardmatch/internal/clock"
+	"github.com/shardmatch/shardmatch/clock"
 	"github.com/shardmatch/shardmatch/internal/testutil"
 	"github.com/shardmatch/shardmatch/policy"
 	smv1 "github.com/shardmatch/shardmatch/proto/shardmatch/v1"
@@ -79,7 +79,7 @@ func (f *fakeCoordinator) Propose(ctx context.Context, p *smv1.Proposal) (*smv1.
 		}
 	}
 	for sh, ps := range byShard {
-		if rej := f.worlds[sh].Prepare(ctx, d.Txid, ps); rej != nil {
+		if rej, _ := f.worlds[sh].Prepare(ctx, d.Txid, ps); rej != nil {
 			for s2, ps2 := range byShard {
 				_ = f.worlds[s2].Abort(ctx, d.Txid, ps2)
 			}

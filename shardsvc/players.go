@@ -10,7 +10,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/shardmatch/shardmatch/internal/clock"
+	"github.com/shardmatch/shardmatch/clock"
 	smv1 "github.com/shardmatch/shardmatch/proto/shardmatch/v1"
 	"github.com/shardmatch/shardmatch/twophase"
 )
@@ -24,15 +24,6 @@ const (
 	CodeRefused      = "REFUSED"        // declined the match
 	CodeUnknown      = "UNKNOWN_PLAYER" // not a player of this shard
 )
-
-// Fencer guards writes to player state with fencing tokens; *twophase.Participant
-// implements it durably. Fence returns an error matching twophase.ErrStaleToken for a
-// token lower than the highest seen for the player.
-type Fencer interface {
-	Fence(player string, token uint64) error
-}
-
-var _ Fencer = (*twophase.Participant)(nil)
 
 // WorldConfig configures a World. Start from DefaultWorldConfig.
 type WorldConfig struct {
@@ -119,9 +110,6 @@ type match struct {
 // World is one shard's simulated players: the shard's own truth about who is online,
 // idle, busy or in a match. It implements twophase.ShardHandler and is safe for
 // concurrent use.
-//
-// Lock order: World.mu, then the Fencer (a Participant takes only its leaf token lock
-// and its journal).
 type World struct {
 	cfg  WorldConfig
 	seed uint64
@@ -135,7 +123,6 @@ type World struct {
 	ended     map[string]time.Duration // txids of ended matches → when, so a repeated Commit stays a no-op
 	endedQ    []endedAt
 	tokens    map[string]uint64 // highest fencing token applied per player
-	fencer    Fencer
 	stats     WorldStats
 }
 
@@ -176,18 +163,9 @@ func (w *World) ShardID() string { return w.cfg.ShardID }
 // Region returns the players' home region.
 func (w *World) Region() string { return w.cfg.Region }
 
-// SetFencer makes Commit check every token with f (normally the shard's Participant,
-// which is built after the World because it needs it as its handler) before applying
-// it, on top of the World's own in-memory fence.
-func (w *World) SetFencer(f Fencer) {
-	w.mu.Lock()
-	w.fencer = f
-	w.mu.Unlock()
-}
-
 // Prepare reserves every player for txid if every one of them is online, idle and
 // willing; otherwise it reserves nobody and returns one rejection per refused player.
-func (w *World) Prepare(_ context.Context, txid string, players []*smv1.ShardPlayer) []*smv1.PlayerRejection {
+func (w *World) Prepare(_ context.Context, txid string, players []*smv1.ShardPlayer) ([]*smv1.PlayerRejection, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	now := w.cfg.Clock.Mono()
@@ -229,19 +207,20 @@ func (w *World) Prepare(_ context.Context, txid string, players []*smv1.ShardPla
 		ps = append(ps, p)
 	}
 	if len(rej) > 0 {
-		return rej
+		return rej, nil
 	}
 	for i, p := range ps {
 		p.state, p.txid, p.token = StateReserved, txid, players[i].GetFencingToken()
 	}
 	w.reserved[txid] = ps
 	w.stats.Reserved++
-	return nil
+	return nil, nil
 }
 
-// Commit moves the players into match txid. A player whose token is lower than one
-// already applied (or, with a Fencer, seen by the shard) was superseded and is left
-// alone; any other player is placed in the match even without a reservation, because
+// Commit moves the players into match txid. Behind a twophase.Participant, players
+// holds only players whose tokens are current on the shard's durable record; the World
+// also keeps its own in-memory fence, so a player whose token is lower than one it
+// already applied was superseded and is left alone; any other player is placed in the match even without a reservation, because
 // the coordinator's logged decision is authoritative. Repeating a Commit is a no-op.
 func (w *World) Commit(_ context.Context, txid string, players []*smv1.ShardPlayer) error {
 	w.mu.Lock()
@@ -262,21 +241,9 @@ func (w *World) Commit(_ context.Context, txid string, players []*smv1.ShardPlay
 	if _, live := w.matches[txid]; live {
 		return nil
 	}
-	// Fence first, so that an error leaves nothing applied.
 	fenced := make([]bool, len(players))
 	for i, sp := range players {
-		id, tok := sp.GetPlayerId(), sp.GetFencingToken()
-		if tok < w.tokens[id] {
-			fenced[i] = true
-			continue
-		}
-		if w.fencer != nil {
-			if err := w.fencer.Fence(id, tok); errors.Is(err, twophase.ErrStaleToken) {
-				fenced[i] = true
-			} else if err != nil {
-				return fmt.Errorf("shardsvc: commit %s: %w", txid, err)
-			}
-		}
+		fenced[i] = sp.GetFencingToken() < w.tokens[sp.GetPlayerId()]
 	}
 	m := &match{txid: txid, deadline: now + w.cfg.MatchTTL}
 	for i, sp := range players {

@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/shardmatch/shardmatch/internal/clock"
+	"github.com/shardmatch/shardmatch/clock"
 	smv1 "github.com/shardmatch/shardmatch/proto/shardmatch/v1"
 )
 
@@ -86,6 +86,7 @@ func TestDriverRedriveSettleAndAttempts(t *testing.T) {
 	for i, step := range []time.Duration{time.Second, 2 * time.Second, 4 * time.Second} {
 		clk.Advance(step)
 		waitFor(t, "a resend", func() bool { return tr.count("s1") == i+2 })
+		clk.WaitForTimers(1) // the next resend's timer, before the clock moves again
 	}
 	if !d.Redrive("tx-1-0") {
 		t.Fatal("Redrive of a running txn reported false")

@@ -22,6 +22,9 @@ var (
 	// highest this shard has seen for the player. The concrete error is a
 	// *StaleTokenError.
 	ErrStaleToken = errors.New("twophase: stale fencing token")
+	// ErrPrepareDeferred wraps the error a ShardHandler's Prepare returned: no vote
+	// was sent and nothing journaled, so the Prepare is retried on its next delivery.
+	ErrPrepareDeferred = errors.New("twophase: prepare deferred by the shard handler")
 	// ErrJournalClosed is returned by a journal used after Close.
 	ErrJournalClosed = errors.New("twophase: journal closed")
 	// ErrJournalCorrupt is returned when a journal record cannot be decoded.

@@ -96,3 +96,61 @@ func ptTokensOf(players []*smv1.ShardPlayer) map[string]uint64 {
 	}
 	return m
 }
+
+// fenceCommit returns the players of a Commit whose tokens are current, leaving out
+// (and counting) any this shard has seen with a higher token: their holder was
+// superseded, and the game must not move them. Tokens above the highest seen (a
+// Commit with no YES on record: normally its Prepare raised them already) are raised
+// durably first, so a restart cannot let an older holder back in.
+func (p *Participant) fenceCommit(txid string, players []*smv1.ShardPlayer) ([]*smv1.ShardPlayer, error) {
+	p.tokMu.RLock()
+	var stale, raise bool
+	for _, pl := range players {
+		switch h := p.tokens[pl.GetPlayerId()]; {
+		case pl.GetFencingToken() < h:
+			stale = true
+		case pl.GetFencingToken() > h && pl.GetPlayerId() != "":
+			raise = true
+		}
+	}
+	p.tokMu.RUnlock()
+	if !stale && !raise {
+		return players, nil
+	}
+	if raise {
+		p.fenceMu.Lock()
+		defer p.fenceMu.Unlock()
+	}
+	current := make([]*smv1.ShardPlayer, 0, len(players))
+	up := map[string]uint64{}
+	p.tokMu.RLock()
+	for _, pl := range players {
+		id, tok := pl.GetPlayerId(), pl.GetFencingToken()
+		if h := p.tokens[id]; tok < h {
+			p.stats.fenced.Add(1)
+			p.log.Warn("commit leaves out a player superseded by a newer token", "txid", txid, "player", id, "token", tok, "highest", h)
+			continue
+		} else if tok > h && id != "" {
+			up[id] = max(up[id], tok)
+		}
+		current = append(current, pl)
+	}
+	p.tokMu.RUnlock()
+	if len(up) > 0 {
+		if err := p.cfg.Journal.RaiseTokens(up); err != nil {
+			return nil, fmt.Errorf("journal tokens: %w", err)
+		}
+		p.raiseTokens(up)
+	}
+	return current, nil
+}
+
+// heardTerm raises the highest coordinator term heard from to term, and returns it.
+func (p *Participant) heardTerm(term uint64) uint64 {
+	for {
+		cur := p.term.Load()
+		if term <= cur || p.term.CompareAndSwap(cur, term) {
+			return max(cur, term)
+		}
+	}
+}

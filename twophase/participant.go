@@ -6,9 +6,10 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
-	"github.com/shardmatch/shardmatch/internal/clock"
+	"github.com/shardmatch/shardmatch/clock"
 	smv1 "github.com/shardmatch/shardmatch/proto/shardmatch/v1"
 )
 
@@ -17,10 +18,24 @@ import (
 // overlap; calls for different txids may run concurrently.
 type ShardHandler interface {
 	// Prepare checks the shard's own truth (online, idle, not mid-transfer) and
-	// reserves the players. It returns nil to vote YES, or rejections to vote NO, in
-	// which case it must not keep any reservation.
-	Prepare(ctx context.Context, txid string, players []*smv1.ShardPlayer) []*smv1.PlayerRejection
-	// Commit moves the reserved players into the match. The Participant calls it at
+	// reserves the players. It returns no rejections and no error to vote YES, or
+	// rejections to vote NO; on NO it must not keep any reservation.
+	//
+	// An error means the shard cannot answer now (its database is unreachable, say):
+	// it must then keep no reservation either. No vote is sent and nothing is
+	// journaled, so the Prepare is delivered again (natstransport: after
+	// NakDelay, doubling to NakDelayMax) and the answer can differ next time. The
+	// coordinator waits for the vote until its prepare timeout (serve
+	// --prepare-timeout, 5 s by default) and then aborts the match with
+	// PREPARE_TIMEOUT; an error for longer than that costs the match, never safety.
+	//
+	// The players Prepare sees carry fencing tokens no lower than any this shard has
+	// seen: the Participant refuses stale ones (STALE_TOKEN) before asking.
+	Prepare(ctx context.Context, txid string, players []*smv1.ShardPlayer) ([]*smv1.PlayerRejection, error)
+	// Commit moves the reserved players into the match. players holds only those
+	// whose fencing token is current: a player this shard has since seen with a higher
+	// token (a newer holder) is left out, so Commit never needs a fence check of its
+	// own. The Participant calls it at
 	// most once per txid per journal, except after a crash (or journal write failure)
 	// between Commit returning and the journal recording it: then it is called again,
 	// so it must be safe to repeat. An error means nothing was applied; the Commit is
@@ -54,9 +69,13 @@ const (
 	RejectReserved = "RESERVED"
 	// RejectRefused: a NO without a reason, given when a recorded NO has none.
 	RejectRefused = "REFUSED"
+	// RejectStaleTerm: the Prepare came from a coordinator term older than one this
+	// shard has already heard from. A new leader aborts every transaction still
+	// preparing when it takes over, so an older term's Prepare can only lose.
+	RejectStaleTerm = "STALE_TERM"
 )
 
-// ParticipantConfig configures a Participant. ShardID, Handler, Journal and Clock are
+// ParticipantConfig configures a Participant. ShardID, Handler and Journal are
 // required.
 type ParticipantConfig struct {
 	// ShardID is this shard's id; commands for other shards are refused.
@@ -66,6 +85,7 @@ type ParticipantConfig struct {
 	// Journal records votes and outcomes durably. The Participant does not close it.
 	Journal Journal
 	// Clock times tombstone retention (monotonic) and stamps records (wall, display).
+	// Nil is the machine's clock.
 	Clock clock.Clock
 	// Logger receives protocol anomalies at error level. Nil discards.
 	Logger *slog.Logger
@@ -82,8 +102,6 @@ func (c *ParticipantConfig) validate() error {
 		return errors.New("twophase: ParticipantConfig.Handler is nil")
 	case c.Journal == nil:
 		return errors.New("twophase: ParticipantConfig.Journal is nil")
-	case c.Clock == nil:
-		return errors.New("twophase: ParticipantConfig.Clock is nil")
 	case c.TombstoneRetention < 0:
 		return fmt.Errorf("twophase: ParticipantConfig.TombstoneRetention (%s) must be >= 0", c.TombstoneRetention)
 	}
@@ -112,6 +130,13 @@ type Participant struct {
 
 	tokMu  sync.RWMutex
 	tokens map[string]uint64 // highest fencing token seen per player
+	// fenceMu makes a commit's check of its tokens and their durable raise one step
+	// when the commit raises them (only a commit with no YES on record does).
+	fenceMu sync.Mutex
+
+	// term is the highest coordinator term heard from, in memory: a restarted shard
+	// learns it again from the next command.
+	term atomic.Uint64
 
 	stats ptCounters
 }
@@ -126,6 +151,9 @@ func NewParticipant(cfg ParticipantConfig) (*Participant, error) {
 	}
 	if cfg.TombstoneRetention == 0 {
 		cfg.TombstoneRetention = DefaultTombstoneRetention
+	}
+	if cfg.Clock == nil {
+		cfg.Clock = clock.NewReal()
 	}
 	lg := cfg.Logger
 	if lg == nil {
@@ -225,8 +253,18 @@ func (p *Participant) prepare(ctx context.Context, m *smv1.Prepare) (*smv1.Shard
 	if len(rej) > 0 {
 		p.stats.staleTokens.Add(1)
 		tokens = nil // the stale tokens say nothing new
+	} else if highest := p.heardTerm(m.GetTerm()); m.GetTerm() < highest {
+		p.stats.staleTerms.Add(1)
+		rej = []*smv1.PlayerRejection{{Code: RejectStaleTerm,
+			Message: fmt.Sprintf("prepare from coordinator term %d; term %d has taken over", m.GetTerm(), highest)}}
 	} else if rej = p.claim(txid, players); len(rej) == 0 {
-		rej = p.cfg.Handler.Prepare(ctx, txid, players)
+		var herr error
+		rej, herr = p.cfg.Handler.Prepare(ctx, txid, players)
+		if herr != nil {
+			p.unclaim(txid, players)
+			p.stats.deferred.Add(1)
+			return nil, fmt.Errorf("%w: prepare %s: %w", ErrPrepareDeferred, txid, herr)
+		}
 		if len(rej) == 0 {
 			err := p.record(JournalEntry{TxID: txid, State: JournalPrepared, Players: players, Term: m.GetTerm()}, tokens)
 			if err != nil {
@@ -303,7 +341,12 @@ func (p *Participant) commit(ctx context.Context, m *smv1.Commit, from string) (
 		p.log.Error("protocol anomaly: commit without a YES vote on record; applying the coordinator's decision",
 			"txid", txid, "journal_state", state, "term", m.GetTerm(), "from", from)
 	}
-	if err := p.cfg.Handler.Commit(ctx, txid, players); err != nil {
+	p.heardTerm(m.GetTerm())
+	current, err := p.fenceCommit(txid, players)
+	if err != nil {
+		return nil, fmt.Errorf("twophase: commit %s: %w", txid, err)
+	}
+	if err := p.cfg.Handler.Commit(ctx, txid, current); err != nil {
 		return nil, fmt.Errorf("twophase: commit %s: handler: %w", txid, err)
 	}
 	if err := p.record(JournalEntry{TxID: txid, State: JournalCommitted, Players: players, Term: m.GetTerm()}, ptTokensOf(players)); err != nil {
@@ -325,6 +368,7 @@ func (p *Participant) abort(ctx context.Context, m *smv1.Abort) (*smv1.ShardRepl
 		return nil, fmt.Errorf("twophase: abort %s: read journal: %w", txid, err)
 	}
 	players := m.GetPlayers()
+	p.heardTerm(m.GetTerm())
 	switch {
 	case found && e.State == JournalAborted:
 		p.stats.duplicates.Add(1)

@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/shardmatch/shardmatch/internal/clock"
+	"github.com/shardmatch/shardmatch/clock"
 	smv1 "github.com/shardmatch/shardmatch/proto/shardmatch/v1"
 )
 
@@ -22,7 +22,7 @@ type fzHandler struct {
 	aborts   map[string]int
 }
 
-func (h *fzHandler) Prepare(_ context.Context, txid string, players []*smv1.ShardPlayer) []*smv1.PlayerRejection {
+func (h *fzHandler) Prepare(_ context.Context, txid string, players []*smv1.ShardPlayer) ([]*smv1.PlayerRejection, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	var rej []*smv1.PlayerRejection
@@ -35,13 +35,13 @@ func (h *fzHandler) Prepare(_ context.Context, txid string, players []*smv1.Shar
 		rej = append(rej, &smv1.PlayerRejection{Code: "REFUSED"})
 	}
 	if len(rej) > 0 {
-		return rej
+		return rej, nil
 	}
 	for _, p := range players {
 		h.reserved[p.GetPlayerId()] = txid
 	}
 	h.yes[txid] = true
-	return nil
+	return nil, nil
 }
 
 func (h *fzHandler) release(txid string) {

@@ -48,6 +48,9 @@ type ParticipantStats struct {
 	VotesYes    uint64 // YES votes sent
 	VotesNo     uint64 // NO votes sent
 	StaleTokens uint64 // Prepares refused for a stale fencing token
+	StaleTerms  uint64 // Prepares refused for coming from an older coordinator term
+	Deferred    uint64 // Prepares the Handler could not answer (an error): no vote sent
+	Fenced      uint64 // players left out of a Commit for a stale fencing token
 	Commits     uint64 // commits applied (Handler.Commit succeeded and journaled)
 	Aborts      uint64 // aborts applied (tombstone journaled)
 	Duplicates  uint64 // commands answered from the journal without a new effect
@@ -60,7 +63,7 @@ type ParticipantStats struct {
 }
 
 type ptCounters struct {
-	prepares, votesYes, votesNo, staleTokens, commits, aborts, duplicates, anomalies, violations atomic.Uint64
+	prepares, votesYes, votesNo, staleTokens, staleTerms, deferred, fenced, commits, aborts, duplicates, anomalies, violations atomic.Uint64
 }
 
 // Stats returns a snapshot of the counters.
@@ -71,6 +74,9 @@ func (p *Participant) Stats() ParticipantStats {
 		VotesYes:    c.votesYes.Load(),
 		VotesNo:     c.votesNo.Load(),
 		StaleTokens: c.staleTokens.Load(),
+		StaleTerms:  c.staleTerms.Load(),
+		Deferred:    c.deferred.Load(),
+		Fenced:      c.fenced.Load(),
 		Commits:     c.commits.Load(),
 		Aborts:      c.aborts.Load(),
 		Duplicates:  c.duplicates.Load(),

@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/shardmatch/shardmatch/internal/clock"
+	"github.com/shardmatch/shardmatch/clock"
 	smv1 "github.com/shardmatch/shardmatch/proto/shardmatch/v1"
 )
 
@@ -24,26 +24,35 @@ type ptHandler struct {
 	aborts                map[string]int
 	reject                map[string][]*smv1.PlayerRejection
 	failCommit, failAbort error
+	failPrepare           error               // Prepare's error while set
+	committed             map[string][]string // txid → the players Commit was given
 }
 
 func newPtHandler() *ptHandler {
-	return &ptHandler{prepares: map[string]int{}, commits: map[string]int{}, aborts: map[string]int{}, reject: map[string][]*smv1.PlayerRejection{}}
+	return &ptHandler{prepares: map[string]int{}, commits: map[string]int{}, aborts: map[string]int{}, reject: map[string][]*smv1.PlayerRejection{},
+		committed: map[string][]string{}}
 }
 
-func (h *ptHandler) Prepare(_ context.Context, txid string, _ []*smv1.ShardPlayer) []*smv1.PlayerRejection {
+func (h *ptHandler) Prepare(_ context.Context, txid string, _ []*smv1.ShardPlayer) ([]*smv1.PlayerRejection, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.prepares[txid]++
-	return h.reject[txid]
+	if h.failPrepare != nil {
+		return nil, h.failPrepare
+	}
+	return h.reject[txid], nil
 }
 
-func (h *ptHandler) Commit(_ context.Context, txid string, _ []*smv1.ShardPlayer) error {
+func (h *ptHandler) Commit(_ context.Context, txid string, players []*smv1.ShardPlayer) error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.failCommit != nil {
 		return h.failCommit
 	}
 	h.commits[txid]++
+	for _, pl := range players {
+		h.committed[txid] = append(h.committed[txid], pl.GetPlayerId())
+	}
 	return nil
 }
 
@@ -105,11 +114,11 @@ func ptPrepare(txid string, players ...*smv1.ShardPlayer) *smv1.ShardCommand {
 }
 
 func ptCommit(txid string, players ...*smv1.ShardPlayer) *smv1.ShardCommand {
-	return &smv1.ShardCommand{Cmd: &smv1.ShardCommand_Commit{Commit: &smv1.Commit{Txid: txid, ShardId: "s1", Players: players, Term: 5}}}
+	return &smv1.ShardCommand{Cmd: &smv1.ShardCommand_Commit{Commit: &smv1.Commit{Txid: txid, ShardId: "s1", Players: players, Term: 4}}}
 }
 
 func ptAbort(txid string, players ...*smv1.ShardPlayer) *smv1.ShardCommand {
-	return &smv1.ShardCommand{Cmd: &smv1.ShardCommand_Abort{Abort: &smv1.Abort{Txid: txid, ShardId: "s1", Players: players, Term: 6}}}
+	return &smv1.ShardCommand{Cmd: &smv1.ShardCommand_Abort{Abort: &smv1.Abort{Txid: txid, ShardId: "s1", Players: players, Term: 4}}}
 }
 
 // do sends cmd and returns the reply rendered compactly, e.g. "vote tx1 YES" or
@@ -139,7 +148,7 @@ func ptRender(t *testing.T, r *smv1.ShardReply) string {
 		return s
 	}
 	a := r.GetAck()
-	if a.GetShardId() != "s1" || (a.GetTerm() != 5 && a.GetTerm() != 6) {
+	if a.GetShardId() != "s1" || a.GetTerm() != 4 {
 		t.Fatalf("ack does not echo shard and term: %v", a)
 	}
 	return "ack " + a.GetTxid() + " " + strings.TrimPrefix(a.GetOutcome().String(), "OUTCOME_")
@@ -170,7 +179,6 @@ func TestParticipantConfigValidation(t *testing.T) {
 		"ShardID":            func(c *ParticipantConfig) { c.ShardID = "" },
 		"Handler":            func(c *ParticipantConfig) { c.Handler = nil },
 		"Journal":            func(c *ParticipantConfig) { c.Journal = nil },
-		"Clock":              func(c *ParticipantConfig) { c.Clock = nil },
 		"TombstoneRetention": func(c *ParticipantConfig) { c.TombstoneRetention = -time.Second },
 	} {
 		c := good

@@ -14,7 +14,7 @@
 // Every event is stamped with At = time.Now().Sub(epoch), where epoch is the run's
 // start passed to every process (--history-epoch, Unix nanoseconds). That is the
 // machine's real wall clock, NOT the process's clock: processes run on a skewable
-// clock (internal/clock.Skewed) that fault injection moves, but all processes of a run
+// clock (clock.Skewed) that fault injection moves, but all processes of a run
 // share one kernel clock, which no fault touches. That kernel clock is the run's
 // reference clock, the one the runner stamps client calls with too. (A step of the
 // machine's own clock during a run would distort every stamp alike; chaos runs never

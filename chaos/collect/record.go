@@ -109,16 +109,19 @@ type recordingHandler struct {
 	mu    sync.Mutex
 }
 
-func (rh *recordingHandler) Prepare(ctx context.Context, txid string, players []*smv1.ShardPlayer) []*smv1.PlayerRejection {
+func (rh *recordingHandler) Prepare(ctx context.Context, txid string, players []*smv1.ShardPlayer) ([]*smv1.PlayerRejection, error) {
 	rh.mu.Lock()
 	defer rh.mu.Unlock()
-	rej := rh.h.Prepare(ctx, txid, players)
+	rej, err := rh.h.Prepare(ctx, txid, players)
+	if err != nil {
+		return nil, err // no vote: nothing happened to record
+	}
 	kind := history.ShardPrepared
 	if len(rej) > 0 {
 		kind = history.ShardVotedNo
 	}
 	rh.r.Shard(ShardEventOf(rh.shard, kind, txid, players))
-	return rej
+	return rej, nil
 }
 
 func (rh *recordingHandler) Commit(ctx context.Context, txid string, players []*smv1.ShardPlayer) error {

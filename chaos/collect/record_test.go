@@ -61,12 +61,12 @@ func TestObserverMapping(t *testing.T) {
 // gameStub votes NO for txid "no", fails Commit and Abort for txid "fail".
 type gameStub struct{ calls []string }
 
-func (g *gameStub) Prepare(_ context.Context, txid string, _ []*smv1.ShardPlayer) []*smv1.PlayerRejection {
+func (g *gameStub) Prepare(_ context.Context, txid string, _ []*smv1.ShardPlayer) ([]*smv1.PlayerRejection, error) {
 	g.calls = append(g.calls, "prepare "+txid)
 	if txid == "no" {
-		return []*smv1.PlayerRejection{{PlayerId: "a", Code: "OFFLINE"}}
+		return []*smv1.PlayerRejection{{PlayerId: "a", Code: "OFFLINE"}}, nil
 	}
-	return nil
+	return nil, nil
 }
 
 func (g *gameStub) Commit(_ context.Context, txid string, _ []*smv1.ShardPlayer) error {
@@ -91,10 +91,10 @@ func TestRecordingHandler(t *testing.T) {
 	h := RecordingHandler("s1", game, &got)
 	ctx := context.Background()
 	ps := []*smv1.ShardPlayer{{PlayerId: "a", FencingToken: 3}, {PlayerId: "b", FencingToken: 3}}
-	if rej := h.Prepare(ctx, "yes", ps); rej != nil {
+	if rej, _ := h.Prepare(ctx, "yes", ps); rej != nil {
 		t.Fatalf("YES vote changed: %v", rej)
 	}
-	if rej := h.Prepare(ctx, "no", ps); len(rej) != 1 || rej[0].GetCode() != "OFFLINE" {
+	if rej, _ := h.Prepare(ctx, "no", ps); len(rej) != 1 || rej[0].GetCode() != "OFFLINE" {
 		t.Fatalf("NO vote changed: %v", rej)
 	}
 	if err := h.Commit(ctx, "yes", ps); err != nil {

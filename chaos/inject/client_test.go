@@ -9,8 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/shardmatch/shardmatch/clock"
 	"github.com/shardmatch/shardmatch/coordinator/admin"
-	"github.com/shardmatch/shardmatch/internal/clock"
 	"github.com/shardmatch/shardmatch/twophase/natstransport"
 )
 

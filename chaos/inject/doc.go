@@ -4,7 +4,7 @@
 // transport duplicates and reorders.
 //
 // Clock faults reach a Go process only this way: every component of a shardmatch
-// process reads one skewable clock (internal/clock.Skewed), and libfaketime cannot
+// process reads one skewable clock (clock.Skewed), and libfaketime cannot
 // reach Go's time.Now. A process started without --enable-fault-injection answers 404,
 // which the client reports as ErrNotEnabled.
 //

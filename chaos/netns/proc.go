@@ -11,7 +11,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/shardmatch/shardmatch/internal/clock"
+	"github.com/shardmatch/shardmatch/clock"
 )
 
 // killWait bounds how long Kill and Stop wait for a SIGKILLed process to be reaped.

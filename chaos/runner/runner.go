@@ -18,7 +18,7 @@ import (
 	"github.com/shardmatch/shardmatch/chaos/report"
 	"github.com/shardmatch/shardmatch/chaos/workload"
 	"github.com/shardmatch/shardmatch/client"
-	"github.com/shardmatch/shardmatch/internal/clock"
+	"github.com/shardmatch/shardmatch/clock"
 	"github.com/shardmatch/shardmatch/shardsvc"
 )
 

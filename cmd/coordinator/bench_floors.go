@@ -18,7 +18,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/shardmatch/shardmatch/coordinator"
-	"github.com/shardmatch/shardmatch/internal/natsutil"
+	"github.com/shardmatch/shardmatch/internal/natsembed"
 )
 
 // The floors of `coordinator bench`: what a match is built from, measured alone.
@@ -48,7 +48,7 @@ func startNATSFixture() (_ *natsFixture, err error) {
 	if f.dir, err = os.MkdirTemp("", "shardmatch-bench-nats-"); err != nil {
 		return f, err
 	}
-	if f.srv, err = natsutil.StartEmbedded(natsutil.EmbeddedConfig{StoreDir: f.dir, ServerName: "shardmatch-bench"}); err != nil {
+	if f.srv, err = natsembed.StartEmbedded(natsembed.EmbeddedConfig{StoreDir: f.dir, ServerName: "shardmatch-bench"}); err != nil {
 		return f, err
 	}
 	if f.resp, err = nats.Connect(f.srv.ClientURL()); err != nil {
@@ -128,7 +128,7 @@ func (f *natsFixture) close() {
 			nc.Close()
 		}
 	}
-	natsutil.Shutdown(f.srv)
+	natsembed.Shutdown(f.srv)
 	if f.dir != "" {
 		_ = os.RemoveAll(f.dir)
 	}

@@ -16,6 +16,7 @@ import (
 	"github.com/shardmatch/shardmatch/coordinator"
 	"github.com/shardmatch/shardmatch/coordinator/natsapi"
 	"github.com/shardmatch/shardmatch/internal/natsauth"
+	"github.com/shardmatch/shardmatch/internal/natsembed"
 	"github.com/shardmatch/shardmatch/internal/natsutil"
 	smv1 "github.com/shardmatch/shardmatch/proto/shardmatch/v1"
 	"github.com/shardmatch/shardmatch/twophase"
@@ -51,18 +52,18 @@ type natsSlot struct {
 // With sec the server runs in operator mode and every connection on its own role's
 // credentials.
 func startDevNATS(storeDir string, nodes int, sec *devSecurity, log *slog.Logger) (*devNATS, error) {
-	ec := natsutil.EmbeddedConfig{StoreDir: storeDir, ServerName: "shardmatch-dev"}
+	ec := natsembed.EmbeddedConfig{StoreDir: storeDir, ServerName: "shardmatch-dev"}
 	if sec != nil {
 		ec.Configure = sec.configureServer
 	}
-	srv, err := natsutil.StartEmbedded(ec)
+	srv, err := natsembed.StartEmbedded(ec)
 	if err != nil {
 		return nil, err
 	}
 	d := &devNATS{srv: srv, log: log, sec: sec}
 	nc, err := d.dial("shardmatch-dev-setup", natsauth.RoleCoordinator, "setup")
 	if err != nil {
-		natsutil.Shutdown(srv)
+		natsembed.Shutdown(srv)
 		return nil, err
 	}
 	defer nc.Close()
@@ -73,7 +74,7 @@ func startDevNATS(storeDir string, nodes int, sec *devSecurity, log *slog.Logger
 		cancel()
 	}
 	if err != nil {
-		natsutil.Shutdown(srv)
+		natsembed.Shutdown(srv)
 		return nil, err
 	}
 	for i := 0; i < nodes; i++ {
@@ -239,7 +240,7 @@ func (d *devNATS) close() {
 	for i := range d.slots {
 		d.stopSlot(i)
 	}
-	natsutil.Shutdown(d.srv)
+	natsembed.Shutdown(d.srv)
 }
 
 // nodeAt is natsapi.Node for whatever node runs in position i: a slot's server is made

@@ -62,7 +62,7 @@ func newDevSecurity(dir string) (*devSecurity, error) {
 	return s, nil
 }
 
-// configureServer is natsutil.EmbeddedConfig.Configure: operator mode, and mutual TLS
+// configureServer is natsembed.EmbeddedConfig.Configure: operator mode, and mutual TLS
 // required of every client.
 func (s *devSecurity) configureServer(opts *server.Options) error {
 	srv := s.tls.Certs["nats"]

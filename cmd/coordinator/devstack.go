@@ -12,8 +12,8 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/shardmatch/shardmatch/client"
+	"github.com/shardmatch/shardmatch/clock"
 	"github.com/shardmatch/shardmatch/coordinator"
-	"github.com/shardmatch/shardmatch/internal/clock"
 	"github.com/shardmatch/shardmatch/internal/natsauth"
 	"github.com/shardmatch/shardmatch/policy"
 	smv1 "github.com/shardmatch/shardmatch/proto/shardmatch/v1"
@@ -239,7 +239,6 @@ func (s *devStack) addShard(ctx context.Context, id, region string, o devOptions
 	}
 	sh.journal, sh.part = j, p
 	if sh.world != nil {
-		sh.world.SetFencer(p)
 	}
 	s.shards = append(s.shards, sh) // closed by close from here on
 	if s.nats != nil {
@@ -442,8 +441,8 @@ type acceptAll struct{}
 
 var _ twophase.ShardHandler = acceptAll{}
 
-func (acceptAll) Prepare(context.Context, string, []*smv1.ShardPlayer) []*smv1.PlayerRejection {
-	return nil
+func (acceptAll) Prepare(context.Context, string, []*smv1.ShardPlayer) ([]*smv1.PlayerRejection, error) {
+	return nil, nil
 }
 func (acceptAll) Commit(context.Context, string, []*smv1.ShardPlayer) error { return nil }
 func (acceptAll) Abort(context.Context, string, []*smv1.ShardPlayer) error  { return nil }

@@ -16,7 +16,7 @@ import (
 	"github.com/shardmatch/shardmatch/cmd/internal/cli"
 	"github.com/shardmatch/shardmatch/internal/config"
 	"github.com/shardmatch/shardmatch/internal/natsauth"
-	"github.com/shardmatch/shardmatch/internal/natsutil"
+	"github.com/shardmatch/shardmatch/internal/natsembed"
 )
 
 // newNatsCmd is `coordinator nats`: an embedded NATS server with JetStream, alone or
@@ -64,7 +64,7 @@ func (f *natsFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.name, "name", "shardmatch-nats", "server `name`; unique per server in a cluster, and the same across restarts (required with --routes)")
 	fs.StringVar(&f.clusterAddr, "cluster-addr", "", "route `host:port` to listen on for the other servers of the cluster (with --routes; an empty host is --addr's)")
 	fs.StringVar(&f.routes, "routes", "", "seed routes to the cluster's servers, comma-separated `nats://host:port` (may list this server); turns on clustering")
-	fs.StringVar(&f.clusterName, "cluster-name", natsutil.DefaultClusterName, "cluster `name`, the same on every server")
+	fs.StringVar(&f.clusterName, "cluster-name", natsembed.DefaultClusterName, "cluster `name`, the same on every server")
 	fs.StringVar(&f.monitorAddr, "monitor-addr", "", "HTTP monitoring `host:port` (/healthz, /varz, /jsz...; an empty host is --addr's); empty: off")
 	fs.StringVar(&f.authDir, "auth-dir", "", "operator mode: the `directory` DIR/server made by 'coordinator nats-auth init --out DIR' (public JWTs only; empty: no auth)")
 	fs.BoolVar(&f.syncAlways, "sync-always", false, "fsync every JetStream write (slower; survives OS crashes)")
@@ -73,8 +73,8 @@ func (f *natsFlags) register(fs *flag.FlagSet) {
 
 // embeddedConfig checks the flags and turns them into the server's configuration.
 // Its errors are one line, naming the flag.
-func (f *natsFlags) embeddedConfig() (natsutil.EmbeddedConfig, error) {
-	cfg := natsutil.EmbeddedConfig{StoreDir: f.store, ServerName: f.name, SyncAlways: f.syncAlways}
+func (f *natsFlags) embeddedConfig() (natsembed.EmbeddedConfig, error) {
+	cfg := natsembed.EmbeddedConfig{StoreDir: f.store, ServerName: f.name, SyncAlways: f.syncAlways}
 	if f.store == "" {
 		return cfg, errors.New("--store is required")
 	}
@@ -109,7 +109,7 @@ func (f *natsFlags) embeddedConfig() (natsutil.EmbeddedConfig, error) {
 	if c.Host, c.Port, err = parseListen("--cluster-addr", f.clusterAddr); err != nil {
 		return cfg, err
 	}
-	if c.Routes, err = natsutil.ParseRoutes(f.routes); err != nil {
+	if c.Routes, err = natsembed.ParseRoutes(f.routes); err != nil {
 		return cfg, fmt.Errorf("--routes: %w", unwrapConfig(err))
 	}
 	if err := cfg.Validate(); err != nil {
@@ -120,7 +120,7 @@ func (f *natsFlags) embeddedConfig() (natsutil.EmbeddedConfig, error) {
 
 // parseListen parses a listen address; port 0 is any free port.
 func parseListen(flagName, addr string) (string, int, error) {
-	host, port, err := natsutil.ParseHostPort(addr)
+	host, port, err := natsembed.ParseHostPort(addr)
 	if err != nil {
 		return "", 0, fmt.Errorf("%s %q is not host:port", flagName, addr)
 	}
@@ -133,7 +133,7 @@ func parseListen(flagName, addr string) (string, int, error) {
 // unwrapConfig drops the "natsutil: invalid embedded server config: " prefix: the
 // command's message names the flag instead.
 func unwrapConfig(err error) error {
-	prefix := natsutil.ErrEmbeddedConfig.Error() + ": "
+	prefix := natsembed.ErrEmbeddedConfig.Error() + ": "
 	if msg, ok := strings.CutPrefix(err.Error(), prefix); ok {
 		return errors.New(msg)
 	}
@@ -177,7 +177,7 @@ func runNats(f *natsFlags, stdout, stderr io.Writer) int {
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
 	defer signal.Stop(sig)
-	s, err := natsutil.StartEmbedded(cfg)
+	s, err := natsembed.StartEmbedded(cfg)
 	if err != nil {
 		fmt.Fprintf(stderr, "coordinator nats: %v\n", err)
 		return 1
@@ -185,9 +185,9 @@ func runNats(f *natsFlags, stdout, stderr io.Writer) int {
 	fmt.Fprintln(stdout, s.ClientURL())
 	if log != nil {
 		log.Info("nats serving", "client", s.ClientURL(), "cluster", cfg.Cluster.Name,
-			"cluster_port", natsutil.ClusterPort(s), "monitor", natsutil.MonitorURL(s))
+			"cluster_port", natsembed.ClusterPort(s), "monitor", natsembed.MonitorURL(s))
 	}
 	<-sig
-	natsutil.Shutdown(s)
+	natsembed.Shutdown(s)
 	return 0
 }

@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/shardmatch/shardmatch/client"
-	"github.com/shardmatch/shardmatch/internal/clock"
+	"github.com/shardmatch/shardmatch/clock"
 	"github.com/shardmatch/shardmatch/internal/config"
 	"github.com/shardmatch/shardmatch/internal/natsauth"
 	"github.com/shardmatch/shardmatch/internal/testutil"

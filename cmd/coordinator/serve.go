@@ -22,14 +22,15 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/shardmatch/shardmatch/chaos/collect"
 	"github.com/spf13/cobra"
 
+	"github.com/shardmatch/shardmatch/chaos/collect"
+
+	"github.com/shardmatch/shardmatch/clock"
 	"github.com/shardmatch/shardmatch/cmd/internal/cli"
 	"github.com/shardmatch/shardmatch/coordinator"
 	"github.com/shardmatch/shardmatch/coordinator/admin"
 	"github.com/shardmatch/shardmatch/coordinator/natsapi"
-	"github.com/shardmatch/shardmatch/internal/clock"
 	"github.com/shardmatch/shardmatch/internal/config"
 	"github.com/shardmatch/shardmatch/internal/memlimit"
 	"github.com/shardmatch/shardmatch/internal/natsutil"

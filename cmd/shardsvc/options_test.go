@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/shardmatch/shardmatch/internal/clock"
+	"github.com/shardmatch/shardmatch/clock"
 	"github.com/shardmatch/shardmatch/shardsvc"
 )
 

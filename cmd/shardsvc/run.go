@@ -18,7 +18,7 @@ import (
 
 	"github.com/shardmatch/shardmatch/chaos/collect"
 	"github.com/shardmatch/shardmatch/client"
-	"github.com/shardmatch/shardmatch/internal/clock"
+	"github.com/shardmatch/shardmatch/clock"
 	"github.com/shardmatch/shardmatch/internal/config"
 	"github.com/shardmatch/shardmatch/internal/telemetry"
 	smv1 "github.com/shardmatch/shardmatch/proto/shardmatch/v1"
@@ -133,7 +133,6 @@ func start(ctx context.Context, o options, log *slog.Logger) (_ *shard, err erro
 		Clock: s.clk, Logger: log}); err != nil {
 		return s, err
 	}
-	s.world.SetFencer(s.part)
 	if n := len(s.part.InDoubt()); n > 0 {
 		log.Info("journal holds in-doubt transactions; recovering them from the coordinator", "in_doubt", n)
 	}

@@ -16,9 +16,9 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/shardmatch/shardmatch/clock"
 	"github.com/shardmatch/shardmatch/coordinator"
 	"github.com/shardmatch/shardmatch/coordinator/admin"
-	"github.com/shardmatch/shardmatch/internal/clock"
 	smv1 "github.com/shardmatch/shardmatch/proto/shardmatch/v1"
 	"github.com/shardmatch/shardmatch/twophase"
 )
@@ -28,8 +28,8 @@ const token = "test-token"
 // yesShard votes YES to everything.
 type yesShard struct{}
 
-func (yesShard) Prepare(context.Context, string, []*smv1.ShardPlayer) []*smv1.PlayerRejection {
-	return nil
+func (yesShard) Prepare(context.Context, string, []*smv1.ShardPlayer) ([]*smv1.PlayerRejection, error) {
+	return nil, nil
 }
 func (yesShard) Commit(context.Context, string, []*smv1.ShardPlayer) error { return nil }
 func (yesShard) Abort(context.Context, string, []*smv1.ShardPlayer) error  { return nil }

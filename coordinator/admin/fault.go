@@ -7,7 +7,7 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/shardmatch/shardmatch/internal/clock"
+	"github.com/shardmatch/shardmatch/clock"
 )
 
 // Fault-injection endpoints (docs/chaos.md). They exist only when the process was

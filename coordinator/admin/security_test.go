@@ -12,8 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/shardmatch/shardmatch/clock"
 	"github.com/shardmatch/shardmatch/coordinator"
-	"github.com/shardmatch/shardmatch/internal/clock"
 )
 
 const readTok = "r3ad-token"

@@ -17,9 +17,9 @@ import (
 	"github.com/chromedp/chromedp"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/shardmatch/shardmatch/clock"
 	"github.com/shardmatch/shardmatch/coordinator"
 	"github.com/shardmatch/shardmatch/coordinator/admin"
-	"github.com/shardmatch/shardmatch/internal/clock"
 	"github.com/shardmatch/shardmatch/internal/testutil"
 	smv1 "github.com/shardmatch/shardmatch/proto/shardmatch/v1"
 	"github.com/shardmatch/shardmatch/twophase"
@@ -34,8 +34,8 @@ type recordingShard struct {
 	aborts []string
 }
 
-func (*recordingShard) Prepare(context.Context, string, []*smv1.ShardPlayer) []*smv1.PlayerRejection {
-	return nil
+func (*recordingShard) Prepare(context.Context, string, []*smv1.ShardPlayer) ([]*smv1.PlayerRejection, error) {
+	return nil, nil
 }
 func (*recordingShard) Commit(context.Context, string, []*smv1.ShardPlayer) error { return nil }
 func (s *recordingShard) Abort(_ context.Context, txid string, _ []*smv1.ShardPlayer) error {

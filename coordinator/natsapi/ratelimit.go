@@ -5,7 +5,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/shardmatch/shardmatch/internal/clock"
+	"github.com/shardmatch/shardmatch/clock"
 )
 
 // rateLimiter is a token bucket per proposer identity: each identity may take rate

@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/shardmatch/shardmatch/internal/clock"
+	"github.com/shardmatch/shardmatch/clock"
 )
 
 func TestRateLimiterBucket(t *testing.T) {

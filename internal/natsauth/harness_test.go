@@ -18,11 +18,12 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/shardmatch/shardmatch/client"
+	"github.com/shardmatch/shardmatch/clock"
 	"github.com/shardmatch/shardmatch/coordinator"
 	"github.com/shardmatch/shardmatch/coordinator/natsapi"
-	"github.com/shardmatch/shardmatch/internal/clock"
 	"github.com/shardmatch/shardmatch/internal/config"
 	"github.com/shardmatch/shardmatch/internal/natsauth"
+	"github.com/shardmatch/shardmatch/internal/natsembed"
 	"github.com/shardmatch/shardmatch/internal/natsutil"
 	smv1 "github.com/shardmatch/shardmatch/proto/shardmatch/v1"
 	"github.com/shardmatch/shardmatch/twophase"
@@ -44,12 +45,12 @@ func startAuthEnv(t *testing.T) *authEnv {
 		t.Fatal(err)
 	}
 	e := &authEnv{t: t, d: d, dir: t.TempDir()}
-	e.srv, err = natsutil.StartEmbedded(natsutil.EmbeddedConfig{StoreDir: filepath.Join(e.dir, "nats"),
+	e.srv, err = natsembed.StartEmbedded(natsembed.EmbeddedConfig{StoreDir: filepath.Join(e.dir, "nats"),
 		ServerName: "natsauth-test", Configure: d.ConfigureServer})
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { natsutil.Shutdown(e.srv) })
+	t.Cleanup(func() { natsembed.Shutdown(e.srv) })
 	return e
 }
 
@@ -133,9 +134,9 @@ type recShard struct {
 	prepares, commits, aborts atomic.Int64
 }
 
-func (s *recShard) Prepare(context.Context, string, []*smv1.ShardPlayer) []*smv1.PlayerRejection {
+func (s *recShard) Prepare(context.Context, string, []*smv1.ShardPlayer) ([]*smv1.PlayerRejection, error) {
 	s.prepares.Add(1)
-	return nil
+	return nil, nil
 }
 func (s *recShard) Commit(context.Context, string, []*smv1.ShardPlayer) error {
 	s.commits.Add(1)

@@ -1,9 +1,9 @@
 // Package natsutil is shardmatch's NATS plumbing: the subject names every component
 // agrees on (docs/protocol.md), the JetStream streams behind them, W3C trace context on
 // message headers (HeaderCarrier, InjectTrace, ExtractTrace: OpenTelemetry's
-// TraceContext propagator over nats.Header), and an embedded nats-server for tests,
-// `coordinator dev` and `coordinator nats`, alone or one of a cluster (ClusterConfig:
-// routes, clustered JetStream, streams of three replicas) with HTTP monitoring.
+// TraceContext propagator over nats.Header). The embedded server is in
+// internal/natsembed: this package is imported by the shard and client SDKs, and must
+// not link a NATS server into a game's binary.
 //
 // Subjects take a configurable prefix (default "sm"):
 //
@@ -16,7 +16,8 @@
 //	<p>.v1.events.match.<outcome> stream SM_EVENTS  leader → downstream
 //
 // What this package must never do:
-//   - import anything of shardmatch's except internal/clock: it is leaf plumbing;
+//   - import anything of shardmatch's except clock: it is leaf plumbing;
+//   - import nats-server (the SDKs import this package; TestSDKDependencies checks);
 //   - depend on the OpenTelemetry SDK or an exporter: only the API (trace,
 //     propagation), so that the client SDK that imports it stays small;
 //   - know the protocol's messages: it moves bytes and headers, it does not decode them;

@@ -14,7 +14,7 @@ import (
 )
 
 func TestEnsureStreamsIdempotentAndUpdatable(t *testing.T) {
-	_, js := connect(t, natstest.Start(t))
+	_, js := natstest.Connect(t, natstest.Start(t))
 	ctx := context.Background()
 
 	for range 2 {
@@ -90,7 +90,7 @@ func TestStreamConfigsValidate(t *testing.T) {
 // A request stream made before proposers had subjects of their own (only
 // <p>.v1.req.propose) is updated in place to take theirs too, keeping its messages.
 func TestEnsureStreamsAddsProposerSubjects(t *testing.T) {
-	_, js := connect(t, natstest.Start(t))
+	_, js := natstest.Connect(t, natstest.Start(t))
 	ctx := context.Background()
 	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "SM_REQ", Subjects: []string{"sm.v1.req.propose"}}); err != nil {
 		t.Fatal(err)

@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/shardmatch/shardmatch/internal/clock"
+	"github.com/shardmatch/shardmatch/clock"
 	"github.com/shardmatch/shardmatch/lease"
 	"github.com/shardmatch/shardmatch/lease/leasetest"
 )

@@ -12,7 +12,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/shardmatch/shardmatch/internal/clock"
+	"github.com/shardmatch/shardmatch/clock"
 	"github.com/shardmatch/shardmatch/internal/natsutil"
 	"github.com/shardmatch/shardmatch/internal/natsutil/natstest"
 	"github.com/shardmatch/shardmatch/internal/testutil"
@@ -146,7 +146,7 @@ func newGame() *game {
 	return &game{prepares: map[string]int{}, commits: map[string]int{}, aborts: map[string]int{}}
 }
 
-func (g *game) Prepare(ctx context.Context, txid string, _ []*smv1.ShardPlayer) []*smv1.PlayerRejection {
+func (g *game) Prepare(ctx context.Context, txid string, _ []*smv1.ShardPlayer) ([]*smv1.PlayerRejection, error) {
 	g.mu.Lock()
 	g.prepares[txid]++
 	gate := g.prepareGate
@@ -157,7 +157,7 @@ func (g *game) Prepare(ctx context.Context, txid string, _ []*smv1.ShardPlayer) 
 		case <-ctx.Done():
 		}
 	}
-	return nil
+	return nil, nil
 }
 
 func (g *game) Commit(ctx context.Context, txid string, _ []*smv1.ShardPlayer) error {

@@ -3,7 +3,7 @@ package natstransport
 import (
 	"context"
 
-	"github.com/shardmatch/shardmatch/internal/clock"
+	"github.com/shardmatch/shardmatch/clock"
 	"github.com/shardmatch/shardmatch/twophase"
 )
 

@@ -22,10 +22,10 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 
+	"github.com/shardmatch/shardmatch/clock"
 	"github.com/shardmatch/shardmatch/coordinator"
 	"github.com/shardmatch/shardmatch/coordinator/natsapi"
-	"github.com/shardmatch/shardmatch/internal/clock"
-	"github.com/shardmatch/shardmatch/internal/natsutil"
+	"github.com/shardmatch/shardmatch/internal/natsembed"
 	smv1 "github.com/shardmatch/shardmatch/proto/shardmatch/v1"
 	"github.com/shardmatch/shardmatch/twophase"
 )
@@ -74,7 +74,7 @@ func Start(tb testing.TB, o Options) *Cluster {
 		o.Shards = 2
 	}
 	c := &Cluster{tb: tb, opts: o, dir: tb.TempDir(), shards: map[string]*Shard{}}
-	s, err := natsutil.StartEmbedded(natsutil.EmbeddedConfig{StoreDir: filepath.Join(c.dir, "nats"), ServerName: "natsapitest"})
+	s, err := natsembed.StartEmbedded(natsembed.EmbeddedConfig{StoreDir: filepath.Join(c.dir, "nats"), ServerName: "natsapitest"})
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -304,7 +304,7 @@ func (c *Cluster) shutdown() {
 	if c.Net != nil {
 		_ = c.Net.Close()
 	}
-	natsutil.Shutdown(c.NATS)
+	natsembed.Shutdown(c.NATS)
 }
 
 // nodeAt is natsapi.Node for whatever node runs in position i: the harness restarts
@@ -332,11 +332,11 @@ type Shard struct {
 }
 
 // Prepare votes YES.
-func (s *Shard) Prepare(_ context.Context, _ string, _ []*smv1.ShardPlayer) []*smv1.PlayerRejection {
+func (s *Shard) Prepare(_ context.Context, _ string, _ []*smv1.ShardPlayer) ([]*smv1.PlayerRejection, error) {
 	s.mu.Lock()
 	s.prepares++
 	s.mu.Unlock()
-	return nil
+	return nil, nil
 }
 
 // Commit records the commit.

@@ -8,7 +8,7 @@
 //   - be imported by anything but _test.go files and test-support packages;
 //   - import anything of shardmatch's but internal/natsutil: it is part of the leaf
 //     plumbing under internal/;
-//   - configure the server differently from natsutil.StartEmbedded: tests must run
+//   - configure the server differently from natsembed.StartEmbedded: tests must run
 //     against the server `coordinator dev` and `coordinator nats` run. A test that
 //     needs TLS, accounts or a server without JetStream builds its own.
 package natstest

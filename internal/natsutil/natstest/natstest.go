@@ -2,10 +2,13 @@ package natstest
 
 import (
 	"testing"
+	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/shardmatch/shardmatch/internal/natsutil"
+	"github.com/shardmatch/shardmatch/internal/natsembed"
 )
 
 // ServerName is the name every server this package starts carries, so a restarted
@@ -14,18 +17,18 @@ const ServerName = "natstest"
 
 // Start starts a NATS server with JetStream on a free port of 127.0.0.1, its store
 // in a fresh tb.TempDir(), and waits until it accepts connections. The server is shut
-// down when the test ends; shutting it down earlier with natsutil.Shutdown is allowed.
+// down when the test ends; shutting it down earlier with natsembed.Shutdown is allowed.
 // Start fails the test if the server does not start.
 func Start(tb testing.TB) *server.Server {
 	tb.Helper()
-	s := start(tb, natsutil.EmbeddedConfig{StoreDir: tb.TempDir(), ServerName: ServerName})
-	tb.Cleanup(func() { natsutil.Shutdown(s) })
+	s := start(tb, natsembed.EmbeddedConfig{StoreDir: tb.TempDir(), ServerName: ServerName})
+	tb.Cleanup(func() { natsembed.Shutdown(s) })
 	return s
 }
 
-func start(tb testing.TB, cfg natsutil.EmbeddedConfig) *server.Server {
+func start(tb testing.TB, cfg natsembed.EmbeddedConfig) *server.Server {
 	tb.Helper()
-	s, err := natsutil.StartEmbedded(cfg)
+	s, err := natsembed.StartEmbedded(cfg)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -36,7 +39,7 @@ func start(tb testing.TB, cfg natsutil.EmbeddedConfig) *server.Server {
 // port. Use it from the test's goroutine only.
 type Restartable struct {
 	tb  testing.TB
-	cfg natsutil.EmbeddedConfig
+	cfg natsembed.EmbeddedConfig
 	srv *server.Server
 }
 
@@ -45,10 +48,10 @@ type Restartable struct {
 // registered once, here, so restarts do not change the order of the test's cleanups).
 func StartRestartable(tb testing.TB) *Restartable {
 	tb.Helper()
-	r := &Restartable{tb: tb, cfg: natsutil.EmbeddedConfig{StoreDir: tb.TempDir(), ServerName: ServerName}}
+	r := &Restartable{tb: tb, cfg: natsembed.EmbeddedConfig{StoreDir: tb.TempDir(), ServerName: ServerName}}
 	r.srv = start(tb, r.cfg)
-	r.cfg.Port = natsutil.Port(r.srv)
-	tb.Cleanup(func() { natsutil.Shutdown(r.srv) })
+	r.cfg.Port = natsembed.Port(r.srv)
+	tb.Cleanup(func() { natsembed.Shutdown(r.srv) })
 	return r
 }
 
@@ -60,7 +63,23 @@ func (r *Restartable) Server() *server.Server { return r.srv }
 // the test if the new server does not start (the port was taken meanwhile, say).
 func (r *Restartable) Restart() {
 	r.tb.Helper()
-	natsutil.Shutdown(r.srv)
+	natsembed.Shutdown(r.srv)
 	r.srv = nil
 	r.srv = start(r.tb, r.cfg)
+}
+
+// Connect opens a client connection to s that reconnects forever, and its JetStream
+// context; the connection closes when the test ends.
+func Connect(tb testing.TB, s *server.Server) (*nats.Conn, jetstream.JetStream) {
+	tb.Helper()
+	nc, err := nats.Connect(s.ClientURL(), nats.MaxReconnects(-1), nats.ReconnectWait(20*time.Millisecond))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return nc, js
 }

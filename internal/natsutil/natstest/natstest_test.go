@@ -7,7 +7,7 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"go.uber.org/goleak"
 
-	"github.com/shardmatch/shardmatch/internal/natsutil"
+	"github.com/shardmatch/shardmatch/internal/natsembed"
 	"github.com/shardmatch/shardmatch/internal/natsutil/natstest"
 )
 
@@ -27,7 +27,7 @@ func TestStartStopsAtCleanup(t *testing.T) {
 		if s.Name() != natstest.ServerName {
 			t.Errorf("name %q, want %q", s.Name(), natstest.ServerName)
 		}
-		natsutil.Shutdown(s) // early shutdown is allowed: the cleanup's is a no-op
+		natsembed.Shutdown(s) // early shutdown is allowed: the cleanup's is a no-op
 		s = natstest.Start(t)
 	})
 	if s.Running() {
@@ -42,15 +42,15 @@ func TestRestartableKeepsPortAndStore(t *testing.T) {
 	t.Run("inner", func(t *testing.T) {
 		r := natstest.StartRestartable(t)
 		first := r.Server()
-		port, dir := natsutil.Port(first), first.StoreDir()
+		port, dir := natsembed.Port(first), first.StoreDir()
 		r.Restart()
 		last = r.Server()
 		if first.Running() || !last.Running() {
 			t.Fatalf("after Restart: old running %v, new running %v", first.Running(), last.Running())
 		}
-		if natsutil.Port(last) != port || last.StoreDir() != dir || last.Name() != first.Name() {
+		if natsembed.Port(last) != port || last.StoreDir() != dir || last.Name() != first.Name() {
 			t.Errorf("restarted on port %d, store %s, name %s; want %d, %s, %s",
-				natsutil.Port(last), last.StoreDir(), last.Name(), port, dir, first.Name())
+				natsembed.Port(last), last.StoreDir(), last.Name(), port, dir, first.Name())
 		}
 	})
 	if last.Running() {

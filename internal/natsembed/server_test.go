@@ -1,4 +1,4 @@
-package natsutil_test
+package natsembed_test
 
 import (
 	"context"
@@ -6,37 +6,22 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats-server/v2/server"
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/shardmatch/shardmatch/internal/natsembed"
 	"github.com/shardmatch/shardmatch/internal/natsutil"
 	"github.com/shardmatch/shardmatch/internal/natsutil/natstest"
 	"github.com/shardmatch/shardmatch/internal/testutil"
 )
 
-func connect(t *testing.T, s *server.Server) (*nats.Conn, jetstream.JetStream) {
-	t.Helper()
-	nc, err := nats.Connect(s.ClientURL(), nats.MaxReconnects(-1), nats.ReconnectWait(20*time.Millisecond))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return nc, js
-}
-
 func TestStartEmbeddedValidates(t *testing.T) {
-	if _, err := natsutil.StartEmbedded(natsutil.EmbeddedConfig{}); err == nil {
+	if _, err := natsembed.StartEmbedded(natsembed.EmbeddedConfig{}); err == nil {
 		t.Fatal("no StoreDir accepted")
 	}
-	if _, err := natsutil.StartEmbedded(natsutil.EmbeddedConfig{StoreDir: t.TempDir(), Port: 70000}); err == nil {
+	if _, err := natsembed.StartEmbedded(natsembed.EmbeddedConfig{StoreDir: t.TempDir(), Port: 70000}); err == nil {
 		t.Fatal("port 70000 accepted")
 	}
-	natsutil.Shutdown(nil) // a no-op
+	natsembed.Shutdown(nil) // a no-op
 }
 
 // A server restarted on the same StoreDir and port finds its streams and messages,
@@ -44,11 +29,11 @@ func TestStartEmbeddedValidates(t *testing.T) {
 func TestEmbeddedRestartKeepsStreams(t *testing.T) {
 	r := natstest.StartRestartable(t)
 	s := r.Server()
-	port := natsutil.Port(s)
+	port := natsembed.Port(s)
 	if port <= 0 || s.ClientURL() != fmt.Sprintf("nats://127.0.0.1:%d", port) {
 		t.Fatalf("port %d, url %s", port, s.ClientURL())
 	}
-	nc, js := connect(t, s)
+	nc, js := natstest.Connect(t, s)
 	ctx := context.Background()
 	if err := natsutil.EnsureStreams(ctx, js, natsutil.StreamConfig{}); err != nil {
 		t.Fatal(err)

@@ -1,4 +1,4 @@
-package natsutil_test
+package natsembed_test
 
 import (
 	"context"
@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/shardmatch/shardmatch/internal/natsembed"
 	"github.com/shardmatch/shardmatch/internal/natsutil"
 	"github.com/shardmatch/shardmatch/internal/natsutil/natstest"
 	"github.com/shardmatch/shardmatch/internal/testutil"
@@ -22,7 +23,7 @@ import (
 
 func mustRoutes(t *testing.T, list string) []*url.URL {
 	t.Helper()
-	r, err := natsutil.ParseRoutes(list)
+	r, err := natsembed.ParseRoutes(list)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -31,39 +32,39 @@ func mustRoutes(t *testing.T, list string) []*url.URL {
 
 func TestEmbeddedConfigValidate(t *testing.T) {
 	routes := mustRoutes(t, "nats://127.0.0.1:6222")
-	ok := natsutil.EmbeddedConfig{StoreDir: "d", ServerName: "n1",
-		Cluster: natsutil.ClusterConfig{Name: "c", Port: 6222, Routes: routes}}
+	ok := natsembed.EmbeddedConfig{StoreDir: "d", ServerName: "n1",
+		Cluster: natsembed.ClusterConfig{Name: "c", Port: 6222, Routes: routes}}
 	if err := ok.Validate(); err != nil {
 		t.Fatalf("valid cluster config refused: %v", err)
 	}
-	if err := (natsutil.EmbeddedConfig{StoreDir: "d", MonitorPort: -1}).Validate(); err != nil {
+	if err := (natsembed.EmbeddedConfig{StoreDir: "d", MonitorPort: -1}).Validate(); err != nil {
 		t.Fatalf("valid single-server config refused: %v", err)
 	}
 	for _, tc := range []struct {
 		name string
-		edit func(*natsutil.EmbeddedConfig)
+		edit func(*natsembed.EmbeddedConfig)
 		want string
 	}{
-		{"no store", func(c *natsutil.EmbeddedConfig) { c.StoreDir = "" }, "StoreDir is empty"},
-		{"client port", func(c *natsutil.EmbeddedConfig) { c.Port = 70000 }, "Port (70000)"},
-		{"monitor port", func(c *natsutil.EmbeddedConfig) { c.MonitorPort = -2 }, "MonitorPort (-2)"},
-		{"server name with a space", func(c *natsutil.EmbeddedConfig) { c.ServerName = "a b" }, "white space"},
-		{"cluster without a server name", func(c *natsutil.EmbeddedConfig) { c.ServerName = "" }, "needs a ServerName"},
-		{"cluster without a name", func(c *natsutil.EmbeddedConfig) { c.Cluster.Name = "" }, "Cluster.Name is empty"},
-		{"cluster name with a space", func(c *natsutil.EmbeddedConfig) { c.Cluster.Name = "x y" }, "white space"},
-		{"cluster port", func(c *natsutil.EmbeddedConfig) { c.Cluster.Port = 65536 }, "Cluster.Port (65536)"},
-		{"cluster without routes", func(c *natsutil.EmbeddedConfig) { c.Cluster.Routes = nil }, "no Routes"},
-		{"a bad route", func(c *natsutil.EmbeddedConfig) {
+		{"no store", func(c *natsembed.EmbeddedConfig) { c.StoreDir = "" }, "StoreDir is empty"},
+		{"client port", func(c *natsembed.EmbeddedConfig) { c.Port = 70000 }, "Port (70000)"},
+		{"monitor port", func(c *natsembed.EmbeddedConfig) { c.MonitorPort = -2 }, "MonitorPort (-2)"},
+		{"server name with a space", func(c *natsembed.EmbeddedConfig) { c.ServerName = "a b" }, "white space"},
+		{"cluster without a server name", func(c *natsembed.EmbeddedConfig) { c.ServerName = "" }, "needs a ServerName"},
+		{"cluster without a name", func(c *natsembed.EmbeddedConfig) { c.Cluster.Name = "" }, "Cluster.Name is empty"},
+		{"cluster name with a space", func(c *natsembed.EmbeddedConfig) { c.Cluster.Name = "x y" }, "white space"},
+		{"cluster port", func(c *natsembed.EmbeddedConfig) { c.Cluster.Port = 65536 }, "Cluster.Port (65536)"},
+		{"cluster without routes", func(c *natsembed.EmbeddedConfig) { c.Cluster.Routes = nil }, "no Routes"},
+		{"a bad route", func(c *natsembed.EmbeddedConfig) {
 			c.Cluster.Routes = []*url.URL{{Scheme: "http", Host: "h:1"}}
 		}, "want nats://host:port"},
 	} {
 		cfg := ok
 		tc.edit(&cfg)
 		err := cfg.Validate()
-		if !errors.Is(err, natsutil.ErrEmbeddedConfig) || !strings.Contains(err.Error(), tc.want) {
+		if !errors.Is(err, natsembed.ErrEmbeddedConfig) || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: %v, want ErrEmbeddedConfig with %q", tc.name, err, tc.want)
 		}
-		if _, err := natsutil.StartEmbedded(cfg); !errors.Is(err, natsutil.ErrEmbeddedConfig) {
+		if _, err := natsembed.StartEmbedded(cfg); !errors.Is(err, natsembed.ErrEmbeddedConfig) {
 			t.Errorf("%s: StartEmbedded: %v, want ErrEmbeddedConfig", tc.name, err)
 		}
 	}
@@ -72,13 +73,13 @@ func TestEmbeddedConfigValidate(t *testing.T) {
 func TestParseHostPort(t *testing.T) {
 	for in, want := range map[string]string{"127.0.0.1:4222": "127.0.0.1 4222", ":0": " 0",
 		"nats-0.nats.ns.svc:6222": "nats-0.nats.ns.svc 6222", "[::1]:8222": "::1 8222"} {
-		h, p, err := natsutil.ParseHostPort(in)
+		h, p, err := natsembed.ParseHostPort(in)
 		if got := fmt.Sprint(h, " ", p); err != nil || got != want {
 			t.Errorf("%q: %q, %v; want %q", in, got, err, want)
 		}
 	}
 	for _, in := range []string{"", "4222", "host:", "host:x", "host:65536", "host:-1", "a:b:c"} {
-		if _, _, err := natsutil.ParseHostPort(in); !errors.Is(err, natsutil.ErrEmbeddedConfig) ||
+		if _, _, err := natsembed.ParseHostPort(in); !errors.Is(err, natsembed.ErrEmbeddedConfig) ||
 			!strings.Contains(err.Error(), "is not host:port") {
 			t.Errorf("%q: %v, want ErrEmbeddedConfig", in, err)
 		}
@@ -86,7 +87,7 @@ func TestParseHostPort(t *testing.T) {
 }
 
 func TestParseRoutes(t *testing.T) {
-	r, err := natsutil.ParseRoutes("nats://n-0.h.ns.svc.cluster.local:6222, nats-route://10.0.0.2:6222,nats://u:p@[::1]:7")
+	r, err := natsembed.ParseRoutes("nats://n-0.h.ns.svc.cluster.local:6222, nats-route://10.0.0.2:6222,nats://u:p@[::1]:7")
 	if err != nil || len(r) != 3 || r[0].Host != "n-0.h.ns.svc.cluster.local:6222" || r[1].Scheme != "nats-route" ||
 		r[2].Hostname() != "::1" {
 		t.Fatalf("%v, %v", r, err)
@@ -105,19 +106,19 @@ func TestParseRoutes(t *testing.T) {
 		"nats://a:6222,nats://b:6222 ": "",
 		"nats://%zz:1":                 "route",
 	} {
-		_, err := natsutil.ParseRoutes(in)
+		_, err := natsembed.ParseRoutes(in)
 		if want == "" {
 			if err != nil {
 				t.Errorf("%q: %v", in, err)
 			}
 			continue
 		}
-		if !errors.Is(err, natsutil.ErrEmbeddedConfig) || !strings.Contains(err.Error(), want) {
+		if !errors.Is(err, natsembed.ErrEmbeddedConfig) || !strings.Contains(err.Error(), want) {
 			t.Errorf("%q: %v, want ErrEmbeddedConfig with %q", in, err, want)
 		}
 	}
 	// Credentials are redacted from the messages.
-	if _, err := natsutil.ParseRoutes("nats://u:secret@a"); err == nil || strings.Contains(err.Error(), "secret") {
+	if _, err := natsembed.ParseRoutes("nats://u:secret@a"); err == nil || strings.Contains(err.Error(), "secret") {
 		t.Errorf("credentials in %v", err)
 	}
 }
@@ -131,17 +132,17 @@ func TestStartEmbeddedPortInUse(t *testing.T) {
 	}
 	defer l.Close()
 	busy := l.Addr().(*net.TCPAddr).Port
-	for name, cfg := range map[string]natsutil.EmbeddedConfig{
+	for name, cfg := range map[string]natsembed.EmbeddedConfig{
 		"client":  {Port: busy},
 		"monitor": {MonitorPort: busy},
-		"cluster": {ServerName: "n1", Cluster: natsutil.ClusterConfig{Name: "c", Port: busy,
+		"cluster": {ServerName: "n1", Cluster: natsembed.ClusterConfig{Name: "c", Port: busy,
 			Routes: mustRoutes(t, fmt.Sprintf("nats://127.0.0.1:%d", busy))}},
 	} {
 		cfg.StoreDir, cfg.ReadyTimeout = t.TempDir(), time.Minute
 		start := time.Now()
-		s, err := natsutil.StartEmbedded(cfg)
+		s, err := natsembed.StartEmbedded(cfg)
 		if err == nil {
-			natsutil.Shutdown(s)
+			natsembed.Shutdown(s)
 			t.Errorf("%s port in use: started", name)
 			continue
 		}
@@ -165,20 +166,20 @@ func TestEmbeddedClusterR3Streams(t *testing.T) {
 	var servers []*server.Server
 	t.Cleanup(func() {
 		for _, s := range servers {
-			natsutil.Shutdown(s)
+			natsembed.Shutdown(s)
 		}
 	})
 	startServer := func(i int) {
 		t.Helper()
-		s, err := natsutil.StartEmbedded(natsutil.EmbeddedConfig{StoreDir: t.TempDir(), ServerName: fmt.Sprintf("n%d", i),
-			MonitorPort: -1, Cluster: natsutil.ClusterConfig{Name: "test", Port: ports[i], Routes: routes}})
+		s, err := natsembed.StartEmbedded(natsembed.EmbeddedConfig{StoreDir: t.TempDir(), ServerName: fmt.Sprintf("n%d", i),
+			MonitorPort: -1, Cluster: natsembed.ClusterConfig{Name: "test", Port: ports[i], Routes: routes}})
 		if err != nil {
 			t.Fatal(err)
 		}
-		if natsutil.ClusterPort(s) != ports[i] {
-			t.Fatalf("n%d: cluster port %d, want %d", i, natsutil.ClusterPort(s), ports[i])
+		if natsembed.ClusterPort(s) != ports[i] {
+			t.Fatalf("n%d: cluster port %d, want %d", i, natsembed.ClusterPort(s), ports[i])
 		}
-		if code := httpStatus(t, natsutil.MonitorURL(s)+"/healthz?js-enabled-only=true"); code != http.StatusOK {
+		if code := httpStatus(t, natsembed.MonitorURL(s)+"/healthz?js-enabled-only=true"); code != http.StatusOK {
 			t.Fatalf("%s: /healthz?js-enabled-only=true: %d", s.Name(), code)
 		}
 		servers = append(servers, s)
@@ -221,7 +222,7 @@ func TestEmbeddedClusterR3Streams(t *testing.T) {
 	// Every server is current with the cluster: the full health check passes.
 	for _, s := range servers {
 		testutil.WaitFor(t, 20*time.Second, s.Name()+" /healthz", func() error {
-			if code := httpStatus(t, natsutil.MonitorURL(s)+"/healthz"); code != http.StatusOK {
+			if code := httpStatus(t, natsembed.MonitorURL(s)+"/healthz"); code != http.StatusOK {
 				return fmt.Errorf("status %d", code)
 			}
 			return nil
@@ -232,7 +233,7 @@ func TestEmbeddedClusterR3Streams(t *testing.T) {
 // Three replicas on a server on its own is refused at once, not retried until the
 // context ends.
 func TestEnsureStreamsR3OnOneServerFails(t *testing.T) {
-	_, js := connect(t, natstest.Start(t))
+	_, js := natstest.Connect(t, natstest.Start(t))
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	start := time.Now()
