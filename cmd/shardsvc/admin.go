@@ -30,7 +30,7 @@ type Status struct {
 	Driver      *shardsvc.Stats            `json:"driver,omitempty"`
 }
 
-func (s *shard) status() Status {
+func (s *server) status() Status {
 	snap := s.world.Snapshot()
 	st := Status{Shard: s.o.id, Region: s.o.region, InDoubt: s.part.InDoubt(), Players: map[string]int{},
 		LiveMatches: snap.LiveMatches, World: snap.Stats, Participant: s.part.Stats()}
@@ -41,8 +41,8 @@ func (s *shard) status() Status {
 	for state, n := range snap.Count {
 		st.Players[state.String()] = n
 	}
-	if s.srv != nil {
-		ts := s.srv.Stats()
+	if s.sh != nil {
+		ts := s.sh.Stats()
 		st.Transport = &ts
 	}
 	if s.driver != nil {
@@ -55,7 +55,7 @@ func (s *shard) status() Status {
 // adminHandler serves /status (JSON), /metrics (Prometheus), /healthz, /v1/journal
 // (the participant journal, for chaos audits) and, with --enable-fault-injection only,
 // /v1/fault (the process clock's skew and the transport's fault hook; 404 otherwise).
-func (s *shard) adminHandler() (http.Handler, error) {
+func (s *server) adminHandler() (http.Handler, error) {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	labels := prometheus.Labels{"shard": s.o.id}
@@ -77,10 +77,10 @@ func (s *shard) adminHandler() (http.Handler, error) {
 	counter("double_booked_total", "Players committed to a match while in another one.", func() uint64 { return s.world.Stats().DoubleBooked })
 	counter("commands_malformed_total", "Commands dropped as undecodable, incomplete or addressed to another shard; never applied.",
 		func() uint64 {
-			if s.srv == nil {
+			if s.sh == nil {
 				return 0
 			}
-			st := s.srv.Stats()
+			st := s.sh.Stats()
 			return st.Malformed + st.WrongShard
 		})
 	for _, r := range []struct {
@@ -94,10 +94,10 @@ func (s *shard) adminHandler() (http.Handler, error) {
 		reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: "shardmatch_shard", Name: "commands_signature_rejected_total",
 			Help:        "Commands refused by --command-verify-keys (unsigned, signed by an untrusted key, or a signature not matching); never applied.",
 			ConstLabels: prometheus.Labels{"shard": s.o.id, "reason": r.reason}}, func() float64 {
-			if s.srv == nil {
+			if s.sh == nil {
 				return 0
 			}
-			return float64(r.n(s.srv.Stats()))
+			return float64(r.n(s.sh.Stats()))
 		}))
 	}
 	gauge("in_doubt", "Transactions voted YES on with no outcome yet.", func() float64 { return float64(len(s.part.InDoubt())) })
@@ -131,7 +131,7 @@ func (s *shard) adminHandler() (http.Handler, error) {
 
 // serveJournal is GET /v1/journal: every record of the participant journal (txid,
 // state, players with their fencing tokens), sorted by txid.
-func (s *shard) serveJournal(w http.ResponseWriter, _ *http.Request) {
+func (s *server) serveJournal(w http.ResponseWriter, _ *http.Request) {
 	w.Header().Set("Content-Type", "application/json")
 	entries, err := s.journal.List()
 	if err != nil {

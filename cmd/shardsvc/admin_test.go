@@ -24,10 +24,10 @@ import (
 
 // testShard is a shard with its World, Participant and journal but no NATS, wired
 // as start does.
-func testShard(t *testing.T, faults bool) *shard {
+func testShard(t *testing.T, faults bool) *server {
 	t.Helper()
 	skew := clock.NewSkewed(clock.NewReal())
-	s := &shard{o: options{id: "s1", region: "eu-west", faultInjection: faults}, log: slog.New(slog.DiscardHandler), clk: skew, skew: skew}
+	s := &server{o: options{id: "s1", region: "eu-west", faultInjection: faults}, log: slog.New(slog.DiscardHandler), clk: skew, skew: skew}
 	if faults {
 		s.faults = natstransport.NewFaults(1)
 	}
@@ -47,7 +47,7 @@ func testShard(t *testing.T, faults bool) *shard {
 	return s
 }
 
-func serveAdmin(t *testing.T, s *shard) *httptest.Server {
+func serveAdmin(t *testing.T, s *server) *httptest.Server {
 	t.Helper()
 	h, err := s.adminHandler()
 	if err != nil {

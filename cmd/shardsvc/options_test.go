@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/shardmatch/shardmatch/clock"
+	"github.com/shardmatch/shardmatch/internal/natsutil/natstest"
 	"github.com/shardmatch/shardmatch/shardsvc"
 )
 
@@ -92,7 +93,7 @@ func TestStandInWorldsMatchPeers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &shard{o: o, clk: clk, world: own}
+	s := &server{o: o, clk: clk, world: own}
 	ws, err := s.driverWorlds()
 	if err != nil {
 		t.Fatal(err)
@@ -139,11 +140,12 @@ func TestChaosFlags(t *testing.T) {
 }
 
 // TestJournalDirectoryCreated: a journal path under directories that do not exist yet
-// (./data/s1.journal before anything made ./data) works: shardsvc creates them.
+// (./data/s1.journal before anything made ./data) works: shardsvc creates them. NATS
+// is up but no coordinator answers, so start fails after opening the journal.
 func TestJournalDirectoryCreated(t *testing.T) {
 	journal := filepath.Join(t.TempDir(), "data", "sub", "s1.journal")
 	o, code, done := parseOptions([]string{"--id", "s1", "--journal", journal, "--admin-addr", "",
-		"--nats-url", "nats://127.0.0.1:1", "--register-timeout", "1s"}, io.Discard, func(string) (string, bool) { return "", false })
+		"--nats-url", natstest.Start(t).ClientURL(), "--register-timeout", "1s"}, io.Discard, func(string) (string, bool) { return "", false })
 	if done {
 		t.Fatalf("parse: exit %d", code)
 	}

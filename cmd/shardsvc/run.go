@@ -8,9 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
 	"os/signal"
-	"path/filepath"
 	"syscall"
 	"time"
 
@@ -21,7 +19,7 @@ import (
 	"github.com/shardmatch/shardmatch/clock"
 	"github.com/shardmatch/shardmatch/internal/config"
 	"github.com/shardmatch/shardmatch/internal/telemetry"
-	smv1 "github.com/shardmatch/shardmatch/proto/shardmatch/v1"
+	"github.com/shardmatch/shardmatch/shard"
 	"github.com/shardmatch/shardmatch/shardsvc"
 	"github.com/shardmatch/shardmatch/twophase"
 	"github.com/shardmatch/shardmatch/twophase/natstransport"
@@ -57,8 +55,8 @@ func serveShard(o options, stderr io.Writer) int {
 	return 0
 }
 
-// shard is one running shard server and everything it owns.
-type shard struct {
+// server is one running shard server and everything it owns.
+type server struct {
 	o       options
 	log     *slog.Logger
 	clk     clock.Clock   // the process's one clock: skew below, seen through the interface
@@ -66,14 +64,14 @@ type shard struct {
 	faults  *natstransport.Faults
 	history *collect.Sink
 	nc      *nats.Conn
-	cli     *client.Client
-	journal *twophase.BoltJournal
+	sh      *shard.Shard
+	cli     *client.Client        // sh's
+	journal twophase.Journal      // sh's
+	part    *twophase.Participant // sh's
 	world   *shardsvc.World
-	part    *twophase.Participant
-	srv     *natstransport.Server
 	http    *http.Server
 	driver  *shardsvc.Driver
-	stopBg  context.CancelFunc // compaction and the driver
+	stopBg  context.CancelFunc // the driver
 	bgDone  chan struct{}
 	fatal   chan error
 }
@@ -81,11 +79,11 @@ type shard struct {
 // start opens the journal, builds the World and the Participant, registers with the
 // coordinator (retrying until a leader answers), serves commands, and starts the
 // admin HTTP API, the compactor and the load driver.
-func start(ctx context.Context, o options, log *slog.Logger) (_ *shard, err error) {
+func start(ctx context.Context, o options, log *slog.Logger) (_ *server, err error) {
 	// Every component gets one clock, skewable (zero skew unless fault injection
 	// changes it), so a chaos run's clock faults reach the whole process.
 	skew := clock.NewSkewed(clock.NewReal())
-	s := &shard{o: o, log: log, clk: skew, skew: skew, stopBg: func() {}, bgDone: make(chan struct{}), fatal: make(chan error, 1)}
+	s := &server{o: o, log: log, clk: skew, skew: skew, stopBg: func() {}, bgDone: make(chan struct{}), fatal: make(chan error, 1)}
 	close(s.bgDone)
 	if o.faultInjection {
 		s.faults = natstransport.NewFaults(o.seed ^ config.IDSeed(o.id))
@@ -107,52 +105,37 @@ func start(ctx context.Context, o options, log *slog.Logger) (_ *shard, err erro
 			}
 		}()
 	}
-	if dir := filepath.Dir(o.journal); dir != "." {
-		if err = os.MkdirAll(dir, 0o755); err != nil {
-			return s, fmt.Errorf("journal directory: %w", err)
-		}
-	}
-	if s.journal, err = twophase.OpenBoltJournal(o.journal); err != nil {
-		return s, fmt.Errorf("journal: %w", err)
-	}
 	wc := shardsvc.DefaultWorldConfig()
 	wc.ShardID, wc.Region, wc.Players, wc.MatchTTL, wc.Clock, wc.Seed = o.id, o.region, o.players, o.matchTTL, s.clk, o.seed
 	wc.AlwaysAvailable = o.alwaysAvailable
 	if s.world, err = shardsvc.NewWorld(wc); err != nil {
 		return s, err
 	}
-	var handler twophase.ShardHandler = s.world
+	var game twophase.ShardHandler = s.world
 	if o.historyDir != "" {
 		if s.history, err = collect.NewSink(o.historyDir, o.id, time.Unix(0, o.historyEpoch)); err != nil {
 			return s, fmt.Errorf("history: %w", err)
 		}
-		handler = collect.RecordingHandler(o.id, s.world, s.history)
+		game = collect.RecordingHandler(o.id, s.world, s.history)
 		log.Info("recording the shard's effects for a chaos history", "file", s.history.Path())
 	}
-	if s.part, err = twophase.NewParticipant(twophase.ParticipantConfig{ShardID: o.id, Handler: handler, Journal: s.journal,
-		Clock: s.clk, Logger: log}); err != nil {
-		return s, err
-	}
-	if n := len(s.part.InDoubt()); n > 0 {
-		log.Info("journal holds in-doubt transactions; recovering them from the coordinator", "in_doubt", n)
-	}
-
 	cctx, cancel := context.WithTimeout(ctx, o.registerTimeout)
 	defer cancel()
 	if s.nc, err = o.nats.Connect(cctx, "shardmatch-shard-"+o.id, log); err != nil {
 		return s, err
 	}
-	if s.cli, err = client.New(client.Config{Conn: s.nc, Prefix: o.prefix, Logger: log}); err != nil {
+	compact := o.compactEvery
+	if compact == 0 {
+		compact = -1 // --compact-every 0 keeps every record
+	}
+	// The shard SDK does the protocol's wiring: journal, participant, registration,
+	// commands, recovery of in-doubt txns and compaction.
+	if s.sh, err = shard.Start(cctx, shard.Config{ID: o.id, Conn: s.nc, Game: game, JournalPath: o.journal,
+		Region: o.region, Capacity: o.players, Prefix: o.prefix, Logger: log, Clock: s.clk, CompactInterval: compact,
+		RegisterTimeout: o.registerTimeout, Verifier: o.verifier, Faults: s.faults}); err != nil {
 		return s, err
 	}
-	if err := s.register(cctx); err != nil {
-		return s, err
-	}
-	if s.srv, err = natstransport.Serve(cctx, natstransport.ParticipantConfig{Conn: s.nc, Prefix: o.prefix, ShardID: o.id,
-		Handler: s.part, Logger: log, Querier: client.StatusQuerier{Client: s.cli, Timeout: 5 * time.Second}, Clock: s.clk,
-		Faults: s.faults, Verifier: o.verifier}); err != nil {
-		return s, fmt.Errorf("serve commands: %w", err)
-	}
+	s.part, s.journal, s.cli = s.sh.Participant(), s.sh.Journal(), s.sh.Client()
 	if adminLn != nil {
 		h, err := s.adminHandler()
 		if err != nil {
@@ -180,30 +163,8 @@ func start(ctx context.Context, o options, log *slog.Logger) (_ *shard, err erro
 	return s, nil
 }
 
-// register announces the shard until a leader accepts it.
-func (s *shard) register(ctx context.Context) error {
-	info := &smv1.ShardInfo{ShardId: s.o.id, Region: s.o.region, Capacity: int32(s.o.players), ProtocolVersion: 1}
-	wait := 200 * time.Millisecond
-	for {
-		actx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		err := s.cli.RegisterShard(actx, info)
-		cancel()
-		if err == nil {
-			s.log.Info("registered with the coordinator")
-			return nil
-		}
-		s.log.Warn("registration failed; retrying", "err", err)
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("register shard %s: %w (last error: %w)", s.o.id, ctx.Err(), err)
-		case <-time.After(wait):
-		}
-		wait = min(2*wait, 3*time.Second)
-	}
-}
-
-// startBackground runs the journal compactor and, if asked, the load driver.
-func (s *shard) startBackground() error {
+// startBackground runs the load driver, if asked for.
+func (s *server) startBackground() error {
 	if s.o.proposeRate > 0 {
 		dc := shardsvc.DefaultDriverConfig()
 		dc.Proposer, dc.Clock, dc.Seed = s.cli, s.clk, s.o.seed^config.IDSeed(s.o.id)
@@ -236,26 +197,9 @@ func (s *shard) startBackground() error {
 				}
 			}()
 		}
-		var compact <-chan time.Time // nil: --compact-every 0 keeps every record
-		if s.o.compactEvery > 0 {
-			t := time.NewTicker(s.o.compactEvery)
-			defer t.Stop()
-			compact = t.C
-		}
-		for {
-			select {
-			case <-ctx.Done():
-				if driverDone != nil {
-					<-driverDone
-				}
-				return
-			case <-compact:
-				if n, err := s.part.Compact(); err != nil {
-					s.log.Warn("journal compaction failed", "err", err)
-				} else if n > 0 {
-					s.log.Debug("journal compacted", "records", n)
-				}
-			}
+		<-ctx.Done()
+		if driverDone != nil {
+			<-driverDone
 		}
 	}()
 	return nil
@@ -268,7 +212,7 @@ func (s *shard) startBackground() error {
 // their real attributes; only their idea of who is idle is a guess, which the peer
 // shard corrects by voting NO. Every shard of a deployment must therefore run with
 // the same --seed and --players.
-func (s *shard) driverWorlds() ([]*shardsvc.World, error) {
+func (s *server) driverWorlds() ([]*shardsvc.World, error) {
 	out := []*shardsvc.World{s.world}
 	for _, p := range s.o.peers {
 		wc := shardsvc.DefaultWorldConfig()
@@ -285,7 +229,7 @@ func (s *shard) driverWorlds() ([]*shardsvc.World, error) {
 // shutdown stops the driver (its proposals in flight still need this shard's votes,
 // so commands are served until it is done), drains the command consumer, stops the
 // admin API and closes the client, the journal and NATS.
-func (s *shard) shutdown() {
+func (s *server) shutdown() {
 	ctx, cancel := context.WithTimeout(context.Background(), s.o.drainTimeout)
 	defer cancel()
 	s.stopBg()
@@ -294,19 +238,13 @@ func (s *shard) shutdown() {
 	case <-ctx.Done():
 		s.log.Warn("load driver did not stop in time")
 	}
-	if s.srv != nil {
-		if err := s.srv.Drain(ctx); err != nil {
-			s.log.Warn("drain", "err", err)
-		}
-		_ = s.srv.Close()
+	if s.sh != nil {
+		s.sh.Stop(ctx) // drains the commands, closes its client and the journal
 	}
 	if s.http != nil {
 		if err := s.http.Shutdown(ctx); err != nil {
 			_ = s.http.Close()
 		}
-	}
-	if s.cli != nil {
-		_ = s.cli.Close()
 	}
 	if s.nc != nil {
 		if err := s.nc.Drain(); err != nil {
@@ -316,11 +254,6 @@ func (s *shard) shutdown() {
 			time.Sleep(10 * time.Millisecond)
 		}
 		s.nc.Close()
-	}
-	if s.journal != nil {
-		if err := s.journal.Close(); err != nil {
-			s.log.Warn("journal close", "err", err)
-		}
 	}
 	s.faults.Wait()
 	if s.history != nil {

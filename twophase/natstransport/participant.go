@@ -69,11 +69,16 @@ type ParticipantConfig struct {
 	// NakDelay is the redelivery delay after a handler error, doubled per delivery up
 	// to NakDelayMax (DefaultNakDelay, DefaultNakDelayMax).
 	NakDelay, NakDelayMax time.Duration
-	// Querier, if set and Handler has InDoubt and Recover (as *twophase.Participant
-	// does), makes the Server ask the coordinator for the outcome of every in-doubt
-	// txid at start, retrying with RecoverInterval..RecoverIntervalMax backoff until
-	// none is left. Commands from the consumer settle them too, so it is optional.
+	// Querier, if set, makes the Server ask the coordinator for the outcome of every
+	// in-doubt txid of Recoverer at start, retrying with
+	// RecoverInterval..RecoverIntervalMax backoff until none is left. Commands from
+	// the consumer settle them too, so it is optional.
 	Querier twophase.OutcomeQuerier
+	// Recoverer holds the in-doubt txids Querier settles. Nil means Handler, which
+	// must then implement Recoverer (*twophase.Participant does): Serve fails if
+	// Querier is set and neither does, so a wrapper around the Participant cannot
+	// switch recovery off unnoticed.
+	Recoverer Recoverer
 	// RecoverInterval and RecoverIntervalMax bound the recovery backoff (1s, 30s).
 	RecoverInterval, RecoverIntervalMax time.Duration
 	// Clock times the recovery backoff (nil: the machine's clock).
@@ -104,6 +109,13 @@ func (c *ParticipantConfig) setDefaults() error {
 	}
 	if err := natsutil.ValidateShardID(c.ShardID); err != nil {
 		return fmt.Errorf("natstransport: ParticipantConfig.ShardID: %w", err)
+	}
+	if c.Querier != nil && c.Recoverer == nil {
+		r, ok := c.Handler.(Recoverer)
+		if !ok {
+			return fmt.Errorf("natstransport: ParticipantConfig.Querier is set but Handler (%T) is not a Recoverer: set Recoverer to the shard's *twophase.Participant", c.Handler)
+		}
+		c.Recoverer = r
 	}
 	def := func(v *time.Duration, d time.Duration) {
 		if *v == 0 {

@@ -21,8 +21,8 @@ var _ Recoverer = (*twophase.Participant)(nil)
 // doubt: a shard that voted YES never aborts on its own.
 func (s *Server) recoverLoop(ctx context.Context) {
 	defer close(s.recovered)
-	r, ok := s.cfg.Handler.(Recoverer)
-	if !ok || s.cfg.Querier == nil {
+	r := s.cfg.Recoverer
+	if r == nil || s.cfg.Querier == nil {
 		return
 	}
 	if len(r.InDoubt()) == 0 {

@@ -282,11 +282,30 @@ func TestConfigValidation(t *testing.T) {
 		{Conn: nc, ShardID: "s.1", Handler: h},
 		{Conn: nc, ShardID: "s1", Handler: h, MaxAckPending: 1},
 		{Conn: nc, ShardID: "s1", Handler: h, Workers: -1},
+		// A wrapper around the Participant is no Recoverer: recovery would silently
+		// never run, so Serve refuses until Recoverer names the Participant.
+		{Conn: nc, ShardID: "s1", Handler: wrapped{h}, Querier: noQuerier{}},
 	} {
 		if _, err := natstransport.Serve(ctx, bad); err == nil {
 			t.Errorf("Serve(%+v) succeeded", bad)
 		}
 	}
+	srv, err := natstransport.Serve(ctx, natstransport.ParticipantConfig{Conn: nc, ShardID: "s1", Handler: wrapped{h},
+		Querier: noQuerier{}, Recoverer: h})
+	if err != nil {
+		t.Fatalf("a wrapper with an explicit Recoverer: %v", err)
+	}
+	_ = srv.Close()
+}
+
+// wrapped is a CommandHandler around another, as a game's middleware would be.
+type wrapped struct{ twophase.CommandHandler }
+
+// noQuerier knows no outcome.
+type noQuerier struct{}
+
+func (noQuerier) Outcome(context.Context, string) (smv1.Outcome, error) {
+	return smv1.Outcome_OUTCOME_PENDING, nil
 }
 
 // A vote lost on core NATS is not the end: the driver's resend in a later epoch is

@@ -28,6 +28,7 @@ import (
 	"github.com/shardmatch/shardmatch/internal/natsembed"
 	smv1 "github.com/shardmatch/shardmatch/proto/shardmatch/v1"
 	"github.com/shardmatch/shardmatch/twophase"
+	"github.com/shardmatch/shardmatch/twophase/natstransport"
 )
 
 // Options shape a Cluster. Zero values take the defaults.
@@ -41,6 +42,11 @@ type Options struct {
 	API func(id string, c *natsapi.Config)
 	// Logger for the nodes and servers (nil discards).
 	Logger *slog.Logger
+	// ShardsOverNATS sends the coordinators' commands to shards over JetStream (the
+	// natstransport protocol, each node on its own connection) instead of the
+	// in-memory network. The harness then makes no shards: the test runs real ones
+	// (shard.Start, natstransport.Serve) that register themselves. Shards is ignored.
+	ShardsOverNATS bool
 }
 
 // Cluster is a running deployment. Start makes one; it is shut down at test cleanup.
@@ -54,6 +60,7 @@ type Cluster struct {
 	mu     sync.Mutex // guards slots' conns during Kill and Restart
 	slots  []*slot
 	shards map[string]*Shard
+	trs    []*natstransport.Coordinator // ShardsOverNATS: every transport made, closed at shutdown
 }
 
 // slot is one node position: its current server and connection, replaced on restart.
@@ -81,6 +88,9 @@ func Start(tb testing.TB, o Options) *Cluster {
 	c.NATS = s
 	tb.Cleanup(c.shutdown)
 	c.Net = twophase.NewInmemNetwork(twophase.InmemConfig{Seed: 1})
+	if o.ShardsOverNATS {
+		o.Shards = 0
+	}
 	for i := 1; i <= o.Shards; i++ {
 		id := fmt.Sprintf("s%d", i)
 		sh := &Shard{ID: id, commits: map[string]int{}}
@@ -102,6 +112,9 @@ func Start(tb testing.TB, o Options) *Cluster {
 	lc, err := coordinator.NewLocalCluster(coordinator.LocalClusterConfig{
 		Nodes: o.Nodes, DataDir: filepath.Join(c.dir, "raft"), AttemptTimeout: 2 * time.Second,
 		Participants: func(id string) func(twophase.ReplyHandler) twophase.Transport {
+			if o.ShardsOverNATS {
+				return func(h twophase.ReplyHandler) twophase.Transport { return c.natsTransport(id, h) }
+			}
 			return func(h twophase.ReplyHandler) twophase.Transport { return c.Net.Coordinator(id, h) }
 		},
 		Configure: c.configure,
@@ -142,6 +155,25 @@ func (c *Cluster) configure(id string, cfg *coordinator.Config) {
 	if c.opts.Coordinator != nil {
 		c.opts.Coordinator(id, cfg)
 	}
+}
+
+// natsTransport is node id's shard transport over JetStream on the node's own
+// connection (ShardsOverNATS).
+func (c *Cluster) natsTransport(id string, h twophase.ReplyHandler) twophase.Transport {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	tr, err := natstransport.NewCoordinator(ctx, natstransport.CoordinatorConfig{Conn: c.slotByID(id).nc, Prefix: c.opts.Prefix,
+		Replies: h, PubAckTimeout: time.Second, Logger: c.opts.Logger})
+	if err != nil {
+		// The node needs a transport to start; its commands then go nowhere and the
+		// test fails on what it awaits.
+		c.tb.Errorf("natsapitest: shard transport for %s: %v", id, err)
+		return twophase.NewInmemNetwork(twophase.InmemConfig{}).Coordinator(id, h)
+	}
+	c.trs = append(c.trs, tr)
+	return tr
 }
 
 func (c *Cluster) slotByID(id string) *slot {
@@ -301,6 +333,11 @@ func (c *Cluster) shutdown() {
 			c.stopAPI(i)
 		}
 	}
+	c.mu.Lock()
+	for _, tr := range c.trs {
+		_ = tr.Close()
+	}
+	c.mu.Unlock()
 	if c.Net != nil {
 		_ = c.Net.Close()
 	}
