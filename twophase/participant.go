@@ -27,7 +27,7 @@ type ShardHandler interface {
 	// NakDelay, doubling to NakDelayMax) and the answer can differ next time. The
 	// coordinator waits for the vote until its prepare timeout (serve
 	// --prepare-timeout, 5 s by default) and then aborts the match with
-	// PREPARE_TIMEOUT; an error for longer than that costs the match, never safety.
+	// SHARD_TIMEOUT; an error for longer than that costs the match, never safety.
 	//
 	// The players Prepare sees carry fencing tokens no lower than any this shard has
 	// seen: the Participant refuses stale ones (STALE_TOKEN) before asking.
