@@ -92,8 +92,11 @@ type Journal interface {
 	Close() error
 }
 
-// Record encoding: a hand-rolled binary format with a version byte, so that a shard
-// written in any language can read its journal and old records stay readable:
+// Record encoding: a hand-rolled binary format with a version byte, so that records
+// written by older releases stay readable. It is the Go SDK's own: a shard written in
+// another language keeps its journal in its own store, recording the same facts
+// (docs/protocol.md, "What a participant must do"), and never reads this one. A
+// journal of the game's own passes twophase/journaltest.
 //
 //	version(1)=1 | state(1) | term uvarint | wall unix-nanos varint (0 = zero time)
 //	| mono varint | n uvarint | n × (player string, token uvarint)
