@@ -38,7 +38,7 @@ func newRootCmd() *cobra.Command {
 	add(groupRun, newServeCmd(), newDevCmd(), newNatsCmd(), newPrestopCmd())
 	add(groupOperate, newStatusCmd(), newTxnCmd(), newDeadletterCmd(), newLeaseCmd(), newShardCmd(), newClusterCmd(),
 		newLeaderCmd(), newSnapshotCmd())
-	add(groupTools, newBenchCmd(), newChaosCmd(), newPolicyCmd(), newSigningKeyCmd(), newNatsAuthCmd(), newTLSCertsCmd(),
+	add(groupTools, newBenchCmd(), newChaosCmd(), newConformanceCmd(), newPolicyCmd(), newSigningKeyCmd(), newNatsAuthCmd(), newTLSCertsCmd(),
 		newVersionCmd())
 	root.SetHelpCommandGroupID(groupTools)
 	root.SetCompletionCommandGroupID(groupTools)
