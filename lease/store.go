@@ -5,10 +5,10 @@ import (
 	"time"
 )
 
-// Store is the contract every lease backend satisfies: the Raft FSM-backed store the
-// coordinator uses by default, the etcd store of multi-group deployments, and MemStore.
-// The coordinator and the match host are written against it, and package leasetest
-// checks any implementation against it, so the backends are interchangeable.
+// Store is the contract a lease backend satisfies. MemStore implements it today (the
+// coordinator's FSM embeds a Table directly); a store on etcd, for several coordinator
+// groups sharing one player table, is to implement it next. Package leasetest checks
+// any implementation against it, so backends are interchangeable.
 //
 // Safety rules that hold across all methods, for the whole life of a store (across
 // restarts and leader changes for durable backends):

@@ -1,6 +1,6 @@
-// Package leasetest is the conformance suite for lease.Store: every backend (MemStore,
-// the Raft FSM-backed store, the etcd store) runs the same checks, so they are
-// interchangeable behind the interface.
+// Package leasetest is the conformance suite for lease.Store: every backend (MemStore
+// today, a store on etcd next) runs the same checks, so they are interchangeable behind
+// the interface.
 //
 // Each check is also exported as a function that returns an error instead of failing
 // the test, so the suite's own tests can run it against deliberately broken stores and

@@ -27,7 +27,7 @@
 // that span's traceparent. Both are no-ops until the program installs a provider.
 //
 // Ordering. A shard handles commands of different txids in parallel (Workers, default
-// 16) and the commands of one txid one at a time in stream order: a txid always hashes
+// 64) and the commands of one txid one at a time in stream order: a txid always hashes
 // to the same worker. The consumer never needs MaxAckPending = 1.
 //
 // Signatures. With CoordinatorConfig.Signer every command is signed (package cmdsig:
