@@ -36,7 +36,7 @@ type tracedDeployment struct {
 	mu     sync.Mutex
 	conns  map[string]*nats.Conn // each node's connection, from its natsapi config
 	trs    []*natstransport.Coordinator
-	shards map[string]*natstransport.Server
+	shards map[string]*natstransport.ShardServer
 }
 
 func startTraced(t *testing.T) *tracedDeployment {
@@ -45,7 +45,7 @@ func startTraced(t *testing.T) *tracedDeployment {
 	if err != nil {
 		t.Fatal(err)
 	}
-	d := &tracedDeployment{policy: eng, conns: map[string]*nats.Conn{}, shards: map[string]*natstransport.Server{}}
+	d := &tracedDeployment{policy: eng, conns: map[string]*nats.Conn{}, shards: map[string]*natstransport.ShardServer{}}
 	d.Cluster = natsapitest.Start(t, natsapitest.Options{
 		API: func(id string, c *natsapi.Config) {
 			d.mu.Lock()

@@ -89,7 +89,7 @@ type Shard struct {
 	ownJrnl bool
 	part    *twophase.Participant
 	cli     *client.Client
-	srv     *natstransport.Server
+	srv     *natstransport.ShardServer
 
 	stopOnce sync.Once
 	stopBg   context.CancelFunc
@@ -247,7 +247,7 @@ func (s *Shard) Client() *client.Client { return s.cli }
 func (s *Shard) Journal() twophase.Journal { return s.journal }
 
 // Stats are the command server's counters.
-func (s *Shard) Stats() natstransport.ServerStats { return s.srv.Stats() }
+func (s *Shard) Stats() natstransport.ShardServerStats { return s.srv.Stats() }
 
 // Done is closed if the command server stops on its own (its consumer was deleted).
 func (s *Shard) Done() <-chan struct{} { return s.srv.Done() }

@@ -8,7 +8,7 @@
 //     decline matches. It is the shard's own truth and implements
 //     [twophase.ShardHandler], so a [twophase.Participant] can put it behind the
 //     two-phase protocol.
-//   - [Driver] is a load generator: it proposes cross-shard matches that the default
+//   - [LoadGen] is a load generator: it proposes cross-shard matches that the default
 //     policy bundle accepts, at a target rate with bounded concurrency, hosts the
 //     committed ones (renews, then releases them), and measures what happened.
 //   - [Audit] asks every shard and every coordinator node what they hold at the end of
@@ -20,7 +20,7 @@
 //
 // The package talks to the coordinator only through the small [Proposer] interface
 // declared here, so it never imports the coordinator. Time comes from an injected
-// [clock.Clock] and randomness from seeds, so a test drives a World or a Driver on a
+// [clock.Clock] and randomness from seeds, so a test drives a World or a LoadGen on a
 // fake clock. A World must never decide anything a coordinator decides: it only
 // answers for its own players, and it applies every commit it is given (fenced by the
 // token), because the coordinator's logged decision is authoritative.

@@ -27,8 +27,8 @@ type Proposer interface {
 	Release(ctx context.Context, txid string) error
 }
 
-// DriverConfig configures a Driver. Start from DefaultDriverConfig.
-type DriverConfig struct {
+// LoadGenConfig configures a LoadGen. Start from DefaultLoadGenConfig.
+type LoadGenConfig struct {
 	// Proposer is the coordinator. Required.
 	Proposer Proposer
 	// Worlds are the shards whose players are matched; at least two. Required.
@@ -81,49 +81,49 @@ type DriverConfig struct {
 	Logger *slog.Logger
 }
 
-// DefaultDriverConfig returns a config with every tunable set; callers fill in the
+// DefaultLoadGenConfig returns a config with every tunable set; callers fill in the
 // Proposer, the Worlds and the Clock.
-func DefaultDriverConfig() DriverConfig {
-	return DriverConfig{Rate: 200, MaxInFlight: 64, HotShare: 0.05, ViolationShare: 0.02, MatchTTL: 5 * time.Second,
+func DefaultLoadGenConfig() LoadGenConfig {
+	return LoadGenConfig{Rate: 200, MaxInFlight: 64, HotShare: 0.05, ViolationShare: 0.02, MatchTTL: 5 * time.Second,
 		MaxRenewals: 2, Shapes: DefaultShapes(), ProposeTimeout: 10 * time.Second}
 }
 
 // Validate reports the first missing or inconsistent field by name.
-func (c *DriverConfig) Validate() error {
+func (c *LoadGenConfig) Validate() error {
 	switch {
 	case c.Proposer == nil:
-		return errors.New("shardsvc: DriverConfig.Proposer is nil")
+		return errors.New("shardsvc: LoadGenConfig.Proposer is nil")
 	case len(c.Worlds) < 2:
-		return fmt.Errorf("shardsvc: DriverConfig.Worlds has %d worlds, need >= 2 for cross-shard matches", len(c.Worlds))
+		return fmt.Errorf("shardsvc: LoadGenConfig.Worlds has %d worlds, need >= 2 for cross-shard matches", len(c.Worlds))
 	case c.Clock == nil:
-		return errors.New("shardsvc: DriverConfig.Clock is nil")
+		return errors.New("shardsvc: LoadGenConfig.Clock is nil")
 	case !(c.Rate > 0):
-		return fmt.Errorf("shardsvc: DriverConfig.Rate (%v) must be > 0", c.Rate)
+		return fmt.Errorf("shardsvc: LoadGenConfig.Rate (%v) must be > 0", c.Rate)
 	case c.MaxInFlight < 1:
-		return fmt.Errorf("shardsvc: DriverConfig.MaxInFlight (%d) must be >= 1", c.MaxInFlight)
+		return fmt.Errorf("shardsvc: LoadGenConfig.MaxInFlight (%d) must be >= 1", c.MaxInFlight)
 	case !(c.HotShare >= 0 && c.HotShare <= 1):
-		return fmt.Errorf("shardsvc: DriverConfig.HotShare (%v) must be in [0, 1]", c.HotShare)
+		return fmt.Errorf("shardsvc: LoadGenConfig.HotShare (%v) must be in [0, 1]", c.HotShare)
 	case !(c.ViolationShare >= 0 && c.ViolationShare <= 1):
-		return fmt.Errorf("shardsvc: DriverConfig.ViolationShare (%v) must be in [0, 1]", c.ViolationShare)
+		return fmt.Errorf("shardsvc: LoadGenConfig.ViolationShare (%v) must be in [0, 1]", c.ViolationShare)
 	case !(c.AbandonShare >= 0 && c.AbandonShare <= 1):
-		return fmt.Errorf("shardsvc: DriverConfig.AbandonShare (%v) must be in [0, 1]", c.AbandonShare)
+		return fmt.Errorf("shardsvc: LoadGenConfig.AbandonShare (%v) must be in [0, 1]", c.AbandonShare)
 	case c.RenewEvery < 0 || c.MatchLength < 0:
-		return fmt.Errorf("shardsvc: DriverConfig.RenewEvery (%s) and MatchLength (%s) must be >= 0", c.RenewEvery, c.MatchLength)
+		return fmt.Errorf("shardsvc: LoadGenConfig.RenewEvery (%s) and MatchLength (%s) must be >= 0", c.RenewEvery, c.MatchLength)
 	case c.ReuseAfter < 0:
-		return fmt.Errorf("shardsvc: DriverConfig.ReuseAfter (%s) must be >= 0", c.ReuseAfter)
+		return fmt.Errorf("shardsvc: LoadGenConfig.ReuseAfter (%s) must be >= 0", c.ReuseAfter)
 	case c.MatchTTL < 3*time.Millisecond:
-		return fmt.Errorf("shardsvc: DriverConfig.MatchTTL (%s) must be >= 3ms", c.MatchTTL)
+		return fmt.Errorf("shardsvc: LoadGenConfig.MatchTTL (%s) must be >= 3ms", c.MatchTTL)
 	case c.MaxRenewals < 0:
-		return fmt.Errorf("shardsvc: DriverConfig.MaxRenewals (%d) must be >= 0", c.MaxRenewals)
+		return fmt.Errorf("shardsvc: LoadGenConfig.MaxRenewals (%d) must be >= 0", c.MaxRenewals)
 	case len(c.Shapes) == 0:
-		return errors.New("shardsvc: DriverConfig.Shapes is empty")
+		return errors.New("shardsvc: LoadGenConfig.Shapes is empty")
 	case c.ProposeTimeout <= 0:
-		return fmt.Errorf("shardsvc: DriverConfig.ProposeTimeout (%s) must be > 0", c.ProposeTimeout)
+		return fmt.Errorf("shardsvc: LoadGenConfig.ProposeTimeout (%s) must be > 0", c.ProposeTimeout)
 	}
 	seen := map[string]bool{}
 	for i, w := range c.Worlds {
 		if w == nil || seen[w.ShardID()] {
-			return fmt.Errorf("shardsvc: DriverConfig.Worlds[%d] is nil or a repeated shard", i)
+			return fmt.Errorf("shardsvc: LoadGenConfig.Worlds[%d] is nil or a repeated shard", i)
 		}
 		seen[w.ShardID()] = true
 	}
@@ -135,18 +135,18 @@ func (c *DriverConfig) Validate() error {
 		weight += s.Weight
 	}
 	if weight <= 0 {
-		return errors.New("shardsvc: DriverConfig.Shapes have no weight")
+		return errors.New("shardsvc: LoadGenConfig.Shapes have no weight")
 	}
 	return nil
 }
 
-// Driver proposes cross-shard matches at a target rate, hosts the committed ones, and
-// measures every call. Build it with NewDriver, run it once with Run.
+// LoadGen proposes cross-shard matches at a target rate, hosts the committed ones, and
+// measures every call. Build it with NewLoadGen, run it once with Run.
 //
 // Lock order: claimMu, then a World's lock (PickIdle's accept reads claimed); mu is a
 // leaf.
-type Driver struct {
-	cfg    DriverConfig
+type LoadGen struct {
+	cfg    LoadGenConfig
 	log    *slog.Logger
 	rng    *rand.Rand // Run's goroutine only
 	prefix string
@@ -168,8 +168,8 @@ type Driver struct {
 	hist    Histogram
 }
 
-// NewDriver validates cfg and returns a Driver ready to Run.
-func NewDriver(cfg DriverConfig) (*Driver, error) {
+// NewLoadGen validates cfg and returns a LoadGen ready to Run.
+func NewLoadGen(cfg LoadGenConfig) (*LoadGen, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -177,7 +177,7 @@ func NewDriver(cfg DriverConfig) (*Driver, error) {
 	if lg == nil {
 		lg = slog.New(slog.DiscardHandler)
 	}
-	d := &Driver{cfg: cfg, log: lg, rng: rand.New(rand.NewPCG(uint64(cfg.Seed), 0x4c4f4144)),
+	d := &LoadGen{cfg: cfg, log: lg, rng: rand.New(rand.NewPCG(uint64(cfg.Seed), 0x4c4f4144)),
 		prefix: cfg.IDPrefix, worlds: map[string]*World{}, claimed: map[string]int{},
 		stats: Stats{Aborted: map[string]uint64{}, Rejections: map[string]uint64{}}}
 	if d.prefix == "" {
@@ -192,9 +192,9 @@ func NewDriver(cfg DriverConfig) (*Driver, error) {
 // Run proposes until ctx ends, then stops proposing, waits for the proposals in
 // flight to be decided, releases every match it hosts (ending them at their shards)
 // and returns. It may be called once.
-func (d *Driver) Run(ctx context.Context) error {
+func (d *LoadGen) Run(ctx context.Context) error {
 	if !d.started.CompareAndSwap(false, true) {
-		return errors.New("shardsvc: Driver.Run called twice")
+		return errors.New("shardsvc: LoadGen.Run called twice")
 	}
 	clk := d.cfg.Clock
 	d.mu.Lock()
@@ -251,7 +251,7 @@ loop:
 
 // rateAt is the offered rate at elapsed since Run started: Rate, or on the way
 // to it while RampUp lasts.
-func (d *Driver) rateAt(elapsed time.Duration) float64 {
+func (d *LoadGen) rateAt(elapsed time.Duration) float64 {
 	if r := d.cfg.RampUp; r > 0 && elapsed < r {
 		return d.cfg.Rate * (0.1 + 0.9*elapsed.Seconds()/r.Seconds())
 	}
@@ -270,7 +270,7 @@ type job struct {
 	violates bool
 }
 
-func (d *Driver) propose(hostCtx context.Context, hosts *sync.WaitGroup, j job) {
+func (d *LoadGen) propose(hostCtx context.Context, hosts *sync.WaitGroup, j job) {
 	clk := d.cfg.Clock
 	ctx, cancel := context.WithTimeout(context.Background(), d.cfg.ProposeTimeout)
 	t0 := clk.Mono()
@@ -317,7 +317,7 @@ func (d *Driver) propose(hostCtx context.Context, hosts *sync.WaitGroup, j job) 
 // host plays the committed match txid: renews it every renewEvery() (at the coordinator
 // and at its shards), then releases it and ends it at its shards. When hostCtx ends
 // (the driver stops) it releases at once.
-func (d *Driver) host(hostCtx context.Context, j job, txid string) {
+func (d *LoadGen) host(hostCtx context.Context, j job, txid string) {
 	defer d.unclaim(j.players)
 	clk := d.cfg.Clock
 	if j.abandon {
@@ -365,7 +365,7 @@ func (d *Driver) host(hostCtx context.Context, j job, txid string) {
 }
 
 // renewEvery is the hosts' renewal period.
-func (d *Driver) renewEvery() time.Duration {
+func (d *LoadGen) renewEvery() time.Duration {
 	if d.cfg.RenewEvery > 0 {
 		return d.cfg.RenewEvery
 	}
@@ -373,7 +373,7 @@ func (d *Driver) renewEvery() time.Duration {
 }
 
 // periods is how many renewal periods a new match is hosted for.
-func (d *Driver) periods() int {
+func (d *LoadGen) periods() int {
 	if d.cfg.MatchLength > 0 {
 		every := d.renewEvery()
 		return max(1, int((d.cfg.MatchLength+every-1)/every))
@@ -381,13 +381,13 @@ func (d *Driver) periods() int {
 	return 1 + d.rng.IntN(d.cfg.MaxRenewals+1)
 }
 
-func (d *Driver) count(f func(*Stats)) {
+func (d *LoadGen) count(f func(*Stats)) {
 	d.mu.Lock()
 	f(&d.stats)
 	d.mu.Unlock()
 }
 
-func (d *Driver) unclaim(players []string) {
+func (d *LoadGen) unclaim(players []string) {
 	d.claimMu.Lock()
 	defer d.claimMu.Unlock()
 	for _, id := range players {
@@ -402,7 +402,7 @@ func ReasonName(r smv1.Reason) string {
 	return strings.TrimPrefix(r.String(), "REASON_")
 }
 
-// Stats are a Driver's counters.
+// Stats are a LoadGen's counters.
 type Stats struct {
 	// Elapsed is how long the driver has been proposing: from Run's start to now, or
 	// to when it stopped proposing.
@@ -422,7 +422,7 @@ type Stats struct {
 	Starved uint64
 	// Renewed, RenewFailed, Released and ReleaseFailed count the match hosts' calls.
 	Renewed, RenewFailed, Released, ReleaseFailed uint64
-	// Abandoned counts committed matches left to expire (DriverConfig.AbandonShare).
+	// Abandoned counts committed matches left to expire (LoadGenConfig.AbandonShare).
 	Abandoned uint64
 	// InFlight are the proposals awaiting a decision; Hosting the matches being played.
 	InFlight, Hosting int
@@ -442,7 +442,7 @@ func (s Stats) AbortedTotal() uint64 {
 }
 
 // Stats returns a snapshot of the counters.
-func (d *Driver) Stats() Stats {
+func (d *LoadGen) Stats() Stats {
 	now := d.cfg.Clock.Mono()
 	d.mu.Lock()
 	defer d.mu.Unlock()

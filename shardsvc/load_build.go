@@ -7,7 +7,7 @@ import (
 
 // next builds the next proposal, or reports that no suitable players were found. It
 // runs on Run's goroutine only (it uses d.rng).
-func (d *Driver) next() (job, bool) {
+func (d *LoadGen) next() (job, bool) {
 	violate := d.rng.Float64() < d.cfg.ViolationShare
 	shapes := d.cfg.Shapes
 	if violate {
@@ -30,7 +30,7 @@ func (d *Driver) next() (job, bool) {
 // shards near the anchor's MMR with good latency to the anchor's region. Players of
 // proposals in flight and of hosted matches are skipped, so the only contention is
 // the one asked for. With violate, one player is replaced by an MMR outlier.
-func (d *Driver) build(s Shape, violate bool) (job, bool) {
+func (d *LoadGen) build(s Shape, violate bool) (job, bool) {
 	worlds := d.cfg.Worlds
 	quota := s.quotas(len(worlds), d.rng)
 	a := -1

@@ -137,14 +137,14 @@ func testWorlds(t *testing.T, clk clock.Clock, players int) []*World {
 	return ws
 }
 
-func testDriver(t *testing.T, clk clock.Clock, p Proposer, ws []*World, tweak func(*DriverConfig)) *Driver {
+func testDriver(t *testing.T, clk clock.Clock, p Proposer, ws []*World, tweak func(*LoadGenConfig)) *LoadGen {
 	t.Helper()
-	c := DefaultDriverConfig()
+	c := DefaultLoadGenConfig()
 	c.Proposer, c.Worlds, c.Clock, c.Seed = p, ws, clk, 11
 	if tweak != nil {
 		tweak(&c)
 	}
-	d, err := NewDriver(c)
+	d, err := NewLoadGen(c)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -153,23 +153,23 @@ func testDriver(t *testing.T, clk clock.Clock, p Proposer, ws []*World, tweak fu
 
 func TestDriverConfigValidateNamesField(t *testing.T) {
 	ws := testWorlds(t, clock.NewFake(epoch), 10)
-	for field, tweak := range map[string]func(*DriverConfig){
-		"Proposer":       func(c *DriverConfig) { c.Proposer = nil },
-		"Worlds":         func(c *DriverConfig) { c.Worlds = c.Worlds[:1] },
-		"Rate":           func(c *DriverConfig) { c.Rate = 0 },
-		"MaxInFlight":    func(c *DriverConfig) { c.MaxInFlight = 0 },
-		"HotShare":       func(c *DriverConfig) { c.HotShare = -1 },
-		"ViolationShare": func(c *DriverConfig) { c.ViolationShare = 1.5 },
-		"MatchTTL":       func(c *DriverConfig) { c.MatchTTL = 0 },
-		"Shapes":         func(c *DriverConfig) { c.Shapes = nil },
-		"MaxShardShare": func(c *DriverConfig) {
+	for field, tweak := range map[string]func(*LoadGenConfig){
+		"Proposer":       func(c *LoadGenConfig) { c.Proposer = nil },
+		"Worlds":         func(c *LoadGenConfig) { c.Worlds = c.Worlds[:1] },
+		"Rate":           func(c *LoadGenConfig) { c.Rate = 0 },
+		"MaxInFlight":    func(c *LoadGenConfig) { c.MaxInFlight = 0 },
+		"HotShare":       func(c *LoadGenConfig) { c.HotShare = -1 },
+		"ViolationShare": func(c *LoadGenConfig) { c.ViolationShare = 1.5 },
+		"MatchTTL":       func(c *LoadGenConfig) { c.MatchTTL = 0 },
+		"Shapes":         func(c *LoadGenConfig) { c.Shapes = nil },
+		"MaxShardShare": func(c *LoadGenConfig) {
 			c.Shapes = []Shape{{Mode: "x", Weight: 1, Teams: 2, TeamSize: 5, MaxShardShare: 0.1}}
 		},
 	} {
-		c := DefaultDriverConfig()
+		c := DefaultLoadGenConfig()
 		c.Proposer, c.Worlds, c.Clock = newFakeCoordinator(), ws, clock.NewFake(epoch)
 		tweak(&c)
-		if _, err := NewDriver(c); err == nil || !strings.Contains(err.Error(), field) {
+		if _, err := NewLoadGen(c); err == nil || !strings.Contains(err.Error(), field) {
 			t.Errorf("%s: got %v, want an error naming it", field, err)
 		}
 	}
@@ -185,7 +185,7 @@ func TestDriverProposalsPassTheDefaultPolicy(t *testing.T) {
 	}
 	fake := clock.NewFake(epoch)
 	ws := testWorlds(t, fake, 2000)
-	d := testDriver(t, fake, newFakeCoordinator(ws...), ws, func(c *DriverConfig) { c.ViolationShare, c.HotShare = 0.1, 0.1 })
+	d := testDriver(t, fake, newFakeCoordinator(ws...), ws, func(c *LoadGenConfig) { c.ViolationShare, c.HotShare = 0.1, 0.1 })
 	shards := []*smv1.ShardInfo{{ShardId: "s1", Region: "eu-west"}, {ShardId: "s2", Region: "eu-west"}, {ShardId: "s3", Region: "us-east"}}
 	modes, violations, starved := map[string]int{}, 0, 0
 	for i := 0; i < 400; i++ {
@@ -271,7 +271,7 @@ func TestDriverTokenBucket(t *testing.T) {
 	ws := testWorlds(t, fake, 500)
 	fc := newFakeCoordinator(ws...)
 	fc.block = make(chan struct{})
-	d := testDriver(t, fake, fc, ws, func(c *DriverConfig) { c.Rate, c.MaxInFlight, c.ViolationShare, c.HotShare = 100, 3, 0, 0 })
+	d := testDriver(t, fake, fc, ws, func(c *LoadGenConfig) { c.Rate, c.MaxInFlight, c.ViolationShare, c.HotShare = 100, 3, 0, 0 })
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error)
 	go func() { done <- d.Run(ctx) }()
@@ -310,7 +310,7 @@ func TestDriverRunHostsAndEndsMatches(t *testing.T) {
 	clk := clock.NewReal()
 	ws := testWorlds(t, clk, 1000)
 	fc := newFakeCoordinator(ws...)
-	d := testDriver(t, clk, fc, ws, func(c *DriverConfig) {
+	d := testDriver(t, clk, fc, ws, func(c *LoadGenConfig) {
 		c.Rate, c.MatchTTL, c.HotShare, c.ViolationShare = 400, 60*time.Millisecond, 0.3, 0.05
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
@@ -348,7 +348,7 @@ func TestDriverAbandonsMatches(t *testing.T) {
 	clk := clock.NewReal()
 	ws := testWorlds(t, clk, 1000)
 	fc := newFakeCoordinator(ws...)
-	d := testDriver(t, clk, fc, ws, func(c *DriverConfig) {
+	d := testDriver(t, clk, fc, ws, func(c *LoadGenConfig) {
 		c.Rate, c.MatchTTL, c.HotShare, c.ViolationShare, c.AbandonShare = 200, 30*time.Millisecond, 0, 0, 1
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
@@ -378,7 +378,7 @@ func TestDriverReuseAfter(t *testing.T) {
 	clk := clock.NewFake(time.Unix(0, 0))
 	ws := testWorlds(t, clk, 100)
 	fc := newFakeCoordinator(ws...)
-	d := testDriver(t, clk, fc, ws, func(c *DriverConfig) {
+	d := testDriver(t, clk, fc, ws, func(c *LoadGenConfig) {
 		c.MatchTTL, c.MaxRenewals, c.ReuseAfter = 30*time.Millisecond, 0, time.Second
 	})
 	j, ok := d.next()
@@ -411,7 +411,7 @@ func TestDriverMatchLength(t *testing.T) {
 	clk := clock.NewFake(time.Unix(0, 0))
 	ws := testWorlds(t, clk, 100)
 	fc := newFakeCoordinator(ws...)
-	d := testDriver(t, clk, fc, ws, func(c *DriverConfig) {
+	d := testDriver(t, clk, fc, ws, func(c *LoadGenConfig) {
 		c.MatchTTL, c.RenewEvery, c.MatchLength = time.Second, 100*time.Millisecond, 350*time.Millisecond
 	})
 	j, ok := d.next()
@@ -438,7 +438,7 @@ func TestDriverMatchLength(t *testing.T) {
 // TestDriverRampUp: with RampUp the offered rate starts at a tenth of Rate, rises
 // linearly and stays at Rate once the ramp is over; without it, it is Rate at once.
 func TestDriverRampUp(t *testing.T) {
-	d := &Driver{cfg: DriverConfig{Rate: 500, RampUp: 10 * time.Second}}
+	d := &LoadGen{cfg: LoadGenConfig{Rate: 500, RampUp: 10 * time.Second}}
 	for _, tc := range []struct {
 		at   time.Duration
 		want float64

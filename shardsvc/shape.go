@@ -10,7 +10,7 @@ import (
 	smv1 "github.com/shardmatch/shardmatch/proto/shardmatch/v1"
 )
 
-// Shape is a match format the Driver proposes, with the limits the policy puts on its
+// Shape is a match format the LoadGen proposes, with the limits the policy puts on its
 // mode. The driver builds proposals inside the limits, except the ones it means to be
 // denied.
 type Shape struct {

@@ -31,7 +31,7 @@ func StatusLine(cur, prev Stats, leader string) string {
 // ShowStatus writes the driver's StatusLine to w every interval of the driver's clock
 // until the returned function is called: rewritten in place if inPlace (w is a
 // terminal), one line per interval otherwise. leader names the leading coordinator.
-func ShowStatus(w io.Writer, d *Driver, every time.Duration, inPlace bool, leader func() string) (stop func()) {
+func ShowStatus(w io.Writer, d *LoadGen, every time.Duration, inPlace bool, leader func() string) (stop func()) {
 	quit, done := make(chan struct{}), make(chan struct{})
 	go func() {
 		defer close(done)

@@ -14,7 +14,7 @@ import (
 // progress prints a status line every second until the returned stop is called:
 // elapsed time, commits and aborts so far, the last second's p99, the leader and the
 // faults in force.
-func (d *deployment) progress(ctx context.Context, w io.Writer, drv *shardsvc.Driver, in *injector, start time.Duration) (stop func()) {
+func (d *deployment) progress(ctx context.Context, w io.Writer, drv *shardsvc.LoadGen, in *injector, start time.Duration) (stop func()) {
 	if w == nil {
 		return func() {}
 	}

@@ -182,7 +182,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 
 // driver builds the load driver over stand-in worlds of the shards' players (the
 // players' ids and attributes are a pure function of seed, shard and index).
-func (d *deployment) driver(p shardsvc.Proposer) (*shardsvc.Driver, error) {
+func (d *deployment) driver(p shardsvc.Proposer) (*shardsvc.LoadGen, error) {
 	w := d.sc.Workload
 	clk := clock.NewReal()
 	var worlds []*shardsvc.World
@@ -200,7 +200,7 @@ func (d *deployment) driver(p shardsvc.Proposer) (*shardsvc.Driver, error) {
 		}
 		worlds = append(worlds, world)
 	}
-	dc := shardsvc.DefaultDriverConfig()
+	dc := shardsvc.DefaultLoadGenConfig()
 	dc.Proposer, dc.Worlds, dc.Clock, dc.Seed = p, worlds, clk, d.cfg.Seed
 	dc.Rate, dc.MaxInFlight, dc.HotShare, dc.ViolationShare = w.Rate, w.InFlight, w.HotShare, 0
 	dc.MatchTTL, dc.AbandonShare, dc.ProposeTimeout = time.Duration(w.MatchTTL), w.AbandonShare, proposeTimeout
@@ -219,7 +219,7 @@ func (d *deployment) driver(p shardsvc.Proposer) (*shardsvc.Driver, error) {
 		return nil, err
 	}
 	dc.Shapes = shapes
-	return shardsvc.NewDriver(dc)
+	return shardsvc.NewLoadGen(dc)
 }
 
 // matchShapes are the match formats for a scenario's match size, within the limits of

@@ -124,10 +124,10 @@ func runDev(ctx context.Context, o devOptions, stdout, stderr io.Writer) int {
 		return 1
 	}
 	defer st.close()
-	dc := shardsvc.DefaultDriverConfig()
+	dc := shardsvc.DefaultLoadGenConfig()
 	dc.Proposer, dc.Worlds, dc.Clock, dc.Seed, dc.Logger = st.proposer(), st.worlds(), st.clk, o.seed, log
 	dc.Rate, dc.MaxInFlight, dc.HotShare, dc.ViolationShare, dc.MatchTTL = o.rate, o.inflight, o.hot, o.violations, o.matchTTL
-	drv, err := shardsvc.NewDriver(dc)
+	drv, err := shardsvc.NewLoadGen(dc)
 	if err != nil {
 		fmt.Fprintf(stderr, "coordinator dev: %v\n", err)
 		return 2

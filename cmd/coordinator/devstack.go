@@ -53,7 +53,7 @@ type devShard struct {
 	part    *twophase.Participant
 	nc      *nats.Conn
 	cli     *client.Client
-	srv     *natstransport.Server
+	srv     *natstransport.ShardServer
 }
 
 // Transports `coordinator dev` and `coordinator bench` can run over.

@@ -290,7 +290,7 @@ func TestMultiProcessNATSCluster(t *testing.T) {
 	rec := &timedProposer{recordingProposer: &recordingProposer{c: cl}}
 	// The proposer's timeout outlasts a JetStream leader election: a call that still
 	// ends without a decision is a lost proposal, not a slow one.
-	driver := newTestDriver(t, rec, func(dc *shardsvc.DriverConfig) {
+	driver := newTestDriver(t, rec, func(dc *shardsvc.LoadGenConfig) {
 		dc.Seed, dc.Rate, dc.MaxInFlight, dc.ProposeTimeout = 11, 40, 16, 25*time.Second
 	})
 	stopLoad := runDriver(t, driver)

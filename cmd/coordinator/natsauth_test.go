@@ -174,10 +174,10 @@ func TestMultiProcessNATSOperatorAuth(t *testing.T) {
 			}
 			worlds = append(worlds, w)
 		}
-		dc := shardsvc.DefaultDriverConfig()
+		dc := shardsvc.DefaultLoadGenConfig()
 		dc.Proposer, dc.Clock, dc.Seed, dc.Worlds = cli, clock.NewReal(), 7, worlds
 		dc.Rate, dc.MaxInFlight, dc.MatchTTL, dc.ReuseAfter = 20, 4, 2*time.Second, 2*time.Second
-		drv, err := shardsvc.NewDriver(dc)
+		drv, err := shardsvc.NewLoadGen(dc)
 		if err != nil {
 			t.Fatal(err)
 		}

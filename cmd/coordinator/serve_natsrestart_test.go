@@ -168,7 +168,7 @@ func TestMultiProcessNATSRestart(t *testing.T) {
 // two shards' worlds (same seed and players as the shardsvc processes). By default
 // its calls are shorter than an outage, so some end without a decision and are
 // retried; tune, if not nil, changes the driver's settings before it is built.
-func newTestDriver(t *testing.T, p shardsvc.Proposer, tune func(*shardsvc.DriverConfig)) *shardsvc.Driver {
+func newTestDriver(t *testing.T, p shardsvc.Proposer, tune func(*shardsvc.LoadGenConfig)) *shardsvc.LoadGen {
 	t.Helper()
 	clk := clock.NewReal()
 	var worlds []*shardsvc.World
@@ -181,14 +181,14 @@ func newTestDriver(t *testing.T, p shardsvc.Proposer, tune func(*shardsvc.Driver
 		}
 		worlds = append(worlds, w)
 	}
-	dc := shardsvc.DefaultDriverConfig()
+	dc := shardsvc.DefaultLoadGenConfig()
 	dc.Proposer, dc.Worlds, dc.Clock, dc.Seed = p, worlds, clk, 7
 	dc.Rate, dc.MaxInFlight, dc.MatchTTL, dc.MaxRenewals = 25, 8, 2*time.Second, 1
 	dc.ProposeTimeout, dc.IDPrefix, dc.Logger = time.Second, t.Name()+"-", slog.New(slog.DiscardHandler)
 	if tune != nil {
 		tune(&dc)
 	}
-	drv, err := shardsvc.NewDriver(dc)
+	drv, err := shardsvc.NewLoadGen(dc)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -197,7 +197,7 @@ func newTestDriver(t *testing.T, p shardsvc.Proposer, tune func(*shardsvc.Driver
 
 // runDriver runs driver in the background until stop (or the test's end); stop
 // returns Run's error and may be called more than once.
-func runDriver(t *testing.T, driver *shardsvc.Driver) (stop func() error) {
+func runDriver(t *testing.T, driver *shardsvc.LoadGen) (stop func() error) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)

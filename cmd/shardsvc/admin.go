@@ -21,13 +21,13 @@ type Status struct {
 	Shard  string `json:"shard"`
 	Region string `json:"region"`
 	// InDoubt are the txids this shard voted YES on and has no outcome for yet.
-	InDoubt     []string                   `json:"in_doubt"`
-	Players     map[string]int             `json:"players"` // by state
-	LiveMatches int                        `json:"live_matches"`
-	World       shardsvc.WorldStats        `json:"world"`
-	Participant twophase.ParticipantStats  `json:"participant"`
-	Transport   *natstransport.ServerStats `json:"transport,omitempty"`
-	Driver      *shardsvc.Stats            `json:"driver,omitempty"`
+	InDoubt     []string                        `json:"in_doubt"`
+	Players     map[string]int                  `json:"players"` // by state
+	LiveMatches int                             `json:"live_matches"`
+	World       shardsvc.WorldStats             `json:"world"`
+	Participant twophase.ParticipantStats       `json:"participant"`
+	Transport   *natstransport.ShardServerStats `json:"transport,omitempty"`
+	Driver      *shardsvc.Stats                 `json:"driver,omitempty"`
 }
 
 func (s *server) status() Status {
@@ -85,11 +85,11 @@ func (s *server) adminHandler() (http.Handler, error) {
 		})
 	for _, r := range []struct {
 		reason string
-		n      func(natstransport.ServerStats) uint64
+		n      func(natstransport.ShardServerStats) uint64
 	}{
-		{"unsigned", func(st natstransport.ServerStats) uint64 { return st.Unsigned }},
-		{"unknown_signer", func(st natstransport.ServerStats) uint64 { return st.UnknownSigner }},
-		{"bad_signature", func(st natstransport.ServerStats) uint64 { return st.BadSignature }},
+		{"unsigned", func(st natstransport.ShardServerStats) uint64 { return st.Unsigned }},
+		{"unknown_signer", func(st natstransport.ShardServerStats) uint64 { return st.UnknownSigner }},
+		{"bad_signature", func(st natstransport.ShardServerStats) uint64 { return st.BadSignature }},
 	} {
 		reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: "shardmatch_shard", Name: "commands_signature_rejected_total",
 			Help:        "Commands refused by --command-verify-keys (unsigned, signed by an untrusted key, or a signature not matching); never applied.",

@@ -70,7 +70,7 @@ type server struct {
 	part    *twophase.Participant // sh's
 	world   *shardsvc.World
 	http    *http.Server
-	driver  *shardsvc.Driver
+	driver  *shardsvc.LoadGen
 	stopBg  context.CancelFunc // the driver
 	bgDone  chan struct{}
 	fatal   chan error
@@ -166,7 +166,7 @@ func start(ctx context.Context, o options, log *slog.Logger) (_ *server, err err
 // startBackground runs the load driver, if asked for.
 func (s *server) startBackground() error {
 	if s.o.proposeRate > 0 {
-		dc := shardsvc.DefaultDriverConfig()
+		dc := shardsvc.DefaultLoadGenConfig()
 		dc.Proposer, dc.Clock, dc.Seed = s.cli, s.clk, s.o.seed^config.IDSeed(s.o.id)
 		dc.Rate, dc.MaxInFlight, dc.HotShare, dc.ViolationShare, dc.MatchTTL = s.o.proposeRate, s.o.inflight, s.o.hot, s.o.violations, s.o.matchTTL
 		dc.Logger = s.log
@@ -178,7 +178,7 @@ func (s *server) startBackground() error {
 			return err
 		}
 		dc.Worlds = worlds
-		if s.driver, err = shardsvc.NewDriver(dc); err != nil {
+		if s.driver, err = shardsvc.NewLoadGen(dc); err != nil {
 			return err
 		}
 	}

@@ -162,7 +162,7 @@ type stackShard struct {
 	id   string
 	conn *authConn
 	game *recShard
-	srv  *natstransport.Server
+	srv  *natstransport.ShardServer
 	cli  *client.Client
 	part *twophase.Participant
 }

@@ -50,7 +50,7 @@ func trust(tb testing.TB, s ...*cmdsig.Signer) *cmdsig.Verifier {
 type forgery struct {
 	name, txid string
 	msg        *nats.Msg
-	reason     string // which ServerStats counter refuses it when verifying
+	reason     string // which ShardServerStats counter refuses it when verifying
 }
 
 // sigFixture is a coordinator transport signing with key, shards s1 and s2 on their
@@ -64,14 +64,14 @@ type sigFixture struct {
 	games    map[string]*game
 	journals map[string]twophase.Journal
 	parts    map[string]*twophase.Participant
-	srvs     map[string]*natstransport.Server
+	srvs     map[string]*natstransport.ShardServer
 	raw      *nats.Conn
 	sniffed  *nats.Subscription
 }
 
 func newSigFixture(t *testing.T, verify bool) *sigFixture {
 	f := &sigFixture{env: newNatsEnv(t), key: newSigner(t), sink: newReplySink(), games: map[string]*game{},
-		journals: map[string]twophase.Journal{}, parts: map[string]*twophase.Participant{}, srvs: map[string]*natstransport.Server{}}
+		journals: map[string]twophase.Journal{}, parts: map[string]*twophase.Participant{}, srvs: map[string]*natstransport.ShardServer{}}
 	var err error
 	f.coord, err = natstransport.NewCoordinator(context.Background(), natstransport.CoordinatorConfig{Conn: f.env.connect(),
 		Replies: f.sink.handle, Clock: testEpochClock, Signer: f.key})

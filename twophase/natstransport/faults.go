@@ -27,7 +27,7 @@ const (
 const DuplicateIDSuffix = "/dup"
 
 // Faults is the transport fault hook of chaos runs (docs/chaos.md): it duplicates and
-// reorders the messages a Coordinator (commands) and a Server (votes and acks)
+// reorders the messages a Coordinator (commands) and a ShardServer (votes and acks)
 // publish, so that the protocol's idempotency and ordering rules are exercised by real
 // processes. It is consulted on every outbound publish of the transports it is given
 // to (CoordinatorConfig.Faults, ParticipantConfig.Faults); a nil *Faults costs one nil
@@ -178,7 +178,7 @@ func (c *Coordinator) publishCmd(m *nats.Msg) error {
 }
 
 // publishReply publishes a vote or ack through the fault hook.
-func (s *Server) publishReply(m *nats.Msg) error {
+func (s *ShardServer) publishReply(m *nats.Msg) error {
 	f := s.cfg.Faults
 	if f == nil {
 		return s.cfg.Conn.PublishMsg(m)

@@ -213,7 +213,7 @@ func newParticipant(tb testing.TB, shard string, g *game, j twophase.Journal) *t
 	return p
 }
 
-func serve(tb testing.TB, nc *nats.Conn, shard string, h twophase.CommandHandler, mod func(*natstransport.ParticipantConfig)) *natstransport.Server {
+func serve(tb testing.TB, nc *nats.Conn, shard string, h twophase.CommandHandler, mod func(*natstransport.ParticipantConfig)) *natstransport.ShardServer {
 	tb.Helper()
 	cfg := natstransport.ParticipantConfig{Conn: nc, ShardID: shard, Handler: h, AckWait: 2 * time.Second, NakDelay: 20 * time.Millisecond}
 	if mod != nil {

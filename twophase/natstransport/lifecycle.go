@@ -9,8 +9,8 @@ import (
 	"github.com/nats-io/nats.go"
 )
 
-// ServerStats are a Server's counters since Serve.
-type ServerStats struct {
+// ShardServerStats are a ShardServer's counters since Serve.
+type ShardServerStats struct {
 	Received    uint64 // messages taken from the consumer
 	Redelivered uint64 // of which delivered before (ack lost, AckWait passed, or nak)
 	Handled     uint64 // commands answered and acked
@@ -40,9 +40,9 @@ type serverCounters struct {
 }
 
 // Stats returns a snapshot of the counters.
-func (s *Server) Stats() ServerStats {
+func (s *ShardServer) Stats() ShardServerStats {
 	c := &s.stats
-	return ServerStats{
+	return ShardServerStats{
 		Received: c.received.Load(), Redelivered: c.redelivered.Load(), Handled: c.handled.Load(),
 		Votes: c.votes.Load(), Acks: c.acks.Load(), Malformed: c.malformed.Load(), WrongShard: c.wrongShard.Load(),
 		Rejected: c.rejected.Load(), HandlerErrors: c.handlerErrors.Load(), PublishErrors: c.publishErrors.Load(),
@@ -52,21 +52,23 @@ func (s *Server) Stats() ServerStats {
 }
 
 // SignatureRejected is the sum of the commands refused for their signature.
-func (s ServerStats) SignatureRejected() uint64 { return s.Unsigned + s.UnknownSigner + s.BadSignature }
+func (s ShardServerStats) SignatureRejected() uint64 {
+	return s.Unsigned + s.UnknownSigner + s.BadSignature
+}
 
 // ShardID returns the shard this server answers for.
-func (s *Server) ShardID() string { return s.cfg.ShardID }
+func (s *ShardServer) ShardID() string { return s.cfg.ShardID }
 
 // Done is closed once the server has stopped: after Drain or Close, or on its own when
 // its connection closed or its consumer was deleted (it logs that at error level).
-func (s *Server) Done() <-chan struct{} { return s.done }
+func (s *ShardServer) Done() <-chan struct{} { return s.done }
 
 // Drain stops taking commands, handles every command already delivered to this
 // process, publishes their replies, acks them, and flushes the connection. If ctx ends
 // first, the handlers' context is cancelled, commands still queued are handed back
 // (nak) for redelivery, and Drain returns ctx's error once the handlers in progress
 // have returned. In-doubt recovery stops at once.
-func (s *Server) Drain(ctx context.Context) error {
+func (s *ShardServer) Drain(ctx context.Context) error {
 	s.stop()
 	s.iter.Drain()
 	select {
@@ -83,7 +85,7 @@ func (s *Server) Drain(ctx context.Context) error {
 // Close stops at once: commands buffered but not yet queued are dropped (JetStream
 // redelivers them after AckWait), queued ones are handed back (nak), and the handlers
 // in progress see their context cancelled. It returns once they have returned.
-func (s *Server) Close() error {
+func (s *ShardServer) Close() error {
 	s.stop()
 	s.hcancel()
 	s.iter.Stop()
@@ -91,14 +93,14 @@ func (s *Server) Close() error {
 	return nil
 }
 
-func (s *Server) stop() {
+func (s *ShardServer) stop() {
 	s.stopOnce.Do(func() {
 		close(s.stopCh)
 		s.rcancel()
 	})
 }
 
-func (s *Server) flush(ctx context.Context) error {
+func (s *ShardServer) flush(ctx context.Context) error {
 	if s.cfg.Conn.IsClosed() {
 		return nil
 	}

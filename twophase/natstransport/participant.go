@@ -41,7 +41,7 @@ const (
 // ParticipantConfig configures one shard's server. Conn, ShardID and Handler are
 // required.
 type ParticipantConfig struct {
-	// Conn is the shard's NATS connection. The Server does not close it. Configure it
+	// Conn is the shard's NATS connection. The ShardServer does not close it. Configure it
 	// to reconnect forever (nats.MaxReconnects(-1)): consumption resumes on its own.
 	Conn *nats.Conn
 	// JetStream creates the consumer and consumes (nil: jetstream.New(Conn)).
@@ -69,7 +69,7 @@ type ParticipantConfig struct {
 	// NakDelay is the redelivery delay after a handler error, doubled per delivery up
 	// to NakDelayMax (DefaultNakDelay, DefaultNakDelayMax).
 	NakDelay, NakDelayMax time.Duration
-	// Querier, if set, makes the Server ask the coordinator for the outcome of every
+	// Querier, if set, makes the ShardServer ask the coordinator for the outcome of every
 	// in-doubt txid of Recoverer at start, retrying with
 	// RecoverInterval..RecoverIntervalMax backoff until none is left. Commands from
 	// the consumer settle them too, so it is optional.
@@ -89,7 +89,7 @@ type ParticipantConfig struct {
 	// Verifier, if set, makes signatures mandatory: a command that is unsigned, signed
 	// by a key Verifier does not trust, or whose signature does not match this shard's
 	// command subject and the payload is never decoded nor handed to Handler. It is
-	// terminated (not redelivered), counted in ServerStats (Unsigned, UnknownSigner,
+	// terminated (not redelivered), counted in ShardServerStats (Unsigned, UnknownSigner,
 	// BadSignature) and logged, at most once a second per reason. Nil accepts every
 	// command, signed or not. SetVerifier changes it while running.
 	Verifier *cmdsig.Verifier
@@ -145,14 +145,14 @@ func (c *ParticipantConfig) setDefaults() error {
 // ConsumerName is the durable consumer of a shard on the command stream: shard-<id>.
 func ConsumerName(shardID string) string { return "shard-" + shardID }
 
-// Server consumes one shard's commands from its durable consumer and answers them
+// ShardServer consumes one shard's commands from its durable consumer and answers them
 // through the Handler. Stop it with Drain (graceful) or Close.
 //
 // Structure: one dispatcher goroutine takes messages from the consumer in stream
 // order, decodes them and routes each to worker hash(txid) mod Workers; each worker
 // handles its queue in order. So one txid's commands never overlap and keep stream
 // order, and different txids run in parallel.
-type Server struct {
+type ShardServer struct {
 	cfg       ParticipantConfig
 	log       *slog.Logger
 	voteSubj  string
@@ -184,7 +184,7 @@ type job struct {
 // Serve creates or reuses the shard's durable pull consumer shard-<id> on the command
 // stream (which must exist: the coordinator creates it), filtered to the shard's
 // subject with explicit acks, and starts consuming. ctx bounds the set-up only.
-func Serve(ctx context.Context, cfg ParticipantConfig) (*Server, error) {
+func Serve(ctx context.Context, cfg ParticipantConfig) (*ShardServer, error) {
 	if err := cfg.setDefaults(); err != nil {
 		return nil, err
 	}
@@ -196,7 +196,7 @@ func Serve(ctx context.Context, cfg ParticipantConfig) (*Server, error) {
 	if lg == nil {
 		lg = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{cfg: cfg, log: lg.With("component", "natstransport.server", "shard", cfg.ShardID),
+	s := &ShardServer{cfg: cfg, log: lg.With("component", "natstransport.server", "shard", cfg.ShardID),
 		recovered: make(chan struct{}), done: make(chan struct{}), stopCh: make(chan struct{})}
 	s.verifier.Store(cfg.Verifier)
 	if cfg.Verifier != nil {
@@ -245,8 +245,8 @@ func Serve(ctx context.Context, cfg ParticipantConfig) (*Server, error) {
 }
 
 // dispatch takes messages until the iterator closes (Drain, Close, connection closed,
-// consumer deleted), then lets the workers finish and marks the Server done.
-func (s *Server) dispatch() {
+// consumer deleted), then lets the workers finish and marks the ShardServer done.
+func (s *ShardServer) dispatch() {
 	defer close(s.done)
 	for {
 		m, err := s.iter.Next()
@@ -273,7 +273,7 @@ func (s *Server) dispatch() {
 }
 
 // stopRequested reports whether Drain or Close was called.
-func (s *Server) stopRequested() bool {
+func (s *ShardServer) stopRequested() bool {
 	select {
 	case <-s.stopCh:
 		return true
@@ -283,7 +283,7 @@ func (s *Server) stopRequested() bool {
 }
 
 // route decodes m and queues it to its txid's worker, or terminates it.
-func (s *Server) route(m jetstream.Msg) {
+func (s *ShardServer) route(m jetstream.Msg) {
 	s.stats.received.Add(1)
 	if md, err := m.Metadata(); err == nil && md.NumDelivered > 1 {
 		s.stats.redelivered.Add(1)
@@ -318,7 +318,7 @@ func (s *Server) route(m jetstream.Msg) {
 	s.queues[h.Sum32()%uint32(len(s.queues))] <- job{msg: m, cmd: cmd, info: info, tp: tp}
 }
 
-func (s *Server) work(q <-chan job) {
+func (s *ShardServer) work(q <-chan job) {
 	defer s.workers.Done()
 	for j := range q {
 		if s.hctx.Err() != nil {
@@ -332,7 +332,7 @@ func (s *Server) work(q <-chan job) {
 }
 
 // handle runs one command through the Handler, publishes the reply, then acks.
-func (s *Server) handle(j job) {
+func (s *ShardServer) handle(j job) {
 	ctx := s.hctx
 	if j.tp != "" {
 		ctx = natsutil.WithTraceParent(ctx, j.tp)
@@ -376,7 +376,7 @@ func permanent(err error) bool {
 		errors.Is(err, twophase.ErrConflictingDecision)
 }
 
-func (s *Server) publish(reply *smv1.ShardReply, tp string) error {
+func (s *ShardServer) publish(reply *smv1.ShardReply, tp string) error {
 	var subject string
 	switch {
 	case reply.GetVote() != nil:
@@ -399,7 +399,7 @@ func (s *Server) publish(reply *smv1.ShardReply, tp string) error {
 	return s.publishReply(msg)
 }
 
-func (s *Server) nakDelay(m jetstream.Msg) time.Duration {
+func (s *ShardServer) nakDelay(m jetstream.Msg) time.Duration {
 	n := uint64(1)
 	if md, err := m.Metadata(); err == nil && md.NumDelivered > 0 {
 		n = md.NumDelivered
@@ -411,7 +411,7 @@ func (s *Server) nakDelay(m jetstream.Msg) time.Duration {
 	return min(d, s.cfg.NakDelayMax)
 }
 
-func (s *Server) terminate(m jetstream.Msg, counter interface{ Add(uint64) uint64 }, why string, err error) {
+func (s *ShardServer) terminate(m jetstream.Msg, counter interface{ Add(uint64) uint64 }, why string, err error) {
 	counter.Add(1)
 	md, _ := m.Metadata()
 	var seq uint64
@@ -427,11 +427,11 @@ func (s *Server) terminate(m jetstream.Msg, counter interface{ Add(uint64) uint6
 // SetVerifier replaces the keys commands must be signed with, from the next command
 // on (nil: accept unsigned commands). It lets a shard trust a new key without a
 // restart; see ParticipantConfig.Verifier.
-func (s *Server) SetVerifier(v *cmdsig.Verifier) { s.verifier.Store(v) }
+func (s *ShardServer) SetVerifier(v *cmdsig.Verifier) { s.verifier.Store(v) }
 
 // refuseSignature terminates a command whose signature did not verify (err is a
 // *cmdsig.Error) and counts it; the log is rate-limited, as a forger can send many.
-func (s *Server) refuseSignature(m jetstream.Msg, err error) {
+func (s *ShardServer) refuseSignature(m jetstream.Msg, err error) {
 	i, counter := 2, &s.stats.badSignature
 	switch {
 	case errors.Is(err, cmdsig.ErrUnsigned):

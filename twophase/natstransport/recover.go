@@ -8,7 +8,7 @@ import (
 )
 
 // Recoverer is what a Handler implements to have its in-doubt transactions settled by
-// outcome queries when a Server starts. *twophase.Participant implements it.
+// outcome queries when a ShardServer starts. *twophase.Participant implements it.
 type Recoverer interface {
 	InDoubt() []string
 	Recover(ctx context.Context, q twophase.OutcomeQuerier) error
@@ -19,7 +19,7 @@ var _ Recoverer = (*twophase.Participant)(nil)
 // recoverLoop asks for the outcome of every in-doubt txid until none is left, with
 // backoff, if the config asks for it. A txid the coordinator reports PENDING stays in
 // doubt: a shard that voted YES never aborts on its own.
-func (s *Server) recoverLoop(ctx context.Context) {
+func (s *ShardServer) recoverLoop(ctx context.Context) {
 	defer close(s.recovered)
 	r := s.cfg.Recoverer
 	if r == nil || s.cfg.Querier == nil {

@@ -39,7 +39,7 @@ func startSendSpan(ctx context.Context, shardID string, cmd *smv1.ShardCommand) 
 // startHandleSpan starts the shard's consumer span for job j,
 // shardmatch.shard.<phase>, under the coordinator's producer span that the command
 // carried (in ctx).
-func (s *Server) startHandleSpan(ctx context.Context, j job) (context.Context, trace.Span) {
+func (s *ShardServer) startHandleSpan(ctx context.Context, j job) (context.Context, trace.Span) {
 	ctx, span := spans.Start(ctx, tracerName, handleSpanNames[j.info.phase], trace.SpanKindConsumer)
 	if span.IsRecording() {
 		span.SetAttributes(spans.NATS, spans.Destination.String(s.cmdSubj), spans.Shard.String(s.cfg.ShardID),

@@ -50,7 +50,7 @@ type Load struct {
 	Rec   *history.Recorder
 	Epoch time.Time
 
-	drv    *shardsvc.Driver
+	drv    *shardsvc.LoadGen
 	nc     *nats.Conn
 	cli    *client.Client
 	cancel context.CancelFunc
@@ -109,7 +109,7 @@ func StartLoad(cfg LoadConfig) (*Load, error) {
 		}
 		worlds = append(worlds, w)
 	}
-	dc := shardsvc.DefaultDriverConfig()
+	dc := shardsvc.DefaultLoadGenConfig()
 	dc.Proposer, dc.Worlds, dc.Clock, dc.Seed = &workload.Recording{Inner: cli, Rec: l.Rec}, worlds, clk, cfg.Seed
 	dc.Rate, dc.MaxInFlight, dc.HotShare, dc.ViolationShare, dc.AbandonShare = cfg.Rate, cfg.MaxInFlight, 0, 0, 0
 	dc.RampUp = cfg.RampUp
@@ -130,7 +130,7 @@ func StartLoad(cfg LoadConfig) (*Load, error) {
 			dc.Shapes = []shardsvc.Shape{s}
 		}
 	}
-	if l.drv, err = shardsvc.NewDriver(dc); err != nil {
+	if l.drv, err = shardsvc.NewLoadGen(dc); err != nil {
 		l.close()
 		return nil, err
 	}
