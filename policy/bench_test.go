@@ -13,13 +13,8 @@ import (
 	smv1 "github.com/shardmatch/shardmatch/proto/shardmatch/v1"
 )
 
-// naiveBundle is the default bundle as first written, and factsV1Bundle the
-// default bundle as the facts-based version left it (the "before" of
-// BenchmarkEvaluate), kept for comparison.
-const (
-	naiveBundle   = "testdata/bundles/naive"
-	factsV1Bundle = "testdata/bundles/facts-v1"
-)
+// naiveBundle is the default bundle as first written, kept for comparison.
+const naiveBundle = "testdata/bundles/naive"
 
 // benchProposal is an allowed match of the default bundle: a 5v5 for n=10, a
 // 50v50 battleground for n=100, players spread over max(3, n/10) shards, every
@@ -148,21 +143,14 @@ func benchLatency(b *testing.B, eval func() (*smv1.PolicyVerdict, error), wantAl
 	b.ReportMetric(float64(after.NumGC-before.NumGC)*1000/float64(b.N), "gc/kop")
 }
 
-// BenchmarkEvaluate is one evaluation of the default bundle, "after" (this
-// engine) and "before" (the evaluation path and bundle before the allocation
-// work: policy.NewLegacy on testdata/bundles/facts-v1), interleaved so that both
-// see the same machine: for an allowed and a denied match of 10 and 100
-// players, with no other live heap and with a 256 MiB heap of small objects,
+// BenchmarkEvaluate is one evaluation of the default bundle by the engine: for
+// an allowed and a denied match of 10 and 100 players, with no other live heap and with a 256 MiB heap of small objects,
 // as a coordinator has. The target is a p99 under 100µs for 10 players.
 func BenchmarkEvaluate(b *testing.B) {
 	ctx := context.Background()
 	// A generous timeout: a stall of this shared machine must not turn an
 	// evaluation into a POLICY_ERROR and fail the benchmark.
 	after, err := policy.New(policy.Config{EvalTimeout: time.Second})
-	if err != nil {
-		b.Fatal(err)
-	}
-	before, err := policy.NewLegacy(factsV1Bundle)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -177,10 +165,7 @@ func BenchmarkEvaluate(b *testing.B) {
 						p, shards = denyProposal(n)
 						verdict = "deny"
 					}
-					b.Run(fmt.Sprintf("players=%d/%s/before", n, verdict), func(b *testing.B) {
-						benchLatency(b, func() (*smv1.PolicyVerdict, error) { return before.Evaluate(ctx, p, shards) }, allow)
-					})
-					b.Run(fmt.Sprintf("players=%d/%s/after", n, verdict), func(b *testing.B) {
+					b.Run(fmt.Sprintf("players=%d/%s", n, verdict), func(b *testing.B) {
 						benchLatency(b, func() (*smv1.PolicyVerdict, error) { return after.Evaluate(ctx, p, shards) }, allow)
 					})
 				}

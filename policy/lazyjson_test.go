@@ -124,7 +124,7 @@ func TestInputDocumentIsWhatThePolicySees(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	plainOPA, err := newLegacyEngine("") // a rego.PreparedEvalQuery of the same bundle
+	plainOPA, err := plainQuery("") // OPA's own prepared query of the same bundle
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -143,7 +143,7 @@ func TestInputDocumentIsWhatThePolicySees(t *testing.T) {
 			t.Fatal(err)
 		}
 		input.(ast.Object).Insert(ast.StringTerm("facts"), ast.NewTerm(facts(p, shards)))
-		rs, err := plainOPA.query.Eval(ctx, rego.EvalParsedInput(input), rego.EvalGenerateJSON(passTerm))
+		rs, err := plainOPA.Eval(ctx, rego.EvalParsedInput(input), rego.EvalGenerateJSON(passTerm))
 		if err != nil {
 			t.Fatalf("%s: %v", name, err)
 		}

@@ -1,81 +1,56 @@
 package policy
 
+// Test-only references: OPA's plain prepared query of a bundle, and random
+// proposals near the limits of the default bundle's modes.
+
 import (
 	"context"
 	"fmt"
 	"math/rand/v2"
-	"testing"
-	"time"
 
-	"google.golang.org/protobuf/proto"
+	"github.com/open-policy-agent/opa/v1/ast"
+	"github.com/open-policy-agent/opa/v1/rego"
+	"github.com/open-policy-agent/opa/v1/storage/inmem"
 
-	"github.com/shardmatch/shardmatch/policy/cases"
 	smv1 "github.com/shardmatch/shardmatch/proto/shardmatch/v1"
 )
 
-// factsV1Bundle is the default bundle as the facts-based version left it,
-// before the allocation work: the "before" of the benchmarks, together with
-// the evaluation path of legacy_test.go.
-const factsV1Bundle = "testdata/bundles/facts-v1"
-
-// TestAgreesWithFactsV1 holds the optimised engine and bundle to the verdicts
-// of the version before them (legacy input path, testdata/bundles/facts-v1):
-// the same allow, and the same denials (code, message, players), for every
-// shared case and thousands of random proposals that exercise every rule.
-func TestAgreesWithFactsV1(t *testing.T) {
-	ctx := context.Background()
-	now, err := New(Config{EvalTimeout: 10 * time.Second}) // compares verdicts; the default 50ms is for production, not for a test sharing 2 CPUs with the suite
+// plainQuery prepares the bundle in dir ("" is the embedded default) as a plain
+// rego.PreparedEvalQuery with OPA's own caches: the reference the engine's own
+// evaluation path is checked against.
+func plainQuery(dir string) (rego.PreparedEvalQuery, error) {
+	fsys, source, err := bundleFS(dir)
 	if err != nil {
-		t.Fatal(err)
+		return rego.PreparedEvalQuery{}, err
 	}
-	before, err := newLegacyEngine(factsV1Bundle)
+	s, err := readSnapshot(fsys, source)
 	if err != nil {
-		t.Fatal(err)
+		return rego.PreparedEvalQuery{}, err
 	}
-	denials := map[string]int{}
-	allowed := 0
-	check := func(name string, p *smv1.Proposal, shards []*smv1.ShardInfo) {
-		t.Helper()
-		a, err1 := now.Evaluate(ctx, p, shards)
-		b, err2 := before.evaluate(ctx, p, shards)
-		if err1 != nil || err2 != nil {
-			t.Fatalf("%s: %v / %v", name, err1, err2)
-		}
-		a.Revision, b.Revision = "", ""
-		if !proto.Equal(a, b) {
-			t.Errorf("%s: verdicts differ\n  now:    %v\n  before: %v", name, a, b)
-		}
-		if a.GetAllow() {
-			allowed++
-		}
-		for _, d := range a.GetDenials() {
-			denials[d.GetCode()]++
-		}
+	b, err := parseBundle(s)
+	if err != nil {
+		return rego.PreparedEvalQuery{}, err
 	}
-	for _, c := range cases.All() {
-		check(c.Name, c.Proposal, c.Shards)
+	store := inmem.NewFromObjectWithOpts(b.Data,
+		inmem.OptRoundTripOnWrite(false),
+		inmem.OptReturnASTValuesOnRead(true))
+	opts := []func(*rego.Rego){
+		rego.Query(Query),
+		rego.Store(store),
+		rego.SetRegoVersion(ast.RegoV1),
+		rego.StrictBuiltinErrors(true),
+		rego.UnsafeBuiltins(unsafeBuiltins),
 	}
-	rng := rand.New(rand.NewPCG(3, 4))
-	n := 3000
-	if testing.Short() {
-		n = 300
-	}
-	for i := range n {
-		p, shards := randomMatch(rng)
-		check(fmt.Sprintf("random-%d", i), p, shards)
-	}
-	// Every rule must have denied something, or the comparison proves little.
-	for _, code := range []string{"UNKNOWN_MODE", "MODE_CLOSED", "TEAM_COUNT", "TEAM_SIZE", "MMR_SPREAD",
-		"TEAM_MMR_GAP", "REGION", "LATENCY", "PARTY_SPLIT", "BLOCKLISTED", "SHARD_SHARE", "DUPLICATE_PLAYER"} {
-		if denials[code] == 0 {
-			t.Errorf("no proposal was denied with %s", code)
+	for _, m := range b.Modules {
+		if !isTestModule(m) {
+			opts = append(opts, rego.ParsedModule(m.Parsed))
 		}
 	}
-	if allowed < n/20 {
-		t.Errorf("only %d of %d random proposals allowed: the allow path is hardly compared", allowed, n)
-	}
-	t.Logf("%d allowed; denials by code: %v", allowed, denials)
+	return rego.New(opts...).PrepareForEval(context.Background())
 }
+
+// passTerm hands the query's answer over as the AST term it is.
+func passTerm(t *ast.Term, _ *rego.EvalContext) (any, error) { return t, nil }
 
 // randomMatch makes proposals near the limits of the default bundle's modes:
 // mostly well-formed teams of about the right size, MMRs, latencies and shard
