@@ -33,11 +33,12 @@ type testCluster struct {
 }
 
 type clusterOpts struct {
-	nodes, shards int
-	seed          int64
-	memJournal    bool    // MemJournal instead of bbolt (benchmarks)
-	unsafe        bool    // UnsafeDeliverBeforeLog on every node: the checker must catch it
-	rejectRate    float64 // share of prepares a shard refuses on its own
+	nodes, shards   int
+	seed            int64
+	memJournal      bool    // MemJournal instead of bbolt (benchmarks)
+	unsafe          bool    // Sabotage.DeliverBeforeLog on every node: the checker must catch it
+	wallClockExpiry bool    // Sabotage.WallClockExpiry on every node
+	rejectRate      float64 // share of prepares a shard refuses on its own
 	// fake, if set, is the one clock of the whole run: nodes, shards and history.
 	fake  *clock.Fake
 	tweak func(id string, c *coordinator.Config)
@@ -81,6 +82,9 @@ func newTestCluster(t testing.TB, o clusterOpts) *testCluster {
 		Participants: func(id string) func(twophase.ReplyHandler) twophase.Transport {
 			return func(h twophase.ReplyHandler) twophase.Transport { return c.net.Coordinator(id, h) }
 		},
+		Options: func(string) []coordinator.Option {
+			return []coordinator.Option{coordinator.WithSabotage(coordinator.Sabotage{DeliverBeforeLog: o.unsafe, WallClockExpiry: o.wallClockExpiry})}
+		},
 		Configure: func(id string, cfg *coordinator.Config) {
 			if c.clocks[id] == nil {
 				c.clocks[id] = clock.NewSkewed(ref)
@@ -91,7 +95,6 @@ func newTestCluster(t testing.TB, o clusterOpts) *testCluster {
 			cfg.ResendInitial, cfg.ResendMax = 20*time.Millisecond, 200*time.Millisecond
 			cfg.ExpiryScan = 20 * time.Millisecond
 			cfg.Limits.DefaultPrepareTimeout = 2 * time.Second
-			cfg.UnsafeDeliverBeforeLog = o.unsafe
 			if o.tweak != nil {
 				o.tweak(id, cfg)
 			}

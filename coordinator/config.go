@@ -111,17 +111,6 @@ type Config struct {
 	// MaxSnapshotBytes bounds the FSM data of a snapshot RestoreSnapshot accepts when
 	// RestoreOptions.MaxBytes is zero (default DefaultMaxSnapshotBytes).
 	MaxSnapshotBytes int64
-
-	// UnsafeDeliverBeforeLog breaks the protocol on purpose (decisions are sent before
-	// they are logged) so tests can prove the invariant checkers catch it. Never in
-	// production.
-	UnsafeDeliverBeforeLog bool
-	// UnsafeWallClockExpiry breaks lease expiry on purpose: the leader measures lease
-	// TTLs on the wall clock (Clock.Now) instead of the monotonic clock, so a forward
-	// wall-clock jump expires leases early. It exists only to prove that the I7 (no
-	// early expiry) checker bites, in tests and chaos runs (`coordinator serve --unsafe
-	// wallclock-expiry`). Never in production.
-	UnsafeWallClockExpiry bool
 }
 
 // DefaultConfig returns a Config with every tunable set; callers fill in identity,

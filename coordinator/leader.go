@@ -90,7 +90,7 @@ func (n *Node) lead(ctx context.Context) {
 	drv, err := twophase.NewDriver(twophase.DriverConfig{
 		Transport: n.transport, Log: driverLog{n}, Clock: n.cfg.Clock, Logger: log, Term: term,
 		ResendInitial: n.cfg.ResendInitial, ResendMax: n.cfg.ResendMax,
-		UnsafeDeliverBeforeLog: n.cfg.UnsafeDeliverBeforeLog,
+		UnsafeDeliverBeforeLog: n.sabotage.DeliverBeforeLog,
 	})
 	if err != nil {
 		log.Error("cannot start driver", "err", err)
@@ -152,8 +152,8 @@ func (n *Node) lead(ctx context.Context) {
 
 // expiryNow is the clock lease expiry is measured on: the node's monotonic clock.
 func (n *Node) expiryNow() time.Duration {
-	if n.cfg.UnsafeWallClockExpiry {
-		// Deliberately wrong (see Config.UnsafeWallClockExpiry): a wall reading as a
+	if n.sabotage.WallClockExpiry {
+		// Deliberately wrong (see Sabotage.WallClockExpiry): a wall reading as a
 		// duration since the Unix epoch, which jumps with the wall clock.
 		return time.Duration(n.cfg.Clock.Now().UnixNano())
 	}

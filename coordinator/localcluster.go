@@ -39,6 +39,8 @@ type LocalClusterConfig struct {
 	// Configure, if set, adjusts each node's Config after the defaults and before start
 	// (clock, observer, timeouts, policy).
 	Configure func(nodeID string, c *Config)
+	// Options, if set, are each node's Options (WithSabotage, for checker tests).
+	Options func(nodeID string) []Option
 }
 
 type localNode struct {
@@ -116,7 +118,11 @@ func (c *LocalCluster) Start(i int) error {
 	if c.cfg.Configure != nil {
 		c.cfg.Configure(n.id, &cfg)
 	}
-	node, err := New(cfg)
+	var opts []Option
+	if c.cfg.Options != nil {
+		opts = c.cfg.Options(n.id)
+	}
+	node, err := New(cfg, opts...)
 	if err != nil {
 		return fmt.Errorf("coordinator: start %s: %w", n.id, err)
 	}

@@ -29,6 +29,7 @@ type Node struct {
 	batch     *batcher
 	transport twophase.Transport
 	track     *tracker // what the leader's expiry and retention act on
+	sabotage  Sabotage // zero unless a checker test asked (WithSabotage)
 
 	mu     sync.Mutex
 	leader *leaderState // non-nil while leading and recovered
@@ -45,7 +46,7 @@ type Node struct {
 }
 
 // New opens the node's storage, starts Raft and the leadership watcher.
-func New(cfg Config) (*Node, error) {
+func New(cfg Config, opts ...Option) (*Node, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -54,6 +55,9 @@ func New(cfg Config) (*Node, error) {
 	}
 	n := &Node{cfg: cfg, log: cfg.Logger.With("node", cfg.NodeID), waiters: make(map[string][]chan *smv1.Decision),
 		notify: make(chan bool, 16), leadCtl: make(chan leadCtl), stop: make(chan struct{}), loopDone: make(chan struct{})}
+	for _, o := range opts {
+		o(n)
+	}
 	n.track = newTracker(cfg.Rho, n.expiryNow)
 	n.fsm = NewFSM(teeObserver{t: n.track, next: cfg.Observer}, n.resolve)
 	if cfg.SnapshotFormat != 0 {

@@ -8,12 +8,11 @@ import (
 
 	"github.com/shardmatch/shardmatch/chaos/history"
 	"github.com/shardmatch/shardmatch/clock"
-	"github.com/shardmatch/shardmatch/coordinator"
 	"github.com/shardmatch/shardmatch/internal/testutil"
 	smv1 "github.com/shardmatch/shardmatch/proto/shardmatch/v1"
 )
 
-// TestCheckerCatchesWallClockExpiry: a leader built with UnsafeWallClockExpiry
+// TestCheckerCatchesWallClockExpiry: a leader built with Sabotage.WallClockExpiry
 // measures lease TTLs on its wall clock, so stepping that clock forward by an hour
 // expires a 10s lease at once, and the I7 checker must say so. On a correct leader
 // the same steps change nothing: the lease lasts its TTL and the history is clean.
@@ -22,7 +21,7 @@ func TestCheckerCatchesWallClockExpiry(t *testing.T) {
 		t.Run(fmt.Sprintf("unsafe=%v", unsafe), func(t *testing.T) {
 			fake := clock.NewFake(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
 			c := newTestCluster(t, clusterOpts{seed: 16, fake: fake, memJournal: true,
-				tweak: func(_ string, cfg *coordinator.Config) { cfg.UnsafeWallClockExpiry = unsafe }})
+				wallClockExpiry: unsafe})
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
 			const ttl = 10 * time.Second

@@ -17,7 +17,6 @@ import (
 	"github.com/shardmatch/shardmatch/chaos/inject"
 	"github.com/shardmatch/shardmatch/chaos/workload"
 	"github.com/shardmatch/shardmatch/client"
-	"github.com/shardmatch/shardmatch/coordinator"
 	"github.com/shardmatch/shardmatch/internal/testutil"
 	smv1 "github.com/shardmatch/shardmatch/proto/shardmatch/v1"
 )
@@ -197,9 +196,8 @@ func TestServeChaosOptions(t *testing.T) {
 		if done {
 			t.Fatalf("%v: exit %d: %s", args, code, stderr.String())
 		}
-		cfg := coordinator.DefaultConfig()
-		applyUnsafe(o.unsafe, &cfg)
-		if got := [2]bool{cfg.UnsafeDeliverBeforeLog, cfg.UnsafeWallClockExpiry}; got != want || !o.faultInjection || o.historyEpoch != 17 {
+		s := sabotageOf(o.unsafe)
+		if got := [2]bool{s.DeliverBeforeLog, s.WallClockExpiry}; got != want || !o.faultInjection || o.historyEpoch != 17 {
 			t.Errorf("--unsafe %q: switches %v, want %v (options %+v)", mode, got, want, o)
 		}
 	}

@@ -268,7 +268,6 @@ func startServe(ctx context.Context, o serveOptions, log *slog.Logger, stderr io
 	cfg.NodeID, cfg.DataDir, cfg.RaftTransport = o.id, o.data, s.rtrans
 	cfg.Bootstrap, cfg.Peers = plan.mode == bootstrapWith, plan.peers
 	cfg.Clock, cfg.Logger, cfg.Policy = s.clk, log, pol
-	applyUnsafe(o.unsafe, &cfg)
 	if s.history != nil {
 		cfg.Observer = collect.Observer(o.id, s.history)
 	}
@@ -294,7 +293,7 @@ func startServe(ctx context.Context, o serveOptions, log *slog.Logger, stderr io
 		metrics.ObserveDecision(d)
 	}
 	cfg.OnPhase = func(phase string, d time.Duration) { metrics.ObservePhase(admin.Phase(phase), d) }
-	if s.node, err = coordinator.New(cfg); err != nil {
+	if s.node, err = coordinator.New(cfg, coordinator.WithSabotage(sabotageOf(o.unsafe))); err != nil {
 		return s, err
 	}
 	ref.n.Store(s.node)

@@ -362,16 +362,15 @@ func (o *serveOptions) plan(hasState bool) startPlan {
 
 // Test-only protocol breakage of --unsafe; see coordinator.Config's Unsafe fields.
 const (
-	unsafeDeliverBeforeLog = "deliver-before-log" // Config.UnsafeDeliverBeforeLog
-	unsafeWallClockExpiry  = "wallclock-expiry"   // Config.UnsafeWallClockExpiry
+	unsafeDeliverBeforeLog = "deliver-before-log" // Sabotage.DeliverBeforeLog
+	unsafeWallClockExpiry  = "wallclock-expiry"   // Sabotage.WallClockExpiry
 )
 
 var unsafeModes = []string{unsafeDeliverBeforeLog, unsafeWallClockExpiry}
 
-// applyUnsafe sets the coordinator's unsafe switch named by mode ("" sets none).
-func applyUnsafe(mode string, cfg *coordinator.Config) {
-	cfg.UnsafeDeliverBeforeLog = mode == unsafeDeliverBeforeLog
-	cfg.UnsafeWallClockExpiry = mode == unsafeWallClockExpiry
+// sabotageOf is the coordinator's sabotage named by an --unsafe mode ("" is none).
+func sabotageOf(mode string) coordinator.Sabotage {
+	return coordinator.Sabotage{DeliverBeforeLog: mode == unsafeDeliverBeforeLog, WallClockExpiry: mode == unsafeWallClockExpiry}
 }
 
 // parsePeers reads `id=host:port,...`.
