@@ -238,8 +238,6 @@ func (s *devStack) addShard(ctx context.Context, id, region string, o devOptions
 		return err
 	}
 	sh.journal, sh.part = j, p
-	if sh.world != nil {
-	}
 	s.shards = append(s.shards, sh) // closed by close from here on
 	if s.nats != nil {
 		return s.nats.serveShard(ctx, sh)
