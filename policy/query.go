@@ -31,19 +31,24 @@ type preparedQuery struct {
 // resultVar is the variable the compiled query binds the answer to.
 var resultVar = ast.Var("__shardmatch_result__")
 
-// prepareQuery compiles modules and the query over store with rego, which
-// checks them as it would for rego.PreparedEvalQuery (Rego v1, strict built-in
-// errors, no unsafe built-ins), and keeps what evaluation needs.
-func prepareQuery(ctx context.Context, modules []*ast.Module, store storage.Store) (*preparedQuery, error) {
-	var compiler *ast.Compiler
-	opts := []func(*rego.Rego){
+// regoOptions are the settings every evaluation of the policy query runs with: Rego v1,
+// strict built-in errors, no unsafe built-ins, the bundle's data in store.
+func regoOptions(store storage.Store) []func(*rego.Rego) {
+	return []func(*rego.Rego){
 		rego.Query(Query),
 		rego.Store(store),
 		rego.SetRegoVersion(ast.RegoV1),
 		rego.StrictBuiltinErrors(true),
 		rego.UnsafeBuiltins(unsafeBuiltins),
-		rego.CompilerHook(func(c *ast.Compiler) { compiler = c }),
 	}
+}
+
+// prepareQuery compiles modules and the query over store with rego, which
+// checks them as it would for rego.PreparedEvalQuery (Rego v1, strict built-in
+// errors, no unsafe built-ins), and keeps what evaluation needs.
+func prepareQuery(ctx context.Context, modules []*ast.Module, store storage.Store) (*preparedQuery, error) {
+	var compiler *ast.Compiler
+	opts := append(regoOptions(store), rego.CompilerHook(func(c *ast.Compiler) { compiler = c }))
 	for _, m := range modules {
 		opts = append(opts, rego.ParsedModule(m))
 	}

@@ -34,13 +34,7 @@ func plainQuery(dir string) (rego.PreparedEvalQuery, error) {
 	store := inmem.NewFromObjectWithOpts(b.Data,
 		inmem.OptRoundTripOnWrite(false),
 		inmem.OptReturnASTValuesOnRead(true))
-	opts := []func(*rego.Rego){
-		rego.Query(Query),
-		rego.Store(store),
-		rego.SetRegoVersion(ast.RegoV1),
-		rego.StrictBuiltinErrors(true),
-		rego.UnsafeBuiltins(unsafeBuiltins),
-	}
+	opts := regoOptions(store)
 	for _, m := range b.Modules {
 		if !isTestModule(m) {
 			opts = append(opts, rego.ParsedModule(m.Parsed))
