@@ -1,7 +1,6 @@
 package policy_test
 
 import (
-	"bytes"
 	"context"
 	"log/slog"
 	"maps"
@@ -9,11 +8,11 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/shardmatch/shardmatch/clock"
+	"github.com/shardmatch/shardmatch/internal/testutil"
 	"github.com/shardmatch/shardmatch/policy"
 )
 
@@ -35,24 +34,6 @@ func withFile(files map[string][]byte, path string, b []byte) map[string][]byte 
 	return out
 }
 
-// syncBuffer is a bytes.Buffer safe for the Watch goroutine's logger.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // TestWatchFollowsKubeletConfigMapSwap mounts the bundle as the kubelet mounts
 // a ConfigMap and updates it as the kubelet does (a new timestamped directory,
 // then the ..data symlink swap), polling in every intermediate state. Watch
@@ -68,7 +49,7 @@ func TestWatchFollowsKubeletConfigMapSwap(t *testing.T) {
 	polled := make(chan struct{})
 	defer policy.SetTestHooks(nil, func() { polled <- struct{}{} })()
 	fake := clock.NewFake(time.Date(2026, 12, 4, 20, 0, 0, 0, time.UTC))
-	logs := &syncBuffer{}
+	logs := &testutil.Buffer{}
 	base := defaultBundleFiles(t)
 	vol := newKubeVolume(t, base)
 	e := newEngine(t, policy.Config{

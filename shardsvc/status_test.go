@@ -2,7 +2,6 @@ package shardsvc
 
 import (
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -35,29 +34,12 @@ func TestStatusLineAndSummary(t *testing.T) {
 	}
 }
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 func TestShowStatus(t *testing.T) {
 	fake := clock.NewFake(epoch)
 	ws := testWorlds(t, fake, 10)
 	d := testDriver(t, fake, newFakeCoordinator(ws...), ws, nil)
 	for _, inPlace := range []bool{false, true} {
-		var buf syncBuffer
+		var buf testutil.Buffer
 		stop := ShowStatus(&buf, d, time.Second, inPlace, func() string { return "c1" })
 		fake.WaitForTimers(1)
 		fake.Advance(time.Second)

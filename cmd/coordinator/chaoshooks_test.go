@@ -159,7 +159,7 @@ func TestChaosHooks(t *testing.T) {
 	}
 
 	// --unsafe is a usage error without --enable-fault-injection.
-	var out syncBuf
+	var out testutil.Buffer
 	cmd := exec.Command(d.coord, "serve", "--id", "c9", "--data", filepath.Join(d.dir, "c9"), "--unsafe", "deliver-before-log")
 	cmd.Stdout, cmd.Stderr = &out, &out
 	err = cmd.Run()

@@ -41,24 +41,6 @@ const adminToken = "secret"
 // why not one from net.Listen(":0")).
 func freePort(t *testing.T) int { t.Helper(); return testutil.FreePort(t) }
 
-// syncBuf is a goroutine-safe output buffer for a child process.
-type syncBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuf) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuf) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // proc is one child process; start it again after it exited to restart it with the
 // same arguments.
 type proc struct {
@@ -66,7 +48,7 @@ type proc struct {
 	bin  string
 	env  []string
 	args []string
-	out  *syncBuf
+	out  *testutil.Buffer
 	cmd  *exec.Cmd
 	done chan struct{}
 }
@@ -76,7 +58,7 @@ func (p *proc) start(t *testing.T) {
 	p.cmd = exec.Command(p.bin, p.args...)
 	p.cmd.Env = append(os.Environ(), p.env...)
 	if p.out == nil {
-		p.out = &syncBuf{}
+		p.out = &testutil.Buffer{}
 	}
 	fmt.Fprintf(p.out, "=== start %s %s\n", p.name, strings.Join(p.args, " "))
 	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out

@@ -167,7 +167,7 @@ func TestMultiProcessFailover(t *testing.T) {
 	d := newDeployment(t)
 	d.startNATS()
 	d.startCluster(3)
-	var statusOut syncBuf
+	var statusOut testutil.Buffer
 	st := exec.Command(d.coord, "status", "--addr", strings.Join(d.adminURLs(), ","))
 	st.Stdout, st.Stderr = &statusOut, &statusOut
 	if err := st.Run(); err != nil {

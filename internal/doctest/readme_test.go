@@ -1,7 +1,6 @@
 package doctest
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -14,7 +13,6 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -283,7 +281,7 @@ func shiftPorts(t *testing.T, s string, ports []int, offset int) string {
 type shell struct {
 	cmd   *exec.Cmd
 	stdin io.WriteCloser
-	out   *syncBuffer
+	out   *testutil.Buffer
 	pgid  int
 	done  chan struct{}
 	steps int
@@ -297,7 +295,7 @@ func startBash(t *testing.T, dir string) *shell {
 	cmd.Dir = dir
 	cmd.Env = cleanEnv()
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	out := &syncBuffer{}
+	out := &testutil.Buffer{}
 	cmd.Stdout, cmd.Stderr = out, out
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
@@ -439,29 +437,4 @@ func logTails(t *testing.T, dir string) {
 		lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
 		t.Logf("%s (last lines):\n%s", filepath.Base(f), strings.Join(lines[max(0, len(lines)-15):], "\n"))
 	}
-}
-
-// syncBuffer is a bytes.Buffer for one writer (bash's stdout and stderr, which
-// exec copies from one goroutine when they are the same writer) and readers.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-func (s *syncBuffer) Len() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Len()
 }
