@@ -185,7 +185,7 @@ func runDev(ctx context.Context, o devOptions, stdout, stderr io.Writer) int {
 	if st.sec != nil {
 		var refused uint64
 		for _, sh := range st.shards {
-			refused += sh.srv.Stats().SignatureRejected()
+			refused += sh.sdk.Stats().SignatureRejected()
 		}
 		ds.SignatureRejected = refused
 		fmt.Fprintf(stdout, "security: NATS mutual TLS and JWT auth with per-role permissions, signed commands (%d refused by the shards)\n", refused)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -13,12 +14,14 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/shardmatch/shardmatch/client"
+	"github.com/shardmatch/shardmatch/clock"
 	"github.com/shardmatch/shardmatch/coordinator"
 	"github.com/shardmatch/shardmatch/coordinator/natsapi"
 	"github.com/shardmatch/shardmatch/internal/natsauth"
 	"github.com/shardmatch/shardmatch/internal/natsembed"
 	"github.com/shardmatch/shardmatch/internal/natsutil"
 	smv1 "github.com/shardmatch/shardmatch/proto/shardmatch/v1"
+	"github.com/shardmatch/shardmatch/shard"
 	"github.com/shardmatch/shardmatch/twophase"
 	"github.com/shardmatch/shardmatch/twophase/natstransport"
 )
@@ -218,21 +221,23 @@ func (d *devNATS) serving() bool {
 	return false
 }
 
-// serveShard connects shard sh to NATS: its own connection and client (to register
-// itself and recover in-doubt transactions), and a server on its durable consumer.
-func (d *devNATS) serveShard(ctx context.Context, sh *devShard) error {
+// startShard runs shard sh on its own connection (as shard-<id> with --secure) with
+// shard.Start, its journal in dir.
+func (d *devNATS) startShard(ctx context.Context, sh *devShard, dir string, o devOptions, clk clock.Clock) error {
 	var err error
-	if sh.nc, sh.cli, err = d.newClient("shardmatch-dev-shard-"+sh.id, natsauth.RoleShard, sh.id); err != nil {
+	if sh.nc, err = d.dial("shardmatch-dev-shard-"+sh.id, natsauth.RoleShard, sh.id); err != nil {
 		return err
 	}
-	pc := natstransport.ParticipantConfig{Conn: sh.nc, ShardID: sh.id, Handler: sh.part,
-		Logger: d.log, Querier: client.StatusQuerier{Client: sh.cli, Timeout: 5 * time.Second},
-		RecoverInterval: 250 * time.Millisecond, RecoverIntervalMax: 2 * time.Second}
+	cfg := shard.Config{ID: sh.id, Conn: sh.nc, Game: sh.game, JournalPath: filepath.Join(dir, sh.id+".journal"),
+		Region: sh.region, Capacity: o.players, Logger: d.log, Clock: clk, RegisterTimeout: 30 * time.Second}
 	if d.sec != nil {
-		pc.Verifier = d.sec.verifier
+		cfg.Verifier = d.sec.verifier
 	}
-	sh.srv, err = natstransport.Serve(ctx, pc)
-	return err
+	if sh.sdk, err = shard.Start(ctx, cfg); err != nil {
+		return err
+	}
+	sh.part, sh.journal = sh.sdk.Participant(), sh.sdk.Journal()
+	return nil
 }
 
 // close stops every slot and the server. The nodes must be stopped already.

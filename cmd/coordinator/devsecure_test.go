@@ -34,7 +34,7 @@ func TestDevStackSecure(t *testing.T) {
 		}
 	}
 	for _, sh := range st.shards {
-		if s := sh.srv.Stats(); s.Handled == 0 || s.SignatureRejected() != 0 {
+		if s := sh.sdk.Stats(); s.Handled == 0 || s.SignatureRejected() != 0 {
 			t.Errorf("%s: %+v", sh.id, s)
 		}
 	}
@@ -87,7 +87,7 @@ func TestDevStackSecure(t *testing.T) {
 	testutil.WaitFor(t, 10*time.Second, "unsigned commands to be refused", func() error {
 		var n uint64
 		for _, sh := range st.shards {
-			n += sh.srv.Stats().Unsigned
+			n += sh.sdk.Stats().Unsigned
 		}
 		if n == 0 {
 			return fmt.Errorf("no shard refused an unsigned command")

@@ -17,9 +17,9 @@ import (
 	"github.com/shardmatch/shardmatch/internal/natsauth"
 	"github.com/shardmatch/shardmatch/policy"
 	smv1 "github.com/shardmatch/shardmatch/proto/shardmatch/v1"
+	"github.com/shardmatch/shardmatch/shard"
 	"github.com/shardmatch/shardmatch/shardsvc"
 	"github.com/shardmatch/shardmatch/twophase"
-	"github.com/shardmatch/shardmatch/twophase/natstransport"
 )
 
 // devStack is the deployment `coordinator dev` and `coordinator bench` run in one
@@ -48,12 +48,12 @@ type devStack struct {
 type devShard struct {
 	id      string
 	region  string
-	world   *shardsvc.World // nil in bench, whose shards accept every player
-	journal *twophase.BoltJournal
+	world   *shardsvc.World       // nil in bench, whose shards accept every player
+	game    twophase.ShardHandler // world, or a shard that accepts every player
+	journal twophase.Journal
 	part    *twophase.Participant
-	nc      *nats.Conn
-	cli     *client.Client
-	srv     *natstransport.ShardServer
+	nc      *nats.Conn   // over NATS: the shard's own connection
+	sdk     *shard.Shard // over NATS: the shard as a game would run it (shard.Start)
 }
 
 // Transports `coordinator dev` and `coordinator bench` can run over.
@@ -175,13 +175,13 @@ func startDevStack(ctx context.Context, o devOptions, log *slog.Logger) (_ *devS
 	return s, nil
 }
 
-// registerOverNATS has every shard register itself through its client, then waits
-// until a leader takes proposals. In-doubt transactions of an earlier run on the same
-// --data are settled by the shards' servers, which ask the leader.
+// registerOverNATS starts every shard with shard.Start (it registers itself, serves
+// its commands and settles what an earlier run on the same --data left in doubt),
+// then waits until a leader takes proposals.
 func (s *devStack) registerOverNATS(ctx context.Context, o devOptions) error {
 	for _, sh := range s.shards {
-		if err := sh.cli.RegisterShard(ctx, s.shardInfo(sh, o)); err != nil {
-			return fmt.Errorf("register shard %s: %w", sh.id, err)
+		if err := s.nats.startShard(ctx, sh, s.dir, o, s.clk); err != nil {
+			return fmt.Errorf("shard %s: %w", sh.id, err)
 		}
 	}
 	for !s.nats.serving() {
@@ -228,6 +228,13 @@ func (s *devStack) addShard(ctx context.Context, id, region string, o devOptions
 		}
 		sh.world, h = w, w
 	}
+	sh.game = h
+	if s.nats != nil {
+		// Over NATS a shard runs the way a game's does, with shard.Start, once the
+		// cluster can take its registration (registerOverNATS).
+		s.shards = append(s.shards, sh)
+		return nil
+	}
 	j, err := twophase.OpenBoltJournal(filepath.Join(s.dir, id+".journal"))
 	if err != nil {
 		return err
@@ -239,9 +246,6 @@ func (s *devStack) addShard(ctx context.Context, id, region string, o devOptions
 	}
 	sh.journal, sh.part = j, p
 	s.shards = append(s.shards, sh) // closed by close from here on
-	if s.nats != nil {
-		return s.nats.serveShard(ctx, sh)
-	}
 	s.net.AddShard(id, p)
 	return nil
 }
@@ -406,11 +410,9 @@ func (s *devStack) close() {
 		_ = s.net.Close()
 	}
 	for _, sh := range s.shards {
-		if sh.srv != nil {
-			_ = sh.srv.Close()
-		}
-		if sh.cli != nil {
-			_ = sh.cli.Close()
+		if sh.sdk != nil {
+			sh.sdk.Stop(context.Background()) // closes its journal too
+			sh.journal = nil
 		}
 		if sh.nc != nil {
 			sh.nc.Close()
@@ -426,7 +428,9 @@ func (s *devStack) close() {
 		s.nats.close()
 	}
 	for _, sh := range s.shards {
-		_ = sh.journal.Close()
+		if sh.journal != nil {
+			_ = sh.journal.Close()
+		}
 	}
 	if s.tempDir != "" {
 		_ = os.RemoveAll(s.tempDir)
