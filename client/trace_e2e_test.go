@@ -7,14 +7,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/shardmatch/shardmatch/client"
 	"github.com/shardmatch/shardmatch/clock"
 	"github.com/shardmatch/shardmatch/coordinator"
-	"github.com/shardmatch/shardmatch/coordinator/natsapi"
 	"github.com/shardmatch/shardmatch/coordinator/natsapi/natsapitest"
 	"github.com/shardmatch/shardmatch/internal/telemetry/spans"
 	"github.com/shardmatch/shardmatch/internal/telemetry/telemetrytest"
@@ -34,8 +32,6 @@ type tracedDeployment struct {
 	policy *policy.Engine
 
 	mu     sync.Mutex
-	conns  map[string]*nats.Conn // each node's connection, from its natsapi config
-	trs    []*natstransport.Coordinator
 	shards map[string]*natstransport.ShardServer
 }
 
@@ -45,36 +41,11 @@ func startTraced(t *testing.T) *tracedDeployment {
 	if err != nil {
 		t.Fatal(err)
 	}
-	d := &tracedDeployment{policy: eng, conns: map[string]*nats.Conn{}, shards: map[string]*natstransport.ShardServer{}}
-	d.Cluster = natsapitest.Start(t, natsapitest.Options{
-		API: func(id string, c *natsapi.Config) {
-			d.mu.Lock()
-			d.conns[id] = c.Conn
-			d.mu.Unlock()
-		},
-		Coordinator: func(id string, c *coordinator.Config) {
-			c.Policy = eng
-			c.Participants = func(h twophase.ReplyHandler) twophase.Transport { return d.transport(t, id, h) }
-		},
-	})
+	d := &tracedDeployment{policy: eng, shards: map[string]*natstransport.ShardServer{}}
+	d.Cluster = natsapitest.Start(t, natsapitest.Options{ShardsOverNATS: true,
+		Coordinator: func(_ string, c *coordinator.Config) { c.Policy = eng }})
 	t.Cleanup(d.close) // before the cluster's own shutdown, which closes the connections
 	return d
-}
-
-// transport is node id's participant transport over its own NATS connection.
-func (d *tracedDeployment) transport(t *testing.T, id string, h twophase.ReplyHandler) twophase.Transport {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	tr, err := natstransport.NewCoordinator(ctx, natstransport.CoordinatorConfig{Conn: d.conns[id], Replies: h,
-		SkipEnsureStreams: true, PubAckTimeout: time.Second})
-	if err != nil {
-		t.Errorf("transport for %s: %v", id, err)
-		return twophase.NewInmemNetwork(twophase.InmemConfig{}).Coordinator(id, h)
-	}
-	d.trs = append(d.trs, tr)
-	return tr
 }
 
 // serveShard starts shard id's server on its durable consumer, with a Participant
@@ -102,9 +73,6 @@ func (d *tracedDeployment) close() {
 	defer d.mu.Unlock()
 	for _, s := range d.shards {
 		_ = s.Close()
-	}
-	for _, tr := range d.trs {
-		_ = tr.Close()
 	}
 }
 

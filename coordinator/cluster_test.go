@@ -79,8 +79,8 @@ func newTestCluster(t testing.TB, o clusterOpts) *testCluster {
 	}
 	lc, err := coordinator.NewLocalCluster(coordinator.LocalClusterConfig{
 		Nodes: o.nodes, DataDir: dir, AttemptTimeout: 2 * time.Second,
-		Participants: func(id string) func(twophase.ReplyHandler) twophase.Transport {
-			return func(h twophase.ReplyHandler) twophase.Transport { return c.net.Coordinator(id, h) }
+		Participants: func(id string) coordinator.TransportFactory {
+			return func(h twophase.ReplyHandler) (twophase.Transport, error) { return c.net.Coordinator(id, h), nil }
 		},
 		Options: func(string) []coordinator.Option {
 			return []coordinator.Option{coordinator.WithSabotage(coordinator.Sabotage{DeliverBeforeLog: o.unsafe, WallClockExpiry: o.wallClockExpiry})}

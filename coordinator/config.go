@@ -55,7 +55,7 @@ type Config struct {
 	Bootstrap bool
 	Peers     []raft.Server
 	// Participants builds the transport to shards, given where replies must go. Required.
-	Participants func(replies twophase.ReplyHandler) twophase.Transport
+	Participants TransportFactory
 
 	Clock  clock.Clock
 	Logger *slog.Logger
@@ -66,9 +66,9 @@ type Config struct {
 	Observer      Observer
 	Limits        Limits
 	// OnLeadership, if set, is called when this node has finished taking over as leader
-	// (leading=true, after the barrier and recovery started) and when it stops leading.
-	// Wire-level services that only the leader runs (intake, status) start and stop
-	// here. It must not block for long.
+	// (leading=true, after the barrier and recovery started) and when it stops leading:
+	// for logs and metrics known before the node. A front end made after the node (its
+	// NATS API server) uses Node.Listen instead. It must not block for long.
 	OnLeadership func(leading bool, term uint64)
 	// OnDecided, if set, sees every decision as it is applied on this node (every
 	// replica calls it), with the FSM lock held: it must not block or call the node.
@@ -112,6 +112,11 @@ type Config struct {
 	// RestoreOptions.MaxBytes is zero (default DefaultMaxSnapshotBytes).
 	MaxSnapshotBytes int64
 }
+
+// TransportFactory builds a node's transport to shards once the node exists, given
+// where the shards' replies must go: the node is made first, and nothing has to
+// forward replies to a node that does not exist yet. An error fails New.
+type TransportFactory func(replies twophase.ReplyHandler) (twophase.Transport, error)
 
 // DefaultConfig returns a Config with every tunable set; callers fill in identity,
 // storage and transports.

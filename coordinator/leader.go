@@ -105,9 +105,7 @@ func (n *Node) lead(ctx context.Context) {
 		n.leader = nil
 		n.mu.Unlock()
 		drv.Stop()
-		if n.cfg.OnLeadership != nil {
-			n.cfg.OnLeadership(false, term)
-		}
+		n.announceLeading(false, term)
 	}()
 
 	// Presumed abort: nothing PREPARING can have been told COMMIT, so abort it; and
@@ -117,9 +115,7 @@ func (n *Node) lead(ctx context.Context) {
 		drv.Start(n.plan(t, true))
 	}
 	log.Info("leading", "recovered_txns", len(unfinished))
-	if n.cfg.OnLeadership != nil {
-		n.cfg.OnLeadership(true, term)
-	}
+	n.announceLeading(true, term)
 
 	// Expiry and retention act on the tracker's index, rebuilt now (every live match
 	// gets its full TTL from this takeover) and kept current by the FSM's events.

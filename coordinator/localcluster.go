@@ -32,7 +32,7 @@ type LocalClusterConfig struct {
 	// DataDir holds one sub-directory per node. Required.
 	DataDir string
 	// Participants returns the participant-transport factory for a node.
-	Participants func(nodeID string) func(twophase.ReplyHandler) twophase.Transport
+	Participants func(nodeID string) TransportFactory
 	// AttemptTimeout bounds one Propose attempt on one node before the client tries
 	// the next (default 3s).
 	AttemptTimeout time.Duration

@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 
 	"github.com/hashicorp/raft"
 	"go.opentelemetry.io/otel/trace"
@@ -30,6 +32,13 @@ type Node struct {
 	transport twophase.Transport
 	track     *tracker // what the leader's expiry and retention act on
 	sabotage  Sabotage // zero unless a checker test asked (WithSabotage)
+
+	// lisMu orders Listen against leadership announcements, so a new listener hears
+	// the current leadership exactly once; listeners is copied on write, so that
+	// decisions (announced under the FSM's lock) never wait for lisMu.
+	lisMu       sync.Mutex
+	listeners   atomic.Pointer[[]Listener]
+	leadingTerm uint64 // the term this node has taken over, 0 while not leading (lisMu)
 
 	mu     sync.Mutex
 	leader *leaderState // non-nil while leading and recovered
@@ -92,14 +101,23 @@ func New(cfg Config, opts ...Option) (*Node, error) {
 		_ = stores.close()
 		return nil, fmt.Errorf("coordinator: raft log cache: %w", err)
 	}
+	// The transport exists before Raft starts, so the node never leads without one;
+	// replies reaching handleReply before the node leads are dropped (the driver
+	// resends).
+	if n.transport, err = cfg.Participants(n.handleReply); err != nil {
+		_ = stores.close()
+		return nil, fmt.Errorf("coordinator: transport to shards: %w", err)
+	}
 	r, err := raft.NewRaft(rc, n.fsm, logs, stores.log, stores.snaps, cfg.RaftTransport)
 	if err != nil {
+		if c, ok := n.transport.(io.Closer); ok {
+			_ = c.Close()
+		}
 		_ = stores.close()
 		return nil, fmt.Errorf("coordinator: start raft: %w", err)
 	}
 	n.raft = r
 	n.batch = newBatcher(r, cfg.MaxBatch, cfg.ApplyTimeout)
-	n.transport = cfg.Participants(n.handleReply)
 	go n.watchLeadership()
 	return n, nil
 }
@@ -260,9 +278,7 @@ func (n *Node) dropWaiter(txid string, ch chan *smv1.Decision) {
 
 // resolve is the FSM's decision hook (FSM lock held).
 func (n *Node) resolve(d *smv1.Decision) {
-	if n.cfg.OnDecided != nil {
-		n.cfg.OnDecided(d)
-	}
+	n.announceDecided(d)
 	n.waitMu.Lock()
 	ws := n.waiters[d.GetTxid()]
 	delete(n.waiters, d.GetTxid())

@@ -287,7 +287,7 @@ func (b *benchStack) observeLeaders(failed int, ev *failoverEvent, since func() 
 			ev.TakeoverMs = since()
 		}
 		if ev.ServingMs < 0 && b.nats != nil {
-			if api := b.nats.slots[j].api.Load(); api != nil && api.Serving() {
+			if api := b.nats.slotAPI(j); api != nil && api.Serving() {
 				ev.ServingMs = since()
 			}
 		}
@@ -315,7 +315,7 @@ func (b *benchStack) awaitSteady(ctx context.Context, run *openRun, timeout time
 		base  uint64    // commits at since
 	)
 	for {
-		up := b.nats == nil || b.nats.serving()
+		up := b.nats == nil || b.nats.serving(b.lc)
 		for j := 0; j < b.lc.Size(); j++ {
 			up = up && b.lc.Node(j) != nil
 		}

@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"path/filepath"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -20,34 +19,33 @@ import (
 	"github.com/shardmatch/shardmatch/internal/natsauth"
 	"github.com/shardmatch/shardmatch/internal/natsembed"
 	"github.com/shardmatch/shardmatch/internal/natsutil"
-	smv1 "github.com/shardmatch/shardmatch/proto/shardmatch/v1"
 	"github.com/shardmatch/shardmatch/shard"
 	"github.com/shardmatch/shardmatch/twophase"
 	"github.com/shardmatch/shardmatch/twophase/natstransport"
 )
 
 // devNATS is the NATS half of a dev stack: the embedded server with JetStream, and one
-// slot per coordinator position holding the node's connection, its participant
-// transport and its API server. A slot's parts are made before its node starts (so the
-// node's first leadership reaches its server) and replaced when the node restarts.
+// slot per coordinator position holding the node's connection, its transport to the
+// shards and its API server. They are made in dependency order each time the node
+// (re)starts: the connection and transport by the node's TransportFactory, the API
+// server after the node (attach), which the node's Listen tells of a leadership it
+// may already hold.
 type devNATS struct {
 	srv   *server.Server
 	log   *slog.Logger
-	sec   *devSecurity                             // nil unless --secure
-	lc    atomic.Pointer[coordinator.LocalCluster] // set once the cluster exists
+	sec   *devSecurity // nil unless --secure
 	slots []*natsSlot
 }
 
-// natsSlot is one coordinator position. Lock order: mu only; the atomics are read by
-// the node's callbacks without it.
+// natsSlot is one coordinator position's NATS parts, nil while its node is down.
 type natsSlot struct {
-	idx     int
-	name    string
-	mu      sync.Mutex // guards nc and tr during start and stop
-	nc      *nats.Conn
-	tr      *natstransport.Coordinator
-	api     atomic.Pointer[natsapi.Server]
-	replies atomic.Pointer[twophase.ReplyHandler] // the running node's reply handler
+	idx        int
+	name       string
+	mu         sync.Mutex
+	nc         *nats.Conn
+	tr         *natstransport.Coordinator
+	api        *natsapi.Server
+	stopListen func()
 }
 
 // startDevNATS starts the embedded server on a random loopback port with its file
@@ -126,40 +124,43 @@ func (d *devNATS) slot(id string) *natsSlot {
 	panic("coordinator dev: no node " + id)
 }
 
-// startSlot gives slot i a fresh connection, participant transport and API server.
-func (d *devNATS) startSlot(i int) error {
+// participants is LocalClusterConfig.Participants: each time node id starts, it gets
+// a fresh connection and a transport to the shards that hands replies to the node.
+func (d *devNATS) participants(id string) coordinator.TransportFactory {
+	sl := d.slot(id)
+	return func(h twophase.ReplyHandler) (twophase.Transport, error) {
+		nc, err := d.dial("shardmatch-dev-"+sl.name, natsauth.RoleCoordinator, sl.name)
+		if err != nil {
+			return nil, err
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		cc := natstransport.CoordinatorConfig{Conn: nc, Logger: d.log, SkipEnsureStreams: true, Replies: h}
+		if d.sec != nil {
+			cc.Signer = d.sec.signer
+		}
+		tr, err := natstransport.NewCoordinator(ctx, cc)
+		if err != nil {
+			nc.Close()
+			return nil, err
+		}
+		sl.mu.Lock()
+		sl.nc, sl.tr = nc, tr
+		sl.mu.Unlock()
+		return tr, nil
+	}
+}
+
+// attach gives the node running in slot i its API server, on the slot's connection.
+func (d *devNATS) attach(i int, n *coordinator.Node) error {
 	sl := d.slots[i]
-	nc, err := d.dial("shardmatch-dev-"+sl.name, natsauth.RoleCoordinator, sl.name)
-	if err != nil {
-		return err
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	cc := natstransport.CoordinatorConfig{Conn: nc, Logger: d.log,
-		SkipEnsureStreams: true, Replies: func(r *smv1.ShardReply) {
-			if h := sl.replies.Load(); h != nil {
-				(*h)(r)
-			}
-		}}
-	if d.sec != nil {
-		cc.Signer = d.sec.signer
-	}
-	tr, err := natstransport.NewCoordinator(ctx, cc)
-	if err != nil {
-		nc.Close()
-		return err
-	}
-	api, err := natsapi.New(natsapi.Config{Node: d.nodeAt(i), NodeID: sl.name, Conn: nc, Logger: d.log,
-		SkipEnsureStreams: true})
-	if err != nil {
-		_ = tr.Close()
-		nc.Close()
-		return err
-	}
 	sl.mu.Lock()
-	sl.nc, sl.tr = nc, tr
-	sl.mu.Unlock()
-	sl.api.Store(api)
+	defer sl.mu.Unlock()
+	api, err := natsapi.New(natsapi.Config{Node: n, NodeID: sl.name, Conn: sl.nc, Logger: d.log, SkipEnsureStreams: true})
+	if err != nil {
+		return err
+	}
+	sl.api, sl.stopListen = api, n.Listen(api)
 	return nil
 }
 
@@ -167,14 +168,16 @@ func (d *devNATS) startSlot(i int) error {
 // stopped).
 func (d *devNATS) stopSlot(i int) {
 	sl := d.slots[i]
-	if api := sl.api.Swap(nil); api != nil {
+	sl.mu.Lock()
+	api, stop, nc, tr := sl.api, sl.stopListen, sl.nc, sl.tr
+	sl.api, sl.stopListen, sl.nc, sl.tr = nil, nil, nil, nil
+	sl.mu.Unlock()
+	if stop != nil {
+		stop()
+	}
+	if api != nil {
 		_ = api.Close()
 	}
-	sl.replies.Store(nil)
-	sl.mu.Lock()
-	nc, tr := sl.nc, sl.tr
-	sl.nc, sl.tr = nil, nil
-	sl.mu.Unlock()
 	if tr != nil {
 		_ = tr.Close()
 	}
@@ -183,38 +186,18 @@ func (d *devNATS) stopSlot(i int) {
 	}
 }
 
-// participants is LocalClusterConfig.Participants: the node gets its slot's transport,
-// and its reply handler is installed behind the transport's.
-func (d *devNATS) participants(id string) func(twophase.ReplyHandler) twophase.Transport {
-	sl := d.slot(id)
-	return func(h twophase.ReplyHandler) twophase.Transport {
-		sl.replies.Store(&h)
-		sl.mu.Lock()
-		defer sl.mu.Unlock()
-		return sl.tr
-	}
-}
-
-// configure wires node id's leadership and decisions to its slot's API server.
-func (d *devNATS) configure(id string, c *coordinator.Config) {
-	sl := d.slot(id)
-	c.OnLeadership = func(leading bool, term uint64) {
-		if api := sl.api.Load(); api != nil {
-			api.Leading(leading, term)
-		}
-	}
-	c.OnDecided = func(dec *smv1.Decision) {
-		if api := sl.api.Load(); api != nil {
-			api.Decided(dec)
-		}
-	}
+// slotAPI is slot i's API server, nil while its node is down.
+func (d *devNATS) slotAPI(i int) *natsapi.Server {
+	sl := d.slots[i]
+	sl.mu.Lock()
+	defer sl.mu.Unlock()
+	return sl.api
 }
 
 // serving reports whether some node leads and its API server takes proposals.
-func (d *devNATS) serving() bool {
-	lc := d.lc.Load()
-	for i, sl := range d.slots {
-		if n, api := lc.Node(i), sl.api.Load(); n != nil && api != nil && n.IsLeader() && api.Serving() {
+func (d *devNATS) serving(lc *coordinator.LocalCluster) bool {
+	for i := range d.slots {
+		if n, api := lc.Node(i), d.slotAPI(i); n != nil && api != nil && n.IsLeader() && api.Serving() {
 			return true
 		}
 	}
@@ -246,17 +229,4 @@ func (d *devNATS) close() {
 		d.stopSlot(i)
 	}
 	natsembed.Shutdown(d.srv)
-}
-
-// nodeAt is natsapi.Node for whatever node runs in position i: a slot's server is made
-// before its node (re)starts.
-func (d *devNATS) nodeAt(i int) natsapi.Node {
-	return natsapi.NodeLookup(func() (*coordinator.Node, error) {
-		if lc := d.lc.Load(); lc != nil {
-			if n := lc.Node(i); n != nil {
-				return n, nil
-			}
-		}
-		return nil, &coordinator.NotLeaderError{}
-	})
 }

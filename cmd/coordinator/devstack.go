@@ -86,8 +86,8 @@ func startDevStack(ctx context.Context, o devOptions, log *slog.Logger) (_ *devS
 	} else if err = os.MkdirAll(s.dir, 0o755); err != nil {
 		return s, err
 	}
-	participants := func(id string) func(twophase.ReplyHandler) twophase.Transport {
-		return func(h twophase.ReplyHandler) twophase.Transport { return s.net.Coordinator(id, h) }
+	participants := func(id string) coordinator.TransportFactory {
+		return func(h twophase.ReplyHandler) (twophase.Transport, error) { return s.net.Coordinator(id, h), nil }
 	}
 	if o.transport == transportNATS {
 		if o.secure {
@@ -126,21 +126,11 @@ func startDevStack(ctx context.Context, o devOptions, log *slog.Logger) (_ *devS
 			}
 		}
 	}
-	if s.nats != nil {
-		for i := range s.nats.slots {
-			if err = s.nats.startSlot(i); err != nil {
-				return s, err
-			}
-		}
-	}
 	lc, err := coordinator.NewLocalCluster(coordinator.LocalClusterConfig{
 		Nodes: o.nodes, DataDir: s.dir, AttemptTimeout: 2 * time.Second, Participants: participants,
 		Configure: func(id string, c *coordinator.Config) {
 			c.Clock, c.Logger, c.Policy = s.clk, log, pol
 			c.HeartbeatTimeout, c.ElectionTimeout, c.LeaderLeaseTimeout = devHeartbeat, devHeartbeat, devHeartbeat/2
-			if s.nats != nil {
-				s.nats.configure(id, c)
-			}
 			if s.admin != nil {
 				s.admin.configure(id, c)
 			}
@@ -160,7 +150,11 @@ func startDevStack(ctx context.Context, o devOptions, log *slog.Logger) (_ *devS
 	rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	if s.nats != nil {
-		s.nats.lc.Store(lc)
+		for i := range lc.Size() {
+			if err = s.nats.attach(i, lc.Node(i)); err != nil {
+				return s, err
+			}
+		}
 		return s, s.registerOverNATS(rctx, o)
 	}
 	for _, sh := range s.shards {
@@ -184,7 +178,7 @@ func (s *devStack) registerOverNATS(ctx context.Context, o devOptions) error {
 			return fmt.Errorf("shard %s: %w", sh.id, err)
 		}
 	}
-	for !s.nats.serving() {
+	for !s.nats.serving(s.lc) {
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("no leader serving: %w", ctx.Err())
@@ -275,13 +269,13 @@ func (s *devStack) restart(i int) error {
 	if s.lc.Node(i) != nil {
 		return nil
 	}
-	if s.nats != nil {
-		if err := s.nats.startSlot(i); err != nil {
-			return err
-		}
-	}
 	if err := s.lc.Start(i); err != nil {
 		return err
+	}
+	if s.nats != nil {
+		if err := s.nats.attach(i, s.lc.Node(i)); err != nil {
+			return err
+		}
 	}
 	if s.admin != nil {
 		return s.admin.attach(s.lc, i)

@@ -13,7 +13,6 @@ import (
 	"os"
 	"os/signal"
 	"strings"
-	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -35,7 +34,6 @@ import (
 	"github.com/shardmatch/shardmatch/internal/memlimit"
 	"github.com/shardmatch/shardmatch/internal/natsutil"
 	"github.com/shardmatch/shardmatch/policy"
-	smv1 "github.com/shardmatch/shardmatch/proto/shardmatch/v1"
 	"github.com/shardmatch/shardmatch/twophase"
 	"github.com/shardmatch/shardmatch/twophase/natstransport"
 )
@@ -117,19 +115,20 @@ const cgroupRoot = "/sys/fs/cgroup"
 
 // served is one running node and everything it owns, closed in reverse order.
 type served struct {
-	o        serveOptions
-	log      *slog.Logger
-	nc       *nats.Conn
-	rtrans   *raft.NetworkTransport
-	ptrans   *natstransport.Coordinator
-	api      *natsapi.Server
-	node     *coordinator.Node
-	adm      *admin.Server
-	audit    *admin.Auditor
-	http     *http.Server
-	stopPol  context.CancelFunc
-	stopJoin context.CancelFunc
-	fatal    chan error
+	o          serveOptions
+	log        *slog.Logger
+	nc         *nats.Conn
+	rtrans     *raft.NetworkTransport
+	ptrans     *natstransport.Coordinator
+	api        *natsapi.Server
+	stopListen func() // removes api from the node's listeners
+	node       *coordinator.Node
+	adm        *admin.Server
+	audit      *admin.Auditor
+	http       *http.Server
+	stopPol    context.CancelFunc
+	stopJoin   context.CancelFunc
+	fatal      chan error
 	// clk is the node's one clock: every component reads it, and with
 	// --enable-fault-injection /v1/fault skews it. faults is the transport hook (nil
 	// without fault injection); history records the FSM's lease changes (nil without
@@ -143,7 +142,7 @@ type served struct {
 // policy engine, Raft, the node and its admin HTTP API. On error it closes what it
 // opened.
 func startServe(ctx context.Context, o serveOptions, log *slog.Logger, stderr io.Writer) (_ *served, err error) {
-	s := &served{o: o, log: log, stopPol: func() {}, stopJoin: func() {}, fatal: make(chan error, 1),
+	s := &served{o: o, log: log, stopPol: func() {}, stopJoin: func() {}, stopListen: func() {}, fatal: make(chan error, 1),
 		clk: clock.NewSkewed(clock.NewReal())}
 	defer func() {
 		if err != nil {
@@ -192,21 +191,10 @@ func startServe(ctx context.Context, o serveOptions, log *slog.Logger, stderr io
 		return s, fmt.Errorf("ensure streams: %w", err)
 	}
 
-	// The transport exists before the node (a failure is fatal here, not inside
-	// coordinator.New); the node hands it its reply handler when it starts.
-	var replies atomic.Pointer[twophase.ReplyHandler]
-	s.ptrans, err = natstransport.NewCoordinator(cctx, natstransport.CoordinatorConfig{Conn: s.nc, JetStream: js,
-		Prefix: o.prefix, Logger: log, SkipEnsureStreams: true, Clock: s.clk, Faults: s.faults, Signer: signer,
-		Replies: func(r *smv1.ShardReply) {
-			if h := replies.Load(); h != nil {
-				(*h)(r)
-			}
-		}})
-	if err != nil {
-		return s, fmt.Errorf("shard transport: %w", err)
-	}
-	// The API server exists before the node too, so that the node's first leadership
-	// reaches it; until the node is stored it answers "not leader".
+	// Built in dependency order, nothing forwarding to a part not made yet: metrics and
+	// policy, then the node (its transport to shards made by the node's factory, with
+	// the node's reply handler), then the node's NATS API, which Listen tells of a
+	// leadership the node may already hold.
 	metrics, err := admin.NewMetrics(admin.MetricsConfig{})
 	if err != nil {
 		return s, fmt.Errorf("metrics: %w", err)
@@ -215,19 +203,9 @@ func startServe(ctx context.Context, o serveOptions, log *slog.Logger, stderr io
 	if err := metrics.AddNATSConn(nc.IsConnected, func() uint64 { return nc.Stats().Reconnects }); err != nil {
 		return s, err
 	}
-	ref := &nodeRef{}
-	if s.api, err = natsapi.New(natsapi.Config{Node: ref, NodeID: o.id, Conn: s.nc, Prefix: o.prefix, Logger: log, Clock: s.clk,
-		SkipEnsureStreams: true, ReplyPrefixes: []string{"_INBOX."}, OnProposal: metrics.ObserveProposal,
-		StepDown: ref.transferLeadership, CommitIndex: ref.commitIndex, AdminURL: strings.TrimSuffix(o.adminAdvertiseURL, "/"),
-		MaxProposalBytes: o.maxProposalBytes, ProposerRate: o.proposerRate, ProposerBurst: o.proposerBurst}); err != nil {
-		return s, fmt.Errorf("nats api: %w", err)
-	}
 	leaderIndex, err := natsapi.NewLeaderIndexClient(natsapi.LeaderIndexClientConfig{Conn: s.nc, Prefix: o.prefix, Clock: s.clk})
 	if err != nil {
 		return s, fmt.Errorf("leader index: %w", err)
-	}
-	if err := addMalformedSources(metrics, s.api, s.ptrans); err != nil {
-		return s, err
 	}
 	var pol coordinator.Policy
 	if !o.noPolicy {
@@ -279,24 +257,35 @@ func startServe(ctx context.Context, o serveOptions, log *slog.Logger, stderr io
 	cfg.Retention, cfg.MaxRetained, cfg.SnapshotFormat = o.retention, o.retentionMax, uint16(o.snapshotFormat)
 	cfg.HeartbeatTimeout, cfg.ElectionTimeout = o.heartbeat, o.election
 	cfg.LeaderLeaseTimeout = min(cfg.LeaderLeaseTimeout, o.heartbeat)
-	cfg.Participants = func(h twophase.ReplyHandler) twophase.Transport {
-		replies.Store(&h)
-		return s.ptrans
+	cfg.Participants = func(h twophase.ReplyHandler) (twophase.Transport, error) {
+		tr, err := natstransport.NewCoordinator(cctx, natstransport.CoordinatorConfig{Conn: s.nc, JetStream: js,
+			Prefix: o.prefix, Logger: log, SkipEnsureStreams: true, Clock: s.clk, Faults: s.faults, Signer: signer, Replies: h})
+		if err != nil {
+			return nil, fmt.Errorf("shard transport: %w", err)
+		}
+		s.ptrans = tr
+		return tr, nil
 	}
-	api := s.api
 	cfg.OnLeadership = func(leading bool, term uint64) {
 		log.Info("leadership changed", "leading", leading, "term", term)
-		api.Leading(leading, term)
 	}
-	cfg.OnDecided = func(d *smv1.Decision) {
-		api.Decided(d)
-		metrics.ObserveDecision(d)
-	}
+	cfg.OnDecided = metrics.ObserveDecision
 	cfg.OnPhase = func(phase string, d time.Duration) { metrics.ObservePhase(admin.Phase(phase), d) }
 	if s.node, err = coordinator.New(cfg, coordinator.WithSabotage(sabotageOf(o.unsafe))); err != nil {
 		return s, err
 	}
-	ref.n.Store(s.node)
+	node := s.node
+	if s.api, err = natsapi.New(natsapi.Config{Node: node, NodeID: o.id, Conn: s.nc, Prefix: o.prefix, Logger: log, Clock: s.clk,
+		SkipEnsureStreams: true, ReplyPrefixes: []string{"_INBOX."}, OnProposal: metrics.ObserveProposal,
+		StepDown: node.TransferLeadership, CommitIndex: func() uint64 { return node.Raft().CommitIndex() },
+		AdminURL:         strings.TrimSuffix(o.adminAdvertiseURL, "/"),
+		MaxProposalBytes: o.maxProposalBytes, ProposerRate: o.proposerRate, ProposerBurst: o.proposerBurst}); err != nil {
+		return s, fmt.Errorf("nats api: %w", err)
+	}
+	s.stopListen = node.Listen(s.api)
+	if err := addMalformedSources(metrics, s.api, s.ptrans); err != nil {
+		return s, err
+	}
 
 	if err := addConnRefusals(metrics.Registry(), adminLimit); err != nil {
 		return s, err
@@ -411,6 +400,7 @@ func (s *served) shutdown() {
 			s.log.Warn("node shutdown", "err", err)
 		}
 	}
+	s.stopListen()
 	if s.api != nil {
 		_ = s.api.Close()
 	}
@@ -505,78 +495,4 @@ func postVoter(ctx context.Context, hc *http.Client, base, token string, body []
 		return fmt.Errorf("%s: %s", resp.Status, strings.TrimSpace(string(msg)))
 	}
 	return nil
-}
-
-// nodeRef is natsapi.Node for a node made after its API server: until the node is
-// stored every call answers "not leader", which proposers retry.
-type nodeRef struct {
-	n atomic.Pointer[coordinator.Node]
-}
-
-var _ natsapi.Node = (*nodeRef)(nil)
-
-func (r *nodeRef) get() (*coordinator.Node, error) {
-	if n := r.n.Load(); n != nil {
-		return n, nil
-	}
-	return nil, &coordinator.NotLeaderError{}
-}
-
-// commitIndex is natsapi's CommitIndex: the node's Raft commit index (0 before the
-// node exists).
-func (r *nodeRef) commitIndex() uint64 {
-	if n := r.n.Load(); n != nil {
-		return n.Raft().CommitIndex()
-	}
-	return 0
-}
-
-// transferLeadership is natsapi's StepDown: hand leadership over (the node leads but
-// cannot reach NATS).
-func (r *nodeRef) transferLeadership() error {
-	n, err := r.get()
-	if err != nil {
-		return err
-	}
-	return n.TransferLeadership()
-}
-
-func (r *nodeRef) Propose(ctx context.Context, p *smv1.Proposal) (*smv1.Decision, error) {
-	n, err := r.get()
-	if err != nil {
-		return nil, err
-	}
-	return n.Propose(ctx, p)
-}
-
-func (r *nodeRef) Status(ctx context.Context, id string) (*smv1.TxnRecord, error) {
-	n, err := r.get()
-	if err != nil {
-		return nil, err
-	}
-	return n.Status(ctx, id)
-}
-
-func (r *nodeRef) Renew(ctx context.Context, txid string) error {
-	n, err := r.get()
-	if err != nil {
-		return err
-	}
-	return n.Renew(ctx, txid)
-}
-
-func (r *nodeRef) Release(ctx context.Context, txid string) error {
-	n, err := r.get()
-	if err != nil {
-		return err
-	}
-	return n.Release(ctx, txid)
-}
-
-func (r *nodeRef) RegisterShard(ctx context.Context, sh *smv1.ShardInfo) error {
-	n, err := r.get()
-	if err != nil {
-		return err
-	}
-	return n.RegisterShard(ctx, sh)
 }

@@ -54,8 +54,8 @@ func newSnapCluster(t *testing.T) *snapCluster {
 	}
 	lc, err := coordinator.NewLocalCluster(coordinator.LocalClusterConfig{
 		DataDir: t.TempDir(), AttemptTimeout: 2 * time.Second,
-		Participants: func(id string) func(twophase.ReplyHandler) twophase.Transport {
-			return func(h twophase.ReplyHandler) twophase.Transport { return netw.Coordinator(id, h) }
+		Participants: func(id string) coordinator.TransportFactory {
+			return func(h twophase.ReplyHandler) (twophase.Transport, error) { return netw.Coordinator(id, h), nil }
 		},
 		Configure: func(_ string, cfg *coordinator.Config) {
 			cfg.Clock = ref

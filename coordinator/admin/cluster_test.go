@@ -74,8 +74,8 @@ func newAdminCluster(t *testing.T) *adminCluster {
 	}
 	lc, err := coordinator.NewLocalCluster(coordinator.LocalClusterConfig{
 		DataDir: t.TempDir(), AttemptTimeout: 2 * time.Second,
-		Participants: func(id string) func(twophase.ReplyHandler) twophase.Transport {
-			return func(h twophase.ReplyHandler) twophase.Transport { return netw.Coordinator(id, h) }
+		Participants: func(id string) coordinator.TransportFactory {
+			return func(h twophase.ReplyHandler) (twophase.Transport, error) { return netw.Coordinator(id, h), nil }
 		},
 		Configure: func(id string, cfg *coordinator.Config) {
 			cfg.Clock = ref

@@ -50,8 +50,8 @@ func (q *eventQueue) init(cfg Config) {
 	q.wake = make(chan struct{}, 1)
 }
 
-// Decided takes a decision applied on this node. Wire it to the node's
-// coordinator.Config.OnDecided: it is called on every replica with the FSM lock held,
+// Decided takes a decision applied on this node; the node calls it once the Server
+// is passed to its Listen. It is called on every replica with the FSM lock held,
 // so it only queues. The decision is published if and while this node leads; every
 // replica also keeps it for ReplayWindow so that it can publish it after a takeover.
 func (s *Server) Decided(d *smv1.Decision) {

@@ -135,9 +135,10 @@ func (s *Server) Serving() bool {
 	return s.cur != nil && s.cur.bound.Load()
 }
 
-// Leading starts (leading=true) or stops serving. Wire it to the node's
-// coordinator.Config.OnLeadership, which calls it once the node has taken over (after
-// its barrier) and when it stops leading. It does not block: subscriptions are made at
+// Leading starts (leading=true) or stops serving. The node calls it once it has
+// taken over (after its barrier) and when it stops leading: pass the Server to the
+// node's Listen (coordinator.Node.Listen), which also tells it of a leadership the node
+// already holds. It does not block: subscriptions are made at
 // once, the intake consumer is bound in the background, and on stop the proposals in
 // progress are cancelled and handed back for redelivery without being waited for.
 func (s *Server) Leading(leading bool, n uint64) {

@@ -154,7 +154,7 @@ type stack struct {
 	coord  *authConn
 	tr     *natstransport.Coordinator
 	api    *natsapi.Server
-	lc     atomic.Pointer[coordinator.LocalCluster]
+	lc     *coordinator.LocalCluster
 	shards map[string]*stackShard
 }
 
@@ -173,41 +173,40 @@ func startStack(t *testing.T, shards ...string) *stack {
 	s.coord = s.connect(natsauth.RoleCoordinator, "c1")
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	var replies atomic.Pointer[twophase.ReplyHandler]
-	var err error
-	s.tr, err = natstransport.NewCoordinator(ctx, natstransport.CoordinatorConfig{Conn: s.coord.Conn,
-		Streams: natsutil.StreamConfig{Storage: jetstream.MemoryStorage},
-		Replies: func(r *smv1.ShardReply) {
-			if h := replies.Load(); h != nil {
-				(*h)(r)
-			}
-		}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = s.tr.Close() })
-	s.api, err = natsapi.New(natsapi.Config{Node: s.apiNode(), NodeID: "c1", Conn: s.coord.Conn, SkipEnsureStreams: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = s.api.Close() })
 	lc, err := coordinator.NewLocalCluster(coordinator.LocalClusterConfig{Nodes: 1, DataDir: filepath.Join(s.dir, "raft"),
 		AttemptTimeout: 2 * time.Second,
-		Participants: func(string) func(twophase.ReplyHandler) twophase.Transport {
-			return func(h twophase.ReplyHandler) twophase.Transport { replies.Store(&h); return s.tr }
+		Participants: func(string) coordinator.TransportFactory {
+			return func(h twophase.ReplyHandler) (twophase.Transport, error) {
+				tr, err := natstransport.NewCoordinator(ctx, natstransport.CoordinatorConfig{Conn: s.coord.Conn,
+					Streams: natsutil.StreamConfig{Storage: jetstream.MemoryStorage}, Replies: h})
+				if err != nil {
+					return nil, err
+				}
+				s.tr = tr
+				return tr, nil
+			}
 		},
 		Configure: func(_ string, c *coordinator.Config) {
 			c.Clock = clock.NewReal()
 			c.ResendInitial, c.ResendMax = 50*time.Millisecond, 500*time.Millisecond
 			c.Limits.DefaultPrepareTimeout = 5 * time.Second
-			c.OnLeadership = func(leading bool, term uint64) { s.api.Leading(leading, term) }
-			c.OnDecided = func(d *smv1.Decision) { s.api.Decided(d) }
 		}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.lc.Store(lc)
-	t.Cleanup(lc.Shutdown)
+	s.lc = lc
+	s.api, err = natsapi.New(natsapi.Config{Node: lc.Node(0), NodeID: "c1", Conn: s.coord.Conn, SkipEnsureStreams: true})
+	t.Cleanup(func() { // the node first, then what it talks through
+		lc.Shutdown()
+		if s.api != nil {
+			_ = s.api.Close()
+		}
+		_ = s.tr.Close()
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lc.Node(0).Listen(s.api)
 	waitFor(t, 30*time.Second, "the coordinator serving", s.api.Serving)
 	for _, id := range shards {
 		s.addShard(id)
@@ -242,7 +241,7 @@ func (s *stack) addShard(id string) *stackShard {
 	return sh
 }
 
-func (s *stack) node() *coordinator.Node { return s.lc.Load().Node(0) }
+func (s *stack) node() *coordinator.Node { return s.lc.Node(0) }
 
 // proposer connects a proposer and its client.
 func (s *stack) proposer(id string) (*authConn, *client.Client) {
@@ -265,14 +264,4 @@ func duel(pid string, shards ...string) *smv1.Proposal {
 		p.Teams = append(p.Teams, &smv1.Team{Players: []*smv1.Player{{PlayerId: fmt.Sprintf("p%d-%s", n, sh), ShardId: sh}}})
 	}
 	return p
-}
-
-// apiNode is natsapi.Node for the stack's one node, made after the API server.
-func (s *stack) apiNode() natsapi.Node {
-	return natsapi.NodeLookup(func() (*coordinator.Node, error) {
-		if lc := s.lc.Load(); lc != nil {
-			return lc.Node(0), nil
-		}
-		return nil, &coordinator.NotLeaderError{}
-	})
 }

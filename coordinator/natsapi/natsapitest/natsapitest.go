@@ -44,8 +44,8 @@ type Options struct {
 	Logger *slog.Logger
 	// ShardsOverNATS sends the coordinators' commands to shards over JetStream (the
 	// natstransport protocol, each node on its own connection) instead of the
-	// in-memory network. The harness then makes no shards: the test runs real ones
-	// (shard.Start, natstransport.Serve) that register themselves. Shards is ignored.
+	// in-memory network. The harness then registers shards s1..sN but runs none: the
+	// test runs real ones (shard.Start, natstransport.Serve), which may register again.
 	ShardsOverNATS bool
 }
 
@@ -65,9 +65,10 @@ type Cluster struct {
 
 // slot is one node position: its current server and connection, replaced on restart.
 type slot struct {
-	id  string
-	srv atomic.Pointer[natsapi.Server]
-	nc  *nats.Conn
+	id         string
+	srv        atomic.Pointer[natsapi.Server]
+	nc         *nats.Conn // guarded by Cluster.mu, as is stopListen
+	stopListen func()
 }
 
 // Start brings up NATS, the coordinators and their servers, registers the shards, and
@@ -88,11 +89,13 @@ func Start(tb testing.TB, o Options) *Cluster {
 	c.NATS = s
 	tb.Cleanup(c.shutdown)
 	c.Net = twophase.NewInmemNetwork(twophase.InmemConfig{Seed: 1})
-	if o.ShardsOverNATS {
-		o.Shards = 0
-	}
+	var registered []string
 	for i := 1; i <= o.Shards; i++ {
 		id := fmt.Sprintf("s%d", i)
+		registered = append(registered, id)
+		if o.ShardsOverNATS {
+			continue
+		}
 		sh := &Shard{ID: id, commits: map[string]int{}}
 		p, err := twophase.NewParticipant(twophase.ParticipantConfig{ShardID: id, Handler: sh,
 			Journal: twophase.NewMemJournal(), Clock: clock.NewReal()})
@@ -107,15 +110,15 @@ func Start(tb testing.TB, o Options) *Cluster {
 		c.slots = append(c.slots, &slot{id: fmt.Sprintf("c%d", i+1)})
 	}
 	for i := range c.slots {
-		c.startAPI(i)
+		c.startConn(i)
 	}
 	lc, err := coordinator.NewLocalCluster(coordinator.LocalClusterConfig{
 		Nodes: o.Nodes, DataDir: filepath.Join(c.dir, "raft"), AttemptTimeout: 2 * time.Second,
-		Participants: func(id string) func(twophase.ReplyHandler) twophase.Transport {
+		Participants: func(id string) coordinator.TransportFactory {
 			if o.ShardsOverNATS {
-				return func(h twophase.ReplyHandler) twophase.Transport { return c.natsTransport(id, h) }
+				return func(h twophase.ReplyHandler) (twophase.Transport, error) { return c.natsTransport(id, h) }
 			}
-			return func(h twophase.ReplyHandler) twophase.Transport { return c.Net.Coordinator(id, h) }
+			return func(h twophase.ReplyHandler) (twophase.Transport, error) { return c.Net.Coordinator(id, h), nil }
 		},
 		Configure: c.configure,
 	})
@@ -123,9 +126,12 @@ func Start(tb testing.TB, o Options) *Cluster {
 		tb.Fatal(err)
 	}
 	c.lc.Store(lc)
+	for i := range c.slots {
+		c.attach(i)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	for _, id := range c.ShardIDs() {
+	for _, id := range registered {
 		if err := lc.OnLeader(ctx, func(n *coordinator.Node) error {
 			return n.RegisterShard(ctx, &smv1.ShardInfo{ShardId: id, Region: "eu-west"})
 		}); err != nil {
@@ -141,17 +147,6 @@ func (c *Cluster) configure(id string, cfg *coordinator.Config) {
 	cfg.Logger = c.opts.Logger
 	cfg.ResendInitial, cfg.ResendMax = 20*time.Millisecond, 200*time.Millisecond
 	cfg.Limits.DefaultPrepareTimeout = 2 * time.Second
-	sl := c.slotByID(id)
-	cfg.OnLeadership = func(leading bool, term uint64) {
-		if srv := sl.srv.Load(); srv != nil {
-			srv.Leading(leading, term)
-		}
-	}
-	cfg.OnDecided = func(d *smv1.Decision) {
-		if srv := sl.srv.Load(); srv != nil {
-			srv.Decided(d)
-		}
-	}
 	if c.opts.Coordinator != nil {
 		c.opts.Coordinator(id, cfg)
 	}
@@ -159,7 +154,7 @@ func (c *Cluster) configure(id string, cfg *coordinator.Config) {
 
 // natsTransport is node id's shard transport over JetStream on the node's own
 // connection (ShardsOverNATS).
-func (c *Cluster) natsTransport(id string, h twophase.ReplyHandler) twophase.Transport {
+func (c *Cluster) natsTransport(id string, h twophase.ReplyHandler) (twophase.Transport, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -167,13 +162,10 @@ func (c *Cluster) natsTransport(id string, h twophase.ReplyHandler) twophase.Tra
 	tr, err := natstransport.NewCoordinator(ctx, natstransport.CoordinatorConfig{Conn: c.slotByID(id).nc, Prefix: c.opts.Prefix,
 		Replies: h, PubAckTimeout: time.Second, Logger: c.opts.Logger})
 	if err != nil {
-		// The node needs a transport to start; its commands then go nowhere and the
-		// test fails on what it awaits.
-		c.tb.Errorf("natsapitest: shard transport for %s: %v", id, err)
-		return twophase.NewInmemNetwork(twophase.InmemConfig{}).Coordinator(id, h)
+		return nil, err
 	}
 	c.trs = append(c.trs, tr)
-	return tr
+	return tr, nil
 }
 
 func (c *Cluster) slotByID(id string) *slot {
@@ -185,29 +177,49 @@ func (c *Cluster) slotByID(id string) *slot {
 	panic("natsapitest: no node " + id)
 }
 
-// startAPI gives slot i a fresh connection and server, before its node starts, so that
-// the node's first leadership reaches it.
-func (c *Cluster) startAPI(i int) {
+// startConn gives slot i a fresh connection, before its node starts: the node's
+// transport (ShardsOverNATS) and its API server use it.
+func (c *Cluster) startConn(i int) {
+	c.tb.Helper()
+	nc := c.dial()
+	c.mu.Lock()
+	c.slots[i].nc = nc
+	c.mu.Unlock()
+}
+
+// attach gives the node running in slot i its API server, which the node's Listen
+// tells of a leadership it may already hold.
+func (c *Cluster) attach(i int) {
 	c.tb.Helper()
 	sl := c.slots[i]
-	nc := c.dial()
-	cfg := natsapi.Config{Node: c.nodeAt(i), NodeID: sl.id, Conn: nc, Prefix: c.opts.Prefix, Logger: c.opts.Logger}
+	n := c.Node(i)
+	c.mu.Lock()
+	nc := sl.nc
+	c.mu.Unlock()
+	cfg := natsapi.Config{Node: n, NodeID: sl.id, Conn: nc, Prefix: c.opts.Prefix, Logger: c.opts.Logger}
 	if c.opts.API != nil {
 		c.opts.API(sl.id, &cfg)
 	}
 	srv, err := natsapi.New(cfg)
 	if err != nil {
-		nc.Close()
 		c.tb.Fatal(err)
 	}
-	c.mu.Lock()
-	sl.nc = nc
-	c.mu.Unlock()
 	sl.srv.Store(srv)
+	stop := n.Listen(srv)
+	c.mu.Lock()
+	sl.stopListen = stop
+	c.mu.Unlock()
 }
 
 func (c *Cluster) stopAPI(i int) {
 	sl := c.slots[i]
+	c.mu.Lock()
+	stop := sl.stopListen
+	sl.stopListen = nil
+	c.mu.Unlock()
+	if stop != nil {
+		stop()
+	}
 	if srv := sl.srv.Swap(nil); srv != nil {
 		_ = srv.Close()
 	}
@@ -298,10 +310,11 @@ func (c *Cluster) Restart(i int) {
 	if c.Node(i) != nil {
 		return
 	}
-	c.startAPI(i)
+	c.startConn(i)
 	if err := c.LC().Start(i); err != nil {
 		c.tb.Fatal(err)
 	}
+	c.attach(i)
 }
 
 // Txids returns the distinct txids the running nodes' FSMs hold for proposal pid.
@@ -342,19 +355,6 @@ func (c *Cluster) shutdown() {
 		_ = c.Net.Close()
 	}
 	natsembed.Shutdown(c.NATS)
-}
-
-// nodeAt is natsapi.Node for whatever node runs in position i: the harness restarts
-// nodes under a server it made before them.
-func (c *Cluster) nodeAt(i int) natsapi.Node {
-	return natsapi.NodeLookup(func() (*coordinator.Node, error) {
-		if lc := c.LC(); lc != nil {
-			if n := lc.Node(i); n != nil {
-				return n, nil
-			}
-		}
-		return nil, &coordinator.NotLeaderError{}
-	})
 }
 
 // Shard is a simulated shard server: it votes YES for every player and counts what it

@@ -79,8 +79,8 @@ func exportedMetrics(t *testing.T) map[string]bool {
 		t.Fatal(err)
 	}
 	lc, err := coordinator.NewLocalCluster(coordinator.LocalClusterConfig{Nodes: 1, DataDir: t.TempDir(),
-		Participants: func(id string) func(twophase.ReplyHandler) twophase.Transport {
-			return func(h twophase.ReplyHandler) twophase.Transport { return netw.Coordinator(id, h) }
+		Participants: func(id string) coordinator.TransportFactory {
+			return func(h twophase.ReplyHandler) (twophase.Transport, error) { return netw.Coordinator(id, h), nil }
 		},
 		Configure: func(_ string, cfg *coordinator.Config) { cfg.Clock, cfg.OnDecided = ref, m.ObserveDecision },
 	})
