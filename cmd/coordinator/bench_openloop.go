@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/shardmatch/shardmatch/client"
-	"github.com/shardmatch/shardmatch/coordinator"
 )
 
 // errAborted marks an answered proposal that did not commit (a definite answer, not a
@@ -188,7 +187,7 @@ func (r *openRun) do(i uint64, due time.Time) {
 			r.res.AbortedBy = map[string]uint64{}
 		}
 		r.res.AbortedBy[strings.TrimPrefix(a.reason.String(), "REASON_")]++
-	case errors.Is(err, client.ErrOutcomeUnknown), errors.Is(err, coordinator.ErrOutcomeUnknown):
+	case errors.Is(err, client.ErrOutcomeUnknown):
 		r.res.Unknown++
 	default:
 		r.res.Failed++

@@ -444,21 +444,40 @@ func (acceptAll) Commit(context.Context, string, []*smv1.ShardPlayer) error { re
 func (acceptAll) Abort(context.Context, string, []*smv1.ShardPlayer) error  { return nil }
 
 // clusterProposer is the load driver's view of the LocalCluster: every call goes to
-// whichever node leads, retried elsewhere on "not leader".
+// whichever node leads, retried elsewhere on "not leader". Its errors match the client
+// SDK's (client.ErrOutcomeUnknown and the rest), so the load generator and the bench
+// see one set of errors whichever transport runs.
 type clusterProposer struct{ lc *coordinator.LocalCluster }
 
 var _ shardsvc.Proposer = clusterProposer{}
 
 func (p clusterProposer) Propose(ctx context.Context, prop *smv1.Proposal) (*smv1.Decision, error) {
-	return p.lc.Propose(ctx, prop)
+	d, err := p.lc.Propose(ctx, prop)
+	return d, asClientError(err)
 }
 
 func (p clusterProposer) Renew(ctx context.Context, txid string) error {
-	return p.onLeader(ctx, func(ctx context.Context, n *coordinator.Node) error { return n.Renew(ctx, txid) })
+	return asClientError(p.onLeader(ctx, func(ctx context.Context, n *coordinator.Node) error { return n.Renew(ctx, txid) }))
 }
 
 func (p clusterProposer) Release(ctx context.Context, txid string) error {
-	return p.onLeader(ctx, func(ctx context.Context, n *coordinator.Node) error { return n.Release(ctx, txid) })
+	return asClientError(p.onLeader(ctx, func(ctx context.Context, n *coordinator.Node) error { return n.Release(ctx, txid) }))
+}
+
+// asClientError adds to a node's error the client SDK's sentinel of the same meaning
+// (the node's stays matchable too).
+func asClientError(err error) error {
+	for _, m := range []struct{ node, client error }{
+		{coordinator.ErrOutcomeUnknown, client.ErrOutcomeUnknown},
+		{coordinator.ErrNotFound, client.ErrNotFound},
+		{coordinator.ErrConflict, client.ErrConflict},
+		{coordinator.ErrInvalid, client.ErrInvalid},
+	} {
+		if errors.Is(err, m.node) {
+			return fmt.Errorf("%w: %w", m.client, err)
+		}
+	}
+	return err
 }
 
 // onLeader runs f on the leader, retrying on another node when a node is not the
