@@ -41,6 +41,10 @@ type LocalClusterConfig struct {
 	Configure func(nodeID string, c *Config)
 	// Options, if set, are each node's Options (WithSabotage, for checker tests).
 	Options func(nodeID string) []Option
+	// NewNode, if set, makes each node (New when nil), every time it starts: a stack
+	// that builds more than the node (natsnode: its NATS transport and API server)
+	// hooks in here. Participants may then be nil, if NewNode sets it.
+	NewNode func(cfg Config, opts ...Option) (*Node, error)
 }
 
 type localNode struct {
@@ -56,8 +60,8 @@ func NewLocalCluster(cfg LocalClusterConfig) (*LocalCluster, error) {
 	if cfg.Nodes == 0 {
 		cfg.Nodes = 3
 	}
-	if cfg.DataDir == "" || cfg.Participants == nil {
-		return nil, errors.New("coordinator: LocalClusterConfig needs DataDir and Participants")
+	if cfg.DataDir == "" || (cfg.Participants == nil && cfg.NewNode == nil) {
+		return nil, errors.New("coordinator: LocalClusterConfig needs DataDir, and Participants or NewNode")
 	}
 	c := &LocalCluster{cfg: cfg}
 	for i := 0; i < cfg.Nodes; i++ {
@@ -113,7 +117,9 @@ func (c *LocalCluster) Start(i int) error {
 	cfg := DefaultConfig()
 	cfg.NodeID, cfg.DataDir, cfg.RaftTransport = n.id, filepath.Join(c.cfg.DataDir, n.id), n.trans
 	cfg.Bootstrap, cfg.Peers = true, c.peers
-	cfg.Participants = c.cfg.Participants(n.id)
+	if c.cfg.Participants != nil {
+		cfg.Participants = c.cfg.Participants(n.id)
+	}
 	cfg.HeartbeatTimeout, cfg.ElectionTimeout, cfg.LeaderLeaseTimeout = 150*time.Millisecond, 150*time.Millisecond, 100*time.Millisecond
 	if c.cfg.Configure != nil {
 		c.cfg.Configure(n.id, &cfg)
@@ -122,7 +128,11 @@ func (c *LocalCluster) Start(i int) error {
 	if c.cfg.Options != nil {
 		opts = c.cfg.Options(n.id)
 	}
-	node, err := New(cfg, opts...)
+	newNode := New
+	if c.cfg.NewNode != nil {
+		newNode = c.cfg.NewNode
+	}
+	node, err := newNode(cfg, opts...)
 	if err != nil {
 		return fmt.Errorf("coordinator: start %s: %w", n.id, err)
 	}

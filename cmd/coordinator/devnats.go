@@ -16,20 +16,18 @@ import (
 	"github.com/shardmatch/shardmatch/clock"
 	"github.com/shardmatch/shardmatch/coordinator"
 	"github.com/shardmatch/shardmatch/coordinator/natsapi"
+	"github.com/shardmatch/shardmatch/coordinator/natsnode"
 	"github.com/shardmatch/shardmatch/internal/natsauth"
 	"github.com/shardmatch/shardmatch/internal/natsembed"
 	"github.com/shardmatch/shardmatch/internal/natsutil"
 	"github.com/shardmatch/shardmatch/shard"
-	"github.com/shardmatch/shardmatch/twophase"
 	"github.com/shardmatch/shardmatch/twophase/natstransport"
 )
 
 // devNATS is the NATS half of a dev stack: the embedded server with JetStream, and one
-// slot per coordinator position holding the node's connection, its transport to the
-// shards and its API server. They are made in dependency order each time the node
-// (re)starts: the connection and transport by the node's TransportFactory, the API
-// server after the node (attach), which the node's Listen tells of a leadership it
-// may already hold.
+// slot per coordinator position holding the node's connection and its natsnode
+// assembly (the node, its transport to the shards, its API server), made afresh each
+// time the node (re)starts.
 type devNATS struct {
 	srv   *server.Server
 	log   *slog.Logger
@@ -39,13 +37,11 @@ type devNATS struct {
 
 // natsSlot is one coordinator position's NATS parts, nil while its node is down.
 type natsSlot struct {
-	idx        int
-	name       string
-	mu         sync.Mutex
-	nc         *nats.Conn
-	tr         *natstransport.Coordinator
-	api        *natsapi.Server
-	stopListen func()
+	idx   int
+	name  string
+	mu    sync.Mutex
+	nc    *nats.Conn
+	stack *natsnode.Assembly
 }
 
 // startDevNATS starts the embedded server on a random loopback port with its file
@@ -124,62 +120,43 @@ func (d *devNATS) slot(id string) *natsSlot {
 	panic("coordinator dev: no node " + id)
 }
 
-// participants is LocalClusterConfig.Participants: each time node id starts, it gets
-// a fresh connection and a transport to the shards that hands replies to the node.
-func (d *devNATS) participants(id string) coordinator.TransportFactory {
-	sl := d.slot(id)
-	return func(h twophase.ReplyHandler) (twophase.Transport, error) {
-		nc, err := d.dial("shardmatch-dev-"+sl.name, natsauth.RoleCoordinator, sl.name)
-		if err != nil {
-			return nil, err
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		cc := natstransport.CoordinatorConfig{Conn: nc, Logger: d.log, SkipEnsureStreams: true, Replies: h}
-		if d.sec != nil {
-			cc.Signer = d.sec.signer
-		}
-		tr, err := natstransport.NewCoordinator(ctx, cc)
-		if err != nil {
-			nc.Close()
-			return nil, err
-		}
-		sl.mu.Lock()
-		sl.nc, sl.tr = nc, tr
-		sl.mu.Unlock()
-		return tr, nil
-	}
-}
-
-// attach gives the node running in slot i its API server, on the slot's connection.
-func (d *devNATS) attach(i int, n *coordinator.Node) error {
-	sl := d.slots[i]
-	sl.mu.Lock()
-	defer sl.mu.Unlock()
-	api, err := natsapi.New(natsapi.Config{Node: n, NodeID: sl.name, Conn: sl.nc, Logger: d.log, SkipEnsureStreams: true})
+// newNode is LocalClusterConfig.NewNode: each time a node starts, it gets a fresh
+// connection (as coordinator-<id> with --secure) and is assembled on it by natsnode,
+// with its transport to the shards and its API server.
+func (d *devNATS) newNode(cfg coordinator.Config, opts ...coordinator.Option) (*coordinator.Node, error) {
+	sl := d.slot(cfg.NodeID)
+	nc, err := d.dial("shardmatch-dev-"+sl.name, natsauth.RoleCoordinator, sl.name)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	sl.api, sl.stopListen = api, n.Listen(api)
-	return nil
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	tc := natstransport.CoordinatorConfig{Logger: d.log, SkipEnsureStreams: true}
+	if d.sec != nil {
+		tc.Signer = d.sec.signer
+	}
+	a, err := natsnode.New(ctx, natsnode.Config{Conn: nc, Transport: tc,
+		API: natsapi.Config{NodeID: sl.name, Logger: d.log, SkipEnsureStreams: true}}, cfg, opts...)
+	if err != nil {
+		nc.Close()
+		return nil, err
+	}
+	sl.mu.Lock()
+	sl.nc, sl.stack = nc, a
+	sl.mu.Unlock()
+	return a.Node, nil
 }
 
-// stopSlot closes slot i's API server, transport and connection (its node is already
-// stopped).
+// stopSlot closes slot i's node assembly and connection (the node is usually stopped
+// already, by the cluster).
 func (d *devNATS) stopSlot(i int) {
 	sl := d.slots[i]
 	sl.mu.Lock()
-	api, stop, nc, tr := sl.api, sl.stopListen, sl.nc, sl.tr
-	sl.api, sl.stopListen, sl.nc, sl.tr = nil, nil, nil, nil
+	a, nc := sl.stack, sl.nc
+	sl.stack, sl.nc = nil, nil
 	sl.mu.Unlock()
-	if stop != nil {
-		stop()
-	}
-	if api != nil {
-		_ = api.Close()
-	}
-	if tr != nil {
-		_ = tr.Close()
+	if a != nil {
+		a.Close()
 	}
 	if nc != nil {
 		nc.Close()
@@ -191,7 +168,10 @@ func (d *devNATS) slotAPI(i int) *natsapi.Server {
 	sl := d.slots[i]
 	sl.mu.Lock()
 	defer sl.mu.Unlock()
-	return sl.api
+	if sl.stack == nil {
+		return nil
+	}
+	return sl.stack.API
 }
 
 // serving reports whether some node leads and its API server takes proposals.

@@ -78,7 +78,7 @@ func TestDevStackSecure(t *testing.T) {
 	// Unsigned commands are refused by the shards.
 	for _, sl := range st.nats.slots {
 		sl.mu.Lock()
-		sl.tr.SetSigner(nil)
+		sl.stack.Transport.SetSigner(nil)
 		sl.mu.Unlock()
 	}
 	pctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)

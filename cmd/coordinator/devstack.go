@@ -98,7 +98,6 @@ func startDevStack(ctx context.Context, o devOptions, log *slog.Logger) (_ *devS
 		if s.nats, err = startDevNATS(filepath.Join(s.dir, "nats"), o.nodes, s.sec, log); err != nil {
 			return s, fmt.Errorf("nats: %w", err)
 		}
-		participants = s.nats.participants
 		if s.cliConn, s.cli, err = s.nats.newClient("shardmatch-dev-driver", natsauth.RoleProposer, "dev-driver"); err != nil {
 			return s, err
 		}
@@ -126,7 +125,7 @@ func startDevStack(ctx context.Context, o devOptions, log *slog.Logger) (_ *devS
 			}
 		}
 	}
-	lc, err := coordinator.NewLocalCluster(coordinator.LocalClusterConfig{
+	lcc := coordinator.LocalClusterConfig{
 		Nodes: o.nodes, DataDir: s.dir, AttemptTimeout: 2 * time.Second, Participants: participants,
 		Configure: func(id string, c *coordinator.Config) {
 			c.Clock, c.Logger, c.Policy = s.clk, log, pol
@@ -135,7 +134,11 @@ func startDevStack(ctx context.Context, o devOptions, log *slog.Logger) (_ *devS
 				s.admin.configure(id, c)
 			}
 		},
-	})
+	}
+	if s.nats != nil { // each node assembled by natsnode, its transport and API server with it
+		lcc.Participants, lcc.NewNode = nil, s.nats.newNode
+	}
+	lc, err := coordinator.NewLocalCluster(lcc)
 	if err != nil {
 		return s, err
 	}
@@ -150,11 +153,6 @@ func startDevStack(ctx context.Context, o devOptions, log *slog.Logger) (_ *devS
 	rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	if s.nats != nil {
-		for i := range lc.Size() {
-			if err = s.nats.attach(i, lc.Node(i)); err != nil {
-				return s, err
-			}
-		}
 		return s, s.registerOverNATS(rctx, o)
 	}
 	for _, sh := range s.shards {
@@ -271,11 +269,6 @@ func (s *devStack) restart(i int) error {
 	}
 	if err := s.lc.Start(i); err != nil {
 		return err
-	}
-	if s.nats != nil {
-		if err := s.nats.attach(i, s.lc.Node(i)); err != nil {
-			return err
-		}
 	}
 	if s.admin != nil {
 		return s.admin.attach(s.lc, i)

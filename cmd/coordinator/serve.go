@@ -30,11 +30,11 @@ import (
 	"github.com/shardmatch/shardmatch/coordinator"
 	"github.com/shardmatch/shardmatch/coordinator/admin"
 	"github.com/shardmatch/shardmatch/coordinator/natsapi"
+	"github.com/shardmatch/shardmatch/coordinator/natsnode"
 	"github.com/shardmatch/shardmatch/internal/config"
 	"github.com/shardmatch/shardmatch/internal/memlimit"
 	"github.com/shardmatch/shardmatch/internal/natsutil"
 	"github.com/shardmatch/shardmatch/policy"
-	"github.com/shardmatch/shardmatch/twophase"
 	"github.com/shardmatch/shardmatch/twophase/natstransport"
 )
 
@@ -115,20 +115,20 @@ const cgroupRoot = "/sys/fs/cgroup"
 
 // served is one running node and everything it owns, closed in reverse order.
 type served struct {
-	o          serveOptions
-	log        *slog.Logger
-	nc         *nats.Conn
-	rtrans     *raft.NetworkTransport
-	ptrans     *natstransport.Coordinator
-	api        *natsapi.Server
-	stopListen func() // removes api from the node's listeners
-	node       *coordinator.Node
-	adm        *admin.Server
-	audit      *admin.Auditor
-	http       *http.Server
-	stopPol    context.CancelFunc
-	stopJoin   context.CancelFunc
-	fatal      chan error
+	o        serveOptions
+	log      *slog.Logger
+	nc       *nats.Conn
+	rtrans   *raft.NetworkTransport
+	ptrans   *natstransport.Coordinator
+	stack    *natsnode.Assembly // the node, its transport to the shards and its NATS API
+	api      *natsapi.Server    // stack's
+	node     *coordinator.Node  // stack's
+	adm      *admin.Server
+	audit    *admin.Auditor
+	http     *http.Server
+	stopPol  context.CancelFunc
+	stopJoin context.CancelFunc
+	fatal    chan error
 	// clk is the node's one clock: every component reads it, and with
 	// --enable-fault-injection /v1/fault skews it. faults is the transport hook (nil
 	// without fault injection); history records the FSM's lease changes (nil without
@@ -142,7 +142,7 @@ type served struct {
 // policy engine, Raft, the node and its admin HTTP API. On error it closes what it
 // opened.
 func startServe(ctx context.Context, o serveOptions, log *slog.Logger, stderr io.Writer) (_ *served, err error) {
-	s := &served{o: o, log: log, stopPol: func() {}, stopJoin: func() {}, stopListen: func() {}, fatal: make(chan error, 1),
+	s := &served{o: o, log: log, stopPol: func() {}, stopJoin: func() {}, fatal: make(chan error, 1),
 		clk: clock.NewSkewed(clock.NewReal())}
 	defer func() {
 		if err != nil {
@@ -257,32 +257,20 @@ func startServe(ctx context.Context, o serveOptions, log *slog.Logger, stderr io
 	cfg.Retention, cfg.MaxRetained, cfg.SnapshotFormat = o.retention, o.retentionMax, uint16(o.snapshotFormat)
 	cfg.HeartbeatTimeout, cfg.ElectionTimeout = o.heartbeat, o.election
 	cfg.LeaderLeaseTimeout = min(cfg.LeaderLeaseTimeout, o.heartbeat)
-	cfg.Participants = func(h twophase.ReplyHandler) (twophase.Transport, error) {
-		tr, err := natstransport.NewCoordinator(cctx, natstransport.CoordinatorConfig{Conn: s.nc, JetStream: js,
-			Prefix: o.prefix, Logger: log, SkipEnsureStreams: true, Clock: s.clk, Faults: s.faults, Signer: signer, Replies: h})
-		if err != nil {
-			return nil, fmt.Errorf("shard transport: %w", err)
-		}
-		s.ptrans = tr
-		return tr, nil
-	}
 	cfg.OnLeadership = func(leading bool, term uint64) {
 		log.Info("leadership changed", "leading", leading, "term", term)
 	}
 	cfg.OnDecided = metrics.ObserveDecision
 	cfg.OnPhase = func(phase string, d time.Duration) { metrics.ObservePhase(admin.Phase(phase), d) }
-	if s.node, err = coordinator.New(cfg, coordinator.WithSabotage(sabotageOf(o.unsafe))); err != nil {
+	if s.stack, err = natsnode.New(cctx, natsnode.Config{Conn: s.nc, Prefix: o.prefix,
+		Transport: natstransport.CoordinatorConfig{JetStream: js, Logger: log, SkipEnsureStreams: true, Clock: s.clk, Faults: s.faults, Signer: signer},
+		API: natsapi.Config{NodeID: o.id, Logger: log, Clock: s.clk, SkipEnsureStreams: true, ReplyPrefixes: []string{"_INBOX."},
+			OnProposal: metrics.ObserveProposal, AdminURL: strings.TrimSuffix(o.adminAdvertiseURL, "/"),
+			MaxProposalBytes: o.maxProposalBytes, ProposerRate: o.proposerRate, ProposerBurst: o.proposerBurst}},
+		cfg, coordinator.WithSabotage(sabotageOf(o.unsafe))); err != nil {
 		return s, err
 	}
-	node := s.node
-	if s.api, err = natsapi.New(natsapi.Config{Node: node, NodeID: o.id, Conn: s.nc, Prefix: o.prefix, Logger: log, Clock: s.clk,
-		SkipEnsureStreams: true, ReplyPrefixes: []string{"_INBOX."}, OnProposal: metrics.ObserveProposal,
-		StepDown: node.TransferLeadership, CommitIndex: func() uint64 { return node.Raft().CommitIndex() },
-		AdminURL:         strings.TrimSuffix(o.adminAdvertiseURL, "/"),
-		MaxProposalBytes: o.maxProposalBytes, ProposerRate: o.proposerRate, ProposerBurst: o.proposerBurst}); err != nil {
-		return s, fmt.Errorf("nats api: %w", err)
-	}
-	s.stopListen = node.Listen(s.api)
+	s.node, s.api, s.ptrans = s.stack.Node, s.stack.API, s.stack.Transport
 	if err := addMalformedSources(metrics, s.api, s.ptrans); err != nil {
 		return s, err
 	}
@@ -400,12 +388,8 @@ func (s *served) shutdown() {
 			s.log.Warn("node shutdown", "err", err)
 		}
 	}
-	s.stopListen()
-	if s.api != nil {
-		_ = s.api.Close()
-	}
-	if s.ptrans != nil {
-		_ = s.ptrans.Close()
+	if s.stack != nil {
+		s.stack.Close() // the node is down already: its API server and transport
 	}
 	if s.rtrans != nil {
 		_ = s.rtrans.Close()

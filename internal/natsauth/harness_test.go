@@ -21,6 +21,7 @@ import (
 	"github.com/shardmatch/shardmatch/clock"
 	"github.com/shardmatch/shardmatch/coordinator"
 	"github.com/shardmatch/shardmatch/coordinator/natsapi"
+	"github.com/shardmatch/shardmatch/coordinator/natsnode"
 	"github.com/shardmatch/shardmatch/internal/config"
 	"github.com/shardmatch/shardmatch/internal/natsauth"
 	"github.com/shardmatch/shardmatch/internal/natsembed"
@@ -173,18 +174,18 @@ func startStack(t *testing.T, shards ...string) *stack {
 	s.coord = s.connect(natsauth.RoleCoordinator, "c1")
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
+	var stack *natsnode.Assembly
 	lc, err := coordinator.NewLocalCluster(coordinator.LocalClusterConfig{Nodes: 1, DataDir: filepath.Join(s.dir, "raft"),
 		AttemptTimeout: 2 * time.Second,
-		Participants: func(string) coordinator.TransportFactory {
-			return func(h twophase.ReplyHandler) (twophase.Transport, error) {
-				tr, err := natstransport.NewCoordinator(ctx, natstransport.CoordinatorConfig{Conn: s.coord.Conn,
-					Streams: natsutil.StreamConfig{Storage: jetstream.MemoryStorage}, Replies: h})
-				if err != nil {
-					return nil, err
-				}
-				s.tr = tr
-				return tr, nil
+		NewNode: func(cfg coordinator.Config, opts ...coordinator.Option) (*coordinator.Node, error) {
+			a, err := natsnode.New(ctx, natsnode.Config{Conn: s.coord.Conn,
+				Transport: natstransport.CoordinatorConfig{Streams: natsutil.StreamConfig{Storage: jetstream.MemoryStorage}},
+				API:       natsapi.Config{NodeID: "c1", SkipEnsureStreams: true}}, cfg, opts...)
+			if err != nil {
+				return nil, err
 			}
+			stack = a
+			return a.Node, nil
 		},
 		Configure: func(_ string, c *coordinator.Config) {
 			c.Clock = clock.NewReal()
@@ -194,19 +195,8 @@ func startStack(t *testing.T, shards ...string) *stack {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.lc = lc
-	s.api, err = natsapi.New(natsapi.Config{Node: lc.Node(0), NodeID: "c1", Conn: s.coord.Conn, SkipEnsureStreams: true})
-	t.Cleanup(func() { // the node first, then what it talks through
-		lc.Shutdown()
-		if s.api != nil {
-			_ = s.api.Close()
-		}
-		_ = s.tr.Close()
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	lc.Node(0).Listen(s.api)
+	s.lc, s.api, s.tr = lc, stack.API, stack.Transport
+	t.Cleanup(func() { lc.Shutdown(); stack.Close() }) // the node first, then what it talks through
 	waitFor(t, 30*time.Second, "the coordinator serving", s.api.Serving)
 	for _, id := range shards {
 		s.addShard(id)

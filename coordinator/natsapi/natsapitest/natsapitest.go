@@ -25,6 +25,7 @@ import (
 	"github.com/shardmatch/shardmatch/clock"
 	"github.com/shardmatch/shardmatch/coordinator"
 	"github.com/shardmatch/shardmatch/coordinator/natsapi"
+	"github.com/shardmatch/shardmatch/coordinator/natsnode"
 	"github.com/shardmatch/shardmatch/internal/natsembed"
 	smv1 "github.com/shardmatch/shardmatch/proto/shardmatch/v1"
 	"github.com/shardmatch/shardmatch/twophase"
@@ -60,15 +61,15 @@ type Cluster struct {
 	mu     sync.Mutex // guards slots' conns during Kill and Restart
 	slots  []*slot
 	shards map[string]*Shard
-	trs    []*natstransport.Coordinator // ShardsOverNATS: every transport made, closed at shutdown
 }
 
-// slot is one node position: its current server and connection, replaced on restart.
+// slot is one node position: its current connection and node assembly (the node, its
+// transport to the shards, its API server), made afresh on every start.
 type slot struct {
-	id         string
-	srv        atomic.Pointer[natsapi.Server]
-	nc         *nats.Conn // guarded by Cluster.mu, as is stopListen
-	stopListen func()
+	id    string
+	srv   atomic.Pointer[natsapi.Server] // stack's API server, nil while down
+	nc    *nats.Conn                     // guarded by Cluster.mu, as is stack
+	stack *natsnode.Assembly
 }
 
 // Start brings up NATS, the coordinators and their servers, registers the shards, and
@@ -109,26 +110,14 @@ func Start(tb testing.TB, o Options) *Cluster {
 	for i := 0; i < o.Nodes; i++ {
 		c.slots = append(c.slots, &slot{id: fmt.Sprintf("c%d", i+1)})
 	}
-	for i := range c.slots {
-		c.startConn(i)
-	}
 	lc, err := coordinator.NewLocalCluster(coordinator.LocalClusterConfig{
 		Nodes: o.Nodes, DataDir: filepath.Join(c.dir, "raft"), AttemptTimeout: 2 * time.Second,
-		Participants: func(id string) coordinator.TransportFactory {
-			if o.ShardsOverNATS {
-				return func(h twophase.ReplyHandler) (twophase.Transport, error) { return c.natsTransport(id, h) }
-			}
-			return func(h twophase.ReplyHandler) (twophase.Transport, error) { return c.Net.Coordinator(id, h), nil }
-		},
-		Configure: c.configure,
+		NewNode: c.newNode, Configure: c.configure,
 	})
 	if err != nil {
 		tb.Fatal(err)
 	}
 	c.lc.Store(lc)
-	for i := range c.slots {
-		c.attach(i)
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	for _, id := range registered {
@@ -152,20 +141,37 @@ func (c *Cluster) configure(id string, cfg *coordinator.Config) {
 	}
 }
 
-// natsTransport is node id's shard transport over JetStream on the node's own
-// connection (ShardsOverNATS).
-func (c *Cluster) natsTransport(id string, h twophase.ReplyHandler) (twophase.Transport, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	tr, err := natstransport.NewCoordinator(ctx, natstransport.CoordinatorConfig{Conn: c.slotByID(id).nc, Prefix: c.opts.Prefix,
-		Replies: h, PubAckTimeout: time.Second, Logger: c.opts.Logger})
+// newNode is LocalClusterConfig.NewNode: every time a node starts, a fresh
+// connection and the node assembled on it by natsnode, its shard transport the
+// in-memory network (or JetStream with ShardsOverNATS).
+func (c *Cluster) newNode(cfg coordinator.Config, opts ...coordinator.Option) (*coordinator.Node, error) {
+	sl := c.slotByID(cfg.NodeID)
+	nc, err := nats.Connect(c.NATS.ClientURL(), nats.MaxReconnects(-1), nats.ReconnectWait(20*time.Millisecond))
 	if err != nil {
 		return nil, err
 	}
-	c.trs = append(c.trs, tr)
-	return tr, nil
+	nn := natsnode.Config{Conn: nc, Prefix: c.opts.Prefix,
+		Transport: natstransport.CoordinatorConfig{PubAckTimeout: time.Second, Logger: c.opts.Logger},
+		API:       natsapi.Config{NodeID: sl.id, Logger: c.opts.Logger}}
+	if !c.opts.ShardsOverNATS {
+		id := cfg.NodeID
+		nn.Shards = func(h twophase.ReplyHandler) (twophase.Transport, error) { return c.Net.Coordinator(id, h), nil }
+	}
+	if c.opts.API != nil {
+		c.opts.API(sl.id, &nn.API)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	a, err := natsnode.New(ctx, nn, cfg, opts...)
+	if err != nil {
+		nc.Close()
+		return nil, err
+	}
+	c.mu.Lock()
+	sl.nc, sl.stack = nc, a
+	c.mu.Unlock()
+	sl.srv.Store(a.API)
+	return a.Node, nil
 }
 
 func (c *Cluster) slotByID(id string) *slot {
@@ -177,56 +183,17 @@ func (c *Cluster) slotByID(id string) *slot {
 	panic("natsapitest: no node " + id)
 }
 
-// startConn gives slot i a fresh connection, before its node starts: the node's
-// transport (ShardsOverNATS) and its API server use it.
-func (c *Cluster) startConn(i int) {
-	c.tb.Helper()
-	nc := c.dial()
-	c.mu.Lock()
-	c.slots[i].nc = nc
-	c.mu.Unlock()
-}
-
-// attach gives the node running in slot i its API server, which the node's Listen
-// tells of a leadership it may already hold.
-func (c *Cluster) attach(i int) {
-	c.tb.Helper()
-	sl := c.slots[i]
-	n := c.Node(i)
-	c.mu.Lock()
-	nc := sl.nc
-	c.mu.Unlock()
-	cfg := natsapi.Config{Node: n, NodeID: sl.id, Conn: nc, Prefix: c.opts.Prefix, Logger: c.opts.Logger}
-	if c.opts.API != nil {
-		c.opts.API(sl.id, &cfg)
-	}
-	srv, err := natsapi.New(cfg)
-	if err != nil {
-		c.tb.Fatal(err)
-	}
-	sl.srv.Store(srv)
-	stop := n.Listen(srv)
-	c.mu.Lock()
-	sl.stopListen = stop
-	c.mu.Unlock()
-}
-
+// stopAPI closes slot i's assembly (its node is down already) and connection.
 func (c *Cluster) stopAPI(i int) {
 	sl := c.slots[i]
+	sl.srv.Store(nil)
 	c.mu.Lock()
-	stop := sl.stopListen
-	sl.stopListen = nil
+	a, nc := sl.stack, sl.nc
+	sl.stack, sl.nc = nil, nil
 	c.mu.Unlock()
-	if stop != nil {
-		stop()
+	if a != nil {
+		a.Close()
 	}
-	if srv := sl.srv.Swap(nil); srv != nil {
-		_ = srv.Close()
-	}
-	c.mu.Lock()
-	nc := sl.nc
-	sl.nc = nil
-	c.mu.Unlock()
 	if nc != nil {
 		nc.Close()
 	}
@@ -310,11 +277,9 @@ func (c *Cluster) Restart(i int) {
 	if c.Node(i) != nil {
 		return
 	}
-	c.startConn(i)
 	if err := c.LC().Start(i); err != nil {
 		c.tb.Fatal(err)
 	}
-	c.attach(i)
 }
 
 // Txids returns the distinct txids the running nodes' FSMs hold for proposal pid.
@@ -346,11 +311,6 @@ func (c *Cluster) shutdown() {
 			c.stopAPI(i)
 		}
 	}
-	c.mu.Lock()
-	for _, tr := range c.trs {
-		_ = tr.Close()
-	}
-	c.mu.Unlock()
 	if c.Net != nil {
 		_ = c.Net.Close()
 	}
