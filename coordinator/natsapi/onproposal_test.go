@@ -72,6 +72,10 @@ func TestOnProposalAcrossLeaders(t *testing.T) {
 	publishProposal(t, nc, "p1", mustMarshal(t, &smv1.Proposal{ProposalId: "p1"}), reply)
 	<-started // a is working on p1
 	publishProposal(t, nc, "p2", mustMarshal(t, &smv1.Proposal{ProposalId: "p2"}), reply)
+	// a takes p2 too before it steps down. (A proposal a had fetched but not yet
+	// handled would reach b as a redelivery and be counted nowhere: OnProposal counts
+	// first deliveries, and CI once stepped a down in that window.)
+	<-started
 	srvA.Leading(false, 1)
 	lead(t, srvB, 2)
 	decided := map[string]bool{}
