@@ -47,29 +47,11 @@ type Assembly struct {
 
 // New builds the node from node and opts (its Participants set here), then its API
 // server. ctx bounds the transport's start. On error nothing is left running.
-func New(ctx context.Context, cfg Config, node coordinator.Config, opts ...coordinator.Option) (*Assembly, error) {
-	a := &Assembly{}
-	if err := a.start(ctx, cfg, node, coordinator.New, opts...); err != nil {
-		return nil, err
-	}
-	return a, nil
-}
-
-// Build is New for a caller that makes the node itself (coordinator.LocalCluster's
-// NewNode hook): newNode gets the node's config with Participants set.
-func Build(ctx context.Context, cfg Config, node coordinator.Config, newNode func(coordinator.Config, ...coordinator.Option) (*coordinator.Node, error), opts ...coordinator.Option) (*Assembly, error) {
-	a := &Assembly{}
-	if err := a.start(ctx, cfg, node, newNode, opts...); err != nil {
-		return nil, err
-	}
-	return a, nil
-}
-
-func (a *Assembly) start(ctx context.Context, cfg Config, node coordinator.Config,
-	newNode func(coordinator.Config, ...coordinator.Option) (*coordinator.Node, error), opts ...coordinator.Option) (err error) {
+func New(ctx context.Context, cfg Config, node coordinator.Config, opts ...coordinator.Option) (_ *Assembly, err error) {
 	if cfg.Conn == nil {
-		return errors.New("natsnode: Config.Conn is nil")
+		return nil, errors.New("natsnode: Config.Conn is nil")
 	}
+	a := &Assembly{}
 	node.Participants = cfg.Shards
 	if node.Participants == nil {
 		node.Participants = func(h twophase.ReplyHandler) (twophase.Transport, error) {
@@ -88,8 +70,8 @@ func (a *Assembly) start(ctx context.Context, cfg Config, node coordinator.Confi
 			a.Close()
 		}
 	}()
-	if a.Node, err = newNode(node, opts...); err != nil {
-		return err
+	if a.Node, err = coordinator.New(node, opts...); err != nil {
+		return nil, err
 	}
 	ac := cfg.API
 	n := a.Node
@@ -101,10 +83,10 @@ func (a *Assembly) start(ctx context.Context, cfg Config, node coordinator.Confi
 		ac.CommitIndex = func() uint64 { return n.Raft().CommitIndex() }
 	}
 	if a.API, err = natsapi.New(ac); err != nil {
-		return fmt.Errorf("natsnode: nats api: %w", err)
+		return nil, fmt.Errorf("natsnode: nats api: %w", err)
 	}
 	a.unlisten = n.Listen(a.API)
-	return nil
+	return a, nil
 }
 
 // Close stops the node, then its API server and transport. It is safe to call more

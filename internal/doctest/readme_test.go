@@ -228,14 +228,7 @@ func freeOffset(t *testing.T, ports []int) int {
 	for _, p := range ports {
 		maxPort = max(maxPort, p)
 	}
-	low := 32768
-	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
-		if f := strings.Fields(string(b)); len(f) == 2 {
-			if n, err := strconv.Atoi(f[0]); err == nil {
-				low = n
-			}
-		}
-	}
+	low := testutil.EphemeralLow()
 	const first = 10000
 	var candidates []int
 	for off := first; maxPort+off < low; off += 100 {

@@ -34,7 +34,7 @@ var (
 // child process to listen on.
 func FreePort(tb testing.TB) int {
 	tb.Helper()
-	p, err := freePort(lowestPort, ephemeralLow())
+	p, err := freePort(lowestPort, EphemeralLow())
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -51,8 +51,9 @@ func FreePorts(tb testing.TB, n int) []int {
 	return out
 }
 
-// ephemeralLow is the first port of the kernel's ephemeral range.
-func ephemeralLow() int {
+// EphemeralLow is the first port of the kernel's ephemeral range (32768 if it cannot
+// be read): ports below it are never handed to outgoing connections.
+func EphemeralLow() int {
 	b, err := os.ReadFile(ephemeralRangeSysctl)
 	if err != nil {
 		return defaultEphemeralLow

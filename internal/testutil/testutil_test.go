@@ -156,7 +156,7 @@ const exclusiveChild = "SHARDMATCH_TESTUTIL_EXCLUSIVE_CHILD"
 
 // FreePort never repeats a port, stays below the ephemeral range, and the port binds.
 func TestFreePort(t *testing.T) {
-	low := ephemeralLow()
+	low := EphemeralLow()
 	seen := map[int]bool{}
 	for range 200 {
 		p := FreePort(t)

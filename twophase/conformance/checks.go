@@ -353,8 +353,7 @@ func checkRecovery(ctx context.Context, h *harness) error {
 	if !h.waitFor(ctx, h.cfg.RegisterTimeout, func() bool { return h.asked[tx] > 0 }) {
 		return fmt.Errorf("the restarted shard never asked for the outcome of in-doubt %s", tx)
 	}
-	// Applied: a duplicate Commit is now acked, and the player, in the match, is not
-	// prepared again by a stale token.
+	// Applied: a duplicate Commit is now acked as COMMITTED.
 	if err := h.commit(ctx, tx, p); err != nil {
 		return err
 	}
