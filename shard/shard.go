@@ -45,9 +45,10 @@ type Config struct {
 	Conn *nats.Conn
 	// Game is the game's player state: it reserves, commits and releases players.
 	Game twophase.ShardHandler
-	// JournalPath is the bbolt file the shard's votes and outcomes are kept in; its
-	// directory is created if missing. Keep it on durable storage: a shard that loses
-	// its journal may vote YES twice for a player.
+	// JournalPath is the file the shard's votes and outcomes are kept in
+	// (twophase.OpenJournal: an append-only twophase.LogJournal, or the bbolt journal
+	// an earlier release made there); its directory is created if missing. Keep it on
+	// durable storage: a shard that loses its journal may vote YES twice for a player.
 	JournalPath string
 	// Journal, if set instead of JournalPath, is used as is and not closed by Stop.
 	Journal twophase.Journal
@@ -116,7 +117,7 @@ func Start(ctx context.Context, cfg Config) (_ *Shard, err error) {
 				return nil, fmt.Errorf("shard %s: journal directory: %w", cfg.ID, err)
 			}
 		}
-		bj, err := twophase.OpenBoltJournal(cfg.JournalPath)
+		bj, err := twophase.OpenJournal(cfg.JournalPath)
 		if err != nil {
 			return nil, fmt.Errorf("shard %s: journal: %w", cfg.ID, err)
 		}

@@ -22,9 +22,9 @@ var (
 // rather than half-understood.
 const boltJournalFormatV1 = 1
 
-// boltJournalLockTimeout bounds the wait for bbolt's file lock, so that a second
+// journalLockTimeout bounds the wait for bbolt's file lock, so that a second
 // process opening the same journal fails instead of hanging forever.
-const boltJournalLockTimeout = 2 * time.Second
+var journalLockTimeout = 2 * time.Second
 
 // BoltJournal is a Journal in a bbolt file. Every write is in a bbolt transaction
 // fsynced before the write returns, so a vote is never sent before its record is on
@@ -132,7 +132,7 @@ var _ Journal = (*BoltJournal)(nil)
 
 // OpenBoltJournal opens, or creates, the journal at path.
 func OpenBoltJournal(path string) (*BoltJournal, error) {
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: boltJournalLockTimeout})
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: journalLockTimeout})
 	if err != nil {
 		return nil, fmt.Errorf("twophase: open journal %s: %w", path, err)
 	}

@@ -227,7 +227,7 @@ func (s *devStack) addShard(ctx context.Context, id, region string, o devOptions
 		s.shards = append(s.shards, sh)
 		return nil
 	}
-	j, err := twophase.OpenBoltJournal(filepath.Join(s.dir, id+".journal"))
+	j, err := twophase.OpenJournal(filepath.Join(s.dir, id+".journal"))
 	if err != nil {
 		return err
 	}

@@ -1,5 +1,5 @@
 // Command shardsvc runs the reference shard server as its own process: a
-// shardsvc.World of simulated players behind a twophase.Participant with a bbolt
+// shardsvc.World of simulated players behind a twophase.Participant with a durable
 // journal, serving the coordinator's commands over NATS JetStream, with an optional
 // load driver that proposes cross-shard matches through the client SDK. Its command
 // line is cobra's, shared with coordinator through cmd/internal/cli: exit 0 success,

@@ -62,7 +62,7 @@ func flags(o *options, stderr io.Writer) (*flag.FlagSet, config.Loader) {
 	fs.StringVar(&o.region, "region", "eu-west", "the players' home `region`")
 	o.nats.Register(fs)
 	fs.StringVar(&o.prefix, "prefix", natsutil.DefaultPrefix, "NATS subject and stream `prefix`")
-	fs.StringVar(&o.journal, "journal", "", "bbolt journal `file` (default: <id>.journal in the working directory)")
+	fs.StringVar(&o.journal, "journal", "", "journal `file`: append-only, or an earlier release's bbolt file (default: <id>.journal in the working directory)")
 	fs.IntVar(&o.players, "players", 1000, "simulated players")
 	fs.Int64Var(&o.seed, "seed", 1, "seed of the players and the load; every shard of a deployment uses the same")
 	fs.StringVar(&o.adminAddr, "admin-addr", "127.0.0.1:9090", "`host:port` of /status (JSON) and /metrics (Prometheus); empty: none")
