@@ -10,9 +10,11 @@ import (
 	"os"
 
 	"github.com/shardmatch/shardmatch/cmd/internal/cli"
+	"github.com/shardmatch/shardmatch/internal/procs"
 )
 
 func main() {
+	procs.Apply(os.Getenv) // Ps to spare while journals and Raft fsync (internal/procs)
 	os.Exit(run(context.Background(), os.Args[1:], os.Stdout, os.Stderr))
 }
 

@@ -14,9 +14,11 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/shardmatch/shardmatch/cmd/internal/cli"
+	"github.com/shardmatch/shardmatch/internal/procs"
 )
 
 func main() {
+	procs.Apply(os.Getenv) // Ps to spare while the journal fsyncs (internal/procs)
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
