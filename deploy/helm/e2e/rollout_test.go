@@ -34,13 +34,14 @@ const (
 	historyMount = "/var/lib/shardmatch-e2e-history"
 )
 
-// What the run must show, per phase. The issue asks for 500 proposals/s
-// (SHARDMATCH_E2E_RATE=500); the default is the highest rate a full run held on a
-// shared 2-core machine running NATS, 3 to 5 coordinators, 2 shards and this test
-// at once. The test logs what it measured; TestHelmSustainedRate measures a machine.
+// What the run must show, per phase. Without -race a 2-core machine running NATS, 3
+// to 5 coordinators, 2 shards and this test at once holds SHARDMATCH_E2E_RATE=500
+// (docs/kubernetes.md); the default is what the race-instrumented load driver offers
+// there with other packages' tests beside it. The test logs what it measured;
+// TestHelmSustainedRate measures a machine.
 const (
 	maxCommitGap = 2 * time.Second
-	defaultRate  = 100
+	defaultRate  = 250
 )
 
 // needRoot skips the test where network namespaces cannot be made.
