@@ -118,6 +118,23 @@ type Config struct {
 // forward replies to a node that does not exist yet. An error fails New.
 type TransportFactory func(replies twophase.ReplyHandler) (twophase.Transport, error)
 
+// Default Raft timing (DefaultConfig, serve's --raft-* flags, the dev and bench
+// clusters, the Helm chart). hashicorp/raft's follower checks for its leader at
+// random intervals of [HeartbeatTimeout, 2×HeartbeatTimeout] and stands once it has
+// heard nothing for HeartbeatTimeout; the other follower refuses its vote until it has
+// timed out too. A lost leader is therefore replaced between 1× and 3× the heartbeat
+// timeout after it last spoke (about 2× at the median): 250ms keeps the first commit
+// through the new leader within a second at the median and 1.5s at worst (issue 13).
+// The leader heartbeats every HeartbeatTimeout/10 to /5, so a follower stands only if
+// it hears nothing for five or more of them in a row.
+const (
+	DefaultHeartbeatTimeout = 250 * time.Millisecond
+	DefaultElectionTimeout  = 250 * time.Millisecond
+	// DefaultLeaderLeaseTimeout is how long a leader that hears from no quorum keeps
+	// leading (at most HeartbeatTimeout): a partitioned leader steps down about then.
+	DefaultLeaderLeaseTimeout = DefaultHeartbeatTimeout / 2
+)
+
 // DefaultConfig returns a Config with every tunable set; callers fill in identity,
 // storage and transports.
 func DefaultConfig() Config {
@@ -125,7 +142,7 @@ func DefaultConfig() Config {
 		Limits: DefaultLimits(), Rho: 0.01, ExpiryScan: 100 * time.Millisecond, Retention: 10 * time.Minute,
 		MaxRetained:   DefaultMaxRetained,
 		ResendInitial: 100 * time.Millisecond, ResendMax: 2 * time.Second, MaxBatch: 512, ApplyTimeout: 10 * time.Second,
-		HeartbeatTimeout: 500 * time.Millisecond, ElectionTimeout: 500 * time.Millisecond, LeaderLeaseTimeout: 250 * time.Millisecond,
+		HeartbeatTimeout: DefaultHeartbeatTimeout, ElectionTimeout: DefaultElectionTimeout, LeaderLeaseTimeout: DefaultLeaderLeaseTimeout,
 		CommitTimeout: 5 * time.Millisecond, SnapshotThreshold: 8192, SnapshotInterval: 30 * time.Second, TrailingLogs: 4096,
 		MaxSnapshotBytes: DefaultMaxSnapshotBytes,
 	}

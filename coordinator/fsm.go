@@ -212,6 +212,14 @@ func (f *FSM) emit(index uint64, kind EventKind, txid string, leases []lease.Lea
 // result reports t in a new record.
 func (f *FSM) result(t *txn) CommandResult { return CommandResult{Txn: t.record(nil)} }
 
+// outcome is the result of a Decide or an Acked: the txn's id, state, decision and
+// Raft index, all the driver reads of it. Every replica builds every result and only
+// the leader's are read, so the full record (proposal and all) is not built for the
+// two commands every match logs most.
+func (f *FSM) outcome(t *txn) CommandResult {
+	return CommandResult{Txn: &smv1.TxnRecord{Txid: t.id, State: t.State(), Decision: t.decision(), BeginIndex: t.beginIndex()}}
+}
+
 // writable returns t ready to change: t itself, or while a snapshot may hold t, a copy
 // that replaces it.
 func (f *FSM) writable(t *txn) *txn {
@@ -370,7 +378,7 @@ func (f *FSM) decide(index uint64, d *smv1.Decide) CommandResult {
 	}
 	next, err := twophase.Transition(t.State(), ev)
 	if errors.Is(err, twophase.ErrAlreadyDecided) {
-		return f.result(t) // the first decision stands
+		return f.outcome(t) // the first decision stands
 	}
 	if err != nil {
 		return CommandResult{Err: fmt.Errorf("%w: %v", ErrConflict, err)}
@@ -414,7 +422,7 @@ func (f *FSM) decide(index uint64, d *smv1.Decide) CommandResult {
 	}
 	f.track(t)
 	f.decided(index, t)
-	return f.result(t)
+	return f.outcome(t)
 }
 
 func (f *FSM) acked(index uint64, a *smv1.Acked) CommandResult {
@@ -445,7 +453,7 @@ func (f *FSM) acked(index uint64, a *smv1.Acked) CommandResult {
 		f.track(t)
 		f.emit(index, EventDone, t.id, nil, nil)
 	}
-	return f.result(t)
+	return f.outcome(t)
 }
 
 // liveMatch returns a committed txn whose leases are still held.

@@ -220,7 +220,11 @@ func TestFSMCommandResultsOwned(t *testing.T) {
 	}
 	r := h.mustOK(h.apply(decide(txids[0], committed))[0])
 	want := h.f.State()
-	r.Txn.Shards[1] = "zzz"
+	// A decide's result is its outcome: the txn, its state and decision, what the
+	// driver reads (FSM.outcome).
+	if r.Txn.GetTxid() != txids[0] || r.Txn.GetDecision().GetOutcome() != committed || r.Txn.GetState() != smv1.TxnState_TXN_STATE_COMMITTED || r.Txn.GetBeginIndex() == 0 {
+		t.Fatalf("decide result %v", r.Txn)
+	}
 	r.Txn.Decision.Outcome = aborted
 	if !proto.Equal(h.f.State(), want) {
 		t.Fatal("changing a decide result changed the FSM")
