@@ -37,11 +37,11 @@ import (
 //	        | 3 n n×txid          delete records
 //	tokens  = n n×(player token)  with strings and n as uvarint-prefixed
 //
-// A batch is one frame written with one write call, so a crash tears at most the
-// last frame: at open, a last frame that runs past the end of the file, has a zero
-// length over a zeroed tail, or fails its CRC exactly at the end of the file is cut
-// off (it was never acknowledged). Any other damage is ErrJournalCorrupt: the shard
-// refuses to start rather than forget a vote it sent.
+// A batch is written with one write call and synced before any of it is
+// acknowledged, so a crash can damage only that last write: at open, a bad frame with
+// no intact frame after it is cut off with everything after it (it was never
+// acknowledged). A bad frame followed by an intact one is ErrJournalCorrupt: the
+// shard refuses to start rather than forget a vote it sent.
 //
 // When the file has grown to twice the live data (and at least logJournalMinCompact),
 // it is rewritten with only the live records and tokens (written, fsynced, renamed
@@ -221,19 +221,14 @@ func frameEnd(b []byte, off int) (int, bool) {
 	return end, true
 }
 
-// tornTail reports whether the bad frame at off can only be a last write cut short by
-// a crash: its header runs past the end, its payload does, it ends exactly at the end
-// of the file, or everything from off on is zeros.
+// tornTail reports whether the bad frame at off can only be the last write cut short
+// by a crash: no intact frame follows it. A crash mid-write can leave any part of the
+// last write missing or zeroed (pages reach the disk in any order before the sync),
+// but it cannot produce an intact frame after the damage; an acknowledged frame that
+// is damaged, with intact ones after it, is corruption.
 func tornTail(b []byte, off int) bool {
-	if len(b)-off < logJournalHead {
-		return true
-	}
-	n := int(binary.BigEndian.Uint32(b[off:]))
-	if n > 0 && n <= logJournalMaxFrame && off+logJournalHead+n >= len(b) {
-		return true
-	}
-	for _, c := range b[off:] {
-		if c != 0 {
+	for i := off + 1; i+logJournalHead <= len(b); i++ {
+		if _, ok := frameEnd(b, i); ok {
 			return false
 		}
 	}

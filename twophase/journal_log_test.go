@@ -97,6 +97,12 @@ func TestLogJournalTornLastFrame(t *testing.T) {
 	flipped := append([]byte{}, whole...)
 	flipped[len(flipped)-1] ^= 0xff // the last frame's CRC fails at the very end
 	check("flipped-last", flipped, before)
+	holed := append([]byte{}, whole...)
+	clear(holed[cut : cut+logJournalHead]) // its header's page lost, the rest written
+	check("header-lost", holed, before)
+	lengthy := append([]byte{}, whole...)
+	lengthy[cut] = 0x7f // its length garbled: it claims to run past the end
+	check("length-garbled", lengthy, before)
 	check("whole", whole, after)
 }
 
@@ -126,6 +132,15 @@ func TestLogJournalCorruptMiddleRefused(t *testing.T) {
 	}
 	if _, err := OpenLogJournal(notLog); !errors.Is(err, ErrJournalCorrupt) {
 		t.Fatalf("open of a foreign file: %v, want ErrJournalCorrupt", err)
+	}
+	garbled := append([]byte{}, data...)
+	garbled[first-1] ^= 0xff                                  // undo: the first frame intact again
+	garbled[len(logJournalMagic)] = 0x7f                      // but its length claims the whole file
+	if err := os.WriteFile(bad, garbled, 0o600); err != nil { // an intact frame follows it
+		t.Fatal(err)
+	}
+	if _, err := OpenLogJournal(bad); !errors.Is(err, ErrJournalCorrupt) {
+		t.Fatalf("open with a garbled first length: %v, want ErrJournalCorrupt", err)
 	}
 }
 
