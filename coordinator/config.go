@@ -123,13 +123,14 @@ type TransportFactory func(replies twophase.ReplyHandler) (twophase.Transport, e
 // random intervals of [HeartbeatTimeout, 2×HeartbeatTimeout] and stands once it has
 // heard nothing for HeartbeatTimeout; the other follower refuses its vote until it has
 // timed out too. A lost leader is therefore replaced between 1× and 3× the heartbeat
-// timeout after it last spoke (about 2× at the median): 250ms keeps the first commit
-// through the new leader within a second at the median and 1.5s at worst (issue 13).
-// The leader heartbeats every HeartbeatTimeout/10 to /5, so a follower stands only if
-// it hears nothing for five or more of them in a row.
+// timeout after it last spoke (about 2× at the median): 300ms keeps the first commit
+// through the new leader within a second at the median and 1.5s at worst (issue 13),
+// with room for a follower or disk stalled on a busy machine. The leader heartbeats
+// every HeartbeatTimeout/10 to /5, so a follower stands only if it hears nothing for
+// five or more of them in a row.
 const (
-	DefaultHeartbeatTimeout = 250 * time.Millisecond
-	DefaultElectionTimeout  = 250 * time.Millisecond
+	DefaultHeartbeatTimeout = 300 * time.Millisecond
+	DefaultElectionTimeout  = 300 * time.Millisecond
 	// DefaultLeaderLeaseTimeout is how long a leader that hears from no quorum keeps
 	// leading (at most HeartbeatTimeout): a partitioned leader steps down about then.
 	DefaultLeaderLeaseTimeout = DefaultHeartbeatTimeout / 2

@@ -63,10 +63,11 @@ const (
 )
 
 // devHeartbeat is the Raft heartbeat and election timeout of the dev and bench
-// clusters: short enough that a killed leader is replaced within a second, long
-// enough that a busy 2-core machine running NATS, three nodes and the load in one
-// process does not depose healthy leaders.
-const devHeartbeat = 500 * time.Millisecond
+// clusters: serve's default (coordinator.DefaultHeartbeatTimeout), so that bench
+// measures the failover a deployment gets. It is short enough that a killed leader is
+// replaced within a second, long enough that a busy 2-core machine running NATS,
+// three nodes and the load in one process does not depose healthy leaders.
+const devHeartbeat = coordinator.DefaultHeartbeatTimeout
 
 // devRegions are the shards' regions in turn: two in eu-west, one in us-east.
 var devRegions = []string{"eu-west", "eu-west", "us-east"}

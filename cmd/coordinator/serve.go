@@ -256,7 +256,10 @@ func startServe(ctx context.Context, o serveOptions, log *slog.Logger, stderr io
 	cfg.Limits.MaxProposalBytes, cfg.Limits.MaxPlayers = o.maxProposalBytes, o.maxPlayers
 	cfg.Retention, cfg.MaxRetained, cfg.SnapshotFormat = o.retention, o.retentionMax, uint16(o.snapshotFormat)
 	cfg.HeartbeatTimeout, cfg.ElectionTimeout = o.heartbeat, o.election
-	cfg.LeaderLeaseTimeout = min(cfg.LeaderLeaseTimeout, o.heartbeat)
+	// The lease is half the heartbeat timeout, as in coordinator.DefaultConfig, so that
+	// a longer --raft-heartbeat-timeout (a slower network) does not leave the leader
+	// stepping down on a lease sized for the default (hashicorp/raft's floor is 5ms).
+	cfg.LeaderLeaseTimeout = max(o.heartbeat/2, 5*time.Millisecond)
 	cfg.OnLeadership = func(leading bool, term uint64) {
 		log.Info("leadership changed", "leading", leading, "term", term)
 	}
