@@ -44,6 +44,10 @@ func parseName(dir, name string) (fileName, error) {
 // each returned slice holds every node's events in that node's apply order. Shard
 // events get their Seq here, per shard, in that order.
 //
+// Each incarnation of a coordinator after one that recorded lease events starts with
+// a LeaseRestored marker at index 0 (the process starts from empty state, then
+// restores and re-applies).
+//
 // The last line of a file may be torn (its process was killed mid-write): if it has
 // no newline and does not decode, it is skipped without error. Any other line that is
 // not a record is ErrCorrupt. Files not ending in FileExt are ignored.
@@ -67,12 +71,28 @@ func ReadDir(dir string) (shard []history.ShardEvent, lease []history.LeaseEvent
 		return cmp.Or(cmp.Compare(a.node, b.node), cmp.Compare(a.start, b.start), cmp.Compare(a.pid, b.pid))
 	})
 	seq := make(map[string]uint64)
+	recorded := make(map[string]bool) // nodes with lease events in an earlier file
 	for _, f := range files {
 		recs, err := readFile(f.path)
 		if err != nil {
 			return nil, nil, err
 		}
+		if recorded[f.node] {
+			// A new incarnation of a coordinator: the process starts from empty state and
+			// applies its log again, and the last entry its predecessor recorded may be
+			// torn. Stamped with the first record's time, so a node's At never goes back.
+			m := history.LeaseEvent{Node: f.node, Kind: history.LeaseRestored}
+			if len(recs) > 0 && recs[0].Lease != nil {
+				m.At = recs[0].Lease.At
+			} else if len(recs) > 0 {
+				m.At = recs[0].Shard.At
+			}
+			lease = append(lease, m)
+		}
 		for _, r := range recs {
+			if r.Lease != nil {
+				recorded[f.node] = true
+			}
 			if r.Lease != nil {
 				lease = append(lease, *r.Lease)
 				continue

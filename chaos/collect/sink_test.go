@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -230,5 +231,54 @@ func TestSinkConcurrent(t *testing.T) {
 	}
 	if len(seen) != workers*each {
 		t.Fatalf("read %d distinct events, want %d", len(seen), workers*each)
+	}
+}
+
+// TestReadDirMarksIncarnations: a coordinator's second incarnation starts with a
+// restore marker at index 0 (its predecessor's last entry may be torn and is applied
+// again); a shard's incarnations get none (they record no lease events).
+func TestReadDirMarksIncarnations(t *testing.T) {
+	dir := t.TempDir()
+	epoch := time.Now().Add(-time.Second)
+	sink := func(node string) *Sink {
+		t.Helper()
+		waitNewNano(t)
+		s, err := NewSink(dir, node, epoch)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	grant := func(idx uint64) history.LeaseEvent {
+		return history.LeaseEvent{Index: idx, Kind: history.LeaseGranted, TxID: "t", Players: []history.PlayerToken{{Player: "a", Token: idx}}}
+	}
+	c1a := sink("c1")
+	c1a.Lease(grant(5))
+	s1a := sink("s1")
+	s1a.Shard(history.ShardEvent{Shard: "s1", Kind: history.ShardPrepared, TxID: "t"})
+	c1b := sink("c1")
+	c1b.Lease(grant(5))
+	c1b.Lease(grant(6))
+	s1b := sink("s1")
+	s1b.Shard(history.ShardEvent{Shard: "s1", Kind: history.ShardCommitted, TxID: "t"})
+	for _, s := range []*Sink{c1a, s1a, c1b, s1b} {
+		if err := s.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, lease, err := ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, ev := range lease {
+		got = append(got, fmt.Sprintf("%s:%s@%d", ev.Node, ev.Kind, ev.Index))
+	}
+	want := []string{"c1:granted@5", "c1:restored@0", "c1:granted@5", "c1:granted@6"}
+	if !slices.Equal(got, want) {
+		t.Fatalf("lease events %v, want %v", got, want)
+	}
+	if lease[1].At != lease[2].At {
+		t.Errorf("marker stamped %v, want its incarnation's first record's %v", lease[1].At, lease[2].At)
 	}
 }

@@ -96,11 +96,22 @@ func buildLeaseLog(all []LeaseEvent) *leaseLog {
 }
 
 // splitNode groups a node's events into applications and checks re-applications.
+//
+// A process killed while it recorded one entry's events leaves a prefix of them (one
+// write per event); restarted, it applies the entry again and records all of them.
+// So an application that is the last before a restore marker (a snapshot restored,
+// or a new incarnation of the process: collect.ReadDir marks those with index 0) may
+// be torn: if a re-application extends it, the complete one stands. Any other
+// difference, or a short first application anywhere else, is a violation.
 func (l *leaseLog) splitNode(id string, evs []LeaseEvent) *nodeLog {
 	n := &nodeLog{node: id, first: make(map[uint64][]LeaseEvent)}
+	torn := make(map[uint64]bool) // indexes whose first application may be cut short
 	for i := 0; i < len(evs); {
 		ev := evs[i]
 		if ev.Kind == LeaseRestored {
+			if k := len(n.apps); k > 0 && !n.apps[k-1].restore {
+				torn[n.apps[k-1].index] = true
+			}
 			n.apps = append(n.apps, application{index: ev.Index, restore: true})
 			n.restored = n.restored || ev.Index > 0
 			i++
@@ -113,7 +124,11 @@ func (l *leaseLog) splitNode(id string, evs []LeaseEvent) *nodeLog {
 		app := application{index: ev.Index, events: evs[i:j]}
 		n.apps = append(n.apps, app)
 		if prev, ok := n.first[ev.Index]; ok {
-			if !sameEvents(prev, app.events) {
+			switch {
+			case sameEvents(prev, app.events):
+			case torn[ev.Index] && len(prev) < len(app.events) && sameEvents(prev, app.events[:len(prev)]):
+				n.first[ev.Index] = app.events // the recording was torn by a kill, not the apply
+			default:
 				l.violate(id, fmt.Sprintf("re-applied index %d differently: first %s, then %s",
 					ev.Index, fmtEvents(prev), fmtEvents(app.events)))
 			}

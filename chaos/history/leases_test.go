@@ -84,6 +84,70 @@ func TestLOG(t *testing.T) {
 		h.LeaseEvents = slices.DeleteFunc(h.LeaseEvents, func(ev LeaseEvent) bool { return ev.Kind == LeaseRestored })
 		expect(t, h, LOG)
 	})
+	t.Run("kill tears the last recorded entry", func(t *testing.T) {
+		// Every node applied two events at index 60 and 50; n1 was killed while it
+		// recorded index 60's (one of two written), restarted from its snapshot at 45
+		// and replayed 50 and 60 whole.
+		build := func(tear uint64, first func([]LeaseEvent) []LeaseEvent, marker bool) *History {
+			h := fixture()
+			var out []LeaseEvent
+			var n1 []LeaseEvent
+			for _, ev := range h.LeaseEvents {
+				evs := []LeaseEvent{ev}
+				if ev.Index == 50 || ev.Index == 60 {
+					twin := ev
+					twin.Kind, twin.TTL, twin.RenewSeq = LeaseRenewed, 0, 7
+					evs = append(evs, twin)
+				}
+				if ev.Node == "n1" {
+					n1 = append(n1, evs...)
+				} else {
+					out = append(out, evs...)
+				}
+			}
+			var rec []LeaseEvent
+			for _, ev := range n1 {
+				if ev.Index > 60 {
+					break
+				}
+				rec = append(rec, ev)
+			}
+			// n1's application of index tear as it was recorded before the kill.
+			var cut []LeaseEvent
+			for i := 0; i < len(rec); {
+				j := i
+				for j < len(rec) && rec[j].Index == rec[i].Index {
+					j++
+				}
+				app := rec[i:j]
+				if rec[i].Index == tear {
+					app = first(slices.Clone(app))
+				}
+				cut = append(cut, app...)
+				i = j
+			}
+			out = append(out, cut...)
+			if marker {
+				out = append(out, LeaseEvent{Node: "n1", Index: 45, At: ms(200), Kind: LeaseRestored})
+			}
+			for _, ev := range n1 {
+				if ev.Index >= 50 {
+					out = append(out, ev)
+				}
+			}
+			h.LeaseEvents = out
+			return h
+		}
+		prefix := func(app []LeaseEvent) []LeaseEvent { return app[:1] }
+		expectClean(t, build(60, prefix, true), LOG)
+		// Not the last entry before the restart: a short application there is a real
+		// divergence, not a torn recording.
+		expect(t, build(50, prefix, true), LOG)
+		// The last entry, but what was recorded differs instead of stopping short.
+		expect(t, build(60, func(app []LeaseEvent) []LeaseEvent { app[0].TxID = "txX"; return app[:1] }, true), LOG)
+		// The last entry, but the first application is longer than the replay.
+		expect(t, build(60, func(app []LeaseEvent) []LeaseEvent { return append(app, app[0]) }, true), LOG)
+	})
 	t.Run("lagging node is a prefix", func(t *testing.T) {
 		h := fixture()
 		dropLease(h, "n3", 80)
