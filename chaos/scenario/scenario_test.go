@@ -19,7 +19,7 @@ import (
 // shipped are the scenarios the issue asks for; bites are the checker-bites runs.
 var (
 	shipped = []string{"leader-partition", "minority-partition", "shard-partition", "coordinator-nats-partition",
-		"bridge-partition", "clock-skew-forward", "clock-skew-backward", "clock-drift", "leader-kill-loop",
+		"bridge-partition", "clock-skew-forward", "clock-skew-backward", "clock-drift", "leader-kill-loop", "leader-kill-loop-load",
 		"shard-kill", "pause-leader", "packet-loss", "message-duplication", "nats-restart", "hot-contention",
 		"nats-latency"}
 	bites = []string{"bites-deliver-before-log", "bites-wallclock-expiry"}
