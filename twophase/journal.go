@@ -45,6 +45,17 @@ func (s JournalState) String() string {
 
 func (s JournalState) valid() bool { return s >= JournalPrepared && s <= JournalAborted }
 
+// checkEntry refuses a record no journal may hold: one without a txid or a state.
+func checkEntry(e JournalEntry) error {
+	if !e.State.valid() {
+		return fmt.Errorf("twophase: journal put %q: invalid state %v", e.TxID, e.State)
+	}
+	if e.TxID == "" {
+		return errors.New("twophase: journal put: empty txid")
+	}
+	return nil
+}
+
 // JournalEntry is a shard's durable record of one transaction.
 type JournalEntry struct {
 	TxID  string

@@ -2,7 +2,6 @@ package twophase
 
 import (
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -43,9 +42,7 @@ type BoltJournal struct {
 	mu     sync.RWMutex // guards closed against use after Close
 	closed bool
 
-	gmu     sync.Mutex    // guards queue and writing
-	queue   []*journalReq // writes waiting for the next transaction
-	writing bool          // a transaction is being committed
+	group groupCommit[*journalReq] // commit is j.commit
 }
 
 // journalReq is one queued write: a record (rec nil for a tokens-only write) and
@@ -62,40 +59,8 @@ type journalReq struct {
 // reading (use), so Close never closes the file under a pending write.
 func (j *BoltJournal) write(r *journalReq) error {
 	r.done = make(chan error, 1)
-	j.gmu.Lock()
-	if j.writing {
-		j.queue = append(j.queue, r)
-		j.gmu.Unlock()
-		return <-r.done
-	}
-	j.writing = true
-	j.gmu.Unlock()
-	j.commit([]*journalReq{r})
-	j.gmu.Lock()
-	if len(j.queue) == 0 {
-		j.writing = false
-		j.gmu.Unlock()
-	} else {
-		j.gmu.Unlock()
-		go j.drain() // the queued writes; this one's answer need not wait for them
-	}
+	j.group.submit(r)
 	return <-r.done
-}
-
-// drain commits the queue, batch after batch, until it is empty.
-func (j *BoltJournal) drain() {
-	for {
-		j.gmu.Lock()
-		batch := j.queue
-		j.queue = nil
-		if len(batch) == 0 {
-			j.writing = false
-			j.gmu.Unlock()
-			return
-		}
-		j.gmu.Unlock()
-		j.commit(batch)
-	}
 }
 
 // commit writes batch in one transaction. If that fails with more than one write in
@@ -158,7 +123,9 @@ func OpenBoltJournal(path string) (*BoltJournal, error) {
 		_ = db.Close()
 		return nil, fmt.Errorf("twophase: open journal %s: %w", path, err)
 	}
-	return &BoltJournal{db: db, path: path}, nil
+	j := &BoltJournal{db: db, path: path}
+	j.group.commit = j.commit
+	return j, nil
 }
 
 // Path returns the journal's file name.
@@ -199,11 +166,8 @@ func (j *BoltJournal) Get(txid string) (JournalEntry, bool, error) {
 // Put writes e and raises tokens in one fsynced transaction (shared with concurrent
 // writes: see BoltJournal).
 func (j *BoltJournal) Put(e JournalEntry, tokens map[string]uint64) error {
-	if !e.State.valid() {
-		return fmt.Errorf("twophase: journal put %q: invalid state %v", e.TxID, e.State)
-	}
-	if e.TxID == "" {
-		return errors.New("twophase: journal put: empty txid")
+	if err := checkEntry(e); err != nil {
+		return err
 	}
 	rec := encodeJournalEntry(e)
 	return j.use(func() error {

@@ -59,12 +59,11 @@ type LogJournal struct {
 
 	live int64 // bytes the live records and tokens take in a rewrite; under mu
 
-	gmu     sync.Mutex // guards queue, writing and broken
-	queue   []*logJournalReq
-	writing bool  // a batch is being written
-	broken  error // set by a failed write or sync: every later write fails with it
+	group  groupCommit[*logJournalReq] // commit is j.commit
+	gmu    sync.Mutex                  // guards broken
+	broken error                       // set by a failed write or sync: every later write fails with it
 
-	// Owned by the writer (the goroutine with writing set).
+	// Owned by the writer (group.commit, never run twice at once).
 	f           *os.File // the data file
 	size        int64    // its size
 	nextCompact int64    // no rewrite is tried below this size
@@ -124,6 +123,14 @@ func OpenLogJournal(path string) (*LogJournal, error) {
 		return nil, fmt.Errorf("twophase: open journal %s: %w", path, err)
 	}
 	j := &LogJournal{path: path, lock: lock, f: f, recs: map[string][]byte{}, tokens: map[string]uint64{}}
+	j.group.commit = j.commit
+	j.group.spawn = func(drain func()) {
+		j.wg.Add(1) // inside a write, which holds its own count: Close waits for this too
+		go func() {
+			defer j.wg.Done()
+			drain()
+		}()
+	}
 	if err := j.load(); err != nil {
 		_ = f.Close()
 		_ = lock.Close()
@@ -312,11 +319,8 @@ func (j *LogJournal) Get(txid string) (JournalEntry, bool, error) {
 
 // Put appends e and the raised tokens as one durable write.
 func (j *LogJournal) Put(e JournalEntry, tokens map[string]uint64) error {
-	if !e.State.valid() {
-		return fmt.Errorf("twophase: journal put %q: invalid state %v", e.TxID, e.State)
-	}
-	if e.TxID == "" {
-		return errors.New("twophase: journal put: empty txid")
+	if err := checkEntry(e); err != nil {
+		return err
 	}
 	rec := encodeJournalEntry(e)
 	if len(rec)+len(e.TxID) > logJournalMaxRecord {

@@ -25,48 +25,15 @@ func (j *LogJournal) write(r *logJournalReq) error {
 	j.mu.RUnlock()
 	defer j.wg.Done()
 
-	r.done = make(chan error, 1)
 	j.gmu.Lock()
-	if j.broken != nil {
-		err := j.broken
-		j.gmu.Unlock()
+	err := j.broken
+	j.gmu.Unlock()
+	if err != nil {
 		return err
 	}
-	if j.writing {
-		j.queue = append(j.queue, r)
-		j.gmu.Unlock()
-		return <-r.done
-	}
-	j.writing = true
-	j.gmu.Unlock()
-	j.commit([]*logJournalReq{r})
-	j.gmu.Lock()
-	if len(j.queue) == 0 {
-		j.writing = false
-		j.gmu.Unlock()
-	} else {
-		j.wg.Add(1)
-		j.gmu.Unlock()
-		go j.drain() // the queued writes; this one's answer need not wait for them
-	}
+	r.done = make(chan error, 1)
+	j.group.submit(r)
 	return <-r.done
-}
-
-// drain commits the queue, batch after batch, until it is empty.
-func (j *LogJournal) drain() {
-	defer j.wg.Done()
-	for {
-		j.gmu.Lock()
-		batch := j.queue
-		j.queue = nil
-		if len(batch) == 0 {
-			j.writing = false
-			j.gmu.Unlock()
-			return
-		}
-		j.gmu.Unlock()
-		j.commit(batch)
-	}
 }
 
 // commit writes batch as one frame (more if it is very large) with one write and

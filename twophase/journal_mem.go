@@ -1,8 +1,6 @@
 package twophase
 
 import (
-	"errors"
-	"fmt"
 	"maps"
 	"slices"
 	"sync"
@@ -43,11 +41,8 @@ func (j *MemJournal) Get(txid string) (JournalEntry, bool, error) {
 
 // Put writes e and raises tokens atomically.
 func (j *MemJournal) Put(e JournalEntry, tokens map[string]uint64) error {
-	if !e.State.valid() {
-		return fmt.Errorf("twophase: journal put %q: invalid state %v", e.TxID, e.State)
-	}
-	if e.TxID == "" {
-		return errors.New("twophase: journal put: empty txid")
+	if err := checkEntry(e); err != nil {
+		return err
 	}
 	b := encodeJournalEntry(e)
 	j.mu.Lock()
