@@ -7,11 +7,14 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+
+	"github.com/shardmatch/shardmatch/coordinator"
 
 	"helm.sh/helm/v3/pkg/lint"
 	"helm.sh/helm/v3/pkg/lint/support"
@@ -322,6 +325,33 @@ func walkSelectors(v any, f func(map[string]any)) {
 	case []any:
 		for _, c := range x {
 			walkSelectors(c, f)
+		}
+	}
+}
+
+// TestRaftTimingMatchesServe: the chart's default Raft timeouts are serve's own
+// defaults (coordinator.DefaultHeartbeatTimeout, DefaultElectionTimeout), so a change
+// to one that forgets the other fails here instead of running two timings.
+func TestRaftTimingMatchesServe(t *testing.T) {
+	m, err := Render(Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	conf := strings.Split(m.ConfigMap("shardmatch-config").Data["serve.conf"], "\n")
+	for key, want := range map[string]time.Duration{
+		"raft-heartbeat-timeout": coordinator.DefaultHeartbeatTimeout,
+		"raft-election-timeout":  coordinator.DefaultElectionTimeout,
+	} {
+		var got time.Duration
+		for _, line := range conf {
+			if k, v, ok := strings.Cut(line, " = "); ok && k == key {
+				if got, err = time.ParseDuration(strings.Trim(v, `"`)); err != nil {
+					t.Fatalf("%s: %v", line, err)
+				}
+			}
+		}
+		if got != want {
+			t.Errorf("chart %s %v, serve's default %v", key, got, want)
 		}
 	}
 }
