@@ -160,16 +160,21 @@ const (
 	jsClusterNoPeers       = 10005 // no suitable peers for placement: servers still joining
 	jsClusterNotLeader     = 10009 // JetStream cluster can not handle request
 	jsInsufficientResource = 10023 // insufficient resources: servers still joining
+	// error creating store for stream: seen when coordinators starting together create
+	// the same stream at once (a chaos run's three did, 2 runs in 4); the retry finds
+	// the stream made and updates it. A store that truly cannot be made fails the same
+	// way until ctx ends, and the error says so.
+	jsStreamCreateFailed = 10049
 )
 
-// notReady reports whether err is one JetStream returns while it is starting, which
-// retrying fixes.
+// notReady reports whether err is one JetStream returns while it is starting, or
+// while another client creates the same stream, which retrying fixes.
 func notReady(err error) bool {
 	var apiErr *jetstream.APIError
 	if errors.As(err, &apiErr) {
 		switch apiErr.ErrorCode {
 		case jsClusterNotAvail, jsClusterNoPeers, jsClusterNotLeader, jsInsufficientResource,
-			jetstream.JSErrCodeJetStreamNotEnabled:
+			jsStreamCreateFailed, jetstream.JSErrCodeJetStreamNotEnabled:
 			return true
 		}
 		return apiErr.Code == 503

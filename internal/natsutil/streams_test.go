@@ -115,3 +115,55 @@ func TestEnsureStreamsAddsProposerSubjects(t *testing.T) {
 		t.Fatalf("SM_REQ holds %v messages (%v), want the old one and the new one", info, err)
 	}
 }
+
+// TestEnsureStreamsConcurrent: coordinators starting together all ensure the same
+// streams at once, each on its own connection as separate processes do, and all
+// succeed.
+func TestEnsureStreamsConcurrent(t *testing.T) {
+	for round := range 20 {
+		srv := natstest.Start(t)
+		const n = 5
+		errs := make(chan error, n)
+		for range n {
+			_, js := natstest.Connect(t, srv)
+			go func() { errs <- natsutil.EnsureStreams(context.Background(), js, natsutil.StreamConfig{}) }()
+		}
+		for range n {
+			if err := <-errs; err != nil {
+				t.Fatalf("round %d: %v", round, err)
+			}
+		}
+	}
+}
+
+// failingCreates fails the first creates of a stream with a JetStream API error, as
+// a server does that lost a race to create the same stream, then creates for real.
+type failingCreates struct {
+	jetstream.StreamManager
+	fails int
+	code  jetstream.ErrorCode
+}
+
+func (f *failingCreates) CreateOrUpdateStream(ctx context.Context, cfg jetstream.StreamConfig) (jetstream.Stream, error) {
+	if f.fails > 0 {
+		f.fails--
+		return nil, &jetstream.APIError{Code: 500, ErrorCode: f.code, Description: "error creating store for stream"}
+	}
+	return f.StreamManager.CreateOrUpdateStream(ctx, cfg)
+}
+
+// "error creating store for stream" (10049), which three chaos coordinators starting
+// together met in CI, is retried; an error that retrying does not fix is returned at
+// once.
+func TestEnsureStreamsRetriesLostCreateRace(t *testing.T) {
+	_, js := natstest.Connect(t, natstest.Start(t))
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := natsutil.EnsureStreams(ctx, &failingCreates{StreamManager: js, fails: 2, code: 10049}, natsutil.StreamConfig{}); err != nil {
+		t.Fatalf("a lost create race was not retried: %v", err)
+	}
+	err := natsutil.EnsureStreams(ctx, &failingCreates{StreamManager: js, fails: 1, code: 10052}, natsutil.StreamConfig{})
+	if err == nil {
+		t.Fatal("an invalid-config error (10052) was retried into success")
+	}
+}
