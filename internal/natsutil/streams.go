@@ -160,10 +160,12 @@ const (
 	jsClusterNoPeers       = 10005 // no suitable peers for placement: servers still joining
 	jsClusterNotLeader     = 10009 // JetStream cluster can not handle request
 	jsInsufficientResource = 10023 // insufficient resources: servers still joining
-	// error creating store for stream: seen when coordinators starting together create
-	// the same stream at once (a chaos run's three did, 2 runs in 4); the retry finds
-	// the stream made and updates it. A store that truly cannot be made fails the same
-	// way until ctx ends, and the error says so.
+	// error creating store for stream: seen when three coordinators started within
+	// milliseconds of each other and of a fresh NATS server (a secured chaos run, 2 runs
+	// in 4 in one CI run): one of them got it while the others made the streams. The
+	// server serialises creates of one name, so the cause is not a plain create race;
+	// retrying fixes it. A store that truly cannot be made fails the same way until ctx
+	// ends, and the error says so.
 	jsStreamCreateFailed = 10049
 )
 

@@ -137,7 +137,7 @@ func TestEnsureStreamsConcurrent(t *testing.T) {
 }
 
 // failingCreates fails the first creates of a stream with a JetStream API error, as
-// a server does that lost a race to create the same stream, then creates for real.
+// the server did to one of three coordinators starting at once, then creates for real.
 type failingCreates struct {
 	jetstream.StreamManager
 	fails int
@@ -152,15 +152,15 @@ func (f *failingCreates) CreateOrUpdateStream(ctx context.Context, cfg jetstream
 	return f.StreamManager.CreateOrUpdateStream(ctx, cfg)
 }
 
-// "error creating store for stream" (10049), which three chaos coordinators starting
-// together met in CI, is retried; an error that retrying does not fix is returned at
+// "error creating store for stream" (10049), which one of three chaos coordinators
+// starting together met in CI, is retried; an error that retrying does not fix is returned at
 // once.
 func TestEnsureStreamsRetriesLostCreateRace(t *testing.T) {
 	_, js := natstest.Connect(t, natstest.Start(t))
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := natsutil.EnsureStreams(ctx, &failingCreates{StreamManager: js, fails: 2, code: 10049}, natsutil.StreamConfig{}); err != nil {
-		t.Fatalf("a lost create race was not retried: %v", err)
+		t.Fatalf("a failed store creation was not retried: %v", err)
 	}
 	err := natsutil.EnsureStreams(ctx, &failingCreates{StreamManager: js, fails: 1, code: 10052}, natsutil.StreamConfig{})
 	if err == nil {
