@@ -52,12 +52,9 @@ type LogJournal struct {
 	path string
 	lock *os.File // <path>.lock, flocked while open (the data file is replaced by rewrites)
 
-	mu     sync.RWMutex // guards the state below and closed
-	recs   map[string][]byte
-	tokens map[string]uint64
+	mu     sync.RWMutex // guards st and closed
+	st     journalState // what the file holds; st.size estimates a rewrite's bytes
 	closed bool
-
-	live int64 // bytes the live records and tokens take in a rewrite; under mu
 
 	group  groupCommit[*logJournalReq] // commit is j.commit
 	gmu    sync.Mutex                  // guards broken
@@ -122,7 +119,7 @@ func OpenLogJournal(path string) (*LogJournal, error) {
 		_ = lock.Close()
 		return nil, fmt.Errorf("twophase: open journal %s: %w", path, err)
 	}
-	j := &LogJournal{path: path, lock: lock, f: f, recs: map[string][]byte{}, tokens: map[string]uint64{}}
+	j := &LogJournal{path: path, lock: lock, f: f, st: newJournalState()}
 	j.group.commit = j.commit
 	j.group.spawn = func(drain func()) {
 		j.wg.Add(1) // inside a write, which holds its own count: Close waits for this too
@@ -136,7 +133,7 @@ func OpenLogJournal(path string) (*LogJournal, error) {
 		_ = lock.Close()
 		return nil, fmt.Errorf("twophase: open journal %s: %w", path, err)
 	}
-	j.nextCompact = max(logJournalMinCompact, 2*j.live)
+	j.nextCompact = max(logJournalMinCompact, 2*j.st.size)
 	return j, nil
 }
 
@@ -206,7 +203,6 @@ func (j *LogJournal) load() error {
 		off = end
 	}
 	j.size = int64(off)
-	j.live = j.liveBytes()
 	_, err = j.f.Seek(j.size, io.SeekStart)
 	return err
 }
@@ -257,46 +253,18 @@ func (j *LogJournal) replay(p []byte) error {
 			if _, err := decodeJournalEntry(txid, rec); err != nil {
 				return err
 			}
-			j.recs[txid] = slices.Clone(rec)
-			j.raise(toks)
+			j.st.put(txid, slices.Clone(rec), toks)
 		case logJournalRaise:
-			j.raise(d.tokens())
+			j.st.raise(d.tokens())
 		case logJournalDel:
 			for n := d.count(); n > 0 && d.err == nil; n-- {
-				delete(j.recs, d.string())
+				j.st.del(d.string())
 			}
 		default:
 			d.fail(fmt.Sprintf("unknown op %d", op))
 		}
 	}
 	return d.err
-}
-
-// raise raises the in-memory tokens. Callers hold mu for writing (or own j alone).
-func (j *LogJournal) raise(toks map[string]uint64) {
-	for p, t := range toks {
-		if p == "" {
-			continue // nothing to fence, as in BoltJournal
-		}
-		if old, ok := j.tokens[p]; !ok || t > old {
-			if !ok {
-				j.live += int64(len(p)) + 12
-			}
-			j.tokens[p] = t
-		}
-	}
-}
-
-// liveBytes estimates what a rewrite of the live state takes.
-func (j *LogJournal) liveBytes() int64 {
-	var n int64
-	for id, r := range j.recs {
-		n += int64(len(id)+len(r)) + 8
-	}
-	for p := range j.tokens {
-		n += int64(len(p)) + 12
-	}
-	return n
 }
 
 // Path returns the journal's file name.
@@ -309,12 +277,7 @@ func (j *LogJournal) Get(txid string) (JournalEntry, bool, error) {
 	if j.closed {
 		return JournalEntry{}, false, ErrJournalClosed
 	}
-	rec, ok := j.recs[txid]
-	if !ok {
-		return JournalEntry{}, false, nil
-	}
-	e, err := decodeJournalEntry(txid, rec)
-	return e, err == nil, err
+	return j.st.get(txid)
 }
 
 // Put appends e and the raised tokens as one durable write.
@@ -367,20 +330,7 @@ func (j *LogJournal) List() ([]JournalEntry, error) {
 	if j.closed {
 		return nil, ErrJournalClosed
 	}
-	ids := make([]string, 0, len(j.recs))
-	for id := range j.recs {
-		ids = append(ids, id)
-	}
-	slices.Sort(ids)
-	out := make([]JournalEntry, 0, len(ids))
-	for _, id := range ids {
-		e, err := decodeJournalEntry(id, j.recs[id])
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, e)
-	}
-	return out, nil
+	return j.st.list()
 }
 
 // HighestTokens returns the highest token seen per player.
@@ -390,11 +340,7 @@ func (j *LogJournal) HighestTokens() (map[string]uint64, error) {
 	if j.closed {
 		return nil, ErrJournalClosed
 	}
-	out := make(map[string]uint64, len(j.tokens))
-	for p, t := range j.tokens {
-		out[p] = t
-	}
-	return out, nil
+	return maps.Clone(j.st.tokens), nil
 }
 
 // Close waits for writes in progress and closes the file. It is safe to call twice;

@@ -175,8 +175,8 @@ func TestLogJournalRewrite(t *testing.T) {
 	if rewrites == 0 {
 		t.Fatal("the file was never rewritten")
 	}
-	if last > 4*j.live+logJournalMinCompact {
-		t.Fatalf("file %d bytes for %d live bytes", last, j.live)
+	if last > 4*j.st.size+logJournalMinCompact {
+		t.Fatalf("file %d bytes for %d live bytes", last, j.st.size)
 	}
 	want := stateOf(t, j)
 	if len(want.Recs) != 1000 || len(want.Tokens) != 2000 {

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"hash/crc32"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -129,21 +130,11 @@ func (j *LogJournal) apply(batch []*logJournalReq) {
 	for _, r := range batch {
 		switch r.op {
 		case logJournalPut:
-			if old, ok := j.recs[r.txid]; ok {
-				j.live -= int64(len(r.txid)+len(old)) + 8
-			}
-			j.recs[r.txid] = r.rec // encoded by Put for this write alone: not shared
-			j.live += int64(len(r.txid)+len(r.rec)) + 8
-			j.raise(r.tokens)
+			j.st.put(r.txid, r.rec, r.tokens) // rec was encoded by Put for this write alone
 		case logJournalRaise:
-			j.raise(r.tokens)
+			j.st.raise(r.tokens)
 		case logJournalDel:
-			for _, id := range r.txids {
-				if old, ok := j.recs[id]; ok {
-					j.live -= int64(len(id)+len(old)) + 8
-					delete(j.recs, id)
-				}
-			}
+			j.st.del(r.txids...)
 		}
 	}
 }
@@ -153,17 +144,13 @@ func (j *LogJournal) apply(batch []*logJournalReq) {
 // file has grown further; a failure after it breaks the journal.
 func (j *LogJournal) rewrite() {
 	j.mu.RLock()
-	live := j.live
-	ops := make([]*logJournalReq, 0, len(j.recs)+1)
-	for id, rec := range j.recs {
+	live := j.st.size
+	ops := make([]*logJournalReq, 0, len(j.st.recs)+1)
+	for id, rec := range j.st.recs {
 		ops = append(ops, &logJournalReq{op: logJournalPut, txid: id, rec: rec})
 	}
-	if len(j.tokens) > 0 {
-		toks := make(map[string]uint64, len(j.tokens))
-		for p, t := range j.tokens {
-			toks[p] = t
-		}
-		ops = append(ops, &logJournalReq{op: logJournalRaise, tokens: toks})
+	if len(j.st.tokens) > 0 {
+		ops = append(ops, &logJournalReq{op: logJournalRaise, tokens: maps.Clone(j.st.tokens)})
 	}
 	j.mu.RUnlock()
 	// Without a rewrite that halves it, wait for the file to double again.
