@@ -76,6 +76,14 @@ func (b *batcher) applyAll(ctx context.Context, cmds []*smv1.Command) ([]applyOu
 		case outs[i] = <-p.done:
 		case <-ctx.Done():
 			return nil, &UnknownOutcomeError{Cause: ctx.Err()}
+		case <-b.stop:
+			// Raft leaves an entry still on its way to the FSM unanswered when it shuts
+			// down; the node closes the batcher after Raft, and that must end the wait.
+			select {
+			case outs[i] = <-p.done:
+			default:
+				return nil, &UnknownOutcomeError{Cause: ErrClosed}
+			}
 		}
 	}
 	return outs, nil

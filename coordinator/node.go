@@ -309,10 +309,33 @@ func (n *Node) linearize(ctx context.Context) error {
 		return n.notLeader()
 	}
 	ci := n.raft.CommitIndex()
-	if err := n.raft.VerifyLeader().Error(); err != nil {
+	switch err := n.await(ctx, n.raft.VerifyLeader()); {
+	case err == nil:
+	case ctx.Err() != nil:
+		return ctx.Err()
+	default:
 		return n.notLeader()
 	}
 	return n.fsm.waitApplied(ctx, ci)
+}
+
+// await waits for a Raft future, but not past ctx or the node's Shutdown.
+// hashicorp/raft does not answer a verify future still queued when Raft shuts down,
+// and such a future's Error has no shutdown channel, so waiting on it alone can block
+// forever (a status request then held up a server's Close). When ctx or Shutdown wins,
+// the goroutine left waiting holds only the future; it ends if Raft answers, and
+// otherwise stays parked for the life of the process, which is ending the node anyway.
+func (n *Node) await(ctx context.Context, f raft.Future) error {
+	done := make(chan error, 1)
+	go func() { done <- f.Error() }()
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-n.stop:
+		return ErrClosed
+	}
 }
 
 // Renew restarts the TTL of every lease of the committed match txid.
