@@ -52,6 +52,7 @@ type Node struct {
 	stop      chan struct{}
 	loopDone  chan struct{}
 	closed    sync.Once
+	policy    *policyRunner // nil without a Config.Policy
 }
 
 // New opens the node's storage, starts Raft and the leadership watcher.
@@ -118,6 +119,9 @@ func New(cfg Config, opts ...Option) (*Node, error) {
 	}
 	n.raft = r
 	n.batch = newBatcher(r, cfg.MaxBatch, cfg.ApplyTimeout)
+	if cfg.Policy != nil {
+		n.policy = newPolicyRunner(cfg.Policy, n.stop)
+	}
 	go n.watchLeadership()
 	return n, nil
 }
@@ -141,6 +145,9 @@ func (n *Node) Shutdown() error {
 	n.closed.Do(func() {
 		close(n.stop)
 		<-n.loopDone
+		if n.policy != nil {
+			n.policy.wait()
+		}
 		err = n.raft.Shutdown().Error()
 		n.batch.close()
 		if cerr := n.stores.close(); err == nil {
@@ -202,7 +209,7 @@ func (n *Node) Propose(ctx context.Context, p *smv1.Proposal) (*smv1.Decision, e
 	verdict := &smv1.PolicyVerdict{Allow: true}
 	if n.cfg.Policy != nil {
 		pctx, span := startSpan(ctx, spans.PolicyEval)
-		v, err := n.cfg.Policy.Evaluate(pctx, p, shards)
+		v, err := n.policy.evaluate(pctx, p, shards)
 		endPolicySpan(span, v, err)
 		if v == nil {
 			return nil, fmt.Errorf("coordinator: policy: %w", err)

@@ -417,6 +417,22 @@ func BenchmarkMatch(b *testing.B) {
 	}
 }
 
+// BenchmarkMatchPolicy is BenchmarkMatch with every match checked against the dev
+// policy, at 256 in flight as bench's saturation row.
+func BenchmarkMatchPolicy(b *testing.B) {
+	for _, k := range []int{1, 256} {
+		b.Run("inflight="+strconv.Itoa(k), func(b *testing.B) {
+			st, err := startBenchStack(context.Background(), benchOptions{nodes: 3, shards: 3, log: "off", policy: true}, false)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer st.close()
+			b.ResetTimer()
+			report(b, measure(context.Background(), rowMatch, k, time.Hour, b.N, st.proposeFresh))
+		})
+	}
+}
+
 // BenchmarkRaftApply is the Raft floor: b.N applies on a bare 3-node cluster with the
 // coordinator's bbolt store.
 func BenchmarkRaftApply(b *testing.B) {
