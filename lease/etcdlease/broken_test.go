@@ -15,6 +15,7 @@ import (
 // leasetest's own tests prove for broken MemStores: the suite passing TestConformance
 // means something only if it fails these.
 func TestConformanceCatchesBrokenStores(t *testing.T) {
+	t.Parallel()
 	srv := startEtcd(t)
 	for _, b := range []struct {
 		name   string
