@@ -16,9 +16,9 @@
 //     it returns is sorted, never in map order. Expiry is an input to it (Expire with the
 //     renew sequence the leader measured), never a decision it makes.
 //   - Store is the contract a lease backend satisfies, checked by the conformance suite in
-//     package leasetest. MemStore is the one implementation today; the coordinator's FSM
-//     embeds a Table directly, and a store on etcd for several coordinator groups is
-//     planned against this same contract.
+//     package leasetest. MemStore implements it in process, and package
+//     lease/etcdlease on etcd, for several coordinator groups sharing one player table;
+//     the coordinator's FSM embeds a Table directly.
 //   - MemStore is a real in-process Store: a Table behind a mutex, with expiry measured on
 //     an injected clock.Clock's monotonic face.
 //

@@ -5,9 +5,9 @@ import (
 	"time"
 )
 
-// Store is the contract a lease backend satisfies. MemStore implements it today (the
-// coordinator's FSM embeds a Table directly); a store on etcd, for several coordinator
-// groups sharing one player table, is to implement it next. Package leasetest checks
+// Store is the contract a lease backend satisfies. MemStore implements it in process
+// (the coordinator's FSM embeds a Table directly), and package lease/etcdlease on etcd,
+// for several coordinator groups sharing one player table. Package leasetest checks
 // any implementation against it, so backends are interchangeable.
 //
 // Safety rules that hold across all methods, for the whole life of a store (across
