@@ -66,7 +66,10 @@
 //   - etcd leader change: the new leader gives every lease its full TTL again plus the
 //     election timeout (etcd's lessor Promote), so leases live longer, never shorter:
 //     I7 holds, and bounded expiry counts from the new leader taking over, as the
-//     lease.Store contract allows.
+//     lease.Store contract allows. Calls during the change fail with ErrUnavailable,
+//     including raft's "proposal dropped" during a leadership transfer, which etcd
+//     sends with gRPC code Unknown. The cluster tests (process_test.go) show this on
+//     a 3-member cluster of etcd 3.4 processes with the leader killed or moved.
 //
 // # Clock error ρ and expiry slack
 //

@@ -155,14 +155,21 @@ const suiteTTL = time.Second
 // harness runs the conformance suite against stores made by mk on srv. Advance is a
 // real sleep: etcd's leader measures the leases.
 func harness(srv *etcdServer, mk func(t *testing.T, c *clientv3.Client) lease.Store) leasetest.Harness {
+	return harnessOn(func(t *testing.T) *clientv3.Client { return srv.client(t) }, commitLatency, mk)
+}
+
+// harnessOn runs the conformance suite against stores made by mk on clients from
+// newClient, allowing commit for a revoke proposal to commit.
+func harnessOn(newClient func(t *testing.T) *clientv3.Client, commit time.Duration,
+	mk func(t *testing.T, c *clientv3.Client) lease.Store) leasetest.Harness {
 	return leasetest.Harness{
-		New: func(t *testing.T) lease.Store { return mk(t, srv.client(t)) },
+		New: func(t *testing.T) lease.Store { return mk(t, newClient(t)) },
 		Advance: func(_ *testing.T, d time.Duration) {
 			time.Sleep(d)
 		},
 		Rho:         etcdlease.Rho,
 		TTL:         suiteTTL,
-		ExpirySlack: etcdlease.ExpirySlack(suiteTTL, commitLatency),
+		ExpirySlack: etcdlease.ExpirySlack(suiteTTL, commit),
 		Timeout:     time.Minute,
 	}
 }

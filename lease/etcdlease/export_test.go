@@ -12,3 +12,6 @@ func WithReservedOnMatchTTL(o Options) Options { o.faults.reservedOnTTL = true; 
 
 // WithoutRenew makes Renew acknowledge without renewing.
 func WithoutRenew(o Options) Options { o.faults.noRenew = true; return o }
+
+// Transient reports whether the store treats err as etcd being unavailable.
+var Transient = transient

@@ -137,9 +137,12 @@ func transient(err error) bool {
 	case codes.Unavailable, codes.DeadlineExceeded, codes.Aborted, codes.Canceled, codes.ResourceExhausted:
 		return true
 	}
-	// Some server errors travel as Unknown with a recognisable description.
+	// Some server errors travel as Unknown with a recognisable description. "raft
+	// proposal dropped" is raft refusing a proposal while leadership moves (a
+	// transfer in progress, or a candidate with no leader yet): etcd does not map it
+	// to a gRPC code, and the proposal never entered the log, so nothing changed.
 	msg := err.Error()
-	for _, m := range []string{"no leader", "leader changed", "timed out", "connection lost", "server stopped"} {
+	for _, m := range []string{"no leader", "leader changed", "timed out", "connection lost", "server stopped", "proposal dropped"} {
 		if strings.Contains(msg, m) {
 			return true
 		}
