@@ -7,6 +7,7 @@ import (
 	"slices"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -90,12 +91,15 @@ type FSM struct {
 	// open holds the txids of the txns not DONE (PREPARING, or decided and not acked by
 	// every shard): what a leader drives, the listings of unfinished txns and the
 	// per-scrape counts read, without a scan of every retained txn.
-	open      map[string]struct{}
-	leases    *lease.Table
-	shards    map[string]*smv1.ShardInfo
-	intern    interner
-	applied   uint64
-	appliedCh chan struct{} // closed and replaced whenever applied moves
+	open   map[string]struct{}
+	leases *lease.Table
+	shards map[string]*smv1.ShardInfo
+	// batchShards are the shards registered with command_batches, copied on every
+	// registry change so that the transport reads it on every send without f.mu.
+	batchShards atomic.Pointer[map[string]bool]
+	intern      interner
+	applied     uint64
+	appliedCh   chan struct{} // closed and replaced whenever applied moves
 	// gen counts snapshots taken; frozen counts those not yet released. While frozen >
 	// 0, a txn of an older generation is copied before it changes (writable), so the
 	// snapshots can read theirs while the FSM goes on applying.
@@ -551,7 +555,19 @@ func (f *FSM) registerShard(s *smv1.ShardInfo) CommandResult {
 		s.State = smv1.ShardState_SHARD_STATE_ACTIVE
 	}
 	f.shards[s.ShardId] = s
+	f.refreshBatchShards()
 	return CommandResult{}
+}
+
+// refreshBatchShards rebuilds batchShards from shards; the caller holds f.mu.
+func (f *FSM) refreshBatchShards() {
+	m := make(map[string]bool, len(f.shards))
+	for id, s := range f.shards {
+		if s.GetCommandBatches() {
+			m[id] = true
+		}
+	}
+	f.batchShards.Store(&m)
 }
 
 func (f *FSM) setShardState(c *smv1.SetShardState) CommandResult {

@@ -52,6 +52,14 @@ func (f *FSM) Shard(id string) (*smv1.ShardInfo, bool) {
 	return proto.Clone(s).(*smv1.ShardInfo), true
 }
 
+// ShardTakesBatches reports whether shard id is registered with
+// ShardInfo.command_batches, without copying its record (the transport asks on every
+// command it sends).
+func (f *FSM) ShardTakesBatches(id string) bool {
+	m := f.batchShards.Load()
+	return m != nil && (*m)[id]
+}
+
 // Shards lists the registered shards sorted by id.
 func (f *FSM) Shards() []*smv1.ShardInfo {
 	f.mu.RLock()

@@ -122,6 +122,7 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.txns, f.byProposal, f.leases, f.shards, f.applied, f.intern = st.txns, st.byProposal, st.leases, st.shards, st.applied, st.intern
+	f.refreshBatchShards()
 	f.open = openOf(st.txns)
 	f.emit(st.applied, EventRestored, "", nil, nil)
 	close(f.appliedCh)

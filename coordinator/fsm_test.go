@@ -366,3 +366,38 @@ func TestFSMInDoubtByShard(t *testing.T) {
 	h.mustOK(h.apply(acked(tx, "b"))[0])
 	want(map[string]int{"a": 0, "b": 0, "c": 0})
 }
+
+// ShardTakesBatches follows registrations (a re-registration without the flag turns
+// it off) and survives a snapshot restore.
+func TestFSMShardTakesBatches(t *testing.T) {
+	h := newFSMHarness(t, "plain")
+	reg := func(id string, batches bool) *smv1.Command {
+		return &smv1.Command{Op: &smv1.Command_RegisterShard{RegisterShard: &smv1.RegisterShard{
+			Shard: &smv1.ShardInfo{ShardId: id, CommandBatches: batches}}}}
+	}
+	h.mustOK(h.apply(reg("b1", true), reg("b2", true))[0])
+	h.mustOK(h.apply(reg("b2", false))[0])
+	want := map[string]bool{"plain": false, "b1": true, "b2": false, "unknown": false}
+	for id, w := range want {
+		if got := h.f.ShardTakesBatches(id); got != w {
+			t.Errorf("ShardTakesBatches(%q) = %v, want %v", id, got, w)
+		}
+	}
+	snap, err := h.f.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sink := &memSink{}
+	if err := snap.Persist(sink); err != nil {
+		t.Fatal(err)
+	}
+	g := NewFSM(nil, nil)
+	if err := g.Restore(io.NopCloser(bytes.NewReader(sink.Bytes()))); err != nil {
+		t.Fatal(err)
+	}
+	for id, w := range want {
+		if got := g.ShardTakesBatches(id); got != w {
+			t.Errorf("after restore, ShardTakesBatches(%q) = %v, want %v", id, got, w)
+		}
+	}
+}

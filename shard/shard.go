@@ -192,7 +192,10 @@ const ProtocolVersion = 1
 // register announces the shard until a leader accepts it, backing off from 200 ms to
 // 3 s between attempts.
 func (s *Shard) register(ctx context.Context) error {
-	info := &smv1.ShardInfo{ShardId: s.cfg.ID, Region: s.cfg.Region, Capacity: int32(s.cfg.Capacity), ProtocolVersion: ProtocolVersion}
+	// The SDK's command server takes ShardCommandBatch messages, so say so: the
+	// coordinator then sends several commands per message under load.
+	info := &smv1.ShardInfo{ShardId: s.cfg.ID, Region: s.cfg.Region, Capacity: int32(s.cfg.Capacity),
+		ProtocolVersion: ProtocolVersion, CommandBatches: true}
 	wait := 200 * time.Millisecond
 	for {
 		actx, cancel := context.WithTimeout(ctx, DefaultQueryTimeout)

@@ -73,8 +73,12 @@ func New(ctx context.Context, cfg Config, node coordinator.Config, opts ...coord
 	if a.Node, err = coordinator.New(node, opts...); err != nil {
 		return nil, err
 	}
-	ac := cfg.API
 	n := a.Node
+	if a.Transport != nil {
+		// Shards registered with command_batches get several commands per message.
+		a.Transport.SetBatches(n.FSM().ShardTakesBatches)
+	}
+	ac := cfg.API
 	ac.Node, ac.Conn, ac.Prefix = n, cfg.Conn, cfg.Prefix
 	if ac.StepDown == nil {
 		ac.StepDown = n.TransferLeadership

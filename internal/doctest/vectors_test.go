@@ -22,6 +22,9 @@ var vectorTypes = map[string]func() proto.Message{
 	"ShardReply":    func() proto.Message { return new(smv1.ShardReply) },
 	"ShardInfo":     func() proto.Message { return new(smv1.ShardInfo) },
 	"StatusRequest": func() proto.Message { return new(smv1.StatusRequest) },
+	// command batches
+	"ShardCommandBatch": func() proto.Message { return new(smv1.ShardCommandBatch) },
+	"ShardReplyBatch":   func() proto.Message { return new(smv1.ShardReplyBatch) },
 }
 
 // checkVector reports whether the hex and the JSON of one vector are the same message.

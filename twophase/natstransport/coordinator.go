@@ -93,10 +93,14 @@ type CoordinatorStats struct {
 	// ShardMismatch are replies dropped because their shard_id was not the shard their
 	// subject names: someone spoke for another shard.
 	ShardMismatch uint64
+	// Batches are ShardCommandBatch messages published (their commands count in Sent);
+	// BatchReplies are ShardReplyBatch messages received (their replies count in Votes
+	// and Acks).
+	Batches, BatchReplies uint64
 }
 
 type coordCounters struct {
-	sent, sendErrors, stored, deduplicated, pubAckErrors, votes, acks, malformed, shardMismatch atomic.Uint64
+	sent, sendErrors, stored, deduplicated, pubAckErrors, votes, acks, malformed, shardMismatch, batches, batchReplies atomic.Uint64
 }
 
 // Coordinator is the coordinator node's side of the NATS transport. It implements
@@ -119,6 +123,11 @@ type Coordinator struct {
 
 	stats  coordCounters
 	signer atomic.Pointer[cmdsig.Signer]
+
+	batches   atomic.Pointer[func(string) bool] // SetBatches
+	sendersMu sync.Mutex
+	senders   map[string]*shardSender // by shard, for shards that take batches
+	senderWG  sync.WaitGroup
 }
 
 var _ twophase.Transport = (*Coordinator)(nil)
@@ -160,7 +169,7 @@ func NewCoordinator(ctx context.Context, cfg CoordinatorConfig) (*Coordinator, e
 		lg = slog.New(slog.DiscardHandler)
 	}
 	c := &Coordinator{cfg: cfg, log: lg.With("component", "natstransport.coordinator"), subj: subj, cmd: subj.Streams().Cmd,
-		clk: cfg.Clock, epoch: cfg.ResendEpoch}
+		clk: cfg.Clock, epoch: cfg.ResendEpoch, senders: map[string]*shardSender{}}
 	c.signer.Store(cfg.Signer)
 
 	if !cfg.SkipEnsureStreams {
@@ -253,6 +262,15 @@ func (c *Coordinator) send(ctx context.Context, shardID string, cmd *smv1.ShardC
 		HeaderTerm:                     {strconv.FormatUint(info.term, 10)},
 	}
 	natsutil.InjectTrace(ctx, h)
+	if c.batching(shardID) {
+		c.mu.RLock()
+		defer c.mu.RUnlock()
+		if c.closed {
+			return ErrClosed
+		}
+		c.enqueue(shardID, subject, queuedCmd{data: data, header: h, term: info.term})
+		return nil
+	}
 	if sg := c.signer.Load(); sg != nil {
 		// Signed per send, over subject and payload only: Nats-Msg-Id and traceparent
 		// differ between resends (and the fault hook's duplicates) and are not signed.
@@ -302,28 +320,50 @@ func (c *Coordinator) onReply(m *nats.Msg) {
 		c.drop(&c.stats.malformed, m, "bad subject", err)
 		return
 	}
+	if m.Header.Get(HeaderBatch) != "" {
+		c.onReplyBatch(m, kind, shard)
+		return
+	}
 	reply := new(smv1.ShardReply)
 	if err := proto.Unmarshal(m.Data, reply); err != nil {
 		c.drop(&c.stats.malformed, m, "undecodable reply", err)
 		return
 	}
+	c.deliver(m, reply, kind, shard, false)
+}
+
+// onReplyBatch hands each reply of a ShardReplyBatch to Replies as if it had come
+// alone. A batch may mix votes and acks (it answers a batch of commands), on either
+// subject kind; each reply must still name the shard of the subject.
+func (c *Coordinator) onReplyBatch(m *nats.Msg, kind natsutil.ReplyKind, shard string) {
+	b := new(smv1.ShardReplyBatch)
+	if err := proto.Unmarshal(m.Data, b); err != nil {
+		c.drop(&c.stats.malformed, m, "undecodable reply batch", err)
+		return
+	}
+	c.stats.batchReplies.Add(1)
+	for _, r := range b.GetReplies() {
+		c.deliver(m, r, kind, shard, true)
+	}
+}
+
+// deliver checks one reply against the subject it came on and hands it to Replies,
+// or drops and counts it. anyKind accepts a vote or an ack whatever the subject's
+// kind (a batch's replies).
+func (c *Coordinator) deliver(m *nats.Msg, reply *smv1.ShardReply, kind natsutil.ReplyKind, shard string, anyKind bool) {
 	var txid, from string
 	counter := &c.stats.votes
-	switch kind {
-	case natsutil.ReplyVote:
-		v := reply.GetVote()
-		if v == nil {
-			c.drop(&c.stats.malformed, m, "no vote on a vote subject", nil)
-			return
-		}
+	switch v, a := reply.GetVote(), reply.GetAck(); {
+	case v != nil && (anyKind || kind == natsutil.ReplyVote):
 		txid, from = v.GetTxid(), v.GetShardId()
-	case natsutil.ReplyAck:
-		a := reply.GetAck()
-		if a == nil {
-			c.drop(&c.stats.malformed, m, "no ack on an ack subject", nil)
-			return
-		}
+	case a != nil && (anyKind || kind == natsutil.ReplyAck):
 		txid, from, counter = a.GetTxid(), a.GetShardId(), &c.stats.acks
+	case kind == natsutil.ReplyVote:
+		c.drop(&c.stats.malformed, m, "no vote on a vote subject", nil)
+		return
+	default:
+		c.drop(&c.stats.malformed, m, "no ack on an ack subject", nil)
+		return
 	}
 	if txid == "" {
 		c.drop(&c.stats.malformed, m, "reply without txid", nil)
@@ -362,6 +402,7 @@ func (c *Coordinator) Close() error {
 	c.mu.Unlock()
 	c.unsubscribe()
 	c.inflight.Wait()
+	c.senderWG.Wait()
 	t := time.NewTimer(c.cfg.PubAckTimeout)
 	defer t.Stop()
 	select {
@@ -385,6 +426,7 @@ func (c *Coordinator) Stats() CoordinatorStats {
 		Sent: s.sent.Load(), SendErrors: s.sendErrors.Load(), Stored: s.stored.Load(),
 		Deduplicated: s.deduplicated.Load(), PubAckErrors: s.pubAckErrors.Load(),
 		Votes: s.votes.Load(), Acks: s.acks.Load(), Malformed: s.malformed.Load(), ShardMismatch: s.shardMismatch.Load(),
+		Batches: s.batches.Load(), BatchReplies: s.batchReplies.Load(),
 	}
 }
 

@@ -30,6 +30,19 @@
 // 64) and the commands of one txid one at a time in stream order: a txid always hashes
 // to the same worker. The consumer never needs MaxAckPending = 1.
 //
+// Batches. A shard registered with ShardInfo.command_batches (the Go SDK's shards are)
+// may get several commands in one message: a ShardCommandBatch with the header
+// Sm-Batch, and no Nats-Msg-Id. Coordinator.SetBatches says which shards take them. The
+// coordinator's sender for such a shard publishes what has gathered, waits for that
+// message's PubAck (at most 10 ms) and publishes what gathered meanwhile, so at low load
+// each command goes alone and at once, and under load one message, one delivery, one
+// ack and one ShardReplyBatch serve up to 256 commands. The shard runs a batch's
+// commands on the workers of their txids like lone ones, publishes their replies as one
+// ShardReplyBatch on its vote subject, then acks the message; if any command failed for
+// now it naks the whole message, and the redelivery runs every command again
+// (idempotent by txid). The coordinator checks each reply of a batch as if it came
+// alone.
+//
 // Signatures. With CoordinatorConfig.Signer every command is signed (package cmdsig:
 // Ed25519 over a domain prefix, the subject and the payload); with
 // ParticipantConfig.Verifier a shard refuses, before decoding, every command not

@@ -31,12 +31,16 @@ type ShardServerStats struct {
 	AckErrors                             uint64 // acks, naks and terms that could not be sent
 	Returned                              uint64 // queued commands nak'd back at Close
 	ConsumeErrors                         uint64 // errors from the consumer (missed heartbeats, status)
+	// Batches are the ShardCommandBatch messages taken (each counts once in Received;
+	// its commands count in Handled, Votes, Acks and the rest as lone ones do).
+	Batches uint64
 }
 
 type serverCounters struct {
 	received, redelivered, handled, votes, acks, malformed, wrongShard, rejected atomic.Uint64
 	handlerErrors, publishErrors, ackErrors, returned, consumeErrors             atomic.Uint64
 	unsigned, unknownSigner, badSignature                                        atomic.Uint64
+	batches                                                                      atomic.Uint64
 }
 
 // Stats returns a snapshot of the counters.
@@ -48,6 +52,7 @@ func (s *ShardServer) Stats() ShardServerStats {
 		Rejected: c.rejected.Load(), HandlerErrors: c.handlerErrors.Load(), PublishErrors: c.publishErrors.Load(),
 		AckErrors: c.ackErrors.Load(), Returned: c.returned.Load(), ConsumeErrors: c.consumeErrors.Load(),
 		Unsigned: c.unsigned.Load(), UnknownSigner: c.unknownSigner.Load(), BadSignature: c.badSignature.Load(),
+		Batches: c.batches.Load(),
 	}
 }
 

@@ -175,10 +175,11 @@ type ShardServer struct {
 }
 
 type job struct {
-	msg  jetstream.Msg
-	cmd  *smv1.ShardCommand
-	info cmdInfo
-	tp   string // traceparent, "" if none
+	msg   jetstream.Msg
+	cmd   *smv1.ShardCommand
+	info  cmdInfo
+	tp    string    // traceparent, "" if none
+	batch *cmdBatch // the batch the command came in, nil if it came alone
 }
 
 // Serve creates or reuses the shard's durable pull consumer shard-<id> on the command
@@ -295,6 +296,10 @@ func (s *ShardServer) route(m jetstream.Msg) {
 			return
 		}
 	}
+	if m.Headers().Get(HeaderBatch) != "" {
+		s.routeBatch(m)
+		return
+	}
 	cmd := new(smv1.ShardCommand)
 	if err := proto.Unmarshal(m.Data(), cmd); err != nil {
 		s.terminate(m, &s.stats.malformed, "undecodable command", err)
@@ -313,9 +318,15 @@ func (s *ShardServer) route(m jetstream.Msg) {
 		return
 	}
 	tp, _ := natsutil.TraceParent(m.Headers())
+	s.enqueue(job{msg: m, cmd: cmd, info: info, tp: tp})
+}
+
+// enqueue hands j to the worker of its txid, so that one txid's commands run one at
+// a time in the order they arrived.
+func (s *ShardServer) enqueue(j job) {
 	h := fnv.New32a()
-	_, _ = h.Write([]byte(info.txid))
-	s.queues[h.Sum32()%uint32(len(s.queues))] <- job{msg: m, cmd: cmd, info: info, tp: tp}
+	_, _ = h.Write([]byte(j.info.txid))
+	s.queues[h.Sum32()%uint32(len(s.queues))] <- j
 }
 
 func (s *ShardServer) work(q <-chan job) {
@@ -324,6 +335,10 @@ func (s *ShardServer) work(q <-chan job) {
 		if s.hctx.Err() != nil {
 			// Closing: hand it back for the next server rather than wait for AckWait.
 			s.stats.returned.Add(1)
+			if j.batch != nil {
+				s.batchDone(j.batch, nil, errReturned)
+				continue
+			}
 			_ = j.msg.Nak()
 			continue
 		}
@@ -340,6 +355,14 @@ func (s *ShardServer) handle(j job) {
 	ctx, span := s.startHandleSpan(ctx, j)
 	reply, err := s.cfg.Handler.HandleCommand(ctx, j.cmd)
 	defer endHandleSpan(span, reply, err) // after the reply is published and the command acked
+	if j.batch != nil {
+		if err != nil {
+			s.log.WarnContext(ctx, "handler failed on a batched command", "txid", j.info.txid, "phase", j.info.phase,
+				"permanent", permanent(err), "err", err)
+		}
+		s.batchDone(j.batch, reply, err)
+		return
+	}
 	if err != nil {
 		if permanent(err) {
 			s.terminate(j.msg, &s.stats.rejected, "handler refused "+j.info.phase+" "+j.info.txid, err)

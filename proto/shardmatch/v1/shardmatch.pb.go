@@ -1492,6 +1492,66 @@ func (*ShardCommand_Commit) isShardCommand_Cmd() {}
 
 func (*ShardCommand_Abort) isShardCommand_Cmd() {}
 
+// ShardCommandBatch carries several commands for one shard in one message, sent
+// only to shards registered with ShardInfo.command_batches. Such a message has the
+// header Sm-Batch (the number of commands). The shard handles each command as if it
+// had come alone (commands of one txid in the order given) and answers the whole
+// batch with one ShardReplyBatch; it acks the message only after that reply is
+// published.
+type ShardCommandBatch struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Commands []*ShardCommand        `protobuf:"bytes,1,rep,name=commands,proto3" json:"commands,omitempty"`
+	// traceparents[i] is the W3C traceparent of commands[i] ("" if untraced): the
+	// header a lone command would have carried.
+	Traceparents  []string `protobuf:"bytes,2,rep,name=traceparents,proto3" json:"traceparents,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ShardCommandBatch) Reset() {
+	*x = ShardCommandBatch{}
+	mi := &file_shardmatch_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ShardCommandBatch) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ShardCommandBatch) ProtoMessage() {}
+
+func (x *ShardCommandBatch) ProtoReflect() protoreflect.Message {
+	mi := &file_shardmatch_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ShardCommandBatch.ProtoReflect.Descriptor instead.
+func (*ShardCommandBatch) Descriptor() ([]byte, []int) {
+	return file_shardmatch_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *ShardCommandBatch) GetCommands() []*ShardCommand {
+	if x != nil {
+		return x.Commands
+	}
+	return nil
+}
+
+func (x *ShardCommandBatch) GetTraceparents() []string {
+	if x != nil {
+		return x.Traceparents
+	}
+	return nil
+}
+
 // PlayerRejection says why a shard refused one of its players.
 type PlayerRejection struct {
 	state    protoimpl.MessageState `protogen:"open.v1"`
@@ -1505,7 +1565,7 @@ type PlayerRejection struct {
 
 func (x *PlayerRejection) Reset() {
 	*x = PlayerRejection{}
-	mi := &file_shardmatch_proto_msgTypes[13]
+	mi := &file_shardmatch_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1517,7 +1577,7 @@ func (x *PlayerRejection) String() string {
 func (*PlayerRejection) ProtoMessage() {}
 
 func (x *PlayerRejection) ProtoReflect() protoreflect.Message {
-	mi := &file_shardmatch_proto_msgTypes[13]
+	mi := &file_shardmatch_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1530,7 +1590,7 @@ func (x *PlayerRejection) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PlayerRejection.ProtoReflect.Descriptor instead.
 func (*PlayerRejection) Descriptor() ([]byte, []int) {
-	return file_shardmatch_proto_rawDescGZIP(), []int{13}
+	return file_shardmatch_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *PlayerRejection) GetPlayerId() string {
@@ -1569,7 +1629,7 @@ type Vote struct {
 
 func (x *Vote) Reset() {
 	*x = Vote{}
-	mi := &file_shardmatch_proto_msgTypes[14]
+	mi := &file_shardmatch_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1581,7 +1641,7 @@ func (x *Vote) String() string {
 func (*Vote) ProtoMessage() {}
 
 func (x *Vote) ProtoReflect() protoreflect.Message {
-	mi := &file_shardmatch_proto_msgTypes[14]
+	mi := &file_shardmatch_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1594,7 +1654,7 @@ func (x *Vote) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Vote.ProtoReflect.Descriptor instead.
 func (*Vote) Descriptor() ([]byte, []int) {
-	return file_shardmatch_proto_rawDescGZIP(), []int{14}
+	return file_shardmatch_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *Vote) GetTxid() string {
@@ -1645,7 +1705,7 @@ type Ack struct {
 
 func (x *Ack) Reset() {
 	*x = Ack{}
-	mi := &file_shardmatch_proto_msgTypes[15]
+	mi := &file_shardmatch_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1657,7 +1717,7 @@ func (x *Ack) String() string {
 func (*Ack) ProtoMessage() {}
 
 func (x *Ack) ProtoReflect() protoreflect.Message {
-	mi := &file_shardmatch_proto_msgTypes[15]
+	mi := &file_shardmatch_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1670,7 +1730,7 @@ func (x *Ack) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Ack.ProtoReflect.Descriptor instead.
 func (*Ack) Descriptor() ([]byte, []int) {
-	return file_shardmatch_proto_rawDescGZIP(), []int{15}
+	return file_shardmatch_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *Ack) GetTxid() string {
@@ -1715,7 +1775,7 @@ type ShardReply struct {
 
 func (x *ShardReply) Reset() {
 	*x = ShardReply{}
-	mi := &file_shardmatch_proto_msgTypes[16]
+	mi := &file_shardmatch_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1727,7 +1787,7 @@ func (x *ShardReply) String() string {
 func (*ShardReply) ProtoMessage() {}
 
 func (x *ShardReply) ProtoReflect() protoreflect.Message {
-	mi := &file_shardmatch_proto_msgTypes[16]
+	mi := &file_shardmatch_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1740,7 +1800,7 @@ func (x *ShardReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ShardReply.ProtoReflect.Descriptor instead.
 func (*ShardReply) Descriptor() ([]byte, []int) {
-	return file_shardmatch_proto_rawDescGZIP(), []int{16}
+	return file_shardmatch_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ShardReply) GetReply() isShardReply_Reply {
@@ -1784,6 +1844,54 @@ func (*ShardReply_Vote) isShardReply_Reply() {}
 
 func (*ShardReply_Ack) isShardReply_Reply() {}
 
+// ShardReplyBatch is a shard's answer to a ShardCommandBatch: the replies of its
+// commands that had one, in any order, published once with the header Sm-Batch on
+// the shard's vote subject. The coordinator takes each reply as if it had come
+// alone.
+type ShardReplyBatch struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Replies       []*ShardReply          `protobuf:"bytes,1,rep,name=replies,proto3" json:"replies,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ShardReplyBatch) Reset() {
+	*x = ShardReplyBatch{}
+	mi := &file_shardmatch_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ShardReplyBatch) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ShardReplyBatch) ProtoMessage() {}
+
+func (x *ShardReplyBatch) ProtoReflect() protoreflect.Message {
+	mi := &file_shardmatch_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ShardReplyBatch.ProtoReflect.Descriptor instead.
+func (*ShardReplyBatch) Descriptor() ([]byte, []int) {
+	return file_shardmatch_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *ShardReplyBatch) GetReplies() []*ShardReply {
+	if x != nil {
+		return x.Replies
+	}
+	return nil
+}
+
 // ShardInfo is a registered shard server.
 type ShardInfo struct {
 	state           protoimpl.MessageState `protogen:"open.v1"`
@@ -1793,13 +1901,16 @@ type ShardInfo struct {
 	Labels          map[string]string      `protobuf:"bytes,4,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	ProtocolVersion uint32                 `protobuf:"varint,5,opt,name=protocol_version,json=protocolVersion,proto3" json:"protocol_version,omitempty"`
 	State           ShardState             `protobuf:"varint,6,opt,name=state,proto3,enum=shardmatch.v1.ShardState" json:"state,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// command_batches: the shard takes ShardCommandBatch messages. The coordinator
+	// sends a shard without it only lone ShardCommands.
+	CommandBatches bool `protobuf:"varint,7,opt,name=command_batches,json=commandBatches,proto3" json:"command_batches,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *ShardInfo) Reset() {
 	*x = ShardInfo{}
-	mi := &file_shardmatch_proto_msgTypes[17]
+	mi := &file_shardmatch_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1811,7 +1922,7 @@ func (x *ShardInfo) String() string {
 func (*ShardInfo) ProtoMessage() {}
 
 func (x *ShardInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_shardmatch_proto_msgTypes[17]
+	mi := &file_shardmatch_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1824,7 +1935,7 @@ func (x *ShardInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ShardInfo.ProtoReflect.Descriptor instead.
 func (*ShardInfo) Descriptor() ([]byte, []int) {
-	return file_shardmatch_proto_rawDescGZIP(), []int{17}
+	return file_shardmatch_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ShardInfo) GetShardId() string {
@@ -1869,6 +1980,13 @@ func (x *ShardInfo) GetState() ShardState {
 	return ShardState_SHARD_STATE_UNSPECIFIED
 }
 
+func (x *ShardInfo) GetCommandBatches() bool {
+	if x != nil {
+		return x.CommandBatches
+	}
+	return false
+}
+
 // Begin creates a transaction. Applied atomically: either every player gets a
 // RESERVED lease and the txn is PREPARING, or the txn is recorded ABORTED
 // (PLAYER_LEASED or POLICY_DENIED) and no lease changes.
@@ -1888,7 +2006,7 @@ type Begin struct {
 
 func (x *Begin) Reset() {
 	*x = Begin{}
-	mi := &file_shardmatch_proto_msgTypes[18]
+	mi := &file_shardmatch_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1900,7 +2018,7 @@ func (x *Begin) String() string {
 func (*Begin) ProtoMessage() {}
 
 func (x *Begin) ProtoReflect() protoreflect.Message {
-	mi := &file_shardmatch_proto_msgTypes[18]
+	mi := &file_shardmatch_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1913,7 +2031,7 @@ func (x *Begin) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Begin.ProtoReflect.Descriptor instead.
 func (*Begin) Descriptor() ([]byte, []int) {
-	return file_shardmatch_proto_rawDescGZIP(), []int{18}
+	return file_shardmatch_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *Begin) GetProposal() *Proposal {
@@ -1960,7 +2078,7 @@ type Decide struct {
 
 func (x *Decide) Reset() {
 	*x = Decide{}
-	mi := &file_shardmatch_proto_msgTypes[19]
+	mi := &file_shardmatch_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1972,7 +2090,7 @@ func (x *Decide) String() string {
 func (*Decide) ProtoMessage() {}
 
 func (x *Decide) ProtoReflect() protoreflect.Message {
-	mi := &file_shardmatch_proto_msgTypes[19]
+	mi := &file_shardmatch_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1985,7 +2103,7 @@ func (x *Decide) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Decide.ProtoReflect.Descriptor instead.
 func (*Decide) Descriptor() ([]byte, []int) {
-	return file_shardmatch_proto_rawDescGZIP(), []int{19}
+	return file_shardmatch_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *Decide) GetTxid() string {
@@ -2041,7 +2159,7 @@ type Acked struct {
 
 func (x *Acked) Reset() {
 	*x = Acked{}
-	mi := &file_shardmatch_proto_msgTypes[20]
+	mi := &file_shardmatch_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2053,7 +2171,7 @@ func (x *Acked) String() string {
 func (*Acked) ProtoMessage() {}
 
 func (x *Acked) ProtoReflect() protoreflect.Message {
-	mi := &file_shardmatch_proto_msgTypes[20]
+	mi := &file_shardmatch_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2066,7 +2184,7 @@ func (x *Acked) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Acked.ProtoReflect.Descriptor instead.
 func (*Acked) Descriptor() ([]byte, []int) {
-	return file_shardmatch_proto_rawDescGZIP(), []int{20}
+	return file_shardmatch_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *Acked) GetTxid() string {
@@ -2093,7 +2211,7 @@ type Renew struct {
 
 func (x *Renew) Reset() {
 	*x = Renew{}
-	mi := &file_shardmatch_proto_msgTypes[21]
+	mi := &file_shardmatch_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2105,7 +2223,7 @@ func (x *Renew) String() string {
 func (*Renew) ProtoMessage() {}
 
 func (x *Renew) ProtoReflect() protoreflect.Message {
-	mi := &file_shardmatch_proto_msgTypes[21]
+	mi := &file_shardmatch_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2118,7 +2236,7 @@ func (x *Renew) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Renew.ProtoReflect.Descriptor instead.
 func (*Renew) Descriptor() ([]byte, []int) {
-	return file_shardmatch_proto_rawDescGZIP(), []int{21}
+	return file_shardmatch_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *Renew) GetTxid() string {
@@ -2138,7 +2256,7 @@ type Release struct {
 
 func (x *Release) Reset() {
 	*x = Release{}
-	mi := &file_shardmatch_proto_msgTypes[22]
+	mi := &file_shardmatch_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2150,7 +2268,7 @@ func (x *Release) String() string {
 func (*Release) ProtoMessage() {}
 
 func (x *Release) ProtoReflect() protoreflect.Message {
-	mi := &file_shardmatch_proto_msgTypes[22]
+	mi := &file_shardmatch_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2163,7 +2281,7 @@ func (x *Release) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Release.ProtoReflect.Descriptor instead.
 func (*Release) Descriptor() ([]byte, []int) {
-	return file_shardmatch_proto_rawDescGZIP(), []int{22}
+	return file_shardmatch_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *Release) GetTxid() string {
@@ -2185,7 +2303,7 @@ type Expire struct {
 
 func (x *Expire) Reset() {
 	*x = Expire{}
-	mi := &file_shardmatch_proto_msgTypes[23]
+	mi := &file_shardmatch_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2197,7 +2315,7 @@ func (x *Expire) String() string {
 func (*Expire) ProtoMessage() {}
 
 func (x *Expire) ProtoReflect() protoreflect.Message {
-	mi := &file_shardmatch_proto_msgTypes[23]
+	mi := &file_shardmatch_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2210,7 +2328,7 @@ func (x *Expire) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Expire.ProtoReflect.Descriptor instead.
 func (*Expire) Descriptor() ([]byte, []int) {
-	return file_shardmatch_proto_rawDescGZIP(), []int{23}
+	return file_shardmatch_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *Expire) GetTxid() string {
@@ -2237,7 +2355,7 @@ type Forget struct {
 
 func (x *Forget) Reset() {
 	*x = Forget{}
-	mi := &file_shardmatch_proto_msgTypes[24]
+	mi := &file_shardmatch_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2249,7 +2367,7 @@ func (x *Forget) String() string {
 func (*Forget) ProtoMessage() {}
 
 func (x *Forget) ProtoReflect() protoreflect.Message {
-	mi := &file_shardmatch_proto_msgTypes[24]
+	mi := &file_shardmatch_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2262,7 +2380,7 @@ func (x *Forget) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Forget.ProtoReflect.Descriptor instead.
 func (*Forget) Descriptor() ([]byte, []int) {
-	return file_shardmatch_proto_rawDescGZIP(), []int{24}
+	return file_shardmatch_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *Forget) GetTxids() []string {
@@ -2282,7 +2400,7 @@ type RegisterShard struct {
 
 func (x *RegisterShard) Reset() {
 	*x = RegisterShard{}
-	mi := &file_shardmatch_proto_msgTypes[25]
+	mi := &file_shardmatch_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2294,7 +2412,7 @@ func (x *RegisterShard) String() string {
 func (*RegisterShard) ProtoMessage() {}
 
 func (x *RegisterShard) ProtoReflect() protoreflect.Message {
-	mi := &file_shardmatch_proto_msgTypes[25]
+	mi := &file_shardmatch_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2307,7 +2425,7 @@ func (x *RegisterShard) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterShard.ProtoReflect.Descriptor instead.
 func (*RegisterShard) Descriptor() ([]byte, []int) {
-	return file_shardmatch_proto_rawDescGZIP(), []int{25}
+	return file_shardmatch_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *RegisterShard) GetShard() *ShardInfo {
@@ -2328,7 +2446,7 @@ type SetShardState struct {
 
 func (x *SetShardState) Reset() {
 	*x = SetShardState{}
-	mi := &file_shardmatch_proto_msgTypes[26]
+	mi := &file_shardmatch_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2340,7 +2458,7 @@ func (x *SetShardState) String() string {
 func (*SetShardState) ProtoMessage() {}
 
 func (x *SetShardState) ProtoReflect() protoreflect.Message {
-	mi := &file_shardmatch_proto_msgTypes[26]
+	mi := &file_shardmatch_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2353,7 +2471,7 @@ func (x *SetShardState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetShardState.ProtoReflect.Descriptor instead.
 func (*SetShardState) Descriptor() ([]byte, []int) {
-	return file_shardmatch_proto_rawDescGZIP(), []int{26}
+	return file_shardmatch_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *SetShardState) GetShardId() string {
@@ -2391,7 +2509,7 @@ type Command struct {
 
 func (x *Command) Reset() {
 	*x = Command{}
-	mi := &file_shardmatch_proto_msgTypes[27]
+	mi := &file_shardmatch_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2403,7 +2521,7 @@ func (x *Command) String() string {
 func (*Command) ProtoMessage() {}
 
 func (x *Command) ProtoReflect() protoreflect.Message {
-	mi := &file_shardmatch_proto_msgTypes[27]
+	mi := &file_shardmatch_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2416,7 +2534,7 @@ func (x *Command) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Command.ProtoReflect.Descriptor instead.
 func (*Command) Descriptor() ([]byte, []int) {
-	return file_shardmatch_proto_rawDescGZIP(), []int{27}
+	return file_shardmatch_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *Command) GetOp() isCommand_Op {
@@ -2575,7 +2693,7 @@ type Batch struct {
 
 func (x *Batch) Reset() {
 	*x = Batch{}
-	mi := &file_shardmatch_proto_msgTypes[28]
+	mi := &file_shardmatch_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2587,7 +2705,7 @@ func (x *Batch) String() string {
 func (*Batch) ProtoMessage() {}
 
 func (x *Batch) ProtoReflect() protoreflect.Message {
-	mi := &file_shardmatch_proto_msgTypes[28]
+	mi := &file_shardmatch_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2600,7 +2718,7 @@ func (x *Batch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Batch.ProtoReflect.Descriptor instead.
 func (*Batch) Descriptor() ([]byte, []int) {
-	return file_shardmatch_proto_rawDescGZIP(), []int{28}
+	return file_shardmatch_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *Batch) GetCommands() []*Command {
@@ -2636,7 +2754,7 @@ type TxnRecord struct {
 
 func (x *TxnRecord) Reset() {
 	*x = TxnRecord{}
-	mi := &file_shardmatch_proto_msgTypes[29]
+	mi := &file_shardmatch_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2648,7 +2766,7 @@ func (x *TxnRecord) String() string {
 func (*TxnRecord) ProtoMessage() {}
 
 func (x *TxnRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_shardmatch_proto_msgTypes[29]
+	mi := &file_shardmatch_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2661,7 +2779,7 @@ func (x *TxnRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TxnRecord.ProtoReflect.Descriptor instead.
 func (*TxnRecord) Descriptor() ([]byte, []int) {
-	return file_shardmatch_proto_rawDescGZIP(), []int{29}
+	return file_shardmatch_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *TxnRecord) GetTxid() string {
@@ -2749,7 +2867,7 @@ type LeaseRecord struct {
 
 func (x *LeaseRecord) Reset() {
 	*x = LeaseRecord{}
-	mi := &file_shardmatch_proto_msgTypes[30]
+	mi := &file_shardmatch_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2761,7 +2879,7 @@ func (x *LeaseRecord) String() string {
 func (*LeaseRecord) ProtoMessage() {}
 
 func (x *LeaseRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_shardmatch_proto_msgTypes[30]
+	mi := &file_shardmatch_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2774,7 +2892,7 @@ func (x *LeaseRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaseRecord.ProtoReflect.Descriptor instead.
 func (*LeaseRecord) Descriptor() ([]byte, []int) {
-	return file_shardmatch_proto_rawDescGZIP(), []int{30}
+	return file_shardmatch_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *LeaseRecord) GetPlayerId() string {
@@ -2834,7 +2952,7 @@ type FSMState struct {
 
 func (x *FSMState) Reset() {
 	*x = FSMState{}
-	mi := &file_shardmatch_proto_msgTypes[31]
+	mi := &file_shardmatch_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2846,7 +2964,7 @@ func (x *FSMState) String() string {
 func (*FSMState) ProtoMessage() {}
 
 func (x *FSMState) ProtoReflect() protoreflect.Message {
-	mi := &file_shardmatch_proto_msgTypes[31]
+	mi := &file_shardmatch_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2859,7 +2977,7 @@ func (x *FSMState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FSMState.ProtoReflect.Descriptor instead.
 func (*FSMState) Descriptor() ([]byte, []int) {
-	return file_shardmatch_proto_rawDescGZIP(), []int{31}
+	return file_shardmatch_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *FSMState) GetTxns() []*TxnRecord {
@@ -2912,7 +3030,7 @@ type ApiError struct {
 
 func (x *ApiError) Reset() {
 	*x = ApiError{}
-	mi := &file_shardmatch_proto_msgTypes[32]
+	mi := &file_shardmatch_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2924,7 +3042,7 @@ func (x *ApiError) String() string {
 func (*ApiError) ProtoMessage() {}
 
 func (x *ApiError) ProtoReflect() protoreflect.Message {
-	mi := &file_shardmatch_proto_msgTypes[32]
+	mi := &file_shardmatch_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2937,7 +3055,7 @@ func (x *ApiError) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApiError.ProtoReflect.Descriptor instead.
 func (*ApiError) Descriptor() ([]byte, []int) {
-	return file_shardmatch_proto_rawDescGZIP(), []int{32}
+	return file_shardmatch_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *ApiError) GetCode() ErrorCode {
@@ -2989,7 +3107,7 @@ type ProposeResponse struct {
 
 func (x *ProposeResponse) Reset() {
 	*x = ProposeResponse{}
-	mi := &file_shardmatch_proto_msgTypes[33]
+	mi := &file_shardmatch_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3001,7 +3119,7 @@ func (x *ProposeResponse) String() string {
 func (*ProposeResponse) ProtoMessage() {}
 
 func (x *ProposeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_shardmatch_proto_msgTypes[33]
+	mi := &file_shardmatch_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3014,7 +3132,7 @@ func (x *ProposeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProposeResponse.ProtoReflect.Descriptor instead.
 func (*ProposeResponse) Descriptor() ([]byte, []int) {
-	return file_shardmatch_proto_rawDescGZIP(), []int{33}
+	return file_shardmatch_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *ProposeResponse) GetResult() isProposeResponse_Result {
@@ -3068,7 +3186,7 @@ type StatusRequest struct {
 
 func (x *StatusRequest) Reset() {
 	*x = StatusRequest{}
-	mi := &file_shardmatch_proto_msgTypes[34]
+	mi := &file_shardmatch_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3080,7 +3198,7 @@ func (x *StatusRequest) String() string {
 func (*StatusRequest) ProtoMessage() {}
 
 func (x *StatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_shardmatch_proto_msgTypes[34]
+	mi := &file_shardmatch_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3093,7 +3211,7 @@ func (x *StatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusRequest.ProtoReflect.Descriptor instead.
 func (*StatusRequest) Descriptor() ([]byte, []int) {
-	return file_shardmatch_proto_rawDescGZIP(), []int{34}
+	return file_shardmatch_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *StatusRequest) GetId() string {
@@ -3118,7 +3236,7 @@ type StatusResponse struct {
 
 func (x *StatusResponse) Reset() {
 	*x = StatusResponse{}
-	mi := &file_shardmatch_proto_msgTypes[35]
+	mi := &file_shardmatch_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3130,7 +3248,7 @@ func (x *StatusResponse) String() string {
 func (*StatusResponse) ProtoMessage() {}
 
 func (x *StatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_shardmatch_proto_msgTypes[35]
+	mi := &file_shardmatch_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3143,7 +3261,7 @@ func (x *StatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusResponse.ProtoReflect.Descriptor instead.
 func (*StatusResponse) Descriptor() ([]byte, []int) {
-	return file_shardmatch_proto_rawDescGZIP(), []int{35}
+	return file_shardmatch_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *StatusResponse) GetResult() isStatusResponse_Result {
@@ -3198,7 +3316,7 @@ type LeaseRequest struct {
 
 func (x *LeaseRequest) Reset() {
 	*x = LeaseRequest{}
-	mi := &file_shardmatch_proto_msgTypes[36]
+	mi := &file_shardmatch_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3210,7 +3328,7 @@ func (x *LeaseRequest) String() string {
 func (*LeaseRequest) ProtoMessage() {}
 
 func (x *LeaseRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_shardmatch_proto_msgTypes[36]
+	mi := &file_shardmatch_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3223,7 +3341,7 @@ func (x *LeaseRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaseRequest.ProtoReflect.Descriptor instead.
 func (*LeaseRequest) Descriptor() ([]byte, []int) {
-	return file_shardmatch_proto_rawDescGZIP(), []int{36}
+	return file_shardmatch_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *LeaseRequest) GetTxid() string {
@@ -3250,7 +3368,7 @@ type LeaseResponse struct {
 
 func (x *LeaseResponse) Reset() {
 	*x = LeaseResponse{}
-	mi := &file_shardmatch_proto_msgTypes[37]
+	mi := &file_shardmatch_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3262,7 +3380,7 @@ func (x *LeaseResponse) String() string {
 func (*LeaseResponse) ProtoMessage() {}
 
 func (x *LeaseResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_shardmatch_proto_msgTypes[37]
+	mi := &file_shardmatch_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3275,7 +3393,7 @@ func (x *LeaseResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaseResponse.ProtoReflect.Descriptor instead.
 func (*LeaseResponse) Descriptor() ([]byte, []int) {
-	return file_shardmatch_proto_rawDescGZIP(), []int{37}
+	return file_shardmatch_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *LeaseResponse) GetError() *ApiError {
@@ -3295,7 +3413,7 @@ type RegisterShardResponse struct {
 
 func (x *RegisterShardResponse) Reset() {
 	*x = RegisterShardResponse{}
-	mi := &file_shardmatch_proto_msgTypes[38]
+	mi := &file_shardmatch_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3307,7 +3425,7 @@ func (x *RegisterShardResponse) String() string {
 func (*RegisterShardResponse) ProtoMessage() {}
 
 func (x *RegisterShardResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_shardmatch_proto_msgTypes[38]
+	mi := &file_shardmatch_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3320,7 +3438,7 @@ func (x *RegisterShardResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterShardResponse.ProtoReflect.Descriptor instead.
 func (*RegisterShardResponse) Descriptor() ([]byte, []int) {
-	return file_shardmatch_proto_rawDescGZIP(), []int{38}
+	return file_shardmatch_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *RegisterShardResponse) GetError() *ApiError {
@@ -3428,7 +3546,10 @@ const file_shardmatch_proto_rawDesc = "" +
 	"\aprepare\x18\x01 \x01(\v2\x16.shardmatch.v1.PrepareH\x00R\aprepare\x12/\n" +
 	"\x06commit\x18\x02 \x01(\v2\x15.shardmatch.v1.CommitH\x00R\x06commit\x12,\n" +
 	"\x05abort\x18\x03 \x01(\v2\x14.shardmatch.v1.AbortH\x00R\x05abortB\x05\n" +
-	"\x03cmd\"\\\n" +
+	"\x03cmd\"p\n" +
+	"\x11ShardCommandBatch\x127\n" +
+	"\bcommands\x18\x01 \x03(\v2\x1b.shardmatch.v1.ShardCommandR\bcommands\x12\"\n" +
+	"\ftraceparents\x18\x02 \x03(\tR\ftraceparents\"\\\n" +
 	"\x0fPlayerRejection\x12\x1b\n" +
 	"\tplayer_id\x18\x01 \x01(\tR\bplayerId\x12\x12\n" +
 	"\x04code\x18\x02 \x01(\tR\x04code\x12\x18\n" +
@@ -3450,14 +3571,17 @@ const file_shardmatch_proto_rawDesc = "" +
 	"ShardReply\x12)\n" +
 	"\x04vote\x18\x01 \x01(\v2\x13.shardmatch.v1.VoteH\x00R\x04vote\x12&\n" +
 	"\x03ack\x18\x02 \x01(\v2\x12.shardmatch.v1.AckH\x00R\x03ackB\a\n" +
-	"\x05reply\"\xaf\x02\n" +
+	"\x05reply\"F\n" +
+	"\x0fShardReplyBatch\x123\n" +
+	"\areplies\x18\x01 \x03(\v2\x19.shardmatch.v1.ShardReplyR\areplies\"\xd8\x02\n" +
 	"\tShardInfo\x12\x19\n" +
 	"\bshard_id\x18\x01 \x01(\tR\ashardId\x12\x16\n" +
 	"\x06region\x18\x02 \x01(\tR\x06region\x12\x1a\n" +
 	"\bcapacity\x18\x03 \x01(\x05R\bcapacity\x12<\n" +
 	"\x06labels\x18\x04 \x03(\v2$.shardmatch.v1.ShardInfo.LabelsEntryR\x06labels\x12)\n" +
 	"\x10protocol_version\x18\x05 \x01(\rR\x0fprotocolVersion\x12/\n" +
-	"\x05state\x18\x06 \x01(\x0e2\x19.shardmatch.v1.ShardStateR\x05state\x1a9\n" +
+	"\x05state\x18\x06 \x01(\x0e2\x19.shardmatch.v1.ShardStateR\x05state\x12'\n" +
+	"\x0fcommand_batches\x18\a \x01(\bR\x0ecommandBatches\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xb8\x01\n" +
@@ -3616,7 +3740,7 @@ func file_shardmatch_proto_rawDescGZIP() []byte {
 }
 
 var file_shardmatch_proto_enumTypes = make([]protoimpl.EnumInfo, 8)
-var file_shardmatch_proto_msgTypes = make([]protoimpl.MessageInfo, 43)
+var file_shardmatch_proto_msgTypes = make([]protoimpl.MessageInfo, 45)
 var file_shardmatch_proto_goTypes = []any{
 	(Outcome)(0),                  // 0: shardmatch.v1.Outcome
 	(Reason)(0),                   // 1: shardmatch.v1.Reason
@@ -3639,44 +3763,46 @@ var file_shardmatch_proto_goTypes = []any{
 	(*Commit)(nil),                // 18: shardmatch.v1.Commit
 	(*Abort)(nil),                 // 19: shardmatch.v1.Abort
 	(*ShardCommand)(nil),          // 20: shardmatch.v1.ShardCommand
-	(*PlayerRejection)(nil),       // 21: shardmatch.v1.PlayerRejection
-	(*Vote)(nil),                  // 22: shardmatch.v1.Vote
-	(*Ack)(nil),                   // 23: shardmatch.v1.Ack
-	(*ShardReply)(nil),            // 24: shardmatch.v1.ShardReply
-	(*ShardInfo)(nil),             // 25: shardmatch.v1.ShardInfo
-	(*Begin)(nil),                 // 26: shardmatch.v1.Begin
-	(*Decide)(nil),                // 27: shardmatch.v1.Decide
-	(*Acked)(nil),                 // 28: shardmatch.v1.Acked
-	(*Renew)(nil),                 // 29: shardmatch.v1.Renew
-	(*Release)(nil),               // 30: shardmatch.v1.Release
-	(*Expire)(nil),                // 31: shardmatch.v1.Expire
-	(*Forget)(nil),                // 32: shardmatch.v1.Forget
-	(*RegisterShard)(nil),         // 33: shardmatch.v1.RegisterShard
-	(*SetShardState)(nil),         // 34: shardmatch.v1.SetShardState
-	(*Command)(nil),               // 35: shardmatch.v1.Command
-	(*Batch)(nil),                 // 36: shardmatch.v1.Batch
-	(*TxnRecord)(nil),             // 37: shardmatch.v1.TxnRecord
-	(*LeaseRecord)(nil),           // 38: shardmatch.v1.LeaseRecord
-	(*FSMState)(nil),              // 39: shardmatch.v1.FSMState
-	(*ApiError)(nil),              // 40: shardmatch.v1.ApiError
-	(*ProposeResponse)(nil),       // 41: shardmatch.v1.ProposeResponse
-	(*StatusRequest)(nil),         // 42: shardmatch.v1.StatusRequest
-	(*StatusResponse)(nil),        // 43: shardmatch.v1.StatusResponse
-	(*LeaseRequest)(nil),          // 44: shardmatch.v1.LeaseRequest
-	(*LeaseResponse)(nil),         // 45: shardmatch.v1.LeaseResponse
-	(*RegisterShardResponse)(nil), // 46: shardmatch.v1.RegisterShardResponse
-	nil,                           // 47: shardmatch.v1.PlayerAttributes.LatencyMsEntry
-	nil,                           // 48: shardmatch.v1.PlayerAttributes.ExtraEntry
-	nil,                           // 49: shardmatch.v1.Proposal.MetadataEntry
-	nil,                           // 50: shardmatch.v1.ShardInfo.LabelsEntry
+	(*ShardCommandBatch)(nil),     // 21: shardmatch.v1.ShardCommandBatch
+	(*PlayerRejection)(nil),       // 22: shardmatch.v1.PlayerRejection
+	(*Vote)(nil),                  // 23: shardmatch.v1.Vote
+	(*Ack)(nil),                   // 24: shardmatch.v1.Ack
+	(*ShardReply)(nil),            // 25: shardmatch.v1.ShardReply
+	(*ShardReplyBatch)(nil),       // 26: shardmatch.v1.ShardReplyBatch
+	(*ShardInfo)(nil),             // 27: shardmatch.v1.ShardInfo
+	(*Begin)(nil),                 // 28: shardmatch.v1.Begin
+	(*Decide)(nil),                // 29: shardmatch.v1.Decide
+	(*Acked)(nil),                 // 30: shardmatch.v1.Acked
+	(*Renew)(nil),                 // 31: shardmatch.v1.Renew
+	(*Release)(nil),               // 32: shardmatch.v1.Release
+	(*Expire)(nil),                // 33: shardmatch.v1.Expire
+	(*Forget)(nil),                // 34: shardmatch.v1.Forget
+	(*RegisterShard)(nil),         // 35: shardmatch.v1.RegisterShard
+	(*SetShardState)(nil),         // 36: shardmatch.v1.SetShardState
+	(*Command)(nil),               // 37: shardmatch.v1.Command
+	(*Batch)(nil),                 // 38: shardmatch.v1.Batch
+	(*TxnRecord)(nil),             // 39: shardmatch.v1.TxnRecord
+	(*LeaseRecord)(nil),           // 40: shardmatch.v1.LeaseRecord
+	(*FSMState)(nil),              // 41: shardmatch.v1.FSMState
+	(*ApiError)(nil),              // 42: shardmatch.v1.ApiError
+	(*ProposeResponse)(nil),       // 43: shardmatch.v1.ProposeResponse
+	(*StatusRequest)(nil),         // 44: shardmatch.v1.StatusRequest
+	(*StatusResponse)(nil),        // 45: shardmatch.v1.StatusResponse
+	(*LeaseRequest)(nil),          // 46: shardmatch.v1.LeaseRequest
+	(*LeaseResponse)(nil),         // 47: shardmatch.v1.LeaseResponse
+	(*RegisterShardResponse)(nil), // 48: shardmatch.v1.RegisterShardResponse
+	nil,                           // 49: shardmatch.v1.PlayerAttributes.LatencyMsEntry
+	nil,                           // 50: shardmatch.v1.PlayerAttributes.ExtraEntry
+	nil,                           // 51: shardmatch.v1.Proposal.MetadataEntry
+	nil,                           // 52: shardmatch.v1.ShardInfo.LabelsEntry
 }
 var file_shardmatch_proto_depIdxs = []int32{
-	47, // 0: shardmatch.v1.PlayerAttributes.latency_ms:type_name -> shardmatch.v1.PlayerAttributes.LatencyMsEntry
-	48, // 1: shardmatch.v1.PlayerAttributes.extra:type_name -> shardmatch.v1.PlayerAttributes.ExtraEntry
+	49, // 0: shardmatch.v1.PlayerAttributes.latency_ms:type_name -> shardmatch.v1.PlayerAttributes.LatencyMsEntry
+	50, // 1: shardmatch.v1.PlayerAttributes.extra:type_name -> shardmatch.v1.PlayerAttributes.ExtraEntry
 	8,  // 2: shardmatch.v1.Player.attributes:type_name -> shardmatch.v1.PlayerAttributes
 	9,  // 3: shardmatch.v1.Team.players:type_name -> shardmatch.v1.Player
 	10, // 4: shardmatch.v1.Proposal.teams:type_name -> shardmatch.v1.Team
-	49, // 5: shardmatch.v1.Proposal.metadata:type_name -> shardmatch.v1.Proposal.MetadataEntry
+	51, // 5: shardmatch.v1.Proposal.metadata:type_name -> shardmatch.v1.Proposal.MetadataEntry
 	13, // 6: shardmatch.v1.PolicyVerdict.denials:type_name -> shardmatch.v1.Denial
 	0,  // 7: shardmatch.v1.Decision.outcome:type_name -> shardmatch.v1.Outcome
 	1,  // 8: shardmatch.v1.Decision.reason:type_name -> shardmatch.v1.Reason
@@ -3689,50 +3815,52 @@ var file_shardmatch_proto_depIdxs = []int32{
 	17, // 15: shardmatch.v1.ShardCommand.prepare:type_name -> shardmatch.v1.Prepare
 	18, // 16: shardmatch.v1.ShardCommand.commit:type_name -> shardmatch.v1.Commit
 	19, // 17: shardmatch.v1.ShardCommand.abort:type_name -> shardmatch.v1.Abort
-	2,  // 18: shardmatch.v1.Vote.vote:type_name -> shardmatch.v1.VoteValue
-	21, // 19: shardmatch.v1.Vote.rejections:type_name -> shardmatch.v1.PlayerRejection
-	0,  // 20: shardmatch.v1.Ack.outcome:type_name -> shardmatch.v1.Outcome
-	22, // 21: shardmatch.v1.ShardReply.vote:type_name -> shardmatch.v1.Vote
-	23, // 22: shardmatch.v1.ShardReply.ack:type_name -> shardmatch.v1.Ack
-	50, // 23: shardmatch.v1.ShardInfo.labels:type_name -> shardmatch.v1.ShardInfo.LabelsEntry
-	3,  // 24: shardmatch.v1.ShardInfo.state:type_name -> shardmatch.v1.ShardState
-	11, // 25: shardmatch.v1.Begin.proposal:type_name -> shardmatch.v1.Proposal
-	14, // 26: shardmatch.v1.Begin.verdict:type_name -> shardmatch.v1.PolicyVerdict
-	0,  // 27: shardmatch.v1.Decide.outcome:type_name -> shardmatch.v1.Outcome
-	1,  // 28: shardmatch.v1.Decide.reason:type_name -> shardmatch.v1.Reason
-	12, // 29: shardmatch.v1.Decide.details:type_name -> shardmatch.v1.PlayerDetail
-	25, // 30: shardmatch.v1.RegisterShard.shard:type_name -> shardmatch.v1.ShardInfo
-	3,  // 31: shardmatch.v1.SetShardState.state:type_name -> shardmatch.v1.ShardState
-	26, // 32: shardmatch.v1.Command.begin:type_name -> shardmatch.v1.Begin
-	27, // 33: shardmatch.v1.Command.decide:type_name -> shardmatch.v1.Decide
-	28, // 34: shardmatch.v1.Command.acked:type_name -> shardmatch.v1.Acked
-	29, // 35: shardmatch.v1.Command.renew:type_name -> shardmatch.v1.Renew
-	30, // 36: shardmatch.v1.Command.release:type_name -> shardmatch.v1.Release
-	31, // 37: shardmatch.v1.Command.expire:type_name -> shardmatch.v1.Expire
-	32, // 38: shardmatch.v1.Command.forget:type_name -> shardmatch.v1.Forget
-	33, // 39: shardmatch.v1.Command.register_shard:type_name -> shardmatch.v1.RegisterShard
-	34, // 40: shardmatch.v1.Command.set_shard_state:type_name -> shardmatch.v1.SetShardState
-	35, // 41: shardmatch.v1.Batch.commands:type_name -> shardmatch.v1.Command
-	11, // 42: shardmatch.v1.TxnRecord.proposal:type_name -> shardmatch.v1.Proposal
-	4,  // 43: shardmatch.v1.TxnRecord.state:type_name -> shardmatch.v1.TxnState
-	15, // 44: shardmatch.v1.TxnRecord.decision:type_name -> shardmatch.v1.Decision
-	5,  // 45: shardmatch.v1.LeaseRecord.state:type_name -> shardmatch.v1.LeaseState
-	37, // 46: shardmatch.v1.FSMState.txns:type_name -> shardmatch.v1.TxnRecord
-	38, // 47: shardmatch.v1.FSMState.leases:type_name -> shardmatch.v1.LeaseRecord
-	25, // 48: shardmatch.v1.FSMState.shards:type_name -> shardmatch.v1.ShardInfo
-	6,  // 49: shardmatch.v1.ApiError.code:type_name -> shardmatch.v1.ErrorCode
-	15, // 50: shardmatch.v1.ProposeResponse.decision:type_name -> shardmatch.v1.Decision
-	40, // 51: shardmatch.v1.ProposeResponse.error:type_name -> shardmatch.v1.ApiError
-	37, // 52: shardmatch.v1.StatusResponse.txn:type_name -> shardmatch.v1.TxnRecord
-	40, // 53: shardmatch.v1.StatusResponse.error:type_name -> shardmatch.v1.ApiError
-	7,  // 54: shardmatch.v1.LeaseRequest.op:type_name -> shardmatch.v1.LeaseOp
-	40, // 55: shardmatch.v1.LeaseResponse.error:type_name -> shardmatch.v1.ApiError
-	40, // 56: shardmatch.v1.RegisterShardResponse.error:type_name -> shardmatch.v1.ApiError
-	57, // [57:57] is the sub-list for method output_type
-	57, // [57:57] is the sub-list for method input_type
-	57, // [57:57] is the sub-list for extension type_name
-	57, // [57:57] is the sub-list for extension extendee
-	0,  // [0:57] is the sub-list for field type_name
+	20, // 18: shardmatch.v1.ShardCommandBatch.commands:type_name -> shardmatch.v1.ShardCommand
+	2,  // 19: shardmatch.v1.Vote.vote:type_name -> shardmatch.v1.VoteValue
+	22, // 20: shardmatch.v1.Vote.rejections:type_name -> shardmatch.v1.PlayerRejection
+	0,  // 21: shardmatch.v1.Ack.outcome:type_name -> shardmatch.v1.Outcome
+	23, // 22: shardmatch.v1.ShardReply.vote:type_name -> shardmatch.v1.Vote
+	24, // 23: shardmatch.v1.ShardReply.ack:type_name -> shardmatch.v1.Ack
+	25, // 24: shardmatch.v1.ShardReplyBatch.replies:type_name -> shardmatch.v1.ShardReply
+	52, // 25: shardmatch.v1.ShardInfo.labels:type_name -> shardmatch.v1.ShardInfo.LabelsEntry
+	3,  // 26: shardmatch.v1.ShardInfo.state:type_name -> shardmatch.v1.ShardState
+	11, // 27: shardmatch.v1.Begin.proposal:type_name -> shardmatch.v1.Proposal
+	14, // 28: shardmatch.v1.Begin.verdict:type_name -> shardmatch.v1.PolicyVerdict
+	0,  // 29: shardmatch.v1.Decide.outcome:type_name -> shardmatch.v1.Outcome
+	1,  // 30: shardmatch.v1.Decide.reason:type_name -> shardmatch.v1.Reason
+	12, // 31: shardmatch.v1.Decide.details:type_name -> shardmatch.v1.PlayerDetail
+	27, // 32: shardmatch.v1.RegisterShard.shard:type_name -> shardmatch.v1.ShardInfo
+	3,  // 33: shardmatch.v1.SetShardState.state:type_name -> shardmatch.v1.ShardState
+	28, // 34: shardmatch.v1.Command.begin:type_name -> shardmatch.v1.Begin
+	29, // 35: shardmatch.v1.Command.decide:type_name -> shardmatch.v1.Decide
+	30, // 36: shardmatch.v1.Command.acked:type_name -> shardmatch.v1.Acked
+	31, // 37: shardmatch.v1.Command.renew:type_name -> shardmatch.v1.Renew
+	32, // 38: shardmatch.v1.Command.release:type_name -> shardmatch.v1.Release
+	33, // 39: shardmatch.v1.Command.expire:type_name -> shardmatch.v1.Expire
+	34, // 40: shardmatch.v1.Command.forget:type_name -> shardmatch.v1.Forget
+	35, // 41: shardmatch.v1.Command.register_shard:type_name -> shardmatch.v1.RegisterShard
+	36, // 42: shardmatch.v1.Command.set_shard_state:type_name -> shardmatch.v1.SetShardState
+	37, // 43: shardmatch.v1.Batch.commands:type_name -> shardmatch.v1.Command
+	11, // 44: shardmatch.v1.TxnRecord.proposal:type_name -> shardmatch.v1.Proposal
+	4,  // 45: shardmatch.v1.TxnRecord.state:type_name -> shardmatch.v1.TxnState
+	15, // 46: shardmatch.v1.TxnRecord.decision:type_name -> shardmatch.v1.Decision
+	5,  // 47: shardmatch.v1.LeaseRecord.state:type_name -> shardmatch.v1.LeaseState
+	39, // 48: shardmatch.v1.FSMState.txns:type_name -> shardmatch.v1.TxnRecord
+	40, // 49: shardmatch.v1.FSMState.leases:type_name -> shardmatch.v1.LeaseRecord
+	27, // 50: shardmatch.v1.FSMState.shards:type_name -> shardmatch.v1.ShardInfo
+	6,  // 51: shardmatch.v1.ApiError.code:type_name -> shardmatch.v1.ErrorCode
+	15, // 52: shardmatch.v1.ProposeResponse.decision:type_name -> shardmatch.v1.Decision
+	42, // 53: shardmatch.v1.ProposeResponse.error:type_name -> shardmatch.v1.ApiError
+	39, // 54: shardmatch.v1.StatusResponse.txn:type_name -> shardmatch.v1.TxnRecord
+	42, // 55: shardmatch.v1.StatusResponse.error:type_name -> shardmatch.v1.ApiError
+	7,  // 56: shardmatch.v1.LeaseRequest.op:type_name -> shardmatch.v1.LeaseOp
+	42, // 57: shardmatch.v1.LeaseResponse.error:type_name -> shardmatch.v1.ApiError
+	42, // 58: shardmatch.v1.RegisterShardResponse.error:type_name -> shardmatch.v1.ApiError
+	59, // [59:59] is the sub-list for method output_type
+	59, // [59:59] is the sub-list for method input_type
+	59, // [59:59] is the sub-list for extension type_name
+	59, // [59:59] is the sub-list for extension extendee
+	0,  // [0:59] is the sub-list for field type_name
 }
 
 func init() { file_shardmatch_proto_init() }
@@ -3745,11 +3873,11 @@ func file_shardmatch_proto_init() {
 		(*ShardCommand_Commit)(nil),
 		(*ShardCommand_Abort)(nil),
 	}
-	file_shardmatch_proto_msgTypes[16].OneofWrappers = []any{
+	file_shardmatch_proto_msgTypes[17].OneofWrappers = []any{
 		(*ShardReply_Vote)(nil),
 		(*ShardReply_Ack)(nil),
 	}
-	file_shardmatch_proto_msgTypes[27].OneofWrappers = []any{
+	file_shardmatch_proto_msgTypes[29].OneofWrappers = []any{
 		(*Command_Begin)(nil),
 		(*Command_Decide)(nil),
 		(*Command_Acked)(nil),
@@ -3760,11 +3888,11 @@ func file_shardmatch_proto_init() {
 		(*Command_RegisterShard)(nil),
 		(*Command_SetShardState)(nil),
 	}
-	file_shardmatch_proto_msgTypes[33].OneofWrappers = []any{
+	file_shardmatch_proto_msgTypes[35].OneofWrappers = []any{
 		(*ProposeResponse_Decision)(nil),
 		(*ProposeResponse_Error)(nil),
 	}
-	file_shardmatch_proto_msgTypes[35].OneofWrappers = []any{
+	file_shardmatch_proto_msgTypes[37].OneofWrappers = []any{
 		(*StatusResponse_Txn)(nil),
 		(*StatusResponse_Error)(nil),
 	}
@@ -3774,7 +3902,7 @@ func file_shardmatch_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_shardmatch_proto_rawDesc), len(file_shardmatch_proto_rawDesc)),
 			NumEnums:      8,
-			NumMessages:   43,
+			NumMessages:   45,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
