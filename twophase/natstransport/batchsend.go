@@ -38,11 +38,12 @@ type queuedCmd struct {
 }
 
 // shardSender gathers the commands for one shard that accepts batches. The first
-// Send to find it idle starts its goroutine; the goroutine publishes everything
-// queued as one message (a lone command exactly as an unbatched Send would), waits
-// for that message's PubAck (at most batchPubAckWait), and repeats until the queue
-// is empty. At low load every command goes alone and at once; under load the
-// PubAck's round trip is when the next batch gathers, as in a group commit.
+// Send to find it idle publishes its command alone (exactly as an unbatched Send
+// would) and starts the sender's goroutine, which waits for that message's PubAck (at
+// most batchPubAckWait), publishes everything queued meanwhile as one message, and
+// repeats until the queue is empty. At low load every command goes alone and at once;
+// under load the PubAck's round trip is when the next batch gathers, as in a group
+// commit.
 type shardSender struct {
 	subject string
 	mu      sync.Mutex
@@ -66,9 +67,16 @@ func (c *Coordinator) batching(shardID string) bool {
 	return f != nil && (*f)(shardID)
 }
 
-// enqueue adds a command to shardID's sender and starts the sender if it is idle.
-// The caller holds c.mu shared and has checked c.closed.
-func (c *Coordinator) enqueue(shardID, subject string, q queuedCmd) {
+// enqueue hands a command to shardID's sender. If the sender is idle the command is
+// published at once by the caller, alone, so that at low load batching adds no hop;
+// the sender's goroutine then waits for that message's PubAck and publishes whatever
+// gathered meanwhile. Otherwise the command waits in the queue.
+func (c *Coordinator) enqueue(shardID, subject string, q queuedCmd) error {
+	c.mu.RLock()
+	if c.closed {
+		c.mu.RUnlock()
+		return ErrClosed
+	}
 	c.sendersMu.Lock()
 	s := c.senders[shardID]
 	if s == nil {
@@ -77,20 +85,35 @@ func (c *Coordinator) enqueue(shardID, subject string, q queuedCmd) {
 	}
 	c.sendersMu.Unlock()
 	s.mu.Lock()
-	s.queue = append(s.queue, q)
-	start := !s.running
+	if s.running {
+		s.queue = append(s.queue, q)
+		s.mu.Unlock()
+		c.mu.RUnlock()
+		return nil
+	}
 	s.running = true
 	s.mu.Unlock()
-	if start {
-		c.senderWG.Add(1)
-		go c.runSender(s)
-	}
+	c.senderWG.Add(1) // before Close can wait: it takes c.mu exclusively first
+	c.mu.RUnlock()
+	ack, err := c.publishQueued(subject, []queuedCmd{q})
+	go c.runSender(s, ack)
+	return err
 }
 
-// runSender publishes s's queue until it is empty.
-func (c *Coordinator) runSender(s *shardSender) {
+// runSender waits for ack (the PubAck of the message just published, nil if none),
+// then publishes s's queue until it is empty.
+func (c *Coordinator) runSender(s *shardSender, ack jetstream.PubAckFuture) {
 	defer c.senderWG.Done()
 	for {
+		if ack != nil {
+			t := time.NewTimer(batchPubAckWait)
+			select {
+			case <-ack.Ok():
+			case <-ack.Err():
+			case <-t.C:
+			}
+			t.Stop()
+		}
 		s.mu.Lock()
 		n, size := 0, 0
 		for n < len(s.queue) && n < maxBatchCommands && (n == 0 || size+len(s.queue[n].data) <= maxBatchBytes) {
@@ -106,7 +129,8 @@ func (c *Coordinator) runSender(s *shardSender) {
 		batch := s.queue[:n:n]
 		s.queue = s.queue[n:]
 		s.mu.Unlock()
-		ack, err := c.publishQueued(s.subject, batch)
+		var err error
+		ack, err = c.publishQueued(s.subject, batch)
 		if errors.Is(err, ErrClosed) {
 			s.mu.Lock()
 			s.running, s.queue = false, nil
@@ -116,18 +140,7 @@ func (c *Coordinator) runSender(s *shardSender) {
 		if err != nil {
 			c.stats.sendErrors.Add(uint64(len(batch)))
 			c.log.Warn("commands not published; the driver will resend", "subject", s.subject, "commands", len(batch), "err", err)
-			continue
 		}
-		if ack == nil {
-			continue
-		}
-		t := time.NewTimer(batchPubAckWait)
-		select {
-		case <-ack.Ok():
-		case <-ack.Err():
-		case <-t.C:
-		}
-		t.Stop()
 	}
 }
 

@@ -263,12 +263,12 @@ func (c *Coordinator) send(ctx context.Context, shardID string, cmd *smv1.ShardC
 	}
 	natsutil.InjectTrace(ctx, h)
 	if c.batching(shardID) {
-		c.mu.RLock()
-		defer c.mu.RUnlock()
-		if c.closed {
-			return ErrClosed
+		if err := c.enqueue(shardID, subject, queuedCmd{data: data, header: h, term: info.term}); err != nil {
+			if errors.Is(err, ErrClosed) {
+				return err
+			}
+			return fmt.Errorf("natstransport: publish %s %s to %s: %w", info.phase, info.txid, shardID, err)
 		}
-		c.enqueue(shardID, subject, queuedCmd{data: data, header: h, term: info.term})
 		return nil
 	}
 	if sg := c.signer.Load(); sg != nil {
