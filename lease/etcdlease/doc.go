@@ -38,6 +38,9 @@
 //   - Release: a read and one guarded Txn deleting every key, then a best-effort
 //     Revoke of an ACTIVE match's now keyless lease (never of an owner session).
 //   - Get: one read. RenewSeq is always 0: a renew is a keepalive, not a write.
+//   - Adopt (beyond lease.Store): a read and one guarded Txn that moves a RESERVED
+//     grant onto this store's session, keeping its token: a new coordinator leader
+//     takes over the reservations its predecessor's session holds.
 //
 // Each round trip is bounded by Options.OpTimeout; the caller's ctx, if it ends
 // sooner, wins and is returned (wrapped).
@@ -48,7 +51,8 @@
 // timed: it is attached to the store's owner session, an etcd lease of
 // Options.SessionTTL that the store keeps alive (the client sends a keepalive every
 // SessionTTL/3). Close revokes the session, handing back the store's reservations at
-// once.
+// once. Adopt moves a reservation from another store's session to this one's, so a
+// grant can outlive the process that made it when a successor takes it over.
 //
 // # Failure cases
 //
