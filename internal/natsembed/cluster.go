@@ -34,7 +34,16 @@ type ClusterConfig struct {
 	// so every server of a cluster can be given the same list. A host is dialled by
 	// name and retried forever, so the list may name servers not started yet.
 	Routes []*url.URL
+	// Username and Password authenticate the routes: the server accepts a route only
+	// if it presents them, and presents them on its own routes (to the seed Routes and
+	// to the servers it learns of from its peers). Every server of the cluster needs
+	// the same pair. Empty: the routes are not authenticated, and whoever reaches the
+	// route port joins the cluster, past any client authentication.
+	Username, Password string
 }
+
+// authenticated reports whether the routes need credentials.
+func (c ClusterConfig) authenticated() bool { return c.Username != "" }
 
 // clustered reports whether the config asks for a cluster.
 func (c ClusterConfig) clustered() bool { return len(c.Routes) > 0 }
@@ -55,8 +64,8 @@ func (cfg EmbeddedConfig) Validate() error {
 		return bad("MonitorPort (%d) must be in [-1, 65535]", cfg.MonitorPort)
 	case strings.ContainsAny(cfg.ServerName, " \t\r\n"):
 		return bad("ServerName %q contains white space", cfg.ServerName)
-	case !c.clustered() && (c.Name != "" || c.Host != "" || c.Port != 0):
-		return bad("Cluster has a name, host or port but no Routes")
+	case !c.clustered() && (c.Name != "" || c.Host != "" || c.Port != 0 || c.Username != "" || c.Password != ""):
+		return bad("Cluster has a name, host, port or credentials but no Routes")
 	case !c.clustered():
 		return nil
 	case cfg.ServerName == "":
@@ -67,10 +76,19 @@ func (cfg EmbeddedConfig) Validate() error {
 		return bad("Cluster.Name %q contains white space", c.Name)
 	case c.Port < -1 || c.Port > 65535:
 		return bad("Cluster.Port (%d) must be in [-1, 65535]", c.Port)
+	case (c.Username == "") != (c.Password == ""):
+		return bad("Cluster.Username and Cluster.Password go together (route credentials)")
+	case strings.HasPrefix(c.Password, "$2"):
+		// nats-server takes such a password for a bcrypt hash: it would compare the
+		// peers' plain password with it and refuse every route.
+		return bad("Cluster.Password starts with $2, which nats-server reads as a bcrypt hash")
 	}
 	for _, u := range c.Routes {
 		if err := checkRoute(u); err != nil {
 			return err
+		}
+		if c.authenticated() && u.User != nil {
+			return bad("route %q has credentials of its own: with Cluster.Username every route presents those", u.Redacted())
 		}
 	}
 	return nil

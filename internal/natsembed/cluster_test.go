@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -253,4 +255,226 @@ func httpStatus(t *testing.T, url string) int {
 	}
 	resp.Body.Close()
 	return resp.StatusCode
+}
+
+// peers are the names of the servers s has routes to.
+func peers(t *testing.T, s *server.Server) []string {
+	t.Helper()
+	rz, err := s.Routez(&server.RoutezOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, r := range rz.Routes {
+		if !slices.Contains(out, r.RemoteName) {
+			out = append(out, r.RemoteName)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// Three servers with route credentials form a cluster and run R3 JetStream; a fourth
+// server that dials them with the wrong password, or with none, is refused: it gets no
+// route, the cluster keeps its three members, and what is published on it (a forged
+// shard command) reaches no subscriber of the cluster. The password has characters a
+// URL must escape, as the seed routes carry it in their user info.
+func TestEmbeddedClusterRouteAuth(t *testing.T) {
+	const user, password = "route", "p@ss:w/rd%3F?#x"
+	ports := testutil.FreePorts(t, 3)
+	var list []string
+	for _, p := range ports {
+		list = append(list, fmt.Sprintf("nats://127.0.0.1:%d", p))
+	}
+	routes := mustRoutes(t, strings.Join(list, ","))
+	var servers []*server.Server
+	t.Cleanup(func() {
+		for _, s := range servers {
+			natsembed.Shutdown(s)
+		}
+	})
+	start := func(name string, port int, cluster natsembed.ClusterConfig, log *slog.Logger) *server.Server {
+		t.Helper()
+		cluster.Name, cluster.Port, cluster.Routes = "test", port, routes
+		s, err := natsembed.StartEmbedded(natsembed.EmbeddedConfig{StoreDir: t.TempDir(), ServerName: name,
+			Cluster: cluster, Logger: log})
+		if err != nil {
+			t.Fatal(err)
+		}
+		servers = append(servers, s)
+		return s
+	}
+	// The members' logs, where a refused route shows as an authentication error.
+	var logs testutil.Buffer
+	memberLog := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelError}))
+	auth := natsembed.ClusterConfig{Username: user, Password: password}
+	var members []*server.Server
+	for i, p := range ports {
+		members = append(members, start(fmt.Sprintf("n%d", i), p, auth, memberLog))
+	}
+	for i, s := range members {
+		want := slices.DeleteFunc([]string{"n0", "n1", "n2"}, func(n string) bool { return n == fmt.Sprintf("n%d", i) })
+		testutil.WaitFor(t, 20*time.Second, s.Name()+" routed to the two others", func() error {
+			if got := peers(t, s); !slices.Equal(got, want) {
+				return fmt.Errorf("routes to %v, want %v", got, want)
+			}
+			return nil
+		})
+	}
+
+	// JetStream runs clustered over the authenticated routes: an R3 stream takes a
+	// message, and both followers are current.
+	nc, err := nats.Connect(members[0].ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var st jetstream.Stream
+	testutil.WaitFor(t, 20*time.Second, "an R3 stream", func() (err error) {
+		ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		defer cancel()
+		st, err = js.CreateStream(ctx, jetstream.StreamConfig{Name: "AUTH", Subjects: []string{"auth.>"}, Replicas: 3})
+		return err
+	})
+	if _, err := js.Publish(ctx, "auth.x", []byte("hello")); err != nil {
+		t.Fatal(err)
+	}
+	testutil.WaitFor(t, 20*time.Second, "two current followers", func() error {
+		info, err := st.Info(ctx)
+		if err != nil {
+			return err
+		}
+		if info.State.Msgs != 1 || info.Cluster == nil || len(info.Cluster.Replicas) != 2 {
+			return fmt.Errorf("msgs %d, cluster %+v", info.State.Msgs, info.Cluster)
+		}
+		for _, r := range info.Cluster.Replicas {
+			if !r.Current {
+				return fmt.Errorf("replica %s not current", r.Name)
+			}
+		}
+		return nil
+	})
+
+	// A subscriber on the command subject of shard s1, on n0.
+	const subject = "sm.v1.cmd.s1"
+	sub, err := nc.SubscribeSync(subject)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	control, err := nats.Connect(members[2].ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer control.Close()
+
+	const refusal = "authentication error" // how a member logs a refused route
+	for _, tc := range []struct {
+		name    string
+		cluster natsembed.ClusterConfig
+	}{
+		{"intruder-wrong-password", natsembed.ClusterConfig{Username: user, Password: "guess"}},
+		{"intruder-no-credentials", natsembed.ClusterConfig{}},
+	} {
+		before := strings.Count(logs.String(), refusal)
+		intruder := start(tc.name, -1, tc.cluster, nil)
+		// It dials every member; wait until one has refused it, or it got in.
+		testutil.WaitFor(t, 20*time.Second, tc.name+" refused, or in the cluster", func() error {
+			for _, s := range members {
+				if slices.Contains(peers(t, s), tc.name) {
+					return nil
+				}
+			}
+			if strings.Count(logs.String(), refusal) > before {
+				return nil
+			}
+			return fmt.Errorf("neither yet; the members logged:\n%s", logs.String())
+		})
+		for _, s := range members {
+			if got := peers(t, s); len(got) != 2 || slices.Contains(got, tc.name) {
+				t.Errorf("%s: %s has routes to %v, want the two other members only", tc.name, s.Name(), got)
+			}
+		}
+		if got := peers(t, intruder); len(got) != 0 {
+			t.Errorf("%s has routes to %v, want none", tc.name, got)
+		}
+		// A command forged on the intruder does not reach the subscriber; the same
+		// subject published on a member does (the subscription's interest has
+		// reached the other members by then).
+		in, err := nats.Connect(intruder.ClientURL())
+		if err != nil {
+			t.Fatal(err)
+		}
+		forged, delivered := 0, 0
+		for deadline := time.Now().Add(20 * time.Second); delivered < 5 && time.Now().Before(deadline); {
+			if err := in.Publish(subject, []byte("forged COMMIT")); err != nil {
+				t.Fatal(err)
+			}
+			if err := control.Publish(subject, []byte("control")); err != nil {
+				t.Fatal(err)
+			}
+			if err := errors.Join(in.Flush(), control.Flush()); err != nil {
+				t.Fatal(err)
+			}
+			for {
+				m, err := sub.NextMsg(100 * time.Millisecond)
+				if err != nil {
+					break
+				}
+				if string(m.Data) == "control" {
+					delivered++
+				} else {
+					forged++
+				}
+			}
+		}
+		in.Close()
+		if delivered < 5 || forged > 0 {
+			t.Errorf("%s: %d messages published on a member delivered (want 5), %d published on the intruder (want 0)",
+				tc.name, delivered, forged)
+		}
+		t.Logf("%s: %d route refusals (%q) logged by the members; %d forged messages delivered, %d from a member",
+			tc.name, strings.Count(logs.String(), refusal)-before, refusal, forged, delivered)
+		natsembed.Shutdown(intruder)
+	}
+}
+
+// Route credentials are checked with the rest of the cluster's configuration.
+func TestEmbeddedConfigRouteCredentials(t *testing.T) {
+	ok := natsembed.EmbeddedConfig{StoreDir: "d", ServerName: "n1", Cluster: natsembed.ClusterConfig{Name: "c",
+		Routes: mustRoutes(t, "nats://127.0.0.1:6222"), Username: "u", Password: "p"}}
+	if err := ok.Validate(); err != nil {
+		t.Fatalf("valid config refused: %v", err)
+	}
+	for _, tc := range []struct {
+		name string
+		edit func(*natsembed.ClusterConfig)
+		want string
+	}{
+		{"user without password", func(c *natsembed.ClusterConfig) { c.Password = "" }, "go together"},
+		{"password without user", func(c *natsembed.ClusterConfig) { c.Username = "" }, "go together"},
+		{"bcrypt-like password", func(c *natsembed.ClusterConfig) { c.Password = "$2a$11$x" }, "bcrypt"},
+		{"credentials in a route too", func(c *natsembed.ClusterConfig) {
+			c.Routes = mustRoutes(t, "nats://a:secret@127.0.0.1:6222")
+		}, "credentials of its own"},
+		{"credentials without routes", func(c *natsembed.ClusterConfig) { *c = natsembed.ClusterConfig{Username: "u", Password: "p"} }, "no Routes"},
+	} {
+		cfg := ok
+		tc.edit(&cfg.Cluster)
+		err := cfg.Validate()
+		if !errors.Is(err, natsembed.ErrEmbeddedConfig) || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: %v, want ErrEmbeddedConfig with %q", tc.name, err, tc.want)
+		}
+		if err != nil && strings.Contains(err.Error(), "secret") {
+			t.Errorf("%s: the password is in %v", tc.name, err)
+		}
+	}
 }

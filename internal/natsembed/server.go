@@ -107,9 +107,16 @@ func StartEmbedded(cfg EmbeddedConfig) (*server.Server, error) {
 		if c.Port == 0 {
 			opts.Cluster.Port = server.RANDOM_PORT
 		}
+		// The server checks a peer's route against Cluster.Username/Password, presents
+		// the credentials of a seed route's URL, and those of Cluster on the routes it
+		// learns of (implicit routes): the seeds carry them too.
+		opts.Cluster.Username, opts.Cluster.Password = c.Username, c.Password
 		opts.Routes = make([]*url.URL, len(c.Routes))
 		for i, u := range c.Routes {
 			cp := *u
+			if c.authenticated() {
+				cp.User = url.UserPassword(c.Username, c.Password)
+			}
 			opts.Routes[i] = &cp
 		}
 	}
