@@ -216,7 +216,12 @@ func (f *FSM) emit(index uint64, kind EventKind, txid string, leases []lease.Lea
 // result reports t in a new record.
 func (f *FSM) result(t *txn) CommandResult { return CommandResult{Txn: t.record(nil)} }
 
-// outcome is the result of a Decide or an Acked: the txn's id, state, decision and
+// ackedOutcome is the result of an Acked: outcome with the decision's summary.
+func (f *FSM) ackedOutcome(t *txn) CommandResult {
+	return CommandResult{Txn: &smv1.TxnRecord{Txid: t.id, State: t.State(), Decision: t.decisionSummary(), BeginIndex: t.beginIndex()}}
+}
+
+// outcome is the result of a Decide (an Acked's is ackedOutcome): the txn's id, state, decision and
 // Raft index, all the driver reads of it. Every replica builds every result and only
 // the leader's are read, so the full record (proposal and all) is not built for the
 // two commands every match logs most.
@@ -457,7 +462,7 @@ func (f *FSM) acked(index uint64, a *smv1.Acked) CommandResult {
 		f.track(t)
 		f.emit(index, EventDone, t.id, nil, nil)
 	}
-	return f.outcome(t)
+	return f.ackedOutcome(t)
 }
 
 // liveMatch returns a committed txn whose leases are still held.

@@ -340,6 +340,32 @@ func (t *txn) decision() *smv1.Decision {
 	return d
 }
 
+// decisionSummary is the decision without its players, message, policy revision or
+// denials: what an Acked's result carries. The driver reads only the state and the
+// decided time of it, and every replica builds every result, so the players of every
+// decided txn are not rebuilt twice a match for results only the leader reads.
+func (t *txn) decisionSummary() *smv1.Decision {
+	if t.x != nil {
+		if t.x.decNil {
+			return nil
+		}
+		if d := t.x.dec; d != nil {
+			return summarize(d)
+		}
+	}
+	return &smv1.Decision{Txid: t.id, ProposalId: t.pid(), Outcome: t.outcomeInline(), Reason: t.reasonVal(),
+		DecidedUnixMs: t.decided}
+}
+
+// summarize is d's summary as decisionSummary makes it.
+func summarize(d *smv1.Decision) *smv1.Decision {
+	if d == nil {
+		return nil
+	}
+	return &smv1.Decision{Txid: d.GetTxid(), ProposalId: d.GetProposalId(), Outcome: d.GetOutcome(), Reason: d.GetReason(),
+		DecidedUnixMs: d.GetDecidedUnixMs()}
+}
+
 // proposal decodes the proposal, in a new object (nil if the record has none).
 func (t *txn) proposal() *smv1.Proposal {
 	if t.x != nil && t.x.noProposal {
