@@ -17,60 +17,6 @@ import (
 
 func always(string) bool { return true }
 
-// With batches on, commands sent in a burst travel several to a message, and
-// everything the lone-command path promises still holds: one txid's commands in
-// order and never overlapping, txids in parallel, every effect once, every reply
-// delivered, each command's trace context carried to its handler.
-func TestBatchedPerTxnOrderingWithParallelism(t *testing.T) {
-	env := newNatsEnv(t)
-	sink := newReplySink()
-	coord := newCoordinator(t, env.connect(), sink.handle)
-	coord.SetBatches(always)
-	g := newGame()
-	part := newParticipant(t, "s1", g, nil)
-	pr := newProbe(part)
-	srv := serve(t, env.connect(), "s1", pr, func(c *natstransport.ParticipantConfig) { c.Workers = 8 })
-
-	const txns = 64
-	for i := range txns {
-		txid := fmt.Sprintf("tx%02d", i)
-		send(t, coord, "s1", prepare(txid, "s1", players("p"+txid)...))
-		send(t, coord, "s1", commit(txid, "s1"))
-	}
-	sink.waitAcks(t, txns)
-
-	pr.mu.Lock()
-	defer pr.mu.Unlock()
-	if pr.maxTxid != 1 {
-		t.Errorf("one txid had %d commands in flight at once", pr.maxTxid)
-	}
-	if pr.maxAll < 2 {
-		t.Errorf("at most %d commands in flight across txids: no parallelism", pr.maxAll)
-	}
-	for i := range txns {
-		txid := fmt.Sprintf("tx%02d", i)
-		if got := fmt.Sprint(pr.phases[txid]); got != "[prepare commit]" {
-			t.Errorf("%s handled as %s", txid, got)
-		}
-		if pr.traces[txid] != testTP {
-			t.Errorf("%s handler context traceparent = %q", txid, pr.traces[txid])
-		}
-		if _, c, _ := g.counts(txid); c != 1 {
-			t.Errorf("%s committed %d times", txid, c)
-		}
-	}
-	cs, ss := coord.Stats(), srv.Stats()
-	if cs.Sent != 2*txns || cs.Batches == 0 || cs.BatchReplies == 0 {
-		t.Errorf("coordinator stats = %+v: want %d sent, some in batches, batched replies", cs, 2*txns)
-	}
-	if ss.Batches == 0 || ss.Handled != 2*txns || ss.Votes != txns || ss.Acks != txns {
-		t.Errorf("server stats = %+v: want batches, %d handled, %d votes and acks", ss, 2*txns, txns)
-	}
-	if s := part.Stats(); s.Anomalies != 0 || s.Commits != txns {
-		t.Errorf("participant stats = %+v", s)
-	}
-}
-
 // publishBatch puts a ShardCommandBatch straight onto shard's command subject.
 func publishBatch(t *testing.T, env *natsEnv, nc *nats.Conn, shard string, cmds ...*smv1.ShardCommand) {
 	t.Helper()

@@ -178,16 +178,27 @@ func (p *probe) HandleCommand(ctx context.Context, cmd *smv1.ShardCommand) (*smv
 }
 
 // One txid's commands never overlap and keep stream order; different txids overlap.
+// With batches on, the commands sent in a burst travel several to a message and the
+// same holds, each command's trace context still reaching its handler.
 func TestPerTxnOrderingWithParallelism(t *testing.T) {
+	for _, batches := range []bool{false, true} {
+		t.Run(fmt.Sprintf("batches=%v", batches), func(t *testing.T) { testPerTxnOrdering(t, batches) })
+	}
+}
+
+func testPerTxnOrdering(t *testing.T, batches bool) {
 	env := newNatsEnv(t)
 	sink := newReplySink()
 	coord := newCoordinator(t, env.connect(), sink.handle)
+	if batches {
+		coord.SetBatches(always)
+	}
 	g := newGame()
 	part := newParticipant(t, "s1", g, nil)
 	pr := newProbe(part)
-	serve(t, env.connect(), "s1", pr, func(c *natstransport.ParticipantConfig) { c.Workers = 8 })
+	srv := serve(t, env.connect(), "s1", pr, func(c *natstransport.ParticipantConfig) { c.Workers = 8 })
 
-	const txns = 32
+	const txns = 64
 	for i := range txns {
 		txid := fmt.Sprintf("tx%02d", i)
 		// Prepare and Commit back to back: only stream order per txid keeps the
@@ -220,6 +231,13 @@ func TestPerTxnOrderingWithParallelism(t *testing.T) {
 	}
 	if s := part.Stats(); s.Anomalies != 0 || s.Commits != txns {
 		t.Errorf("participant stats = %+v", s)
+	}
+	cs, ss := coord.Stats(), srv.Stats()
+	if ss.Handled != 2*txns || ss.Votes != txns || ss.Acks != txns || cs.Sent != 2*txns {
+		t.Errorf("coordinator stats %+v, server stats %+v: want %d sent and handled, %d votes and acks", cs, ss, 2*txns, txns)
+	}
+	if batched := cs.Batches > 0 && cs.BatchReplies > 0 && ss.Batches > 0; batched != batches {
+		t.Errorf("coordinator stats %+v, server stats %+v: batches seen %v, want %v", cs, ss, batched, batches)
 	}
 }
 
