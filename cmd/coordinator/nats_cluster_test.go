@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -82,9 +83,10 @@ func (m *natsMember) clientNames() ([]string, error) {
 }
 
 // startNATSCluster runs n `coordinator nats` servers nats-0..nats-<n-1> on loopback,
-// clustered: every one gets the same --routes, its own included. It points the
-// deployment's URL (nodes, shards, the test's connections) at all of them and waits
-// until every server is current with the cluster (/healthz).
+// clustered: every one gets the same --routes, its own included, and the same route
+// credentials (--cluster-auth-file). It points the deployment's URL (nodes, shards,
+// the test's connections) at all of them and waits until every server is current
+// with the cluster (/healthz).
 func (d *deployment) startNATSCluster(n int) []*natsMember {
 	d.t.Helper()
 	var clientAddrs, clusterAddrs, monitorAddrs, routes, urls []string
@@ -95,13 +97,19 @@ func (d *deployment) startNATSCluster(n int) []*natsMember {
 		routes = append(routes, "nats://"+clusterAddrs[len(clusterAddrs)-1])
 		urls = append(urls, "nats://"+clientAddrs[len(clientAddrs)-1])
 	}
+	// The route credentials every server shares (a ':' and a '%' in the password, which
+	// the seed routes' URLs must escape).
+	auth := filepath.Join(d.dir, "routes.auth")
+	if err := os.WriteFile(auth, []byte("route:multi%proc:"+fmt.Sprint(time.Now().UnixNano())+"\n"), 0o600); err != nil {
+		d.t.Fatal(err)
+	}
 	var members []*natsMember
 	for i := range n {
 		name := fmt.Sprintf("nats-%d", i)
 		m := &natsMember{name: name, clientURL: urls[i], monitorURL: "http://" + monitorAddrs[i]}
 		m.proc = d.add(&proc{name: name, bin: d.coord, args: []string{"nats", "--name", name,
 			"--addr", clientAddrs[i], "--store", filepath.Join(d.dir, name), "--cluster-addr", clusterAddrs[i],
-			"--routes", strings.Join(routes, ","), "--monitor-addr", monitorAddrs[i]}})
+			"--cluster-auth-file", auth, "--routes", strings.Join(routes, ","), "--monitor-addr", monitorAddrs[i]}})
 		members = append(members, m)
 	}
 	d.natsURL = strings.Join(urls, ",")
