@@ -327,10 +327,32 @@ func addMalformedSources(m *admin.Metrics, api *natsapi.Server, ptrans *natstran
 	if err := addIntakeRefusals(m, api); err != nil {
 		return err
 	}
-	return m.AddMalformedSource("shard_replies", func() uint64 {
+	if err := m.AddMalformedSource("shard_replies", func() uint64 {
 		st := ptrans.Stats()
 		return st.Malformed + st.ShardMismatch
-	})
+	}); err != nil {
+		return err
+	}
+	return addCommandCounters(m, ptrans)
+}
+
+// addCommandCounters exports shardmatch_shard_commands_sent_total and
+// shardmatch_shard_command_messages_total: their ratio is the mean number of commands
+// per message, above 1 when shards take command batches and load is high.
+func addCommandCounters(m *admin.Metrics, ptrans *natstransport.Coordinator) error {
+	for _, c := range []prometheus.Collector{
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: admin.Namespace, Name: "shard_commands_sent_total",
+			Help: "Prepare, Commit and Abort commands this node handed to NATS for the shards."},
+			func() float64 { return float64(ptrans.Stats().Sent) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: admin.Namespace, Name: "shard_command_messages_total",
+			Help: "Messages that carried those commands: one per lone command, one per command batch."},
+			func() float64 { return float64(ptrans.Stats().Messages) }),
+	} {
+		if err := m.Registry().Register(c); err != nil {
+			return fmt.Errorf("metrics: shard commands: %w", err)
+		}
+	}
+	return nil
 }
 
 // addIntakeRefusals exports shardmatch_intake_refused_total{reason}: proposals and

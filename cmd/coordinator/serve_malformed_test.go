@@ -322,6 +322,12 @@ func TestMultiProcessMalformedInput(t *testing.T) {
 		}
 		return nil
 	})
+	// The committed match's commands went out (a Prepare and a Commit at least), and
+	// every message carried at least one.
+	sent := metric(leaderMetrics, "shardmatch_shard_commands_sent_total")
+	if msgs := metric(leaderMetrics, "shardmatch_shard_command_messages_total"); sent < 2 || msgs < 1 || msgs > sent {
+		t.Errorf("leader: %v commands sent in %v messages; want at least 2, in 1 to that many messages", sent, msgs)
+	}
 }
 
 // sumOverNodes adds up metric name over every running node's /metrics.

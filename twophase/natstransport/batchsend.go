@@ -172,6 +172,7 @@ func (c *Coordinator) publishQueued(subject string, batch []queuedCmd) (jetstrea
 		return nil, err
 	}
 	c.stats.sent.Add(uint64(len(batch)))
+	c.stats.messages.Add(1)
 	if len(batch) > 1 {
 		c.stats.batches.Add(1)
 	}

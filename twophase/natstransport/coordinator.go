@@ -93,6 +93,9 @@ type CoordinatorStats struct {
 	// ShardMismatch are replies dropped because their shard_id was not the shard their
 	// subject names: someone spoke for another shard.
 	ShardMismatch uint64
+	// Messages are the messages that carried Sent's commands: one per lone command, one
+	// per ShardCommandBatch. Sent/Messages is the mean number of commands a message.
+	Messages uint64
 	// Batches are ShardCommandBatch messages published (their commands count in Sent);
 	// BatchReplies are ShardReplyBatch messages received (their replies count in Votes
 	// and Acks).
@@ -101,6 +104,7 @@ type CoordinatorStats struct {
 
 type coordCounters struct {
 	sent, sendErrors, stored, deduplicated, pubAckErrors, votes, acks, malformed, shardMismatch, batches, batchReplies atomic.Uint64
+	messages                                                                                                           atomic.Uint64
 }
 
 // Coordinator is the coordinator node's side of the NATS transport. It implements
@@ -287,6 +291,7 @@ func (c *Coordinator) send(ctx context.Context, shardID string, cmd *smv1.ShardC
 		return fmt.Errorf("natstransport: publish %s %s to %s: %w", info.phase, info.txid, shardID, err)
 	}
 	c.stats.sent.Add(1)
+	c.stats.messages.Add(1)
 	return nil
 }
 
@@ -426,7 +431,7 @@ func (c *Coordinator) Stats() CoordinatorStats {
 		Sent: s.sent.Load(), SendErrors: s.sendErrors.Load(), Stored: s.stored.Load(),
 		Deduplicated: s.deduplicated.Load(), PubAckErrors: s.pubAckErrors.Load(),
 		Votes: s.votes.Load(), Acks: s.acks.Load(), Malformed: s.malformed.Load(), ShardMismatch: s.shardMismatch.Load(),
-		Batches: s.batches.Load(), BatchReplies: s.batchReplies.Load(),
+		Messages: s.messages.Load(), Batches: s.batches.Load(), BatchReplies: s.batchReplies.Load(),
 	}
 }
 

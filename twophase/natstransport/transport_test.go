@@ -236,6 +236,9 @@ func testPerTxnOrdering(t *testing.T, batches bool) {
 	if ss.Handled != 2*txns || ss.Votes != txns || ss.Acks != txns || cs.Sent != 2*txns {
 		t.Errorf("coordinator stats %+v, server stats %+v: want %d sent and handled, %d votes and acks", cs, ss, 2*txns, txns)
 	}
+	if (cs.Messages == cs.Sent) == batches || cs.Messages == 0 {
+		t.Errorf("coordinator stats %+v: %d messages for %d commands (batches %v)", cs, cs.Messages, cs.Sent, batches)
+	}
 	if batched := cs.Batches > 0 && cs.BatchReplies > 0 && ss.Batches > 0; batched != batches {
 		t.Errorf("coordinator stats %+v, server stats %+v: batches seen %v, want %v", cs, ss, batched, batches)
 	}
