@@ -70,6 +70,7 @@ var SuppliedValues = []string{
 	"coordinator.raftTLS.existingSecret",
 	"coordinator.commandSigning.existingSecret",
 	"nats.embedded.auth.existingSecret",
+	"nats.embedded.clusterAuth.existingSecret",
 	"shards.auth.existingSecret",
 }
 
@@ -83,6 +84,10 @@ type Options struct {
 	Values map[string]any
 	// Chart overrides ChartDir (tests of modified copies of the chart).
 	Chart string
+	// Lookup answers the templates' `lookup` calls, as the API server does on an
+	// upgrade (the Secrets the chart generated at install). Nil: offline, as with
+	// `helm template`: lookup finds nothing, and generated secrets are new each time.
+	Lookup engine.ClientProvider
 }
 
 // Manifests is one rendering of the chart.
@@ -172,7 +177,12 @@ func renderFiles(ch *chart.Chart, vals map[string]any, o Options) (map[string]st
 	if err != nil {
 		return nil, nil, fmt.Errorf("%w: %w", ErrValues, err)
 	}
-	files, err := engine.Render(ch, rv)
+	var files map[string]string
+	if o.Lookup != nil {
+		files, err = engine.RenderWithClientProvider(ch, rv, o.Lookup)
+	} else {
+		files, err = engine.Render(ch, rv)
+	}
 	if err != nil {
 		// The chart's own checks (fail, required) all start their message with
 		// "values: "; any other template error is a bug in the chart.

@@ -1,9 +1,11 @@
 package render
 
 import (
+	"cmp"
 	"fmt"
 	"path"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -292,6 +294,27 @@ func securityProblems(m *Manifests, e expectation) []string {
 		} else if _, ok := na["auth-dir"]; ok {
 			bad("NATS auth off, yet --auth-dir")
 		}
+		// A cluster's routes are authenticated, with the whole route credentials
+		// Secret (its mode is checked above with every Secret volume's).
+		file, hasFile := na["cluster-auth-file"]
+		switch want, key := cmp.Or(str(v, "nats.embedded.clusterAuth.existingSecret"), nats.Name+"-cluster-auth"),
+			str(v, "nats.embedded.clusterAuth.key"); {
+		case e.natsReplicas == 1 && hasFile:
+			bad("a single NATS server, yet --cluster-auth-file")
+		case e.natsReplicas == 1:
+		case !hasFile:
+			bad("a NATS cluster without --cluster-auth-file: whoever reaches its route port joins it")
+		default:
+			if got, k, err := secretFile(nats, nc, file); err != nil || got != want || k != key {
+				bad("--cluster-auth-file %s: Secret %s key %s (%v), want key %s of %s", file, got, k, err, key, want)
+			}
+			if sec := m.Secret(want); sec != nil && !regexp.MustCompile(`^route:[A-Za-z0-9]{48}$`).Match(sec.Data[key]) {
+				bad("generated route credentials (%d bytes) are not route:<48 random characters>", len(sec.Data[key]))
+			}
+		}
+		if _, ok := na["cluster-insecure"]; ok {
+			bad("NATS rendered with --cluster-insecure")
+		}
 	}
 
 	// Demo shards: their own credentials, and the verify keys.
@@ -460,6 +483,28 @@ func TestSecurityChecksFail(t *testing.T) {
 			v := m.StatefulSet("sm-shardmatch-nats").Spec.Template.Spec.Volumes[0]
 			v.Secret.Items = []corev1.KeyToPath{{Key: "operator.jwt", Path: "operator.jwt"}}
 		}, "--auth-dir"},
+		{"routes open", func(m *Manifests) {
+			c := &m.StatefulSet("sm-shardmatch-nats").Spec.Template.Spec.Containers[0]
+			c.Args = slices.DeleteFunc(c.Args, func(a string) bool { return strings.HasPrefix(a, "--cluster-auth-file=") })
+		}, "a NATS cluster without --cluster-auth-file"},
+		{"routes insecure", func(m *Manifests) {
+			c := &m.StatefulSet("sm-shardmatch-nats").Spec.Template.Spec.Containers[0]
+			c.Args = append(c.Args, "--cluster-insecure")
+		}, "--cluster-insecure"},
+		{"route credentials readable", func(m *Manifests) {
+			for _, v := range m.StatefulSet("sm-shardmatch-nats").Spec.Template.Spec.Volumes {
+				if v.Name == "nats-cluster-auth" {
+					v.Secret.DefaultMode = nil
+				}
+			}
+		}, "Secret volume nats-cluster-auth"},
+		{"route credentials of another Secret", func(m *Manifests) {
+			for _, v := range m.StatefulSet("sm-shardmatch-nats").Spec.Template.Spec.Volumes {
+				if v.Name == "nats-cluster-auth" {
+					v.Secret.SecretName = "sm-nats-auth"
+				}
+			}
+		}, "want key routes.auth of sm-nats-routes"},
 		{"shard shares creds", func(m *Manifests) {
 			c := &m.StatefulSet("sm-shardmatch-shard").Spec.Template.Spec.Containers[0]
 			for i, a := range c.Args {

@@ -57,6 +57,9 @@ app.kubernetes.io/component: {{ .component }}
 {{- define "shardmatch.adminSecret.name" -}}
 {{- if .Values.coordinator.adminToken.existingSecret -}}{{ .Values.coordinator.adminToken.existingSecret }}{{- else -}}{{ include "shardmatch.fullname" . }}-admin{{- end -}}
 {{- end -}}
+{{- define "shardmatch.natsClusterAuthSecret.name" -}}
+{{- if .Values.nats.embedded.clusterAuth.existingSecret -}}{{ .Values.nats.embedded.clusterAuth.existingSecret }}{{- else -}}{{ include "shardmatch.nats.fullname" . }}-cluster-auth{{- end -}}
+{{- end -}}
 {{- define "shardmatch.natsAuthSecret.name" -}}{{ include "shardmatch.fullname" . }}-nats-auth{{- end -}}
 {{- define "shardmatch.natsPasswordSecret.name" -}}
 {{- if .Values.nats.auth.password.existingSecret -}}{{ .Values.nats.auth.password.existingSecret }}{{- else -}}{{ include "shardmatch.natsAuthSecret.name" . }}{{- end -}}
