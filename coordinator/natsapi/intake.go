@@ -61,7 +61,12 @@ func (s *Server) intake(t *term) {
 			if t.ctx.Err() != nil {
 				return
 			}
-			s.log.Error("intake consumer stopped while leading; binding again")
+			if s.cfg.Conn.IsClosed() {
+				// The node is going down (or was killed): not an intake fault.
+				s.log.Warn("intake consumer stopped: the NATS connection is closed")
+			} else {
+				s.log.Error("intake consumer stopped while leading; binding again")
+			}
 		} else if t.ctx.Err() == nil {
 			s.stats.consumeErrors.Add(1)
 			s.log.Warn("cannot bind the intake consumer; retrying", "consumer", s.cfg.Consumer, "err", err, "retry_in", backoff)
