@@ -313,7 +313,7 @@ func TestFSMSnapshotRestoreIdentical(t *testing.T) {
 			}
 		}
 	}
-	g := restoredCopy(t, h.f)
+	g := restoreCopy(t, h.f)
 	if !proto.Equal(h.f.State(), g.State()) {
 		t.Fatal("restored state differs")
 	}
@@ -328,24 +328,6 @@ func TestFSMSnapshotRestoreIdentical(t *testing.T) {
 	if err := g.Restore(io.NopCloser(bytes.NewReader([]byte{1, 2, 3}))); err == nil {
 		t.Fatal("garbage snapshot accepted")
 	}
-}
-
-// restoredCopy is a new FSM restored from a snapshot of f.
-func restoredCopy(t *testing.T, f *FSM) *FSM {
-	t.Helper()
-	snap, err := f.Snapshot()
-	if err != nil {
-		t.Fatal(err)
-	}
-	sink := &memSink{}
-	if err := snap.Persist(sink); err != nil {
-		t.Fatal(err)
-	}
-	g := NewFSM(nil, nil)
-	if err := g.Restore(io.NopCloser(bytes.NewReader(sink.Bytes()))); err != nil {
-		t.Fatal(err)
-	}
-	return g
 }
 
 type memSink struct{ bytes.Buffer }
@@ -390,7 +372,7 @@ func TestFSMShardTakesBatches(t *testing.T) {
 			t.Errorf("ShardTakesBatches(%q) = %v, want %v", id, got, w)
 		}
 	}
-	g := restoredCopy(t, h.f)
+	g := restoreCopy(t, h.f)
 	for id, w := range want {
 		if got := g.ShardTakesBatches(id); got != w {
 			t.Errorf("after restore, ShardTakesBatches(%q) = %v, want %v", id, got, w)

@@ -45,12 +45,7 @@ func (s *Store) Adopt(ctx context.Context, txid string) ([]lease.Lease, error) {
 		if m.lease == owner {
 			return leases, nil
 		}
-		// A put keeps a key's CreateRevision, so the token stays what the grant gave.
-		ops := []clientv3.Op{clientv3.OpPut(s.k.txn(txid), r.encode(), clientv3.WithLease(owner))}
-		for _, p := range r.Players {
-			pr := record{V: recordVersion, TxID: txid, State: lease.Reserved, TTL: r.TTL}
-			ops = append(ops, clientv3.OpPut(s.k.player(p), pr.encode(), clientv3.WithLease(owner)))
-		}
+		ops := s.grantOps(txid, r, owner)
 		var resp *clientv3.TxnResponse
 		err = s.call(ctx, func(ctx context.Context) (err error) {
 			resp, err = s.cli.Txn(ctx).If(s.grantIntact(txid, r, m)...).Then(ops...).Commit()

@@ -155,11 +155,7 @@ func (s *Store) Activate(ctx context.Context, txid string) error {
 			return err
 		}
 		r.State = lease.Active
-		ops := []clientv3.Op{clientv3.OpPut(s.k.txn(txid), r.encode(), clientv3.WithLease(id))}
-		for _, p := range r.Players {
-			pr := record{V: recordVersion, TxID: txid, State: lease.Active, TTL: r.TTL}
-			ops = append(ops, clientv3.OpPut(s.k.player(p), pr.encode(), clientv3.WithLease(id)))
-		}
+		ops := s.grantOps(txid, r, id)
 		var resp *clientv3.TxnResponse
 		err = s.call(ctx, func(ctx context.Context) (err error) {
 			resp, err = s.cli.Txn(ctx).If(s.grantIntact(txid, r, m)...).Then(ops...).Commit()
@@ -187,6 +183,18 @@ func (s *Store) Activate(ctx context.Context, txid string) error {
 		return nil
 	}
 	return fmt.Errorf("%w: %s: still contended after %d attempts", ErrUnavailable, op, casRetries)
+}
+
+// grantOps are the puts that write txid's grant r (its index key and every player
+// key, in r's state) onto etcd lease id. A put keeps a key's CreateRevision, so the
+// grant's token does not change.
+func (s *Store) grantOps(txid string, r record, id clientv3.LeaseID) []clientv3.Op {
+	ops := []clientv3.Op{clientv3.OpPut(s.k.txn(txid), r.encode(), clientv3.WithLease(id))}
+	for _, p := range r.Players {
+		pr := record{V: recordVersion, TxID: txid, State: r.State, TTL: r.TTL}
+		ops = append(ops, clientv3.OpPut(s.k.player(p), pr.encode(), clientv3.WithLease(id)))
+	}
+	return ops
 }
 
 // Renew implements lease.Store.Renew: a read of the txid key, then one KeepAliveOnce on

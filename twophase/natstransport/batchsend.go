@@ -144,8 +144,12 @@ func (c *Coordinator) runSender(s *shardSender, ack jetstream.PubAckFuture) {
 	}
 }
 
-// publishQueued publishes batch (one command alone, several as a ShardCommandBatch)
-// and returns the PubAck future when the publish was not diverted by the fault hook.
+// publishQueued publishes batch (one command alone, several as a ShardCommandBatch),
+// signed if a Signer is set, and returns the PubAck future when the publish was not
+// diverted by the fault hook. It is every Send's publish, batching or not. A lone
+// command is signed per send over subject and payload only: Nats-Msg-Id and
+// traceparent differ between resends (and the fault hook's duplicates) and are not
+// signed.
 func (c *Coordinator) publishQueued(subject string, batch []queuedCmd) (jetstream.PubAckFuture, error) {
 	var m *nats.Msg
 	if len(batch) == 1 {
@@ -156,6 +160,8 @@ func (c *Coordinator) publishQueued(subject string, batch []queuedCmd) (jetstrea
 	if sg := c.signer.Load(); sg != nil {
 		sg.SignHeader(m.Header, subject, m.Data)
 	}
+	// Held shared across the publish so that Close cannot release the publisher under
+	// it (a publish after CleanupPublisher would quietly re-create it).
 	c.mu.RLock()
 	defer c.mu.RUnlock()
 	if c.closed {

@@ -47,15 +47,8 @@ func (s *ShardServer) routeBatch(m jetstream.Msg) {
 	batch := &cmdBatch{msg: m}
 	for i, cmd := range b.GetCommands() {
 		info := describe(cmd)
-		switch {
-		case info.phase == "":
-			s.dropBatched(&s.stats.malformed, m, "no prepare, commit or abort")
-			continue
-		case info.txid == "":
-			s.dropBatched(&s.stats.malformed, m, info.phase+" without txid")
-			continue
-		case info.shard != s.cfg.ShardID:
-			s.dropBatched(&s.stats.wrongShard, m, fmt.Sprintf("%s %s for shard %q", info.phase, info.txid, info.shard))
+		if why, counter := s.refusal(info, m.Subject()); why != "" {
+			s.dropBatched(counter, m, why)
 			continue
 		}
 		var tp string

@@ -266,33 +266,16 @@ func (c *Coordinator) send(ctx context.Context, shardID string, cmd *smv1.ShardC
 		HeaderTerm:                     {strconv.FormatUint(info.term, 10)},
 	}
 	natsutil.InjectTrace(ctx, h)
+	q := queuedCmd{data: data, header: h, term: info.term}
 	if c.batching(shardID) {
-		if err := c.enqueue(shardID, subject, queuedCmd{data: data, header: h, term: info.term}); err != nil {
-			if errors.Is(err, ErrClosed) {
-				return err
-			}
-			return fmt.Errorf("natstransport: publish %s %s to %s: %w", info.phase, info.txid, shardID, err)
-		}
-		return nil
+		err = c.enqueue(shardID, subject, q)
+	} else {
+		_, err = c.publishQueued(subject, []queuedCmd{q})
 	}
-	if sg := c.signer.Load(); sg != nil {
-		// Signed per send, over subject and payload only: Nats-Msg-Id and traceparent
-		// differ between resends (and the fault hook's duplicates) and are not signed.
-		sg.SignHeader(h, subject, data)
-	}
-	// Held shared across the publish so that Close cannot release the publisher under
-	// it (a publish after CleanupPublisher would quietly re-create it).
-	c.mu.RLock()
-	defer c.mu.RUnlock()
-	if c.closed {
-		return ErrClosed
-	}
-	if err := c.publishCmd(&nats.Msg{Subject: subject, Data: data, Header: h}); err != nil {
+	if err != nil && !errors.Is(err, ErrClosed) {
 		return fmt.Errorf("natstransport: publish %s %s to %s: %w", info.phase, info.txid, shardID, err)
 	}
-	c.stats.sent.Add(1)
-	c.stats.messages.Add(1)
-	return nil
+	return err
 }
 
 func (c *Coordinator) onPubAck(_ jetstream.JetStream, _ *nats.Msg, ack *jetstream.PubAck) {

@@ -306,19 +306,27 @@ func (s *ShardServer) route(m jetstream.Msg) {
 		return
 	}
 	info := describe(cmd)
-	switch {
-	case info.phase == "":
-		s.terminate(m, &s.stats.malformed, "no prepare, commit or abort", nil)
-		return
-	case info.txid == "":
-		s.terminate(m, &s.stats.malformed, info.phase+" without txid", nil)
-		return
-	case info.shard != s.cfg.ShardID || m.Subject() != s.cmdSubj:
-		s.terminate(m, &s.stats.wrongShard, fmt.Sprintf("%s %s for shard %q on %s", info.phase, info.txid, info.shard, m.Subject()), nil)
+	if why, counter := s.refusal(info, m.Subject()); why != "" {
+		s.terminate(m, counter, why, nil)
 		return
 	}
 	tp, _ := natsutil.TraceParent(m.Headers())
 	s.enqueue(job{msg: m, cmd: cmd, info: info, tp: tp})
+}
+
+// refusal says why a decoded command that came on subject must not run here ("" if
+// it may) and which counter counts it; a lone command and each command of a batch
+// meet the same rules.
+func (s *ShardServer) refusal(info cmdInfo, subject string) (string, *atomic.Uint64) {
+	switch {
+	case info.phase == "":
+		return "no prepare, commit or abort", &s.stats.malformed
+	case info.txid == "":
+		return info.phase + " without txid", &s.stats.malformed
+	case info.shard != s.cfg.ShardID || subject != s.cmdSubj:
+		return fmt.Sprintf("%s %s for shard %q on %s", info.phase, info.txid, info.shard, subject), &s.stats.wrongShard
+	}
+	return "", nil
 }
 
 // enqueue hands j to the worker of its txid, so that one txid's commands run one at
